@@ -1,0 +1,75 @@
+"""Typed errors raised on the host side (never inside jit).
+
+Every error names what it is about (file, field, line) and, where a name was not
+recognised, the valid choices. Inside jitted code nothing raises: solves return a
+per-clip status code instead (see :mod:`retarget_jax.solve.status`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class RetargetError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    error_type: str = "retarget_error"
+
+
+class MotionFormatError(RetargetError, ValueError):
+    """A motion file is malformed: corrupt, truncated, missing a field, wrong shape."""
+
+    error_type = "motion_format"
+
+    def __init__(self, path: object, message: str, *, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        where = self.path
+        if line is not None:
+            where += f", line {line}"
+        if field is not None:
+            where += f", field '{field}'"
+        super().__init__(f"{where}: {message}")
+
+
+class InvalidMotionError(RetargetError, ValueError):
+    """A motion is well-formed on disk but its values cannot be used (NaN, fps <= 0, ...)."""
+
+    error_type = "invalid_motion"
+
+
+class UnknownNameError(RetargetError, KeyError):
+    """A name (joint, body, robot, recipe, format) is not in its vocabulary."""
+
+    error_type = "unknown_name"
+
+    def __init__(self, kind: str, name: str, valid: Iterable[str], *, where: str | None = None):
+        self.kind = kind
+        self.name = name
+        self.valid = sorted(set(valid))
+        prefix = f"{where}: " if where else ""
+        msg = f"{prefix}{kind} '{name}' not found; valid: {', '.join(self.valid)}"
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class RobotModelError(RetargetError, ValueError):
+    """An MJCF cannot be used as a retargeting robot (no free joint, unsupported joint type...)."""
+
+    error_type = "robot_model"
+
+
+class ConfigError(RetargetError, ValueError):
+    """A recipe or run configuration is invalid."""
+
+    error_type = "config"
+
+
+class SolveError(RetargetError, RuntimeError):
+    """A solve could not be set up (shapes, buckets) on the host."""
+
+    error_type = "solve"

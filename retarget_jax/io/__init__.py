@@ -1,0 +1,42 @@
+"""Writers and readers of retargeting results (host side, numpy).
+
+- :func:`save_result` / :func:`load_result` / :func:`validate_result_npz`: the package's
+  own pickle-free result NPZ.
+- :func:`write_mjlab_npz`, :func:`write_gmr_pkl`: downstream trackers' formats;
+  :func:`write_result` dispatches on a format name.
+- :func:`restricted_load`: unpickle third-party motion pickles allowing only numpy and
+  builtin data.
+"""
+
+from retarget_jax.io.result_npz import (
+    SCHEMA_VERSION,
+    atomic_write,
+    load_result,
+    save_result,
+    validate_result_npz,
+)
+from retarget_jax.io.safe_pickle import restricted_load, restricted_loads
+from retarget_jax.io.writers import (
+    WRITERS,
+    angular_velocity_w,
+    linear_velocity,
+    write_gmr_pkl,
+    write_mjlab_npz,
+    write_result,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "WRITERS",
+    "angular_velocity_w",
+    "atomic_write",
+    "linear_velocity",
+    "load_result",
+    "restricted_load",
+    "restricted_loads",
+    "save_result",
+    "validate_result_npz",
+    "write_gmr_pkl",
+    "write_mjlab_npz",
+    "write_result",
+]

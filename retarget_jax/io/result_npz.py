@@ -1,0 +1,336 @@
+"""RetargetingResult <-> pickle-free NPZ, the package's own result format (host, numpy).
+
+Stage: writers (after the solve and metrics). Host code only.
+
+The archive loads with ``np.load(path, allow_pickle=False)``: names are fixed-width
+unicode arrays (dtype ``<U..``), the provenance dict is a JSON string in a 0-d unicode
+array, and no key holds an object array. Arrays keep the dtype they had in the result,
+so a save/load round trip is exact.
+
+Schema version 1 (T frames, n actuated DoF, B bodies, K targets):
+
+===================== ============ ===========================================
+key                   shape        dtype
+===================== ============ ===========================================
+schema_version        ()           int
+fps                   ()           float, finite, > 0
+root_pos              (T, 3)       float
+root_quat_wxyz        (T, 4)       float
+dof_pos               (T, n)       float
+dof_names             (n,)         unicode
+body_names            (B,)         unicode
+body_pos_w            (T, B, 3)    float
+body_quat_w           (T, B, 4)    float, wxyz
+status                ()           int (SolveStatus code)
+status_name           ()           unicode (informative; ``status`` is authoritative)
+final_cost            ()           float
+iterations            ()           int
+robot                 ()           unicode
+provenance_json       ()           unicode, a JSON object
+source_path           ()           unicode, ``provenance["source_path"]`` or ""
+config_hash           ()           unicode, ``provenance["config_hash"]`` or ""
+package_version       ()           unicode, ``provenance["package_version"]`` or ""
+target_pos_w          (T, K, 3)    float, optional
+target_body_names     (K,) or (0,) unicode, optional (written with target_pos_w)
+===================== ============ ===========================================
+
+Values are not checked beyond ``fps`` (a diverged clip legitimately holds NaN).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from retarget_jax.errors import MotionFormatError
+from retarget_jax.result import RetargetingResult, SolveStatus
+
+SCHEMA_VERSION = 1
+
+# Provenance entries duplicated as top-level strings so batch tools can read them
+# without parsing JSON.
+PROVENANCE_KEYS = ("source_path", "config_hash", "package_version")
+
+_FLOAT_ARRAYS = ("root_pos", "root_quat_wxyz", "dof_pos", "body_pos_w", "body_quat_w")
+_NAME_ARRAYS = ("dof_names", "body_names")
+_SCALARS = {  # key -> (numpy dtype kinds accepted, in words)
+    "schema_version": ("iu", "integer"),
+    "fps": ("fiu", "number"),
+    "status": ("iu", "integer"),
+    "final_cost": ("fiu", "number"),
+    "iterations": ("iu", "integer"),
+}
+_STRINGS = ("status_name", "robot", "provenance_json") + PROVENANCE_KEYS
+
+REQUIRED_KEYS: tuple[str, ...] = (
+    ("schema_version",)
+    + _FLOAT_ARRAYS
+    + _NAME_ARRAYS
+    + tuple(k for k in _SCALARS if k != "schema_version")
+    + _STRINGS
+)
+OPTIONAL_KEYS: tuple[str, ...] = ("target_pos_w", "target_body_names")
+
+
+# --------------------------------------------------------------------------- atomic write
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[IO[bytes]]:
+    """Open a binary handle whose content replaces ``path`` only if the block succeeds.
+
+    The data go to a hidden temporary file in the same directory (so ``os.replace`` is
+    a same-filesystem rename), are flushed and fsync'd, then renamed onto ``path``.
+    Readers see either the old file or the complete new one, never a partial write;
+    on error the temporary file is removed and ``path`` is left untouched. Parent
+    directories are created. The temporary name ends with ``suffix`` (default: the
+    suffix of ``path``), because some writers (``np.savez`` given a *name*) append one.
+    The file is created with mode 0o666 minus the umask, like ``open(path, "wb")``.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    suffix = final.suffix if suffix is None else suffix
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp{suffix}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(final.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable on POSIX; directories cannot be opened on Windows.
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+# --------------------------------------------------------------------------- encoding helpers
+
+
+def str_array(names: Any) -> np.ndarray:
+    """Sequence of str -> (N,) fixed-width unicode array ('<U1' when empty), never object."""
+    arr = np.array([str(s) for s in names], dtype=np.str_)
+    return arr.reshape(len(arr))
+
+
+def _str0(s: Any) -> np.ndarray:
+    return np.array("" if s is None else str(s), dtype=np.str_)
+
+
+def result_to_arrays(
+    result: RetargetingResult, where: object = "<result>"
+) -> dict[str, np.ndarray]:
+    """The archive content for ``result`` (schema-checked), as a dict of numpy arrays."""
+    prov = dict(result.provenance or {})
+    try:
+        prov_json = json.dumps(prov, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise MotionFormatError(
+            where, f"provenance is not JSON-serialisable: {e}", field="provenance"
+        ) from None
+    arrays: dict[str, np.ndarray] = {
+        "schema_version": np.array(SCHEMA_VERSION, dtype=np.int64),
+        "fps": np.array(result.fps, dtype=np.float64),
+        "root_pos": np.asarray(result.root_pos),
+        "root_quat_wxyz": np.asarray(result.root_quat_wxyz),
+        "dof_pos": np.asarray(result.dof_pos),
+        "dof_names": str_array(result.dof_names),
+        "body_names": str_array(result.body_names),
+        "body_pos_w": np.asarray(result.body_pos_w),
+        "body_quat_w": np.asarray(result.body_quat_w),
+        "status": np.array(int(result.status), dtype=np.int64),
+        "status_name": _str0(SolveStatus.name(result.status)),
+        "final_cost": np.array(result.final_cost, dtype=np.float64),
+        "iterations": np.array(int(result.iterations), dtype=np.int64),
+        "robot": _str0(result.robot),
+        "provenance_json": _str0(prov_json),
+    }
+    for key in PROVENANCE_KEYS:
+        arrays[key] = _str0(prov.get(key))
+    if result.target_pos_w is not None:
+        arrays["target_pos_w"] = np.asarray(result.target_pos_w)
+        arrays["target_body_names"] = str_array(result.target_body_names)
+    elif len(result.target_body_names):
+        arrays["target_body_names"] = str_array(result.target_body_names)
+    check_result_arrays(arrays, where)
+    return arrays
+
+
+# --------------------------------------------------------------------------- schema check
+
+
+def check_result_arrays(arrays: Mapping[str, np.ndarray], where: object) -> None:
+    """Raise MotionFormatError (naming the field) unless ``arrays`` follows schema v1."""
+    keys = set(arrays)
+    for key in REQUIRED_KEYS:
+        if key not in keys:
+            raise MotionFormatError(
+                where, f"missing required key (schema v{SCHEMA_VERSION})", field=key
+            )
+    for key, arr in arrays.items():
+        if arr.dtype == object:
+            raise MotionFormatError(where, "object arrays are not allowed", field=key)
+
+    def fail(key: str, expected: str, found: object) -> MotionFormatError:
+        return MotionFormatError(where, f"expected {expected}, found {found}", field=key)
+
+    for key, (kinds, word) in _SCALARS.items():
+        a = arrays[key]
+        if a.shape != () or a.dtype.kind not in kinds:
+            raise fail(key, f"a 0-d {word} array", f"shape {a.shape} dtype {a.dtype}")
+    version = int(arrays["schema_version"])
+    if version != SCHEMA_VERSION:
+        raise fail("schema_version", f"schema version {SCHEMA_VERSION}", version)
+    fps = float(arrays["fps"])
+    if not np.isfinite(fps) or fps <= 0:
+        raise fail("fps", "a finite fps > 0", fps)
+    for key in _STRINGS:
+        a = arrays[key]
+        if a.shape != () or a.dtype.kind != "U":
+            raise fail(key, "a 0-d unicode array", f"shape {a.shape} dtype {a.dtype}")
+    try:
+        prov = json.loads(arrays["provenance_json"].item())
+    except ValueError as e:
+        raise fail("provenance_json", "a JSON object", f"invalid JSON ({e})") from None
+    if not isinstance(prov, dict):
+        raise fail("provenance_json", "a JSON object", type(prov).__name__)
+    for key in (*_NAME_ARRAYS, "target_body_names"):
+        if key in arrays:
+            a = arrays[key]
+            if a.ndim != 1 or (a.dtype.kind != "U" and a.size):
+                raise fail(key, "a (N,) unicode array", f"shape {a.shape} dtype {a.dtype}")
+    for key in (*_FLOAT_ARRAYS, "target_pos_w"):
+        if key in arrays and arrays[key].dtype.kind != "f":
+            raise fail(key, "a floating-point array", f"dtype {arrays[key].dtype}")
+
+    rp = arrays["root_pos"]
+    if rp.ndim != 2 or rp.shape[1] != 3:
+        raise fail("root_pos", "shape (T, 3)", f"shape {rp.shape}")
+    T = rp.shape[0]
+    n = arrays["dof_names"].shape[0]
+    B = arrays["body_names"].shape[0]
+    # key -> (symbolic shape for the message, concrete shape)
+    expected = {
+        "root_quat_wxyz": ("(T, 4)", (T, 4)),
+        "dof_pos": ("(T, n)", (T, n)),
+        "body_pos_w": ("(T, B, 3)", (T, B, 3)),
+        "body_quat_w": ("(T, B, 4)", (T, B, 4)),
+    }
+    if "target_pos_w" in arrays:
+        tp = arrays["target_pos_w"]
+        K = tp.shape[1] if tp.ndim == 3 else -1
+        expected["target_pos_w"] = ("(T, K, 3)", (T, K, 3))
+        names = arrays.get("target_body_names")
+        if names is None:
+            raise MotionFormatError(
+                where, "required when target_pos_w is present", field="target_body_names"
+            )
+        if K >= 0 and names.shape[0] not in (0, K):
+            raise fail(
+                "target_body_names",
+                f"({K},) names, one per target (or none)",
+                f"shape {names.shape}",
+            )
+    for key, (symbolic, shape) in expected.items():
+        found = arrays[key].shape
+        if found != shape:
+            raise fail(key, f"shape {symbolic} = {shape} (T={T}, n={n}, B={B})", f"shape {found}")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def save_result(result: RetargetingResult, path: str | os.PathLike[str]) -> Path:
+    """Write ``result`` to ``path`` as a pickle-free NPZ (schema v1), atomically.
+
+    The file is written exactly at ``path`` (no ``.npz`` is appended). Provenance must
+    be JSON-serialisable; tuples in it come back as lists. Returns the path written.
+    """
+    path = Path(path)
+    arrays = result_to_arrays(result, where=path)
+    with atomic_write(path, suffix=".npz") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every key of the archive, loaded with allow_pickle=False; format errors typed."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not zip/npy, or pickled
+        raise MotionFormatError(path, f"cannot read as a pickle-free NPZ archive: {e}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise MotionFormatError(
+            path, f"expected an NPZ archive, found a single {type(archive).__name__}"
+        )
+    out: dict[str, np.ndarray] = {}
+    with archive:
+        for key in archive.files:
+            try:
+                out[key] = archive[key]
+            except ValueError as e:
+                if "allow_pickle" in str(e):
+                    raise MotionFormatError(
+                        path, "object arrays are not allowed", field=key
+                    ) from None
+                raise MotionFormatError(path, f"unreadable array: {e}", field=key) from None
+            except Exception as e:  # zip CRC errors, truncated members, ...
+                raise MotionFormatError(path, f"unreadable array: {e}", field=key) from None
+    return out
+
+
+def validate_result_npz(path: str | os.PathLike[str]) -> None:
+    """Raise MotionFormatError (naming the field) unless ``path`` is a valid result NPZ."""
+    path = Path(path)
+    check_result_arrays(_read_arrays(path), path)
+
+
+def load_result(path: str | os.PathLike[str]) -> RetargetingResult:
+    """Read a result NPZ written by :func:`save_result` (exact round trip), schema-checked."""
+    path = Path(path)
+    a = _read_arrays(path)
+    check_result_arrays(a, path)
+    target_pos = a.get("target_pos_w")
+    target_names = a.get("target_body_names")
+    return RetargetingResult(
+        fps=float(a["fps"]),
+        root_pos=a["root_pos"],
+        root_quat_wxyz=a["root_quat_wxyz"],
+        dof_pos=a["dof_pos"],
+        dof_names=tuple(a["dof_names"].tolist()),
+        body_names=tuple(a["body_names"].tolist()),
+        body_pos_w=a["body_pos_w"],
+        body_quat_w=a["body_quat_w"],
+        status=int(a["status"]),
+        final_cost=float(a["final_cost"]),
+        iterations=int(a["iterations"]),
+        robot=a["robot"].item(),
+        provenance=json.loads(a["provenance_json"].item()),
+        target_pos_w=target_pos,
+        target_body_names=() if target_names is None else tuple(target_names.tolist()),
+    )

@@ -1,0 +1,84 @@
+"""RetargetingResult: what a solve returns for one clip, on the host (numpy).
+
+This is the format every writer, metric and later stage (dataset builder, motion
+libraries, calibration) reads. Quaternions are wxyz. Field shapes use T frames,
+n actuated DoF, B robot bodies (world body excluded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+
+class SolveStatus:
+    """Per-clip status codes returned by the jitted solve (never an exception inside jit)."""
+
+    CONVERGED = 0
+    MAX_ITERATIONS = 1
+    INVALID_INPUT = 2  # non-finite targets: the clip was not solved
+    DIVERGED = 3  # the solve produced non-finite values
+
+    NAMES = {0: "converged", 1: "max_iterations", 2: "invalid_input", 3: "diverged"}
+
+    @classmethod
+    def name(cls, code: int) -> str:
+        return cls.NAMES.get(int(code), f"unknown({int(code)})")
+
+    @classmethod
+    def ok(cls, code: int) -> bool:
+        return int(code) in (cls.CONVERGED, cls.MAX_ITERATIONS)
+
+
+@dataclasses.dataclass
+class RetargetingResult:
+    """One retargeted clip.
+
+    Attributes:
+        fps: frame rate of the trajectory.
+        root_pos: (T, 3) floating-base position, world, metres.
+        root_quat_wxyz: (T, 4) floating-base orientation.
+        dof_pos: (T, n) actuated joint positions in MJCF order, radians.
+        dof_names: (n,) joint names.
+        body_names: (B,) body names in MJCF order (world excluded).
+        body_pos_w: (T, B, 3) body origins in the world.
+        body_quat_w: (T, B, 4) body orientations in the world, wxyz.
+        status: SolveStatus code.
+        final_cost: mean per-frame objective at the solution.
+        iterations: solver iterations taken.
+        robot: robot name.
+        provenance: source path, config hash, package version, recipe, ... (JSON-able).
+        target_pos_w: (T, K, 3) scaled human targets the solve tracked, or None.
+        target_body_names: (K,) robot body each target is attached to.
+    """
+
+    fps: float
+    root_pos: np.ndarray
+    root_quat_wxyz: np.ndarray
+    dof_pos: np.ndarray
+    dof_names: tuple[str, ...]
+    body_names: tuple[str, ...]
+    body_pos_w: np.ndarray
+    body_quat_w: np.ndarray
+    status: int
+    final_cost: float
+    iterations: int
+    robot: str
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    target_pos_w: np.ndarray | None = None
+    target_body_names: tuple[str, ...] = ()
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.root_pos.shape[0])
+
+    @property
+    def qpos(self) -> np.ndarray:
+        """(T, 7 + n) MuJoCo qpos: root position, root quaternion wxyz, joints."""
+        return np.concatenate([self.root_pos, self.root_quat_wxyz, self.dof_pos], axis=-1)
+
+    @property
+    def ok(self) -> bool:
+        return SolveStatus.ok(self.status)

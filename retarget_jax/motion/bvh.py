@@ -1,0 +1,579 @@
+"""BVH reader: motion file -> HumanMotion (stage 1, host code, numpy only).
+
+Two layers:
+
+* :func:`parse_bvh` reads the text into a :class:`BvhClip` (joint names, parents,
+  offsets, channel specs, the raw (T, C) channel matrix and the frame time) and checks
+  its structure, naming the file and the line of anything malformed.
+* :func:`read_bvh` runs forward kinematics, converts units and the up axis, and keeps
+  the joints named in a joint map, giving a :class:`HumanMotion` (Z-up, metres, wxyz).
+
+BVH conventions used here: a joint's rotation channels compose left to right as listed
+(intrinsic, R = R_ch0 R_ch1 R_ch2, degrees); its local translation is its position
+channels where it has them, otherwise its OFFSET; world pose R_w = R_pw R_l,
+p_w = p_pw + R_pw t_l.
+
+A file that does not exist raises the ordinary :class:`FileNotFoundError` (it is not a
+format problem); everything else that cannot be read raises
+:class:`~retarget_jax.errors.MotionFormatError`. NaN values in frames are kept (as NaN).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from retarget_jax.errors import MotionFormatError, UnknownNameError
+from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP, HumanJoint
+from retarget_jax.rotations import euler_to_quat, quat_mul, quat_normalize, quat_rotate
+
+__all__ = ["BvhClip", "parse_bvh", "read_bvh", "Y_UP_TO_Z_UP", "Q_Y_UP_TO_Z_UP"]
+
+# Y-up -> Z-up: the proper rotation about +X by +90 degrees, (x, y, z) -> (x, -z, y).
+# det = +1; an axis swap (x, z, y) would mirror the skeleton left <-> right.
+Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+Q_Y_UP_TO_Z_UP = np.array([math.cos(math.pi / 4), math.sin(math.pi / 4), 0.0, 0.0])
+
+_CHANNELS = ("Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation")
+_CHANNEL_BY_LOWER = {c.lower(): c for c in _CHANNELS}
+_TOKEN = re.compile(r"[{}]|[^\s{}]+")
+_MAX_DEPTH = 200  # far beyond any skeleton; keeps a corrupt file off Python's recursion limit
+
+
+@dataclasses.dataclass(frozen=True)
+class BvhClip:
+    """Raw content of a BVH file (file units and axes, no kinematics applied).
+
+    Attributes:
+        path: the file read.
+        joint_names: (J,) joint names in file order (End Sites are not joints).
+        parents: (J,) parent index, -1 for a root; parents come before their children.
+        offsets: (J, 3) OFFSET of each joint, file units.
+        channels: (J,) tuple of channel names per joint, e.g. ("Zrotation", "Yrotation",
+            "Xrotation"), spelled canonically.
+        channel_start: (J,) column of each joint's first channel in ``frames``.
+        frames: (T, C) float64 channel values, C = total number of channels.
+        frame_time: seconds per frame (> 0).
+    """
+
+    path: str
+    joint_names: tuple[str, ...]
+    parents: np.ndarray
+    offsets: np.ndarray
+    channels: tuple[tuple[str, ...], ...]
+    channel_start: np.ndarray
+    frames: np.ndarray
+    frame_time: float
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.frame_time
+
+
+# ---------------------------------------------------------------------------------------
+# Parsing
+
+
+def _read_text(path: str) -> str:
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise MotionFormatError(
+            path,
+            f"not a text BVH file: undecodable byte 0x{raw[e.start]:02x} "
+            f"at byte offset {e.start} ({e.reason})",
+            line=line,
+        ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise MotionFormatError(
+            path,
+            "not a text BVH file: contains NUL bytes (binary data)",
+            line=text.count("\n", 0, nul) + 1,
+        )
+    return text
+
+
+class _Tokens:
+    """Tokens of the HIERARCHY section with their 1-based line numbers."""
+
+    def __init__(self, path: str, lines: list[str]) -> None:
+        self.path = path
+        self.toks: list[tuple[str, int]] = []
+        self.motion_line: int | None = None
+        for i, ln in enumerate(lines):
+            words = _TOKEN.findall(ln)
+            if words and words[0].upper() == "MOTION":
+                self.motion_line = i + 1
+                break
+            self.toks.extend((w, i + 1) for w in words)
+        self.pos = 0
+        self.last_line = _last_nonblank_line(lines)
+
+    def peek(self) -> tuple[str, int] | None:
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
+
+    def next(self, what: str) -> tuple[str, int]:
+        tok = self.peek()
+        if tok is None:
+            end = self.motion_line or self.last_line
+            raise MotionFormatError(
+                self.path,
+                f"unexpected end of HIERARCHY while reading {what}",
+                line=end,
+                field="HIERARCHY",
+            )
+        self.pos += 1
+        return tok
+
+    def rest_of_line(self, line: int) -> list[tuple[str, int]]:
+        out = []
+        while (tok := self.peek()) is not None and tok[1] == line:
+            out.append(tok)
+            self.pos += 1
+        return out
+
+    def error(self, message: str, line: int, field: str | None = None) -> MotionFormatError:
+        return MotionFormatError(self.path, message, line=line, field=field)
+
+
+def _parse_float(tk: _Tokens, tok: tuple[str, int], field: str) -> float:
+    try:
+        return float(tok[0])
+    except ValueError:
+        raise tk.error(f"expected a number, found '{tok[0]}'", tok[1], field) from None
+
+
+def _parse_hierarchy(tk: _Tokens):
+    names: list[str] = []
+    parents: list[int] = []
+    offsets: list[tuple[float, float, float]] = []
+    channels: list[tuple[str, ...]] = []
+
+    def parse_offset(line: int) -> tuple[float, float, float]:
+        vals = tk.rest_of_line(line)
+        if len(vals) != 3:
+            raise tk.error(f"OFFSET needs 3 numbers, found {len(vals)}", line, "OFFSET")
+        x, y, z = (_parse_float(tk, v, "OFFSET") for v in vals)
+        return x, y, z
+
+    def expect_open(after: str, line: int) -> None:
+        tok = tk.next(f"'{{' after {after}")
+        if tok[0] != "{":
+            raise tk.error(f"expected '{{' after {after}, found '{tok[0]}'", tok[1])
+
+    def parse_end_site(line: int) -> None:
+        expect_open("End Site", line)
+        while True:
+            tok, ln = tk.next("End Site body")
+            if tok == "}":
+                return
+            if tok.upper() == "OFFSET":
+                parse_offset(ln)
+            else:
+                raise tk.error(f"unexpected '{tok}' in End Site (opened at line {line})", ln)
+
+    def parse_joint(parent: int, kind: str, kind_line: int, depth: int = 0) -> None:
+        if depth > _MAX_DEPTH:
+            raise tk.error(f"joints nested deeper than {_MAX_DEPTH} levels", kind_line, kind)
+        name_toks = tk.rest_of_line(kind_line)
+        brace_on_line = bool(name_toks) and name_toks[-1][0] == "{"
+        if brace_on_line:
+            name_toks = name_toks[:-1]
+        if not name_toks or any(t[0] in "{}" for t in name_toks):
+            raise tk.error(f"{kind} without a joint name", kind_line, kind)
+        name = " ".join(t[0] for t in name_toks)
+        if name in names:
+            raise tk.error(f"duplicate joint name '{name}'", kind_line, kind)
+        if not brace_on_line:
+            expect_open(f"{kind} {name}", kind_line)
+        idx = len(names)
+        names.append(name)
+        parents.append(parent)
+        offsets.append((0.0, 0.0, 0.0))
+        channels.append(())
+        have_offset = False
+        while True:
+            if tk.peek() is None:
+                where = "MOTION" if tk.motion_line else "the end of the file"
+                raise tk.error(
+                    f"unbalanced braces: joint '{name}' opened at line {kind_line} "
+                    f"is not closed before {where}",
+                    tk.motion_line or tk.last_line,
+                    "HIERARCHY",
+                )
+            tok, ln = tk.next(f"the body of joint '{name}'")
+            key = tok.upper()
+            if tok == "}":
+                break
+            if key == "OFFSET":
+                offsets[idx] = parse_offset(ln)
+                have_offset = True
+            elif key == "CHANNELS":
+                channels[idx] = parse_channels(ln, name)
+            elif key == "JOINT":
+                parse_joint(idx, "JOINT", ln, depth + 1)
+            elif key == "END":
+                site = tk.next("'Site' after 'End'")
+                if site[0].upper() != "SITE":
+                    raise tk.error(f"expected 'End Site', found 'End {site[0]}'", ln)
+                parse_end_site(ln)
+            elif key == "ROOT":
+                raise tk.error(
+                    f"ROOT inside joint '{name}' (opened at line {kind_line}); "
+                    "did a '}' go missing?",
+                    ln,
+                )
+            elif key == "MOTION":  # pragma: no cover - the tokenizer stops at MOTION
+                break
+            else:
+                raise tk.error(
+                    f"unexpected '{tok}' in joint '{name}'; expected OFFSET, "
+                    "CHANNELS, JOINT, End Site or '}'",
+                    ln,
+                )
+        if not have_offset:
+            raise tk.error(f"joint '{name}' has no OFFSET", kind_line, "OFFSET")
+
+    def parse_channels(line: int, joint: str) -> tuple[str, ...]:
+        toks = tk.rest_of_line(line)
+        if not toks:
+            raise tk.error(f"CHANNELS of joint '{joint}' has no count", line, "CHANNELS")
+        count_tok, *names_toks = toks
+        try:
+            count = int(count_tok[0])
+        except ValueError:
+            raise tk.error(
+                f"CHANNELS count of joint '{joint}' must be an integer, found '{count_tok[0]}'",
+                line,
+                "CHANNELS",
+            ) from None
+        if not 0 <= count <= 6:
+            raise tk.error(
+                f"CHANNELS count of joint '{joint}' must be 0..6, found {count}", line, "CHANNELS"
+            )
+        if len(names_toks) != count:
+            raise tk.error(
+                f"CHANNELS of joint '{joint}' says {count} channels but lists {len(names_toks)}",
+                line,
+                "CHANNELS",
+            )
+        out = []
+        for t, _ in names_toks:
+            canon = _CHANNEL_BY_LOWER.get(t.lower())
+            if canon is None:
+                raise tk.error(
+                    f"unknown channel '{t}' in joint '{joint}'; valid: {', '.join(_CHANNELS)}",
+                    line,
+                    "CHANNELS",
+                )
+            if canon in out:
+                raise tk.error(
+                    f"channel '{canon}' listed twice in joint '{joint}'", line, "CHANNELS"
+                )
+            out.append(canon)
+        return tuple(out)
+
+    first = tk.peek()
+    if first is None or first[0].upper() != "HIERARCHY":
+        line = first[1] if first else (tk.motion_line or 1)
+        found = f"'{first[0]}'" if first else ("MOTION" if tk.motion_line else "nothing")
+        raise tk.error(
+            f"missing HIERARCHY: the file must start with it, found {found}", line, "HIERARCHY"
+        )
+    tk.pos += 1
+    while (tok := tk.peek()) is not None:
+        tk.pos += 1
+        if tok[0].upper() == "ROOT":
+            parse_joint(-1, "ROOT", tok[1])
+        elif tok[0] == "}":
+            raise tk.error("unbalanced braces: '}' with no open joint", tok[1], "HIERARCHY")
+        else:
+            raise tk.error(f"expected ROOT, found '{tok[0]}'", tok[1], "HIERARCHY")
+    if not names:
+        raise tk.error("HIERARCHY has no ROOT joint", tk.motion_line or tk.last_line, "HIERARCHY")
+    if tk.motion_line is None:
+        raise tk.error("missing MOTION section after HIERARCHY", tk.last_line, "MOTION")
+    return names, parents, offsets, channels
+
+
+_FRAMES_RE = re.compile(r"^\s*Frames\s*:\s*(.*?)\s*$", re.IGNORECASE)
+_FRAME_TIME_RE = re.compile(r"^\s*Frame\s*Time\s*:\s*(.*?)\s*$", re.IGNORECASE)
+
+
+def _last_nonblank_line(lines: list[str]) -> int:
+    """1-based number of the last line with content (1 for an empty file)."""
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].strip():
+            return i + 1
+    return 1
+
+
+def _next_nonblank(lines: list[str], i: int) -> int:
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    return i
+
+
+def _parse_motion_header(path: str, lines: list[str], motion_line: int) -> tuple[int, float, int]:
+    """Return (declared frame count, frame time, index of the first frame line)."""
+    last = _last_nonblank_line(lines)
+    i = _next_nonblank(lines, motion_line)  # motion_line is 1-based: lines[motion_line] follows
+    if i >= len(lines):
+        raise MotionFormatError(
+            path, "MOTION section has no 'Frames:' line", line=last, field="Frames"
+        )
+    m = _FRAMES_RE.match(lines[i])
+    if m is None:
+        raise MotionFormatError(
+            path,
+            f"expected 'Frames: <count>', found '{lines[i].strip()}'",
+            line=i + 1,
+            field="Frames",
+        )
+    try:
+        n = int(m.group(1))
+    except ValueError:
+        raise MotionFormatError(
+            path,
+            f"frame count must be an integer, found '{m.group(1)}'",
+            line=i + 1,
+            field="Frames",
+        ) from None
+    if n <= 0:
+        raise MotionFormatError(
+            path, f"the clip has zero frames (Frames: {n})", line=i + 1, field="Frames"
+        )
+    j = _next_nonblank(lines, i + 1)
+    if j >= len(lines):
+        raise MotionFormatError(
+            path, "MOTION section has no 'Frame Time:' line", line=last, field="Frame Time"
+        )
+    m = _FRAME_TIME_RE.match(lines[j])
+    if m is None:
+        raise MotionFormatError(
+            path,
+            f"expected 'Frame Time: <seconds>', found '{lines[j].strip()}'",
+            line=j + 1,
+            field="Frame Time",
+        )
+    try:
+        dt = float(m.group(1))
+    except ValueError:
+        raise MotionFormatError(
+            path,
+            f"frame time must be a number, found '{m.group(1)}'",
+            line=j + 1,
+            field="Frame Time",
+        ) from None
+    if not math.isfinite(dt) or dt <= 0:
+        raise MotionFormatError(
+            path,
+            f"frame time must be a positive finite number of seconds, found {m.group(1)}",
+            line=j + 1,
+            field="Frame Time",
+        )
+    return n, dt, j + 1
+
+
+def _parse_frames(path: str, lines: list[str], start: int, n: int, C: int) -> np.ndarray:
+    idx = [i for i in range(start, len(lines)) if lines[i].strip()]
+    if len(idx) < n:
+        end_line = idx[-1] + 1 if idx else start
+        msg = (
+            f"truncated file: expected {n} frames ('Frames: {n}'), found {len(idx)}; "
+            f"the data ends at line {end_line}"
+        )
+        if idx:
+            k = len(lines[idx[-1]].split())
+            if k != C:
+                msg += f" with a partial frame ({k} of {C} values)"
+        raise MotionFormatError(path, msg, line=end_line, field="frames")
+    if len(idx) > n:
+        raise MotionFormatError(
+            path,
+            f"expected {n} frames ('Frames: {n}'), found {len(idx)} frame lines; "
+            f"the first extra one is here",
+            line=idx[n] + 1,
+            field="frames",
+        )
+    rows = [lines[i].split() for i in idx]
+    counts = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+    bad = np.flatnonzero(counts != C)
+    if bad.size:
+        b = int(bad[0])
+        raise MotionFormatError(
+            path,
+            f"frame index {b} has the wrong number of values: "
+            f"expected {C} (sum of CHANNELS), found {counts[b]}",
+            line=idx[b] + 1,
+            field="frames",
+        )
+    flat = [v for r in rows for v in r]
+    try:
+        data = np.array(flat, dtype=np.float64)
+    except ValueError:
+        # Slow path, only to name the offending line and value.
+        for b, r in enumerate(rows):
+            for v in r:
+                try:
+                    float(v)
+                except ValueError:
+                    raise MotionFormatError(
+                        path,
+                        f"frame index {b}: non-numeric value '{v}'",
+                        line=idx[b] + 1,
+                        field="frames",
+                    ) from None
+        raise  # pragma: no cover - numpy and float() disagree
+    return data.reshape(n, C)
+
+
+def parse_bvh(path: str | os.PathLike) -> BvhClip:
+    """Read a BVH file into a :class:`BvhClip` without any kinematics.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        MotionFormatError: anything malformed, with the file name and 1-based line number.
+    """
+    path = os.fspath(path)
+    text = _read_text(path)
+    if not text.strip():
+        raise MotionFormatError(path, "empty file", line=1)
+    lines = text.split("\n")  # not splitlines(): form feeds etc. must not shift line numbers
+    tk = _Tokens(path, lines)
+    names, parents, offsets, channels = _parse_hierarchy(tk)
+    assert tk.motion_line is not None
+    motion_rest = _TOKEN.findall(lines[tk.motion_line - 1])[1:]
+    if motion_rest:
+        raise MotionFormatError(
+            path,
+            f"unexpected '{' '.join(motion_rest)}' after MOTION",
+            line=tk.motion_line,
+            field="MOTION",
+        )
+    n, dt, start = _parse_motion_header(path, lines, tk.motion_line)
+    counts = [len(c) for c in channels]
+    C = sum(counts)
+    frames = _parse_frames(path, lines, start, n, C)
+    return BvhClip(
+        path=path,
+        joint_names=tuple(names),
+        parents=np.asarray(parents, dtype=np.int64),
+        offsets=np.asarray(offsets, dtype=np.float64).reshape(-1, 3),
+        channels=tuple(channels),
+        channel_start=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64),
+        frames=frames,
+        frame_time=dt,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Kinematics
+
+
+def forward_kinematics(clip: BvhClip) -> tuple[np.ndarray, np.ndarray]:
+    """World positions (T, J, 3) in file units and orientations (T, J, 4) wxyz, file axes."""
+    T, J = clip.num_frames, len(clip.joint_names)
+    pos = np.empty((T, J, 3))
+    quat = np.empty((T, J, 4))
+    for j in range(J):
+        chans = clip.channels[j]
+        cols = clip.frames[:, clip.channel_start[j] : clip.channel_start[j] + len(chans)]
+        t_local = np.broadcast_to(clip.offsets[j], (T, 3)).copy()
+        rot_order, rot_cols = "", []
+        for k, ch in enumerate(chans):
+            axis = "XYZ".index(ch[0])
+            if ch.endswith("position"):
+                t_local[:, axis] = cols[:, k]
+            else:
+                rot_order += ch[0]
+                rot_cols.append(k)
+        if rot_order:
+            q_local = euler_to_quat(np.deg2rad(cols[:, rot_cols]), rot_order)
+        else:
+            q_local = np.broadcast_to(np.array([1.0, 0.0, 0.0, 0.0]), (T, 4))
+        p = clip.parents[j]
+        if p < 0:
+            pos[:, j] = t_local
+            quat[:, j] = q_local
+        else:
+            pos[:, j] = pos[:, p] + quat_rotate(quat[:, p], t_local)
+            quat[:, j] = quat_mul(quat[:, p], q_local)
+    return pos, quat_normalize(quat)
+
+
+def read_bvh(
+    path: str | os.PathLike,
+    *,
+    joint_map: Mapping[str, HumanJoint | str] = LAFAN1_JOINT_MAP,
+    length_scale: float = 0.01,
+    up_axis: str = "y",
+    source_format: str = "bvh_lafan1",
+) -> HumanMotion:
+    """Read a BVH file into a :class:`HumanMotion` (world Z-up, metres, wxyz).
+
+    Args:
+        path: the BVH file.
+        joint_map: BVH joint name -> role. Joints not in it are dropped silently; the
+            kept joints stay in file order and their parents are re-indexed to the nearest
+            kept ancestor.
+        length_scale: multiplies every length (0.01: centimetres -> metres).
+        up_axis: "y" (rotate +90 degrees about +X, (x, y, z) -> (x, -z, y)) or "z" (as is).
+        source_format: recorded on the motion.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        MotionFormatError: malformed file, or no joint of the file is in ``joint_map``.
+    """
+    axis = up_axis.lower()
+    if axis not in ("y", "z"):
+        raise UnknownNameError("up axis", up_axis, ["y", "z"], where=os.fspath(path))
+    clip = parse_bvh(path)
+    keep = [j for j, name in enumerate(clip.joint_names) if name in joint_map]
+    if not keep:
+        raise MotionFormatError(
+            clip.path,
+            "no joint of the file is in the joint map; file joints: "
+            f"{', '.join(clip.joint_names)}; map expects: {', '.join(sorted(joint_map))}",
+            field="joint_map",
+        )
+    pos, quat = forward_kinematics(clip)
+    pos = pos[:, keep] * float(length_scale)
+    quat = quat[:, keep]
+    if axis == "y":
+        pos = pos @ Y_UP_TO_Z_UP.T
+        quat = quat_mul(np.broadcast_to(Q_Y_UP_TO_Z_UP, quat.shape), quat)
+
+    new_index = {j: i for i, j in enumerate(keep)}
+    parents = []
+    for j in keep:
+        p = int(clip.parents[j])
+        while p >= 0 and p not in new_index:
+            p = int(clip.parents[p])
+        parents.append(new_index[p] if p >= 0 else -1)
+
+    names = tuple(clip.joint_names[j] for j in keep)
+    return HumanMotion(
+        joint_names=tuple(HumanJoint.parse(joint_map[n], where=clip.path) for n in names),
+        parents=np.asarray(parents, dtype=np.int64),
+        positions=np.ascontiguousarray(pos, dtype=np.float64),
+        orientations=np.ascontiguousarray(quat, dtype=np.float64),
+        fps=1.0 / clip.frame_time,
+        source_path=clip.path,
+        source_format=source_format,
+        source_joint_names=names,
+    )

@@ -1,0 +1,102 @@
+"""HumanMotion: the one in-memory form every motion source is read into (host, numpy).
+
+Conventions: world Z-up, metres, quaternions wxyz, positions and orientations of
+joints in the world frame. ``orientations`` is None for position-only sources.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from retarget_jax.errors import InvalidMotionError, UnknownNameError
+from retarget_jax.motion.skeleton import HumanJoint
+
+
+@dataclasses.dataclass(frozen=True)
+class HumanMotion:
+    """A human motion clip.
+
+    Attributes:
+        joint_names: (J,) canonical roles, unique.
+        parents: (J,) index of each joint's parent in ``joint_names``, -1 for the root.
+        positions: (T, J, 3) world joint positions, metres, Z-up.
+        orientations: (T, J, 4) world joint orientations, wxyz, or None.
+        fps: frames per second of the samples.
+        source_path: file the motion came from ("" for generated motion).
+        source_format: format name, e.g. "bvh_lafan1".
+        source_joint_names: (J,) the names as spelled in the source file.
+    """
+
+    joint_names: tuple[HumanJoint, ...]
+    parents: np.ndarray
+    positions: np.ndarray
+    orientations: np.ndarray | None
+    fps: float
+    source_path: str = ""
+    source_format: str = ""
+    source_joint_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        where = self.source_path or "<motion>"
+        J = len(self.joint_names)
+        if len(set(self.joint_names)) != J:
+            raise InvalidMotionError(f"{where}: duplicated joint roles in {self.joint_names}")
+        pos = np.asarray(self.positions)
+        if pos.ndim != 3 or pos.shape[1:] != (J, 3):
+            raise InvalidMotionError(f"{where}: positions must be (T, {J}, 3), got {pos.shape}")
+        if pos.shape[0] < 1:
+            raise InvalidMotionError(f"{where}: motion has no frames")
+        if self.orientations is not None and np.shape(self.orientations) != (pos.shape[0], J, 4):
+            raise InvalidMotionError(
+                f"{where}: orientations must be ({pos.shape[0]}, {J}, 4), got {np.shape(self.orientations)}")
+        if np.shape(self.parents) != (J,):
+            raise InvalidMotionError(f"{where}: parents must be ({J},), got {np.shape(self.parents)}")
+        if not np.isfinite(self.fps) or self.fps <= 0:
+            raise InvalidMotionError(f"{where}: fps must be a positive number, got {self.fps}")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps
+
+    def index(self, joint: HumanJoint | str) -> int:
+        role = HumanJoint.parse(joint, where=self.source_path or None)
+        try:
+            return self.joint_names.index(role)
+        except ValueError:
+            raise UnknownNameError("joint of this motion", role.value,
+                                   [j.value for j in self.joint_names],
+                                   where=self.source_path or None) from None
+
+    def chain_length(self, joint: HumanJoint | str, ancestor: HumanJoint | str) -> float:
+        """Sum of the median segment lengths on the path from ``ancestor`` down to ``joint``."""
+        j, a = self.index(joint), self.index(ancestor)
+        total = 0.0
+        while j != a:
+            p = int(self.parents[j])
+            if p < 0:
+                raise InvalidMotionError(
+                    f"{self.source_path}: {self.joint_names[a]} is not an ancestor of {joint}")
+            seg = np.linalg.norm(self.positions[:, j] - self.positions[:, p], axis=-1)
+            seg = seg[np.isfinite(seg)]
+            total += float(np.median(seg)) if seg.size else 0.0
+            j = p
+        return total
+
+    def is_finite(self) -> bool:
+        ok = bool(np.isfinite(self.positions).all())
+        if self.orientations is not None:
+            ok = ok and bool(np.isfinite(self.orientations).all())
+        return ok
+
+    def slice(self, start: int, stop: int) -> HumanMotion:
+        return dataclasses.replace(
+            self,
+            positions=self.positions[start:stop],
+            orientations=None if self.orientations is None else self.orientations[start:stop],
+        )

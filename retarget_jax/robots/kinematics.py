@@ -1,0 +1,96 @@
+"""Forward kinematics and body Jacobians of a KinematicTree (jit code).
+
+FK walks the bodies in MJCF order (parents before children) with one small vector op per
+body; under ``vmap`` over frames and clips each op becomes one fused loop over the batch,
+which is several times cheaper than a general ``mjx.kinematics`` call (that also computes
+geoms, sites and inertial frames we do not need). Parity with ``mujoco.mj_kinematics``
+is tested to 1e-5 m.
+
+Jacobians are analytic, from the tree (derivation):
+  a hinge i on body c with world axis a_i and world anchor o_i rotates every descendant
+  point p with linear velocity a_i x (p - o_i) and angular velocity a_i per unit rate;
+  the root translation moves every point by I; a root rotation rate w in the root frame
+  is a world angular velocity R_root w, giving linear velocity (R_root w) x (p - p_root)
+  = -[p - p_root]x R_root w.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from retarget_jax.robots.spec import KinematicTree
+from retarget_jax.rotations import axis_angle_to_quat, quat_mul, quat_normalize, quat_rotate, quat_to_mat, skew
+
+
+def forward_kinematics(tree: KinematicTree, qpos: jnp.ndarray):
+    """World poses of all bodies for one qpos (7 + n).
+
+    Returns:
+        xpos (B, 3), xquat (B, 4) wxyz, hinge anchors (n, 3) and axes (n, 3) in the world.
+    """
+    n = tree.num_dof
+    root_pos = qpos[0:3]
+    root_quat = quat_normalize(qpos[3:7])
+    joints = qpos[7:]
+    xpos: list = [None] * tree.num_bodies
+    xquat: list = [None] * tree.num_bodies
+    anchors: list = [None] * n
+    axes: list = [None] * n
+    for b, p in enumerate(tree.parents):
+        if b == tree.root:
+            xpos[b], xquat[b] = root_pos, root_quat
+            continue
+        if p < 0:  # a static body attached to the world
+            pos, quat = tree.body_pos[b], tree.body_quat[b]
+        else:
+            pos = xpos[p] + quat_rotate(xquat[p], tree.body_pos[b])
+            quat = quat_mul(xquat[p], tree.body_quat[b])
+        i = tree.body_dof[b]
+        if i >= 0:
+            anchor = pos + quat_rotate(quat, tree.jnt_pos[b])
+            axis_w = quat_rotate(quat, tree.jnt_axis[b])
+            quat = quat_mul(quat, axis_angle_to_quat(tree.jnt_axis[b], joints[i]))
+            pos = anchor - quat_rotate(quat, tree.jnt_pos[b])
+            anchors[i], axes[i] = anchor, axis_w
+        # A fusion barrier per body: without it XLA fuses the whole dependent chain of
+        # small quaternion ops into one kernel that recomputes shared producers, and
+        # compile and run time grow exponentially with the tree depth (seen on CPU).
+        xpos[b], xquat[b] = jax.lax.optimization_barrier((pos, quat))
+    z = jnp.zeros((0, 3), qpos.dtype)
+    return (
+        jnp.stack(xpos),
+        jnp.stack(xquat),
+        jnp.stack(anchors) if n else z,
+        jnp.stack(axes) if n else z,
+    )
+
+
+def point_jacobians(tree: KinematicTree, fk, bodies: jnp.ndarray, points_w: jnp.ndarray):
+    """Linear and angular Jacobians (K, 3, nv) of world points attached to ``bodies`` (K,).
+
+    ``points_w`` (K, 3) are world positions of the points (body origin plus offset).
+    The angular part is the body's world angular velocity per unit tangent.
+    """
+    xpos, xquat, anchors, axes = fk
+    K = bodies.shape[0]
+    R_root = quat_to_mat(xquat[tree.root])
+    mask = tree.dof_ancestor[bodies]  # (K, n)
+    lever = points_w[:, None, :] - anchors[None, :, :]  # (K, n, 3)
+    Jlin_h = jnp.cross(jnp.broadcast_to(axes[None], lever.shape), lever) * mask[..., None]
+    Jang_h = axes[None, :, :] * mask[..., None]
+    eye = jnp.broadcast_to(jnp.eye(3, dtype=points_w.dtype), (K, 3, 3))
+    Jlin_rot = -skew(points_w - xpos[tree.root]) @ R_root
+    Jlin = jnp.concatenate([eye, Jlin_rot, jnp.swapaxes(Jlin_h, 1, 2)], axis=-1)
+    Jang = jnp.concatenate(
+        [jnp.zeros_like(eye), jnp.broadcast_to(R_root, (K, 3, 3)), jnp.swapaxes(Jang_h, 1, 2)], axis=-1)
+    return Jlin, Jang
+
+
+def integrate(qpos: jnp.ndarray, delta: jnp.ndarray) -> jnp.ndarray:
+    """qpos (7+n) (+) tangent delta (6+n): root position in world, root rotation in root frame."""
+    from retarget_jax.rotations import quat_exp
+
+    pos = qpos[0:3] + delta[0:3]
+    quat = quat_normalize(quat_mul(qpos[3:7], quat_exp(delta[3:6])))
+    return jnp.concatenate([pos, quat, qpos[7:] + delta[6:]])

@@ -1,0 +1,273 @@
+"""RetargetingProblem (host: names) -> CompiledProblem (pytree: arrays and indices only).
+
+``compile_problem`` is the one place where names are resolved: human joint roles against
+the motion, body and joint names against the robot. Everything after it is jit code.
+
+Static (changes shapes or Python control flow): robot topology, the human skeleton's
+parent table, the number of frames T (the length bucket), the number of targets.
+Traced (changing them never recompiles): targets, weights, offsets, scales, masks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import equinox as eqx
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+
+from retarget_jax.errors import ConfigError, InvalidMotionError
+from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.problem.recipe import Recipe, source_conventions
+from retarget_jax.robots.spec import KinematicTree, RobotSpec
+from retarget_jax.rotations import axis_angle_to_quat, mat_to_quat, quat_conj, quat_mul, quat_rotate
+
+
+@dataclasses.dataclass(frozen=True)
+class CostWeights:
+    """Global cost weights (per-target weights live in the recipe).
+
+    smooth_position / smooth_rotation / smooth_joint weigh squared velocities (per second)
+    of the root position, root orientation and joints; posture weighs the squared distance
+    of the joints from the recipe's default pose.
+    """
+
+    smooth_position: float = 0.02
+    smooth_rotation: float = 0.005
+    smooth_joint: float = 0.002
+    posture: float = 0.02
+
+
+class RobotArrays(eqx.Module):
+    """What the solver needs of the robot: shared by every clip in a batch."""
+
+    tree: KinematicTree
+    q_lower: jnp.ndarray  # (n,)
+    q_upper: jnp.ndarray  # (n,)
+    q_default: jnp.ndarray  # (n,)
+
+
+class ClipArrays(eqx.Module):
+    """One clip's data and traced weights (stacked along a leading B axis in a batch)."""
+
+    human_pos: jnp.ndarray  # (T, J, 3) world, metres
+    human_quat: jnp.ndarray  # (T, J, 4) wxyz (identity where the source has none)
+    frame_mask: jnp.ndarray  # (T,) 1 for real frames, 0 for padding
+    fps: jnp.ndarray  # ()
+    bone_scale: jnp.ndarray  # (J,) scale of the bone from each joint's parent to it
+    root_scale: jnp.ndarray  # () scale of the root trajectory about root_anchor
+    root_anchor: jnp.ndarray  # (3,) point the root trajectory is scaled about (z = 0)
+    z_offset: jnp.ndarray  # () vertical shift putting the robot's soles on the floor
+    pos_offset: jnp.ndarray  # (Kp, 3) tracked point in the body frame
+    pos_target_dz: jnp.ndarray  # (Kp,) vertical shift of the scaled human target
+    pos_weight: jnp.ndarray  # (Kp,)
+    rot_offset: jnp.ndarray  # (Kr, 4) R_target = R_human * rot_offset
+    rot_weight: jnp.ndarray  # (Kr,)
+    smooth_weight: jnp.ndarray  # (nv,)
+    posture_weight: jnp.ndarray  # (n,)
+
+
+class CompiledProblem(eqx.Module):
+    """A retargeting problem as a pure pytree.
+
+    Index fields are static tuples: they are the same for every clip of a recipe and
+    fix the shapes. ``clip`` carries everything that may differ between clips.
+    """
+
+    robot: RobotArrays
+    clip: ClipArrays
+    human_parents: tuple[int, ...] = eqx.field(static=True)
+    pos_joint: tuple[int, ...] = eqx.field(static=True)
+    pos_body: tuple[int, ...] = eqx.field(static=True)
+    rot_joint: tuple[int, ...] = eqx.field(static=True)
+    rot_body: tuple[int, ...] = eqx.field(static=True)
+    root_joint: int = eqx.field(static=True)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.clip.frame_mask.shape[-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class RetargetingProblem:
+    """Host-side problem: a motion, a recipe and a robot, with names still as names."""
+
+    motion: HumanMotion
+    recipe: Recipe
+    robot: RobotSpec
+    weights: CostWeights = CostWeights()
+
+    def config_hash(self) -> str:
+        payload = json.dumps(
+            {"recipe": dataclasses.asdict(self.recipe), "weights": dataclasses.asdict(self.weights),
+             "robot": self.robot.name},
+            sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _robot_pose_qpos(robot: RobotSpec, pose: dict[str, float], where: str) -> np.ndarray:
+    q = np.array(robot.mj_model.qpos0, dtype=np.float64)
+    for name, v in pose.items():
+        q[7 + robot.dof_index(name, where=where)] = v
+    return q
+
+
+def _robot_world_poses(robot: RobotSpec, qpos: np.ndarray):
+    m = robot.mj_model
+    d = mujoco.MjData(m)
+    d.qpos[:] = qpos
+    mujoco.mj_kinematics(m, d)
+    return d.xpos[1:].copy(), d.xquat[1:].copy(), d
+
+
+def _nanpercentile(x: np.ndarray, q: float) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.percentile(x, q)) if x.size else 0.0
+
+
+def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> CompiledProblem:
+    """Resolve names, derive scales and offsets, and return arrays only.
+
+    Raises typed errors naming the recipe field and listing valid names when a joint or
+    body is unknown. Non-finite motion values are *not* rejected here: the jitted solve
+    marks such a clip ``invalid_input`` so that its batch-mates are unaffected.
+    """
+    motion, recipe, robot = problem.motion, problem.recipe, problem.robot
+    where = f"recipe {recipe.name}"
+    if recipe.robot != robot.name:
+        raise ConfigError(f"{where} is for robot '{recipe.robot}', not '{robot.name}'")
+    conv = source_conventions(recipe.source_conventions)
+
+    # --- names -> indices (errors list the valid names) ---
+    root_j = motion.index(recipe.root_human)
+    root_b = robot.body_index(recipe.root_body, where=f"{where}: root.body")
+    if root_b != robot.tree.root:
+        raise ConfigError(f"{where}: root.body '{recipe.root_body}' is not the floating base "
+                          f"'{robot.body_names[robot.tree.root]}'")
+    for t in recipe.targets:
+        robot.body_index(t.body, where=f"{where}: targets")
+        motion.index(t.human)
+    ref_qpos = _robot_pose_qpos(robot, dict(recipe.robot_reference_pose), f"{where}: robot_reference_pose")
+    default_qpos = _robot_pose_qpos(robot, dict(recipe.default_pose), f"{where}: default_pose")
+    ref_xpos, ref_xquat, _ = _robot_world_poses(robot, ref_qpos)
+
+    # --- scales from the clip's own segment lengths ---
+    J = len(motion.joint_names)
+    group_scale: dict[str, float] = {}
+    bone_scale = np.full(J, np.nan)
+    for g in recipe.scale_groups:
+        if g.measure == "chain":
+            human_len = motion.chain_length(g.human_chain[1], g.human_chain[0])
+        else:
+            d = motion.positions[:, motion.index(g.human_chain[1])] - motion.positions[:, motion.index(g.human_chain[0])]
+            dist = np.linalg.norm(d, axis=-1)
+            dist = dist[np.isfinite(dist)]
+            human_len = float(np.median(dist)) if dist.size else float("nan")
+        a = robot.body_index(g.robot_chain[0], where=f"{where}: scale_groups.{g.name}")
+        b = robot.body_index(g.robot_chain[1], where=f"{where}: scale_groups.{g.name}")
+        start = ref_xpos[a] + quat_rotate(ref_xquat[a], np.asarray(g.robot_offset, np.float64))
+        robot_len = float(np.linalg.norm(ref_xpos[b] - start))
+        if not (human_len > 1e-6 and np.isfinite(human_len)):
+            raise InvalidMotionError(
+                f"{motion.source_path}: segment chain {g.human_chain[0].value}->{g.human_chain[1].value} "
+                f"has length {human_len}; cannot derive scale group '{g.name}'")
+        group_scale[g.name] = robot_len / human_len
+        for bone in g.bones:
+            if bone in motion.joint_names:
+                bone_scale[motion.index(bone)] = group_scale[g.name]
+    if recipe.root_scale_group not in group_scale:
+        raise ConfigError(f"{where}: root_scale_group '{recipe.root_scale_group}' not in scale_groups "
+                          f"{sorted(group_scale)}")
+    root_scale = group_scale[recipe.root_scale_group]
+    bone_scale[np.isnan(bone_scale)] = root_scale
+
+    # --- ground: put the robot's soles where the human's feet are ---
+    if recipe.ground_joints:
+        human_ankle = min(_nanpercentile(motion.positions[:, motion.index(j), 2], 5.0)
+                          for j in recipe.ground_joints)
+        ground_idx = [robot.body_index(b, where=f"{where}: ground.bodies") for b in recipe.ground_bodies]
+        _, _, d = _robot_world_poses(robot, default_qpos)
+        lowest = min(_geom_lowest(robot, d, g) for g in range(robot.mj_model.ngeom))
+        robot_ankle = float(np.mean([d.xpos[1 + i][2] for i in ground_idx]) - lowest)
+        z_offset = robot_ankle - root_scale * human_ankle
+    else:
+        z_offset = 0.0
+
+    # --- targets ---
+    pos_t = [t for t in recipe.targets if t.position_weight > 0]
+    rot_t = [t for t in recipe.targets if t.orientation_weight > 0]
+    # A toe joint sits lower above the floor than the ankle; the robot's tracked toe point
+    # is level with its ankle on a flat sole. Lift the toe target by the scaled rest-height
+    # difference so that a flat human foot asks for a flat robot foot.
+    pos_dz = np.zeros(len(pos_t))
+    if recipe.ground_joints:
+        for k, t in enumerate(pos_t):
+            if t.offset_z_from_ground:
+                h = _nanpercentile(motion.positions[:, motion.index(t.human), 2], 5.0)
+                pos_dz[k] = root_scale * (human_ankle - h)
+    rot_offset = []
+    for t in rot_t:
+        if t.human not in conv:
+            raise ConfigError(f"{where}: no reference-pose convention for '{t.human.value}' in "
+                              f"'{recipe.source_conventions}'")
+        C = np.asarray(conv[t.human], np.float64)
+        q_h = mat_to_quat(C)
+        q_r = ref_xquat[robot.body_index(t.body)]
+        off = quat_mul(quat_conj(q_h), q_r)
+        if t.flat_with is not None:
+            # Rest pitch of the bone joint -> flat_with, from the clip's floor heights.
+            a, b = motion.index(t.human), motion.index(t.flat_with)
+            drop = _nanpercentile(motion.positions[:, a, 2], 5.0) - _nanpercentile(motion.positions[:, b, 2], 5.0)
+            seg = np.linalg.norm(motion.positions[:, b] - motion.positions[:, a], axis=-1)
+            length = float(np.median(seg[np.isfinite(seg)])) if np.isfinite(seg).any() else 0.0
+            phi = float(np.arcsin(np.clip(drop / length, -1.0, 1.0))) if length > 1e-6 else 0.0
+            # rotate the bone up by phi about the world-right axis, in the joint frame
+            axis = C.T @ np.array([0.0, -1.0, 0.0])
+            off = quat_mul(axis_angle_to_quat(axis, phi), off)
+        rot_offset.append(off)
+
+    n = robot.num_dof
+    w = problem.weights
+    smooth = np.concatenate([np.full(3, w.smooth_position), np.full(3, w.smooth_rotation),
+                             np.full(n, w.smooth_joint)])
+    T = motion.num_frames
+    quat = motion.orientations
+    if quat is None:
+        quat = np.zeros((T, J, 4))
+        quat[..., 0] = 1.0
+    anchor = np.array([*np.nan_to_num(motion.positions[0, root_j, :2]), 0.0])
+
+    f = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dtype)  # noqa: E731
+    tree = KinematicTree(
+        body_pos=f(robot.tree.body_pos), body_quat=f(robot.tree.body_quat), jnt_pos=f(robot.tree.jnt_pos),
+        jnt_axis=f(robot.tree.jnt_axis), dof_ancestor=f(robot.tree.dof_ancestor),
+        parents=robot.tree.parents, body_dof=robot.tree.body_dof, root=robot.tree.root)
+    lo, hi = robot.dof_ranges[:, 0], robot.dof_ranges[:, 1]
+    return CompiledProblem(
+        robot=RobotArrays(tree=tree, q_lower=f(lo), q_upper=f(hi),
+                          q_default=f(np.clip(default_qpos[7:], lo, hi))),
+        clip=ClipArrays(
+            human_pos=f(motion.positions), human_quat=f(quat), frame_mask=f(np.ones(T)),
+            fps=f(motion.fps), bone_scale=f(bone_scale), root_scale=f(root_scale), root_anchor=f(anchor),
+            z_offset=f(z_offset), pos_offset=f(np.reshape([t.offset for t in pos_t], (-1, 3))),
+            pos_target_dz=f(pos_dz),
+            pos_weight=f([t.position_weight for t in pos_t]),
+            rot_offset=f(np.reshape(rot_offset, (-1, 4))), rot_weight=f([t.orientation_weight for t in rot_t]),
+            smooth_weight=f(smooth), posture_weight=f(np.full(n, w.posture)),
+        ),
+        human_parents=tuple(int(p) for p in motion.parents),
+        pos_joint=tuple(motion.index(t.human) for t in pos_t),
+        pos_body=tuple(robot.body_index(t.body) for t in pos_t),
+        rot_joint=tuple(motion.index(t.human) for t in rot_t),
+        rot_body=tuple(robot.body_index(t.body) for t in rot_t),
+        root_joint=root_j,
+    )
+
+
+def _geom_lowest(robot: RobotSpec, d, g: int) -> float:
+    from retarget_jax.robots.spec import _geom_lowest_z
+
+    return _geom_lowest_z(robot.mj_model, d, g)

@@ -1,0 +1,194 @@
+"""Recipes: which human joint drives which robot body, with what weight (host side).
+
+A recipe is plain data (YAML in ``configs/recipe/``) turned into typed objects here;
+every name in it is checked once, against the human joint vocabulary and the robot,
+by :func:`retarget_jax.problem.compile.compile_problem`.
+
+Orientation targets need to know how a source skeleton's joint frames sit in a reference
+T-pose (its *conventions*) and the robot joint angles of that same T-pose
+(``robot_reference_pose``). The constant offset between a human joint frame and its
+robot body frame is then derived, not typed by hand:
+``R_offset = C_human^T R_robot(reference pose)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from retarget_jax.errors import ConfigError, UnknownNameError
+from retarget_jax.motion.skeleton import HumanJoint
+
+
+def source_conventions(name: str) -> Mapping[HumanJoint, np.ndarray]:
+    """Reference T-pose joint frames (3x3, columns = joint axes in a Z-up, +X-facing world)."""
+    from retarget_jax.motion.demo import CONVENTIONS as LAFAN1
+
+    table = {"lafan1": LAFAN1}
+    if name not in table:
+        raise UnknownNameError("source convention", name, table)
+    return table[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetSpec:
+    """One human joint driving one robot body.
+
+    ``offset`` is the tracked point in the body frame (metres). ``offset_z_from_ground``
+    lifts the target by the human's rest-height difference between this joint and the
+    ground joints (ankles), so a flat human foot asks for a flat robot foot (toes).
+    ``flat_with`` (orientation targets) levels the bone from this joint to that one at
+    rest: a human ankle frame points down the foot, a robot ankle frame is level, and
+    the foot's rest pitch (from the clip's ankle and toe heights) is taken out.
+    """
+
+    human: HumanJoint
+    body: str
+    position_weight: float = 1.0
+    orientation_weight: float = 0.0
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    offset_z_from_ground: bool = False
+    flat_with: HumanJoint | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleGroup:
+    """Bones whose length is scaled by one ratio, measured on a chain of both skeletons.
+
+    ratio = |p_robot(robot_chain[1]) - p_robot(robot_chain[0])| at the reference pose
+            / human length, where the human length is the sum of the median segment
+            lengths from human_chain[0] to [1] (``measure: chain``, for limbs, which bend)
+            or the median straight distance between the two (``measure: straight``, for
+            the trunk, whose many short segments do not line up with the robot's).
+    """
+
+    name: str
+    human_chain: tuple[HumanJoint, HumanJoint]
+    robot_chain: tuple[str, str]
+    bones: tuple[HumanJoint, ...]
+    measure: str = "chain"
+    robot_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # point in robot_chain[0]'s frame
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    name: str
+    robot: str
+    source_conventions: str
+    root_human: HumanJoint
+    root_body: str
+    targets: tuple[TargetSpec, ...]
+    scale_groups: tuple[ScaleGroup, ...]
+    root_scale_group: str
+    robot_reference_pose: Mapping[str, float]
+    default_pose: Mapping[str, float]
+    ground_joints: tuple[HumanJoint, ...]  # human joints that touch the floor (ankles)
+    ground_bodies: tuple[str, ...]  # robot bodies that carry the soles
+
+
+_KNOWN_KEYS = {
+    "name", "robot", "source_conventions", "root", "targets", "scale_groups", "root_scale_group",
+    "robot_reference_pose", "default_pose", "ground",
+}
+
+
+def _check_keys(d: Mapping[str, Any], known: set[str], where: str) -> None:
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(known)}")
+
+
+def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
+    """Build a typed Recipe from plain data (a parsed YAML file or an OmegaConf container)."""
+    d = dict(d)
+    _check_keys(d, _KNOWN_KEYS, where)
+    try:
+        targets = []
+        for i, t in enumerate(d["targets"]):
+            t = dict(t)
+            _check_keys(t, {f.name for f in dataclasses.fields(TargetSpec)}, f"{where}: targets[{i}]")
+            targets.append(TargetSpec(
+                human=HumanJoint.parse(t["human"], where=f"{where}: targets[{i}].human"),
+                body=str(t["body"]),
+                position_weight=float(t.get("position_weight", 1.0)),
+                orientation_weight=float(t.get("orientation_weight", 0.0)),
+                offset=tuple(float(x) for x in t.get("offset", (0.0, 0.0, 0.0))),
+                offset_z_from_ground=bool(t.get("offset_z_from_ground", False)),
+                flat_with=(HumanJoint.parse(t["flat_with"], where=f"{where}: targets[{i}].flat_with")
+                           if t.get("flat_with") is not None else None),
+            ))
+            if len(targets[-1].offset) != 3:
+                raise ConfigError(f"{where}: targets[{i}].offset must have 3 numbers")
+            if targets[-1].position_weight < 0 or targets[-1].orientation_weight < 0:
+                raise ConfigError(f"{where}: targets[{i}]: weights must be >= 0")
+        groups = []
+        for gname, g in dict(d["scale_groups"]).items():
+            g = dict(g)
+            _check_keys(g, {"human_chain", "robot_chain", "bones", "measure", "robot_offset"}, f"{where}: scale_groups.{gname}")
+            measure = str(g.get("measure", "chain"))
+            if measure not in ("chain", "straight"):
+                raise ConfigError(f"{where}: scale_groups.{gname}.measure must be 'chain' or 'straight', "
+                                  f"got '{measure}'")
+            hc = tuple(HumanJoint.parse(j, where=f"{where}: scale_groups.{gname}.human_chain")
+                       for j in g["human_chain"])
+            rc = tuple(str(b) for b in g["robot_chain"])
+            if len(hc) != 2 or len(rc) != 2:
+                raise ConfigError(f"{where}: scale_groups.{gname}: chains need exactly 2 entries")
+            bones = tuple(HumanJoint.parse(j, where=f"{where}: scale_groups.{gname}.bones")
+                          for j in g["bones"])
+            groups.append(ScaleGroup(str(gname), hc, rc, bones, measure,
+                                     tuple(float(x) for x in g.get("robot_offset", (0, 0, 0)))))  # type: ignore[arg-type]  # type: ignore[arg-type]
+        root = dict(d["root"])
+        ground = dict(d.get("ground", {}))
+        return Recipe(
+            name=str(d["name"]),
+            robot=str(d["robot"]),
+            source_conventions=str(d["source_conventions"]),
+            root_human=HumanJoint.parse(root["human"], where=f"{where}: root.human"),
+            root_body=str(root["body"]),
+            targets=tuple(targets),
+            scale_groups=tuple(groups),
+            root_scale_group=str(d["root_scale_group"]),
+            robot_reference_pose={str(k): float(v) for k, v in dict(d.get("robot_reference_pose", {})).items()},
+            default_pose={str(k): float(v) for k, v in dict(d.get("default_pose", {})).items()},
+            ground_joints=tuple(HumanJoint.parse(j, where=f"{where}: ground.human")
+                                for j in ground.get("human", ())),
+            ground_bodies=tuple(str(b) for b in ground.get("bodies", ())),
+        )
+    except KeyError as e:
+        raise ConfigError(f"{where}: missing required key {e}") from None
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError | UnknownNameError):
+            raise
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def config_dir() -> Path:
+    """The Hydra config directory: inside the installed package, or the repo's ``configs/``."""
+    here = Path(__file__).resolve().parents[1]
+    for cand in (here / "configs", here.parent / "configs"):
+        if (cand / "config.yaml").exists():
+            return cand
+    raise ConfigError(f"config directory not found next to {here}")
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Load a shipped recipe by name (``configs/recipe/<name>.yaml``) or any YAML file."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        shipped = config_dir() / "recipe"
+        p = shipped / f"{name_or_path}.yaml"
+        if not p.exists():
+            raise UnknownNameError("recipe", str(name_or_path), [f.stem for f in shipped.glob("*.yaml")])
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: cannot read recipe: {e}") from e
+    if isinstance(data, dict) and "recipe" in data and len(data) == 1:
+        data = data["recipe"]
+    return recipe_from_dict(data, where=str(p))

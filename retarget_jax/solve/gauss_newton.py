@@ -1,0 +1,230 @@
+"""Whole-trajectory Levenberg-Marquardt solve of one clip, differentiable by implicit
+differentiation (jit code; vmapped over clips by :mod:`retarget_jax.solve.batch`).
+
+Every frame of the clip is a variable at once; velocity terms couple neighbours, so the
+normal equations are block-tridiagonal and solved exactly (``linalg``). There is no
+frame-by-frame warm-start chain, hence no first-frame collapse. The floating base is
+updated on its manifold (root rotation by ``q <- q exp(delta)``), joints are projected
+into their MJCF ranges after every step, and nothing raises inside jit: the result
+carries a status code (``retarget_jax.result.SolveStatus``).
+
+Derivatives (``jax.grad`` through :func:`solve`) use the implicit function theorem at
+the optimum x*(theta): with g(delta, theta) = dF(x* (+) delta; theta)/d delta at 0 and
+H = dg/d delta, dx*/d theta = -H^-1 dg/d theta. Joints at a bound are held fixed
+(their rows of H are replaced by identity). No iteration is unrolled.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from retarget_jax.problem.compile import CompiledProblem
+from retarget_jax.result import SolveStatus
+from retarget_jax.robots.kinematics import integrate
+from retarget_jax.rotations import quat_mul
+from retarget_jax.solve.costs import frame_residual, pair_masks, pair_residual, targets, total_cost
+from retarget_jax.solve.linalg import block_tridiag_solve
+
+
+class SolverOptions(eqx.Module):
+    """Solver settings. ``max_iters`` is static; tolerances and damping are traced."""
+
+    max_iters: int = eqx.field(static=True, default=30)
+    rtol: float | jnp.ndarray = 1e-5  # stop when an accepted step lowers F by less than rtol*F
+    damping: float | jnp.ndarray = 1e-3  # initial Levenberg damping
+    bound_tol: float | jnp.ndarray = 1e-6  # a joint this close to a bound counts as active
+
+
+class SolveOutput(eqx.Module):
+    qpos: jnp.ndarray  # (T, nq)
+    cost: jnp.ndarray  # () mean per-frame objective
+    iterations: jnp.ndarray  # () int32
+    status: jnp.ndarray  # () int32
+
+
+def initial_guess(problem: CompiledProblem, tpos, tquat) -> jnp.ndarray:
+    """Root at the scaled pelvis, oriented like it, joints at the default pose."""
+    T = tpos.shape[0]
+    root_k = problem.pos_body.index(problem.robot.tree.root) if problem.robot.tree.root in problem.pos_body else None
+    if root_k is not None:
+        root_pos = tpos[:, root_k]
+    else:
+        root_pos = jnp.zeros((T, 3), tpos.dtype)
+    if problem.robot.tree.root in problem.rot_body:
+        root_quat = tquat[:, problem.rot_body.index(problem.robot.tree.root)]
+    else:
+        root_quat = jnp.zeros((T, 4), tpos.dtype).at[:, 0].set(1.0)
+    joints = jnp.broadcast_to(problem.robot.q_default, (T, problem.robot.q_default.shape[0]))
+    return jnp.concatenate([root_pos, root_quat, joints], axis=1)
+
+
+def _normal_equations(problem: CompiledProblem, qpos, tpos, tquat):
+    """Gauss-Newton blocks: D (T, nv, nv), L (T, nv, nv) (L[t] couples t and t-1), g (T, nv)."""
+    mask = problem.clip.frame_mask
+    r, J = jax.vmap(lambda q, p, o, m: frame_residual(problem, q, p, o, m, jacobian=True))(
+        qpos, tpos, tquat, mask)
+    D = jnp.einsum("tmi,tmj->tij", J, J)
+    g = jnp.einsum("tmi,tm->ti", J, r)
+    rp, A, Bm = jax.vmap(lambda a, b, m: pair_residual(problem, a, b, m, jacobian=True))(
+        qpos[:-1], qpos[1:], pair_masks(mask))
+    D = D.at[:-1].add(jnp.einsum("tki,tkj->tij", A, A))
+    D = D.at[1:].add(jnp.einsum("tki,tkj->tij", Bm, Bm))
+    L = jnp.zeros_like(D).at[1:].set(jnp.einsum("tki,tkj->tij", Bm, A))
+    g = g.at[:-1].add(jnp.einsum("tki,tk->ti", A, rp))
+    g = g.at[1:].add(jnp.einsum("tki,tk->ti", Bm, rp))
+    cost = jnp.sum(r * r) + jnp.sum(rp * rp)
+    return D, L, g, cost
+
+
+def _project(problem: CompiledProblem, qpos):
+    j = jnp.clip(qpos[:, 7:], problem.robot.q_lower, problem.robot.q_upper)
+    return qpos.at[:, 7:].set(j)
+
+
+def _step(qpos, delta):
+    return jax.vmap(integrate)(qpos, delta)
+
+
+def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput:
+    dtype = problem.clip.human_pos.dtype
+    finite = jnp.all(jnp.isfinite(problem.clip.human_pos)) & jnp.all(jnp.isfinite(problem.clip.human_quat))
+    # A clip with non-finite input is not solved; zeros keep its arithmetic finite so
+    # that nothing leaks into vmapped batch-mates, and its status says why.
+    clean = jax.tree.map(lambda a: jnp.where(jnp.isfinite(a), a, 0.0) if eqx.is_inexact_array(a) else a,
+                         problem)
+    clean = eqx.tree_at(lambda p: p.clip.human_quat, clean,
+                        jnp.where(finite, clean.clip.human_quat,
+                                  jnp.zeros_like(clean.clip.human_quat).at[..., 0].set(1.0)))
+    tpos, tquat = targets(clean)
+    q0 = _project(clean, initial_guess(clean, tpos, tquat))
+    mask = clean.clip.frame_mask
+    nv = q0.shape[1] - 1
+    pad_eye = (1.0 - mask)[:, None, None] * jnp.eye(nv, dtype=dtype)
+
+    def cond(s):
+        q, cost, lam, it, done = s
+        return (~done) & (it < options.max_iters)
+
+    def body(s):
+        q, cost, lam, it, done = s
+        D, L, g, _ = _normal_equations(clean, q, tpos, tquat)
+        Dl = D + pad_eye + (lam * (1.0 + 0.0 * D[..., 0, 0]))[..., None, None] * jnp.eye(nv, dtype=dtype)
+        delta = -block_tridiag_solve(Dl, L, g) * mask[:, None]
+        q_new = _project(clean, _step(q, delta))
+        cost_new = total_cost(clean, q_new, tpos, tquat)
+        ok = jnp.isfinite(cost_new) & (cost_new < cost)
+        rel = (cost - cost_new) / jnp.maximum(cost, jnp.finfo(dtype).tiny)
+        converged = ok & (rel < options.rtol)
+        stuck = lam > 1e10
+        q = jnp.where(ok, q_new, q)
+        cost = jnp.where(ok, cost_new, cost)
+        lam = jnp.where(ok, jnp.maximum(lam * 0.3, 1e-9), lam * 10.0)
+        return q, cost, lam, it + 1, converged | stuck
+
+    cost0 = total_cost(clean, q0, tpos, tquat)
+    lam0 = jnp.asarray(options.damping, dtype)
+    q, cost, lam, it, done = jax.lax.while_loop(
+        cond, body, (q0, cost0, lam0, jnp.asarray(0, jnp.int32), ~finite))
+    nframes = jnp.maximum(jnp.sum(mask), 1.0)
+    status = jnp.where(
+        ~finite, SolveStatus.INVALID_INPUT,
+        jnp.where(~(jnp.all(jnp.isfinite(q)) & jnp.isfinite(cost)), SolveStatus.DIVERGED,
+                  jnp.where(done, SolveStatus.CONVERGED, SolveStatus.MAX_ITERATIONS))).astype(jnp.int32)
+    return SolveOutput(qpos=q, cost=cost / nframes, iterations=it, status=status)
+
+
+@eqx.filter_custom_vjp
+def solve(problem: CompiledProblem, options: SolverOptions) -> SolveOutput:
+    """Solve one clip. Differentiable w.r.t. every float array of ``problem``."""
+    return _solve_impl(problem, options)
+
+
+def _tangent_cost(problem, qstar, delta):
+    return total_cost(problem, _step(qstar, delta))
+
+
+def _hessian_blocks(problem: CompiledProblem, qstar):
+    """Exact Hessian of F(x* (+) delta) at delta = 0 as block-tridiagonal D, L."""
+    tpos, tquat = targets(problem)
+    mask = problem.clip.frame_mask
+    nv = qstar.shape[1] - 1
+    z = jnp.zeros(nv, qstar.dtype)
+
+    def frame_cost(d, q, p, o, m):
+        r = frame_residual(problem, integrate(q, d), p, o, m, jacobian=False)
+        return jnp.sum(r * r)
+
+    def pair_cost(d01, qa, qb, m):
+        r = pair_residual(problem, integrate(qa, d01[:nv]), integrate(qb, d01[nv:]), m, jacobian=False)
+        return jnp.sum(r * r)
+
+    Hf = jax.vmap(lambda q, p, o, m: jax.hessian(frame_cost)(z, q, p, o, m))(qstar, tpos, tquat, mask)
+    z2 = jnp.zeros(2 * nv, qstar.dtype)
+    Hp = jax.vmap(lambda a, b, m: jax.hessian(pair_cost)(z2, a, b, m))(qstar[:-1], qstar[1:], pair_masks(mask))
+    D = Hf.at[:-1].add(Hp[:, :nv, :nv]).at[1:].add(Hp[:, nv:, nv:])
+    L = jnp.zeros_like(D).at[1:].set(Hp[:, nv:, :nv])
+    return D, L
+
+
+@solve.def_fwd
+def _solve_fwd(perturbed, problem, options):
+    out = _solve_impl(problem, options)
+    return out, out
+
+
+@solve.def_bwd
+def _solve_bwd(out: SolveOutput, grad_out: SolveOutput, perturbed, problem, options):
+    qstar = jax.lax.stop_gradient(out.qpos)
+    dtype = qstar.dtype
+    T, nq = qstar.shape
+    nv = nq - 1
+    mask = problem.clip.frame_mask
+    # Free directions: real frames, joints not resting on a bound.
+    j = qstar[:, 7:]
+    at_bound = (j <= problem.robot.q_lower + options.bound_tol) | (j >= problem.robot.q_upper - options.bound_tol)
+    free = jnp.concatenate([jnp.ones((T, 6), dtype), (~at_bound).astype(dtype)], axis=1) * mask[:, None]
+
+    qbar = grad_out.qpos if grad_out.qpos is not None else jnp.zeros_like(qstar)
+    zero = jnp.zeros((T, nv), dtype)
+    _, pullback = jax.vjp(lambda d: _step(qstar, d), zero)
+    (dbar,) = pullback(qbar)
+    dbar = dbar * free
+
+    D, L = _hessian_blocks(problem, qstar)
+    eye = jnp.eye(nv, dtype=dtype)
+    Fm = free[:, :, None] * free[:, None, :]
+    D = D * Fm + (1.0 - free)[:, :, None] * eye + 1e-9 * eye
+    L = L * (free[:, :, None] * jnp.roll(free, 1, axis=0)[:, None, :])
+    u = block_tridiag_solve(D, L, dbar) * free
+
+    diff, static = eqx.partition(problem, eqx.is_inexact_array)
+
+    def grad_delta(dp):
+        p = eqx.combine(dp, static)
+        return jax.grad(lambda d: _tangent_cost(p, qstar, d))(zero)
+
+    _, vjp_fn = jax.vjp(grad_delta, diff)
+    (gtheta,) = vjp_fn(-u)
+
+    # Envelope theorem for the optimal cost: dF*/dtheta = dF/dtheta at x*.
+    if grad_out.cost is not None:
+        nframes = jnp.maximum(jnp.sum(mask), 1.0)
+
+        def cost_of(dp):
+            p = eqx.combine(dp, static)
+            return total_cost(p, qstar) / nframes
+
+        _, vjp_c = jax.vjp(cost_of, diff)
+        (gc,) = vjp_c(grad_out.cost)
+        gtheta = jax.tree.map(lambda a, b: a + b, gtheta, gc)
+    return gtheta
+
+
+def solved_root_quat(out: SolveOutput) -> jnp.ndarray:
+    q = out.qpos[:, 3:7]
+    return q * jnp.where(q[:, :1] < 0, -1.0, 1.0)
+
+
+__all__ = ["SolverOptions", "SolveOutput", "solve", "initial_guess", "quat_mul"]

@@ -1,0 +1,5 @@
+"""Metrics of a RetargetingResult (host, numpy). Issue #4 moves these to jitted batch reductions."""
+
+from retarget_jax.metrics.basic import clip_metrics
+
+__all__ = ["clip_metrics"]

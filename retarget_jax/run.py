@@ -19,6 +19,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from retarget_jax.problem.recipe import config_dir
+from retarget_jax.solve.batch import DEFAULT_BUCKETS
 
 
 @dataclasses.dataclass
@@ -47,7 +48,7 @@ class WeightsConfig:
 @dataclasses.dataclass
 class BatchConfig:
     max_batch: int = 64
-    buckets: list[int] = dataclasses.field(default_factory=lambda: [64, 128, 256, 512, 1024, 2048, 4096, 8192])
+    buckets: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_BUCKETS))
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ from retarget_jax.problem.compile import ClipArrays, CompiledProblem
 from retarget_jax.robots.kinematics import forward_kinematics
 from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions, solve
 
-DEFAULT_BUCKETS: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
+DEFAULT_BUCKETS: tuple[int, ...] = (64, 128, 192, 256, 320, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
 
 
 def bucket_length(T: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:

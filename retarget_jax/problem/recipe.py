@@ -160,6 +160,8 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
                                 for j in ground.get("human", ())),
             ground_bodies=tuple(str(b) for b in ground.get("bodies", ())),
         )
+    except UnknownNameError:  # a KeyError too, but it is not a missing key
+        raise
     except KeyError as e:
         raise ConfigError(f"{where}: missing required key {e}") from None
     except (TypeError, ValueError) as e:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import integrate
-from retarget_jax.rotations import quat_mul
+from retarget_jax.rotations import quat_mul, quat_rotate
 from retarget_jax.solve.costs import frame_residual, pair_masks, pair_residual, targets, total_cost
 from retarget_jax.solve.linalg import block_tridiag_solve
 
@@ -33,6 +33,7 @@ class SolverOptions(eqx.Module):
 
     max_iters: int = eqx.field(static=True, default=30)
     rtol: float | jnp.ndarray = 1e-5  # stop when an accepted step lowers F by less than rtol*F
+    step_tol: float | jnp.ndarray = 1e-4  # ... or moves no coordinate by more than this (m, rad)
     damping: float | jnp.ndarray = 1e-3  # initial Levenberg damping
     bound_tol: float | jnp.ndarray = 1e-6  # a joint this close to a bound counts as active
 
@@ -47,15 +48,17 @@ class SolveOutput(eqx.Module):
 def initial_guess(problem: CompiledProblem, tpos, tquat) -> jnp.ndarray:
     """Root at the scaled pelvis, oriented like it, joints at the default pose."""
     T = tpos.shape[0]
-    root_k = problem.pos_body.index(problem.robot.tree.root) if problem.robot.tree.root in problem.pos_body else None
-    if root_k is not None:
-        root_pos = tpos[:, root_k]
-    else:
-        root_pos = jnp.zeros((T, 3), tpos.dtype)
-    if problem.robot.tree.root in problem.rot_body:
-        root_quat = tquat[:, problem.rot_body.index(problem.robot.tree.root)]
+    root = problem.robot.tree.root
+    if root in problem.rot_body:
+        root_quat = tquat[:, problem.rot_body.index(root)]
     else:
         root_quat = jnp.zeros((T, 4), tpos.dtype).at[:, 0].set(1.0)
+    if root in problem.pos_body:
+        k = problem.pos_body.index(root)
+        # the target is a point offset from the root origin: undo the offset
+        root_pos = tpos[:, k] - quat_rotate(root_quat, problem.clip.pos_offset[k])
+    else:
+        root_pos = jnp.zeros((T, 3), tpos.dtype)
     joints = jnp.broadcast_to(problem.robot.q_default, (T, problem.robot.q_default.shape[0]))
     return jnp.concatenate([root_pos, root_quat, joints], axis=1)
 
@@ -110,13 +113,13 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
     def body(s):
         q, cost, lam, it, done = s
         D, L, g, _ = _normal_equations(clean, q, tpos, tquat)
-        Dl = D + pad_eye + (lam * (1.0 + 0.0 * D[..., 0, 0]))[..., None, None] * jnp.eye(nv, dtype=dtype)
+        Dl = D + pad_eye + lam * jnp.eye(nv, dtype=dtype)
         delta = -block_tridiag_solve(Dl, L, g) * mask[:, None]
         q_new = _project(clean, _step(q, delta))
         cost_new = total_cost(clean, q_new, tpos, tquat)
         ok = jnp.isfinite(cost_new) & (cost_new < cost)
         rel = (cost - cost_new) / jnp.maximum(cost, jnp.finfo(dtype).tiny)
-        converged = ok & (rel < options.rtol)
+        converged = ok & ((rel < options.rtol) | (jnp.max(jnp.abs(delta)) < options.step_tol))
         stuck = lam > 1e10
         q = jnp.where(ok, q_new, q)
         cost = jnp.where(ok, cost_new, cost)

@@ -1,0 +1,377 @@
+"""Tests for retarget_jax.solve: residual Jacobians, the block-tridiagonal solve, the
+implicit-differentiation VJP of a whole solve, batching, retracing and robustness.
+
+Compiles are the expensive part on a CPU, so shapes are shared: every float32 batched
+solve here is one (B=3, T=64) compile, the one-by-one solves are two (T=40, T=52), and
+the float64 tests share one short clip (T=12, unpadded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from retarget_jax.motion.demo import DEMO_JOINTS, demo_motion
+from retarget_jax.motion.skeleton import HumanJoint
+from retarget_jax.problem import RetargetingProblem, compile_problem
+from retarget_jax.result import SolveStatus
+from retarget_jax.robots import integrate
+from retarget_jax.rotations import quat_exp, quat_mul, quat_to_mat
+from retarget_jax.solve import costs, linalg
+from retarget_jax.solve.batch import (
+    _solve_batch_jit,
+    bucket_length,
+    pad_problem,
+    solve_batch,
+    stack_problems,
+    unstack_clip,
+)
+from retarget_jax.solve.gauss_newton import SolverOptions, initial_guess, solve
+
+BUCKET = 64
+T_GRAD = 12
+
+
+def tight_options(**kw) -> SolverOptions:
+    """Options that converge to round-off (every stopping tolerance the solver has, tiny)."""
+    fields = {f.name for f in dataclasses.fields(SolverOptions)}
+    tols = {name: 1e-12 for name in ("rtol", "step_tol") if name in fields}
+    return SolverOptions(**{"max_iters": 60, **tols, **kw})
+
+
+def replace_clip(problem, **arrays):
+    names = tuple(arrays)
+    return eqx.tree_at(lambda p: tuple(getattr(p.clip, n) for n in names), problem,
+                       tuple(arrays[n] for n in names))
+
+
+# ---------------------------------------------------------------------------------------
+# Shared float32 problems and one compiled batch
+
+
+@pytest.fixture(scope="module")
+def motions():
+    """Three clips that fit bucket 64: a walk, the same walk sampled at 24 fps from a later
+    phase (a different speed per frame), and another phase of the 30 fps walk."""
+    return {
+        "a": demo_motion(num_frames=40),
+        "b": demo_motion(num_frames=60, fps=24.0).slice(8, 60),
+        "c": demo_motion(num_frames=50).slice(10, 50),
+    }
+
+
+@pytest.fixture(scope="module")
+def problems(motions, g1, lafan1_g1_recipe):
+    return {k: compile_problem(RetargetingProblem(m, lafan1_g1_recipe, g1)) for k, m in motions.items()}
+
+
+def make_batch(*clips):
+    return stack_problems([pad_problem(p, BUCKET) for p in clips])
+
+
+@pytest.fixture(scope="module")
+def batch_abc(problems):
+    return make_batch(problems["a"], problems["b"], problems["c"])
+
+
+@pytest.fixture(scope="module")
+def out_abc(batch_abc):
+    return jax.device_get(solve_batch(batch_abc))
+
+
+@pytest.fixture(scope="module")
+def solve_one():
+    return eqx.filter_jit(solve)
+
+
+# ---------------------------------------------------------------------------------------
+# Float64 problem (short, unpadded) for derivatives
+
+
+@pytest.fixture(scope="module")
+def p64(g1, lafan1_g1_recipe):
+    with jax.enable_x64(True):
+        return compile_problem(RetargetingProblem(demo_motion(num_frames=T_GRAD), lafan1_g1_recipe, g1),
+                               dtype=jnp.float64)
+
+
+def nontrivial_qpos(problem, t, rng):
+    """A configuration near frame t's initial guess, with a root rotated by ~0.5 rad and
+    joints spread across their ranges (inside jit: plain jnp)."""
+    tpos, tquat = costs.targets(problem)
+    q = initial_guess(problem, tpos, tquat)[t]
+    lo, hi = np.asarray(problem.robot.q_lower), np.asarray(problem.robot.q_upper)
+    joints = np.clip(np.asarray(q[7:]) + rng.normal(scale=0.4, size=lo.shape), lo + 0.05, hi - 0.05)
+    omega = rng.normal(size=3)
+    omega *= 0.5 / np.linalg.norm(omega)
+    root_quat = quat_mul(q[3:7], quat_exp(jnp.asarray(omega)))
+    root_pos = q[:3] + jnp.asarray(rng.normal(scale=0.05, size=3))
+    return jnp.concatenate([root_pos, root_quat, jnp.asarray(joints)]), tpos[t], tquat[t]
+
+
+def _frame_jacobian_and_fd(problem, q, tp, tq, eps):
+    mask = jnp.ones((), q.dtype)
+    r, J = costs.frame_residual(problem, q, tp, tq, mask, jacobian=True)
+    f = lambda d: costs.frame_residual(problem, integrate(q, d), tp, tq, mask, jacobian=False)  # noqa: E731
+    E = eps * jnp.eye(q.shape[0] - 1, dtype=q.dtype)
+    J_fd = (jax.vmap(f)(E) - jax.vmap(f)(-E)).T / (2 * eps)
+    # orientation residuals (log maps) of this configuration, to keep away from angle pi
+    Kp, Kr = len(problem.pos_body), len(problem.rot_body)
+    e = r[3 * Kp:3 * Kp + 3 * Kr].reshape(Kr, 3) / jnp.sqrt(problem.clip.rot_weight)[:, None]
+    return J, J_fd, jnp.linalg.norm(e, axis=-1)
+
+
+def test_frame_residual_jacobian_matches_manifold_fd(p64, x64):
+    rng = np.random.default_rng(0)
+    check = eqx.filter_jit(_frame_jacobian_and_fd)
+    for t in (0, 5, T_GRAD - 1):
+        q, tp, tq = nontrivial_qpos(p64, t, rng)
+        J, J_fd, angles = (np.asarray(a) for a in check(p64, q, tp, tq, 1e-6))
+        assert angles.max() < 2.5, "test configuration too close to a log-map singularity"
+        assert angles.max() > 0.1  # and far from the trivial one
+        assert J.shape == (len(p64.pos_body) * 3 + len(p64.rot_body) * 3 + 29, 35)
+        scale = max(1.0, np.abs(J_fd).max())
+        np.testing.assert_allclose(J, J_fd, rtol=0, atol=1e-6 * scale)
+
+
+def _pair_jacobians_and_fd(problem, q0, q1, eps):
+    m = jnp.ones((), q0.dtype)
+    _, A, B = costs.pair_residual(problem, q0, q1, m, jacobian=True)
+    E = eps * jnp.eye(q0.shape[0] - 1, dtype=q0.dtype)
+    f0 = lambda d: costs.pair_residual(problem, integrate(q0, d), q1, m, jacobian=False)  # noqa: E731
+    f1 = lambda d: costs.pair_residual(problem, q0, integrate(q1, d), m, jacobian=False)  # noqa: E731
+    A_fd = (jax.vmap(f0)(E) - jax.vmap(f0)(-E)).T / (2 * eps)
+    B_fd = (jax.vmap(f1)(E) - jax.vmap(f1)(-E)).T / (2 * eps)
+    return A, B, A_fd, B_fd
+
+
+def test_pair_residual_jacobians_match_manifold_fd(p64, x64):
+    rng = np.random.default_rng(1)
+    check = eqx.filter_jit(_pair_jacobians_and_fd)
+    for t in (2, 7):
+        q0, _, _ = nontrivial_qpos(p64, t, rng)
+        step = jnp.asarray(rng.normal(scale=0.3, size=35))
+        q1 = integrate(q0, step)
+        A, B, A_fd, B_fd = (np.asarray(a) for a in check(p64, q0, q1, 1e-6))
+        scale = max(1.0, np.abs(A_fd).max())
+        np.testing.assert_allclose(A, A_fd, rtol=0, atol=1e-6 * scale)
+        np.testing.assert_allclose(B, B_fd, rtol=0, atol=1e-6 * scale)
+        assert np.abs(A[3:6, 3:6] + np.eye(3)).max() > 1e-2  # the root rotation block is not trivial
+
+
+def test_block_tridiag_solve_matches_dense(x64):
+    rng = np.random.default_rng(2)
+    T, n = 9, 5
+    # H = M^T M + 0.1 I with M block-bidiagonal is SPD and block-tridiagonal
+    M = np.zeros((T * n, T * n))
+    for t in range(T):
+        M[t * n:(t + 1) * n, t * n:(t + 1) * n] = rng.normal(size=(n, n))
+        if t:
+            M[t * n:(t + 1) * n, (t - 1) * n:t * n] = rng.normal(size=(n, n))
+    H = M.T @ M + 0.1 * np.eye(T * n)
+    D = np.stack([H[t * n:(t + 1) * n, t * n:(t + 1) * n] for t in range(T)])
+    L = np.zeros_like(D)
+    for t in range(1, T):
+        L[t] = H[t * n:(t + 1) * n, (t - 1) * n:t * n]
+    assert np.abs(L[1:]).max() > 0.1
+    b = rng.normal(size=(T, n))
+    x = np.asarray(jax.jit(linalg.block_tridiag_solve)(jnp.asarray(D), jnp.asarray(L), jnp.asarray(b)))
+    x_ref = np.linalg.solve(H, b.reshape(-1)).reshape(T, n)
+    np.testing.assert_allclose(x, x_ref, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(linalg.block_tridiag_matvec(jnp.asarray(D), jnp.asarray(L), jnp.asarray(x))),
+                               b, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# Solution gradient (implicit differentiation) vs finite differences of re-solves
+
+
+def test_solution_gradient_matches_finite_differences(p64, g1, x64):
+    opts = tight_options()
+    solve_fn = eqx.filter_jit(solve)
+    out = solve_fn(p64, opts)
+    assert int(out.status) == SolveStatus.CONVERGED and int(out.iterations) < opts.max_iters
+    qstar = np.asarray(out.qpos)
+    lo, hi = np.asarray(p64.robot.q_lower), np.asarray(p64.robot.q_upper)
+    dist = np.minimum(qstar[:, 7:] - lo, hi - qstar[:, 7:])
+    # A joint close to, but not on, a bound could be pushed onto it by a finite-difference
+    # step (a kink the implicit VJP does not see); joints on a bound are held in both.
+    assert not np.any((dist > 1e-9) & (dist < 1e-3)), "a joint is near a bound; pick another clip"
+
+    rng = np.random.default_rng(3)
+    w_joint = rng.normal(size=(T_GRAD, g1.num_dof))
+    w_root = rng.normal(size=(T_GRAD, 3))
+    ct_joint = np.zeros_like(qstar)
+    ct_joint[:, 7:] = w_joint
+    ct_root = np.zeros_like(qstar)
+    ct_root[:, :3] = w_root
+
+    # jax.grad of s(theta) = <w, qpos*(theta)> for both weightings, through the custom VJP
+    # (run eagerly: one jit of the whole backward pass is a very long XLA compile on CPU)
+    diff, static = eqx.partition(p64, eqx.is_inexact_array)
+    qpos, vjp_fn = jax.vjp(lambda d: solve(eqx.combine(d, static), opts).qpos, diff)
+    np.testing.assert_allclose(np.asarray(qpos), qstar, atol=1e-12)
+    (g_joint,) = vjp_fn(jnp.asarray(ct_joint))
+    (g_root,) = vjp_fn(jnp.asarray(ct_root))
+
+    pelvis, knee, wrist = (DEMO_JOINTS.index(HumanJoint(j)) for j in ("pelvis", "left_knee", "left_wrist"))
+    cases = [  # (field, index, step)
+        ("human_pos", (5, pelvis, 0), 1e-4),
+        ("human_pos", (3, knee, 2), 1e-4),
+        ("human_pos", (8, wrist, 1), 1e-4),
+        ("pos_weight", (0,), 1e-4),
+        ("pos_weight", (6,), 1e-4),
+        ("pos_weight", (12,), 1e-4),
+        ("root_scale", (), 1e-5),
+        ("bone_scale", (knee,), 1e-5),
+        ("bone_scale", (wrist,), 1e-5),
+    ]
+    for field, idx, eps in cases:
+        base = getattr(p64.clip, field)
+
+        def solved(sign, base=base, field=field, idx=idx, eps=eps):
+            p = replace_clip(p64, **{field: base.at[idx].add(sign * eps)})
+            o = solve_fn(p, opts)
+            assert int(o.status) == SolveStatus.CONVERGED
+            return np.asarray(o.qpos)
+
+        dq = (solved(+1) - solved(-1)) / (2 * eps)
+        for name, ct, grad in (("joints", ct_joint, g_joint), ("root position", ct_root, g_root)):
+            fd = float(np.sum(ct * dq))
+            ad = float(np.asarray(getattr(grad.clip, field))[idx])
+            assert abs(fd) > 1e-6, f"{field}{idx}: vacuous finite difference for {name}"
+            assert ad == pytest.approx(fd, rel=2e-3, abs=1e-5), f"d<w, {name}>/d {field}{idx}"
+
+
+# ---------------------------------------------------------------------------------------
+# Batching, padding, retracing
+
+
+def test_bucket_length():
+    assert bucket_length(40) == 64 and bucket_length(64) == 64 and bucket_length(65) == 128
+
+
+def test_padded_batch_equals_clips_solved_one_by_one(problems, out_abc, solve_one):
+    for i, (key, T) in enumerate((("a", 40), ("b", 52), ("c", 40))):
+        assert problems[key].num_frames == T
+        alone = solve_one(problems[key], SolverOptions())
+        assert int(out_abc.solve.status[i]) == int(alone.status), key
+        np.testing.assert_allclose(out_abc.solve.qpos[i, :T], np.asarray(alone.qpos), atol=1e-4, rtol=0,
+                                   err_msg=key)
+        np.testing.assert_allclose(out_abc.solve.cost[i], float(alone.cost), rtol=1e-3)
+
+
+def test_padding_frames_are_never_stepped(out_abc):
+    """Padded frames repeat the last real frame's targets and have mask 0: they keep the
+    (identical) initial guess, whatever the real frames do."""
+    q = out_abc.solve.qpos
+    assert q.shape[1] == BUCKET
+    for i, T in enumerate((40, 52, 40)):
+        assert np.all(np.isfinite(q[i]))
+        np.testing.assert_array_equal(q[i, T:], np.broadcast_to(q[i, T], q[i, T:].shape))
+        assert np.abs(q[i, T - 1] - q[i, T]).max() > 1e-4  # while the last real frame moved
+
+
+def test_no_retrace_when_only_traced_values_change(batch_abc, out_abc):
+    n0 = _solve_batch_jit._cache_size()
+    assert n0 >= 1
+    c = batch_abc.clip
+    changed = replace_clip(
+        batch_abc,
+        pos_weight=c.pos_weight * 2.0,
+        human_pos=c.human_pos + jnp.asarray([0.01, -0.02, 0.0], c.human_pos.dtype),
+        smooth_weight=c.smooth_weight * 3.0,
+        rot_weight=c.rot_weight.at[:, 0].set(0.0),
+        root_scale=c.root_scale * 1.05,
+    )
+    out = jax.device_get(solve_batch(changed))
+    assert _solve_batch_jit._cache_size() == n0
+    assert not np.allclose(out.solve.qpos, out_abc.solve.qpos)  # the new values were used
+    jax.block_until_ready(solve_batch(batch_abc, SolverOptions(rtol=1e-4, damping=1e-2)))
+    assert _solve_batch_jit._cache_size() == n0
+
+
+def test_nan_clip_is_isolated_from_batch_mates(problems, motions, g1, lafan1_g1_recipe):
+    m = motions["a"]
+    pos = m.positions.copy()
+    pos[10, m.index("left_wrist")] = np.nan
+    bad = compile_problem(RetargetingProblem(dataclasses.replace(m, positions=pos), lafan1_g1_recipe, g1))
+    with_nan = jax.device_get(solve_batch(make_batch(problems["a"], bad, problems["c"])))
+    reference = jax.device_get(solve_batch(make_batch(problems["a"], problems["a"], problems["c"])))
+    assert list(with_nan.solve.status) == [SolveStatus.CONVERGED, SolveStatus.INVALID_INPUT,
+                                            SolveStatus.CONVERGED]
+    assert np.all(np.isfinite(with_nan.solve.qpos[1]))
+    for i in (0, 2):
+        for a, b in zip(jax.tree.leaves(with_nan), jax.tree.leaves(reference), strict=True):
+            assert np.array_equal(a[i], b[i]), f"clip {i} changed by its NaN batch-mate"
+
+
+def test_joints_stay_in_range_for_unreachable_targets(problems, g1, motions):
+    """Targets that ask for out-of-range poses: a knee bent 40 degrees backwards with the
+    foot rolled 60 degrees outwards, and a hand 2 m away."""
+    m = motions["a"]
+    hip, knee, ankle, toe, wrist = (m.index(j) for j in ("left_hip", "left_knee", "left_ankle", "left_toe",
+                                                          "left_wrist"))
+    pos = np.array(problems["a"].clip.human_pos, np.float64)
+    thigh = pos[:, knee] - pos[:, hip]
+    u = thigh / np.linalg.norm(thigh, axis=-1, keepdims=True)
+    fwd = np.array([1.0, 0.0, 0.0]) - u[:, :1] * u  # forward, perpendicular to the thigh
+    fwd /= np.linalg.norm(fwd, axis=-1, keepdims=True)
+    shin = np.linalg.norm(pos[:, ankle] - pos[:, knee], axis=-1, keepdims=True)
+    a = np.radians(40.0)
+    new_ankle = pos[:, knee] + shin * (np.cos(a) * u + np.sin(a) * fwd)  # the shin bent forward
+    pos[:, toe] += new_ankle - pos[:, ankle]
+    pos[:, ankle] = new_ankle
+    quat = np.array(problems["a"].clip.human_quat, np.float64)
+    roll = np.array([np.cos(np.radians(30.0)), np.sin(np.radians(30.0)), 0.0, 0.0])  # 60 deg about world x
+    quat[:, ankle] = np.asarray(quat_mul(roll, quat[:, ankle]))
+    hyper = replace_clip(problems["a"], human_pos=jnp.asarray(pos, jnp.float32),
+                         human_quat=jnp.asarray(quat, jnp.float32))
+    pos2 = np.array(problems["a"].clip.human_pos, np.float64)
+    pos2[:, wrist] += [0.0, 2.0, 1.0]
+    far = replace_clip(problems["a"], human_pos=jnp.asarray(pos2, jnp.float32))
+
+    out = jax.device_get(solve_batch(make_batch(hyper, far, problems["c"])))
+    assert all(SolveStatus.ok(s) for s in out.solve.status)
+    lo, hi = g1.dof_ranges[:, 0].astype(np.float32), g1.dof_ranges[:, 1].astype(np.float32)
+    q = out.solve.qpos[..., 7:]
+    assert np.all(q >= lo) and np.all(q <= hi)
+    # the bounds are really active: the ankle roll rests on a limit in most frames
+    at_bound = (q <= lo + 1e-6) | (q >= hi - 1e-6)
+    k = g1.dof_index("left_ankle_roll_joint")
+    assert np.mean(at_bound[0, :40, k]) > 0.5, q[0, :40, k]
+
+
+def test_converges_and_lowers_cost(batch_abc, out_abc):
+    @eqx.filter_jit
+    def initial_cost(problem):
+        # the solver's starting point (initial guess, joints projected into range)
+        tpos, tquat = costs.targets(problem)
+        q0 = initial_guess(problem, tpos, tquat)
+        q0 = q0.at[:, 7:].set(jnp.clip(q0[:, 7:], problem.robot.q_lower, problem.robot.q_upper))
+        return costs.total_cost(problem, q0) / jnp.sum(problem.clip.frame_mask)
+
+    assert list(out_abc.solve.status) == [SolveStatus.CONVERGED] * 3
+    for i in range(3):
+        c0 = float(initial_cost(unstack_clip(batch_abc, i)))  # padded: one compile for all three
+        assert np.isfinite(c0) and 0 < out_abc.solve.cost[i] < 0.5 * c0, (i, c0, out_abc.solve.cost[i])
+        assert 1 <= out_abc.solve.iterations[i] <= SolverOptions().max_iters
+
+
+def test_demo_walk_is_upright_with_feet_on_the_ground(out_abc, g1):
+    pelvis = g1.body_index("pelvis")
+    feet = [g1.body_index(f"{s}_ankle_roll_link") for s in ("left", "right")]
+    for i, T in enumerate((40, 52, 40)):
+        R = quat_to_mat(out_abc.body_quat_w[i, :T, pelvis])
+        up = R[:, 2, 2]  # pelvis z axis . world z
+        assert up.min() > 0.8, (i, up.min())
+        for f in feet:
+            z = out_abc.body_pos_w[i, :T, f, 2]
+            assert 0.0 <= z.min() <= 0.08, (i, g1.body_names[f], z.min())
+        # body poses returned with the batch are FK of the solved qpos
+        np.testing.assert_allclose(out_abc.body_pos_w[i, :T, pelvis], out_abc.solve.qpos[i, :T, :3], atol=1e-6)

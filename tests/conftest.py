@@ -7,7 +7,9 @@ when it is absent, so a fresh clone still passes its own test command.
 XLA compiles of the whole-trajectory solver take tens of seconds on a small CPU, so the
 tests turn on JAX's persistent compilation cache (``$RETARGET_JAX_CACHE_DIR``, else
 ``.jax_cache/`` in the repository, which git ignores) and share problem shapes through
-session- and module-scoped fixtures. Tests that need float64 enter
+session- and module-scoped fixtures. Every compile is cached, however short: the
+implicit-differentiation test runs the solver's backward pass eagerly, thousands of small
+op compiles that cost about a minute when they are not on disk. Tests that need float64 enter
 ``jax.enable_x64(True)`` themselves (see the ``x64`` fixture); the default stays float32.
 """
 

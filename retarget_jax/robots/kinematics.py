@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from retarget_jax.robots.spec import KinematicTree
-from retarget_jax.rotations import axis_angle_to_quat, quat_mul, quat_normalize, quat_rotate, quat_to_mat, skew
+from retarget_jax.rotations import (
+    axis_angle_to_quat, quat_exp, quat_mul, quat_normalize, quat_rotate, quat_to_mat, skew)
 
 
 def forward_kinematics(tree: KinematicTree, qpos: jnp.ndarray):
@@ -89,8 +90,6 @@ def point_jacobians(tree: KinematicTree, fk, bodies: jnp.ndarray, points_w: jnp.
 
 def integrate(qpos: jnp.ndarray, delta: jnp.ndarray) -> jnp.ndarray:
     """qpos (7+n) (+) tangent delta (6+n): root position in world, root rotation in root frame."""
-    from retarget_jax.rotations import quat_exp
-
     pos = qpos[0:3] + delta[0:3]
     quat = quat_normalize(quat_mul(qpos[3:7], quat_exp(delta[3:6])))
     return jnp.concatenate([pos, quat, qpos[7:] + delta[6:]])

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import integrate
-from retarget_jax.rotations import quat_mul, quat_rotate
+from retarget_jax.rotations import quat_rotate
 from retarget_jax.solve.costs import frame_residual, pair_masks, pair_residual, targets, total_cost
 from retarget_jax.solve.linalg import block_tridiag_solve
 
@@ -226,10 +226,3 @@ def _solve_bwd(out: SolveOutput, grad_out: SolveOutput, perturbed, problem, opti
         gtheta = jax.tree.map(lambda a, b: a + b, gtheta, gc)
     return gtheta
 
-
-def solved_root_quat(out: SolveOutput) -> jnp.ndarray:
-    q = out.qpos[:, 3:7]
-    return q * jnp.where(q[:, :1] < 0, -1.0, 1.0)
-
-
-__all__ = ["SolverOptions", "SolveOutput", "solve", "initial_guess", "quat_mul"]

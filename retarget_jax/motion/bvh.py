@@ -328,6 +328,22 @@ def _next_nonblank(lines: list[str], i: int) -> int:
     return i
 
 
+
+def _header_value(path: str, lines: list[str], i: int, regex, field: str, form: str, convert,
+                  kind: str):
+    """Parse one MOTION header line (``Frames:`` or ``Frame Time:``) at 0-based index i."""
+    m = regex.match(lines[i])
+    if m is None:
+        raise MotionFormatError(
+            path, f"expected '{form}', found '{lines[i].strip()}'", line=i + 1, field=field
+        )
+    try:
+        return convert(m.group(1))
+    except ValueError:
+        raise MotionFormatError(
+            path, f"{field.lower()} must be {kind}, found '{m.group(1)}'", line=i + 1, field=field
+        ) from None
+
 def _parse_motion_header(path: str, lines: list[str], motion_line: int) -> tuple[int, float, int]:
     """Return (declared frame count, frame time, index of the first frame line)."""
     last = _last_nonblank_line(lines)
@@ -336,23 +352,7 @@ def _parse_motion_header(path: str, lines: list[str], motion_line: int) -> tuple
         raise MotionFormatError(
             path, "MOTION section has no 'Frames:' line", line=last, field="Frames"
         )
-    m = _FRAMES_RE.match(lines[i])
-    if m is None:
-        raise MotionFormatError(
-            path,
-            f"expected 'Frames: <count>', found '{lines[i].strip()}'",
-            line=i + 1,
-            field="Frames",
-        )
-    try:
-        n = int(m.group(1))
-    except ValueError:
-        raise MotionFormatError(
-            path,
-            f"frame count must be an integer, found '{m.group(1)}'",
-            line=i + 1,
-            field="Frames",
-        ) from None
+    n = _header_value(path, lines, i, _FRAMES_RE, "Frames", "Frames: <count>", int, "an integer")
     if n <= 0:
         raise MotionFormatError(
             path, f"the clip has zero frames (Frames: {n})", line=i + 1, field="Frames"
@@ -362,27 +362,12 @@ def _parse_motion_header(path: str, lines: list[str], motion_line: int) -> tuple
         raise MotionFormatError(
             path, "MOTION section has no 'Frame Time:' line", line=last, field="Frame Time"
         )
-    m = _FRAME_TIME_RE.match(lines[j])
-    if m is None:
-        raise MotionFormatError(
-            path,
-            f"expected 'Frame Time: <seconds>', found '{lines[j].strip()}'",
-            line=j + 1,
-            field="Frame Time",
-        )
-    try:
-        dt = float(m.group(1))
-    except ValueError:
-        raise MotionFormatError(
-            path,
-            f"frame time must be a number, found '{m.group(1)}'",
-            line=j + 1,
-            field="Frame Time",
-        ) from None
+    dt = _header_value(path, lines, j, _FRAME_TIME_RE, "Frame Time", "Frame Time: <seconds>", float,
+                       "a number")
     if not math.isfinite(dt) or dt <= 0:
         raise MotionFormatError(
             path,
-            f"frame time must be a positive finite number of seconds, found {m.group(1)}",
+            f"frame time must be a positive finite number of seconds, found {lines[j].split(':', 1)[1].strip()}",
             line=j + 1,
             field="Frame Time",
         )

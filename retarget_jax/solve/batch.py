@@ -8,7 +8,6 @@ weights within a bucket reuses the compiled function.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -17,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from retarget_jax.errors import SolveError
-from retarget_jax.problem.compile import ClipArrays, CompiledProblem
+from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.robots.kinematics import forward_kinematics
 from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions, solve
 
@@ -74,9 +73,11 @@ class BatchOutput(eqx.Module):
     body_quat_w: jnp.ndarray  # (B, T, nbody, 4)
 
 
-def _in_axes(batch: CompiledProblem):
-    return eqx.tree_at(lambda p: p.clip, jax.tree.map(lambda _: None, batch),
-                       jax.tree.map(lambda _: 0, batch.clip), is_leaf=lambda x: x is None)
+def _in_axes(batch: CompiledProblem) -> CompiledProblem:
+    """vmap axes: the robot is shared (None), every clip array has a leading B axis (0)."""
+    return eqx.tree_at(lambda p: (p.robot, p.clip), batch,
+                       (jax.tree.map(lambda _: None, batch.robot), jax.tree.map(lambda _: 0, batch.clip)),
+                       is_leaf=lambda x: x is None)
 
 
 def _solve_and_fk(problem: CompiledProblem, options: SolverOptions):
@@ -85,14 +86,9 @@ def _solve_and_fk(problem: CompiledProblem, options: SolverOptions):
     return out, xpos, xquat
 
 
-@functools.partial(jax.jit, static_argnames=())
+@jax.jit
 def _solve_batch_jit(batch: CompiledProblem, options: SolverOptions) -> BatchOutput:
-    robot_axes = jax.tree.map(lambda _: None, batch.robot)
-    clip_axes = jax.tree.map(lambda _: 0, batch.clip)
-    axes = CompiledProblem(robot=robot_axes, clip=clip_axes, human_parents=batch.human_parents,
-                           pos_joint=batch.pos_joint, pos_body=batch.pos_body, rot_joint=batch.rot_joint,
-                           rot_body=batch.rot_body, root_joint=batch.root_joint)
-    out, xpos, xquat = jax.vmap(_solve_and_fk, in_axes=(axes, None))(batch, options)
+    out, xpos, xquat = jax.vmap(_solve_and_fk, in_axes=(_in_axes(batch), None))(batch, options)
     return BatchOutput(solve=out, body_pos_w=xpos, body_quat_w=xquat)
 
 

@@ -6,8 +6,17 @@
   :func:`write_result` dispatches on a format name.
 - :func:`restricted_load`: unpickle third-party motion pickles allowing only numpy and
   builtin data.
+- :func:`read_robot_motion` (:func:`read_gmr_pkl`, :func:`read_mjlab_npz`,
+  :func:`read_seed_csv`): robot-space motion files loaded as results, without a solve.
 """
 
+from retarget_jax.io.readers import (
+    ROBOT_MOTION_READERS,
+    read_gmr_pkl,
+    read_mjlab_npz,
+    read_robot_motion,
+    read_seed_csv,
+)
 from retarget_jax.io.result_npz import (
     SCHEMA_VERSION,
     atomic_write,
@@ -26,12 +35,17 @@ from retarget_jax.io.writers import (
 )
 
 __all__ = [
+    "ROBOT_MOTION_READERS",
     "SCHEMA_VERSION",
     "WRITERS",
     "angular_velocity_w",
     "atomic_write",
     "linear_velocity",
     "load_result",
+    "read_gmr_pkl",
+    "read_mjlab_npz",
+    "read_robot_motion",
+    "read_seed_csv",
     "restricted_load",
     "restricted_loads",
     "save_result",

@@ -115,7 +115,8 @@ def nontrivial_qpos(problem, t, rng):
 
 
 def _frame_jacobian_and_fd(problem, q, tp, tq, eps):
-    mask = jnp.ones((), q.dtype)
+    ones = lambda k: jnp.ones(k, q.dtype)  # noqa: E731
+    mask = (ones(()), ones(len(problem.pos_body)), ones(len(problem.rot_body)))
     r, J = costs.frame_residual(problem, q, tp, tq, mask, jacobian=True)
     f = lambda d: costs.frame_residual(problem, integrate(q, d), tp, tq, mask, jacobian=False)  # noqa: E731
     nv = q.shape[0] - 1

@@ -375,6 +375,7 @@ def demo_motion(num_frames: int = 150, fps: float = 30.0) -> HumanMotion:
         source_path="",
         source_format="demo_walk",
         source_joint_names=tuple(j.value for j in DEMO_JOINTS),
+        conventions=CONVENTIONS,
     )
 
 

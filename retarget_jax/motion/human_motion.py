@@ -2,11 +2,18 @@
 
 Conventions: world Z-up, metres, quaternions wxyz, positions and orientations of
 joints in the world frame. ``orientations`` is None for position-only sources.
+
+Every source carries its own sample times (``timestamps``, seconds) and a validity mask
+(``valid``, (T, J)): a joint or frame the source does not have is marked invalid, and the
+costs ignore it. ``conventions`` gives each joint's frame in the source's reference
+T-pose (see :mod:`retarget_jax.motion.conventions`); without it, orientation targets
+are switched off and the recipe tracks positions only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -27,6 +34,13 @@ class HumanMotion:
         source_path: file the motion came from ("" for generated motion).
         source_format: format name, e.g. "bvh_lafan1".
         source_joint_names: (J,) the names as spelled in the source file.
+        timestamps: (T,) sample times in seconds, strictly increasing; None means
+            ``arange(T) / fps``. Read it through :attr:`times`.
+        valid: (T, J) bool, False where the source has no value for a joint in a frame
+            (a missing joint, an occluded keypoint, a dropped frame); None means all valid.
+        conventions: joint role -> (3, 3) frame of that joint in the source's reference
+            T-pose (columns: the joint's axes in a Z-up world, figure facing +X), or None
+            when the source's joint frames are unknown (position-only tracking).
     """
 
     joint_names: tuple[HumanJoint, ...]
@@ -37,6 +51,9 @@ class HumanMotion:
     source_path: str = ""
     source_format: str = ""
     source_joint_names: tuple[str, ...] = ()
+    timestamps: np.ndarray | None = None
+    valid: np.ndarray | None = None
+    conventions: Mapping[HumanJoint, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         where = self.source_path or "<motion>"
@@ -55,6 +72,19 @@ class HumanMotion:
             raise InvalidMotionError(f"{where}: parents must be ({J},), got {np.shape(self.parents)}")
         if not np.isfinite(self.fps) or self.fps <= 0:
             raise InvalidMotionError(f"{where}: fps must be a positive number, got {self.fps}")
+        T = pos.shape[0]
+        if self.timestamps is not None:
+            ts = np.asarray(self.timestamps, dtype=np.float64)
+            if ts.shape != (T,):
+                raise InvalidMotionError(f"{where}: timestamps must be ({T},), got {ts.shape}")
+            if not np.isfinite(ts).all() or (T > 1 and not (np.diff(ts) > 0).all()):
+                raise InvalidMotionError(f"{where}: timestamps must be finite and strictly increasing")
+        if self.valid is not None and np.shape(self.valid) != (T, J):
+            raise InvalidMotionError(f"{where}: valid must be ({T}, {J}), got {np.shape(self.valid)}")
+        if self.conventions is not None:
+            for role, frame in self.conventions.items():
+                if np.shape(frame) != (3, 3):
+                    raise InvalidMotionError(f"{where}: conventions[{role}] must be 3x3, got {np.shape(frame)}")
 
     @property
     def num_frames(self) -> int:
@@ -63,6 +93,24 @@ class HumanMotion:
     @property
     def duration_s(self) -> float:
         return self.num_frames / self.fps
+
+    @property
+    def times(self) -> np.ndarray:
+        """(T,) sample times in seconds (``timestamps``, or ``arange(T) / fps``)."""
+        if self.timestamps is not None:
+            return np.asarray(self.timestamps, dtype=np.float64)
+        return np.arange(self.num_frames, dtype=np.float64) / self.fps
+
+    @property
+    def valid_mask(self) -> np.ndarray:
+        """(T, J) bool: ``valid``, all True when None.
+
+        Non-finite values where the mask says valid are not masked here: they are bad
+        input, and the solve reports such a clip ``invalid_input``.
+        """
+        if self.valid is None:
+            return np.ones(self.positions.shape[:2], dtype=bool)
+        return np.asarray(self.valid, dtype=bool)
 
     def index(self, joint: HumanJoint | str) -> int:
         role = HumanJoint.parse(joint, where=self.source_path or None)
@@ -99,4 +147,6 @@ class HumanMotion:
             self,
             positions=self.positions[start:stop],
             orientations=None if self.orientations is None else self.orientations[start:stop],
+            timestamps=None if self.timestamps is None else np.asarray(self.timestamps)[start:stop],
+            valid=None if self.valid is None else np.asarray(self.valid)[start:stop],
         )

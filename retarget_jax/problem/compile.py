@@ -4,8 +4,12 @@
 the motion, body and joint names against the robot. Everything after it is jit code.
 
 Static (changes shapes or Python control flow): robot topology, the human skeleton's
-parent table, the number of frames T (the length bucket), the number of targets.
-Traced (changing them never recompiles): targets, weights, offsets, scales, masks.
+parent table (always the canonical one, see :mod:`retarget_jax.motion.canonical`), the
+number of frames T (the length bucket), the number of targets.
+Traced (changing them never recompiles): targets, weights, offsets, scales, masks. So
+every source (LAFAN1, SMPL, vendor BVH, keypoints) compiles to the same shapes for a
+recipe: a joint or frame the source lacks is a 0 in ``pos_valid`` / ``rot_valid``, and a
+source without orientations (or without known joint frames) has ``rot_valid`` all 0.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import mujoco
 import numpy as np
 
 from retarget_jax.errors import ConfigError, InvalidMotionError
+from retarget_jax.motion.canonical import CANONICAL_JOINTS, CANONICAL_PARENTS, canonical_index, canonicalize
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.problem.recipe import Recipe, source_conventions
 from retarget_jax.robots.spec import KinematicTree, RobotSpec
@@ -56,6 +61,8 @@ class ClipArrays(eqx.Module):
     human_pos: jnp.ndarray  # (T, J, 3) world, metres
     human_quat: jnp.ndarray  # (T, J, 4) wxyz (identity where the source has none)
     frame_mask: jnp.ndarray  # (T,) 1 for real frames, 0 for padding
+    pos_valid: jnp.ndarray  # (T, Kp) 1 where the position target's joint is in the source
+    rot_valid: jnp.ndarray  # (T, Kr) 1 where the orientation target's joint frame is known
     fps: jnp.ndarray  # ()
     bone_scale: jnp.ndarray  # (J,) scale of the bone from each joint's parent to it
     root_scale: jnp.ndarray  # () scale of the root trajectory about root_anchor
@@ -139,23 +146,33 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     where = f"recipe {recipe.name}"
     if recipe.robot != robot.name:
         raise ConfigError(f"{where} is for robot '{recipe.robot}', not '{robot.name}'")
-    conv = source_conventions(recipe.source_conventions)
+    # The source's own joint frames, else the recipe's named table, else none: then the
+    # orientation targets are masked and the recipe tracks positions only.
+    conv = motion.conventions
+    if conv is None and recipe.source_conventions:
+        conv = source_conventions(recipe.source_conventions)
+    if motion.orientations is None:
+        conv = None
+    present = set(motion.joint_names)
 
     # --- names -> indices (errors list the valid names) ---
-    root_j = motion.index(recipe.root_human)
+    root_j = canonical_index(recipe.root_human)
+    if recipe.root_human not in present:
+        raise InvalidMotionError(f"{motion.source_path or '<motion>'}: the recipe's root joint "
+                                 f"'{recipe.root_human.value}' is not in the motion; joints: "
+                                 f"{[j.value for j in motion.joint_names]}")
     root_b = robot.body_index(recipe.root_body, where=f"{where}: root.body")
     if root_b != robot.tree.root:
         raise ConfigError(f"{where}: root.body '{recipe.root_body}' is not the floating base "
                           f"'{robot.body_names[robot.tree.root]}'")
     for t in recipe.targets:
         robot.body_index(t.body, where=f"{where}: targets")
-        motion.index(t.human)
     ref_qpos = _robot_pose_qpos(robot, dict(recipe.robot_reference_pose), f"{where}: robot_reference_pose")
     default_qpos = _robot_pose_qpos(robot, dict(recipe.default_pose), f"{where}: default_pose")
     ref_xpos, ref_xquat, _ = _robot_world_poses(robot, ref_qpos)
 
     # --- scales from the clip's own segment lengths ---
-    J = len(motion.joint_names)
+    J = len(CANONICAL_JOINTS)
     group_scale: dict[str, float] = {}
     bone_scale = np.full(J, np.nan)
     for g in recipe.scale_groups:
@@ -176,8 +193,7 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
                 f"has length {human_len}; cannot derive scale group '{g.name}'")
         group_scale[g.name] = robot_len / human_len
         for bone in g.bones:
-            if bone in motion.joint_names:
-                bone_scale[motion.index(bone)] = group_scale[g.name]
+            bone_scale[canonical_index(bone)] = group_scale[g.name]
     if recipe.root_scale_group not in group_scale:
         raise ConfigError(f"{where}: root_scale_group '{recipe.root_scale_group}' not in scale_groups "
                           f"{sorted(group_scale)}")
@@ -185,9 +201,13 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     bone_scale[np.isnan(bone_scale)] = root_scale
 
     # --- ground: put the robot's soles where the human's feet are ---
+    ground_joints = [j for j in recipe.ground_joints if j in present]
+    if recipe.ground_joints and not ground_joints:
+        raise InvalidMotionError(f"{motion.source_path or '<motion>'}: none of the recipe's ground joints "
+                                 f"{[j.value for j in recipe.ground_joints]} is in the motion")
     if recipe.ground_joints:
         human_ankle = min(_nanpercentile(motion.positions[:, motion.index(j), 2], 5.0)
-                          for j in recipe.ground_joints)
+                          for j in ground_joints)
         ground_idx = [robot.body_index(b, where=f"{where}: ground.bodies") for b in recipe.ground_bodies]
         _, _, d = _robot_world_poses(robot, default_qpos)
         lowest = min(_geom_lowest(robot, d, g) for g in range(robot.mj_model.ngeom))
@@ -203,21 +223,27 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     # is level with its ankle on a flat sole. Lift the toe target by the scaled rest-height
     # difference so that a flat human foot asks for a flat robot foot.
     pos_dz = np.zeros(len(pos_t))
-    if recipe.ground_joints:
-        for k, t in enumerate(pos_t):
-            if t.offset_z_from_ground:
-                h = _nanpercentile(motion.positions[:, motion.index(t.human), 2], 5.0)
-                pos_dz[k] = root_scale * (human_ankle - h)
-    rot_offset = []
+    for k, t in enumerate(pos_t):
+        if recipe.ground_joints and t.offset_z_from_ground and t.human in present:
+            h = _nanpercentile(motion.positions[:, motion.index(t.human), 2], 5.0)
+            pos_dz[k] = root_scale * (human_ankle - h)
+        level = [j for j in t.level_with if j in present]
+        if level and t.human in present:
+            ref = np.mean([motion.positions[:, motion.index(j), 2] for j in level], axis=0)
+            above = motion.positions[:, motion.index(t.human), 2] - ref
+            above = above[np.isfinite(above)]
+            pos_dz[k] -= root_scale * (float(np.median(above)) if above.size else 0.0)
+    rot_offset, rot_known = [], []
     for t in rot_t:
-        if t.human not in conv:
-            raise ConfigError(f"{where}: no reference-pose convention for '{t.human.value}' in "
-                              f"'{recipe.source_conventions}'")
+        rot_known.append(conv is not None and t.human in conv and t.human in present)
+        if not rot_known[-1]:
+            rot_offset.append(np.array([1.0, 0.0, 0.0, 0.0]))
+            continue
         C = np.asarray(conv[t.human], np.float64)
         q_h = mat_to_quat(C)
         q_r = ref_xquat[robot.body_index(t.body)]
         off = quat_mul(quat_conj(q_h), q_r)
-        if t.flat_with is not None:
+        if t.flat_with is not None and t.flat_with in present:
             # Rest pitch of the bone joint -> flat_with, from the clip's floor heights.
             a, b = motion.index(t.human), motion.index(t.flat_with)
             drop = _nanpercentile(motion.positions[:, a, 2], 5.0) - _nanpercentile(motion.positions[:, b, 2], 5.0)
@@ -234,11 +260,15 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     smooth = np.concatenate([np.full(3, w.smooth_position), np.full(3, w.smooth_rotation),
                              np.full(n, w.smooth_joint)])
     T = motion.num_frames
-    quat = motion.orientations
+    pos, quat, valid = canonicalize(motion)
     if quat is None:
         quat = np.zeros((T, J, 4))
         quat[..., 0] = 1.0
-    anchor = np.array([*np.nan_to_num(motion.positions[0, root_j, :2]), 0.0])
+    pos_valid = valid[:, [canonical_index(t.human) for t in pos_t]].reshape(T, len(pos_t))
+    rot_valid = (valid[:, [canonical_index(t.human) for t in rot_t]].reshape(T, len(rot_t))
+                 & np.asarray(rot_known, dtype=bool)[None, :])
+    first = int(np.argmax(valid[:, root_j]))
+    anchor = np.array([*np.nan_to_num(pos[first, root_j, :2]), 0.0])
 
     f = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dtype)  # noqa: E731
     tree = KinematicTree(
@@ -250,7 +280,8 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
         robot=RobotArrays(tree=tree, q_lower=f(lo), q_upper=f(hi),
                           q_default=f(np.clip(default_qpos[7:], lo, hi))),
         clip=ClipArrays(
-            human_pos=f(motion.positions), human_quat=f(quat), frame_mask=f(np.ones(T)),
+            human_pos=f(pos), human_quat=f(quat), frame_mask=f(np.ones(T)),
+            pos_valid=f(pos_valid), rot_valid=f(rot_valid),
             fps=f(motion.fps), bone_scale=f(bone_scale), root_scale=f(root_scale), root_anchor=f(anchor),
             z_offset=f(z_offset), pos_offset=f(np.reshape([t.offset for t in pos_t], (-1, 3))),
             pos_target_dz=f(pos_dz),
@@ -258,10 +289,10 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
             rot_offset=f(np.reshape(rot_offset, (-1, 4))), rot_weight=f([t.orientation_weight for t in rot_t]),
             smooth_weight=f(smooth), posture_weight=f(np.full(n, w.posture)),
         ),
-        human_parents=tuple(int(p) for p in motion.parents),
-        pos_joint=tuple(motion.index(t.human) for t in pos_t),
+        human_parents=CANONICAL_PARENTS,
+        pos_joint=tuple(canonical_index(t.human) for t in pos_t),
         pos_body=tuple(robot.body_index(t.body) for t in pos_t),
-        rot_joint=tuple(motion.index(t.human) for t in rot_t),
+        rot_joint=tuple(canonical_index(t.human) for t in rot_t),
         rot_body=tuple(robot.body_index(t.body) for t in rot_t),
         root_joint=root_j,
     )

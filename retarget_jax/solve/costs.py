@@ -45,8 +45,18 @@ def targets(problem: CompiledProblem):
     return tpos, tquat
 
 
-def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, mask, *, jacobian: bool):
+def frame_masks(problem: CompiledProblem):
+    """Per-frame masks for :func:`frame_residual`: (frame (T,), position targets (T, Kp),
+    orientation targets (T, Kr)). A target whose human joint is missing in a frame is 0."""
+    c = problem.clip
+    return c.frame_mask, c.pos_valid, c.rot_valid
+
+
+def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobian: bool):
     """Residual (m,) of one frame, and its Jacobian (m, nv) if asked.
+
+    ``masks`` is one frame of :func:`frame_masks`: the frame's padding mask and the
+    validity of each position and orientation target in it.
 
     Orientation residual e = log(R_target^T R_body). A world angular velocity w of the
     body gives R_body <- exp([w]) R_body = R_body exp([R_body^T w]), so
@@ -59,8 +69,9 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, mask, *, jacobia
     rb = jnp.asarray(problem.rot_body, jnp.int32)
     qp = xquat[pb]
     pts = xpos[pb] + quat_rotate(qp, c.pos_offset)
-    sp = jnp.sqrt(c.pos_weight)[:, None] * mask
-    sr = jnp.sqrt(c.rot_weight)[:, None] * mask
+    mask, pvalid, rvalid = masks
+    sp = (jnp.sqrt(c.pos_weight) * pvalid)[:, None] * mask
+    sr = (jnp.sqrt(c.rot_weight) * rvalid)[:, None] * mask
     sq = jnp.sqrt(c.posture_weight) * mask
     qr = xquat[rb]
     e = quat_log(quat_mul(quat_conj(tquat), qr))
@@ -117,7 +128,8 @@ def total_cost(problem: CompiledProblem, qpos: jnp.ndarray, tpos=None, tquat=Non
     if tpos is None:
         tpos, tquat = targets(problem)
     mask = problem.clip.frame_mask
-    r = jax.vmap(lambda q, p, o, m: frame_residual(problem, q, p, o, m, jacobian=False))(qpos, tpos, tquat, mask)
+    r = jax.vmap(lambda q, p, o, m: frame_residual(problem, q, p, o, m, jacobian=False))(
+        qpos, tpos, tquat, frame_masks(problem))
     rp = jax.vmap(lambda a, b, m: pair_residual(problem, a, b, m, jacobian=False))(
         qpos[:-1], qpos[1:], pair_masks(mask))
     return jnp.sum(r * r) + jnp.sum(rp * rp)

@@ -24,7 +24,7 @@ from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import integrate
 from retarget_jax.rotations import quat_rotate
-from retarget_jax.solve.costs import frame_residual, pair_masks, pair_residual, targets, total_cost
+from retarget_jax.solve.costs import frame_masks, frame_residual, pair_masks, pair_residual, targets, total_cost
 from retarget_jax.solve.linalg import block_tridiag_solve
 
 
@@ -67,7 +67,7 @@ def _normal_equations(problem: CompiledProblem, qpos, tpos, tquat):
     """Gauss-Newton blocks: D (T, nv, nv), L (T, nv, nv) (L[t] couples t and t-1), g (T, nv)."""
     mask = problem.clip.frame_mask
     r, J = jax.vmap(lambda q, p, o, m: frame_residual(problem, q, p, o, m, jacobian=True))(
-        qpos, tpos, tquat, mask)
+        qpos, tpos, tquat, frame_masks(problem))
     D = jnp.einsum("tmi,tmj->tij", J, J)
     g = jnp.einsum("tmi,tm->ti", J, r)
     rp, A, Bm = jax.vmap(lambda a, b, m: pair_residual(problem, a, b, m, jacobian=True))(
@@ -163,7 +163,8 @@ def _hessian_blocks(problem: CompiledProblem, qstar):
         r = pair_residual(problem, integrate(qa, d01[:nv]), integrate(qb, d01[nv:]), m, jacobian=False)
         return jnp.sum(r * r)
 
-    Hf = jax.vmap(lambda q, p, o, m: jax.hessian(frame_cost)(z, q, p, o, m))(qstar, tpos, tquat, mask)
+    Hf = jax.vmap(lambda q, p, o, m: jax.hessian(frame_cost)(z, q, p, o, m))(
+        qstar, tpos, tquat, frame_masks(problem))
     z2 = jnp.zeros(2 * nv, qstar.dtype)
     Hp = jax.vmap(lambda a, b, m: jax.hessian(pair_cost)(z2, a, b, m))(qstar[:-1], qstar[1:], pair_masks(mask))
     D = Hf.at[:-1].add(Hp[:, :nv, :nv]).at[1:].add(Hp[:, nv:, nv:])

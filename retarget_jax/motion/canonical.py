@@ -1,0 +1,94 @@
+"""The canonical human skeleton every motion is laid out on before compiling (host, numpy).
+
+Sources have different joint sets (22 LAFAN1 joints, 19 in some vendor BVH, 52 SMPL-H
+keypoints mapped to roles). The solver's skeleton is static (it fixes shapes and loops),
+so every motion is put on one layout, all :class:`HumanJoint` roles in enum order with the
+parent table below; a role the source lacks is filled with its nearest present ancestor
+(a zero-length bone) and marked invalid, so one compiled solver serves every source.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from retarget_jax.errors import InvalidMotionError
+from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.skeleton import HumanJoint
+
+J = HumanJoint
+
+#: Every role, in enum order (parents before children).
+CANONICAL_JOINTS: tuple[HumanJoint, ...] = tuple(HumanJoint)
+
+#: role -> parent role (None for the root).
+CANONICAL_PARENT: dict[HumanJoint, HumanJoint | None] = {
+    J.PELVIS: None,
+    J.LEFT_HIP: J.PELVIS, J.LEFT_KNEE: J.LEFT_HIP, J.LEFT_ANKLE: J.LEFT_KNEE, J.LEFT_TOE: J.LEFT_ANKLE,
+    J.RIGHT_HIP: J.PELVIS, J.RIGHT_KNEE: J.RIGHT_HIP, J.RIGHT_ANKLE: J.RIGHT_KNEE, J.RIGHT_TOE: J.RIGHT_ANKLE,
+    J.SPINE_LOWER: J.PELVIS, J.SPINE_MID: J.SPINE_LOWER, J.SPINE_UPPER: J.SPINE_MID,
+    J.NECK: J.SPINE_UPPER, J.HEAD: J.NECK,
+    J.LEFT_COLLAR: J.SPINE_UPPER, J.LEFT_SHOULDER: J.LEFT_COLLAR, J.LEFT_ELBOW: J.LEFT_SHOULDER,
+    J.LEFT_WRIST: J.LEFT_ELBOW,
+    J.RIGHT_COLLAR: J.SPINE_UPPER, J.RIGHT_SHOULDER: J.RIGHT_COLLAR, J.RIGHT_ELBOW: J.RIGHT_SHOULDER,
+    J.RIGHT_WRIST: J.RIGHT_ELBOW,
+}
+
+#: Parent indices of :data:`CANONICAL_JOINTS` (-1 for the root).
+CANONICAL_PARENTS: tuple[int, ...] = tuple(
+    -1 if CANONICAL_PARENT[j] is None else CANONICAL_JOINTS.index(CANONICAL_PARENT[j])  # type: ignore[arg-type]
+    for j in CANONICAL_JOINTS)
+
+
+def canonical_index(role: HumanJoint) -> int:
+    return CANONICAL_JOINTS.index(role)
+
+
+def _fill_in_time(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Fill frames where ``ok`` is False by linear interpolation over time (held at the ends)."""
+    if ok.all():
+        return x
+    t = np.arange(x.shape[0], dtype=np.float64)
+    out = x.copy()
+    for k in range(x.shape[1]):
+        out[~ok, k] = np.interp(t[~ok], t[ok], x[ok, k])
+    return out
+
+
+def canonicalize(motion: HumanMotion) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Lay a motion out on the canonical skeleton.
+
+    Returns positions (T, 22, 3), orientations (T, 22, 4) or None, valid (T, 22) bool.
+    Invalid samples of a present joint are interpolated over time from its valid frames
+    (they only keep the scaled figure continuous; their targets stay masked); a role the
+    motion lacks copies its canonical parent. Non-finite values in samples marked valid
+    are kept: the solve reports such a clip ``invalid_input``.
+    """
+    T = motion.num_frames
+    where = motion.source_path or "<motion>"
+    pos = np.zeros((T, len(CANONICAL_JOINTS), 3))
+    quat = None if motion.orientations is None else np.zeros((T, len(CANONICAL_JOINTS), 4))
+    valid = np.zeros((T, len(CANONICAL_JOINTS)), dtype=bool)
+    src_valid = motion.valid_mask
+    present = {role: i for i, role in enumerate(motion.joint_names)}
+    for c, role in enumerate(CANONICAL_JOINTS):
+        i = present.get(role)
+        ok = None if i is None else src_valid[:, i]
+        if i is not None and ok.any():
+            pos[:, c] = _fill_in_time(np.asarray(motion.positions[:, i], np.float64), ok)
+            if quat is not None:
+                q = np.asarray(motion.orientations[:, i], np.float64)  # type: ignore[index]
+                # hold the last valid orientation (no interpolation needed: these are masked)
+                idx = np.maximum.accumulate(np.where(ok, np.arange(T), -1))
+                idx[idx < 0] = int(np.argmax(ok))
+                quat[:, c] = q[idx]
+            valid[:, c] = ok
+        else:
+            par = CANONICAL_PARENTS[c]
+            if par < 0:
+                raise InvalidMotionError(
+                    f"{where}: the motion has no valid '{role.value}' (the root joint); "
+                    f"joints present: {[j.value for j in motion.joint_names]}")
+            pos[:, c] = pos[:, par]
+            if quat is not None:
+                quat[:, c] = quat[:, par]
+    return pos, quat, valid

@@ -26,13 +26,14 @@ from retarget_jax.motion.skeleton import HumanJoint
 
 
 def source_conventions(name: str) -> Mapping[HumanJoint, np.ndarray]:
-    """Reference T-pose joint frames (3x3, columns = joint axes in a Z-up, +X-facing world)."""
-    from retarget_jax.motion.demo import CONVENTIONS as LAFAN1
+    """Reference T-pose joint frames (3x3, columns = joint axes in a Z-up, +X-facing world).
 
-    table = {"lafan1": LAFAN1}
-    if name not in table:
-        raise UnknownNameError("source convention", name, table)
-    return table[name]
+    A motion normally brings its own (``HumanMotion.conventions``, set by its reader); a
+    recipe's ``source_conventions`` is the fallback for motions built without one.
+    """
+    from retarget_jax.motion.conventions import get_conventions
+
+    return get_conventions(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,9 @@ class TargetSpec:
     ``flat_with`` (orientation targets) levels the bone from this joint to that one at
     rest: a human ankle frame points down the foot, a robot ankle frame is level, and
     the foot's rest pitch (from the clip's ankle and toe heights) is taken out.
+    ``level_with`` lowers the target by the clip's median height of this joint above the
+    mean of those joints (scaled): a pelvis target levelled with the hips sits at hip
+    height whether the source's root joint is 2 cm (LAFAN1) or 9 cm (SMPL) above them.
     """
 
     human: HumanJoint
@@ -54,6 +58,7 @@ class TargetSpec:
     offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
     offset_z_from_ground: bool = False
     flat_with: HumanJoint | None = None
+    level_with: tuple[HumanJoint, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +84,7 @@ class ScaleGroup:
 class Recipe:
     name: str
     robot: str
-    source_conventions: str
+    source_conventions: str  # fallback joint-frame table ("" = none); see source_conventions()
     root_human: HumanJoint
     root_body: str
     targets: tuple[TargetSpec, ...]
@@ -92,7 +97,7 @@ class Recipe:
 
 
 _KNOWN_KEYS = {
-    "name", "robot", "source_conventions", "root", "targets", "scale_groups", "root_scale_group",
+    "name", "robot", "source_conventions", "description", "root", "targets", "scale_groups", "root_scale_group",
     "robot_reference_pose", "default_pose", "ground",
 }
 
@@ -121,6 +126,8 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
                 offset_z_from_ground=bool(t.get("offset_z_from_ground", False)),
                 flat_with=(HumanJoint.parse(t["flat_with"], where=f"{where}: targets[{i}].flat_with")
                            if t.get("flat_with") is not None else None),
+                level_with=tuple(HumanJoint.parse(j, where=f"{where}: targets[{i}].level_with")
+                                 for j in t.get("level_with", ())),
             ))
             if len(targets[-1].offset) != 3:
                 raise ConfigError(f"{where}: targets[{i}].offset must have 3 numbers")
@@ -148,7 +155,7 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
         return Recipe(
             name=str(d["name"]),
             robot=str(d["robot"]),
-            source_conventions=str(d["source_conventions"]),
+            source_conventions=str(d.get("source_conventions") or ""),
             root_human=HumanJoint.parse(root["human"], where=f"{where}: root.human"),
             root_body=str(root["body"]),
             targets=tuple(targets),
@@ -179,18 +186,48 @@ def config_dir() -> Path:
     raise ConfigError(f"config directory not found next to {here}")
 
 
-def load_recipe(name_or_path: str | Path) -> Recipe:
-    """Load a shipped recipe by name (``configs/recipe/<name>.yaml``) or any YAML file."""
+def shipped_recipes() -> list[str]:
+    """Names of the recipes in ``configs/recipe/``."""
+    return sorted(f.stem for f in (config_dir() / "recipe").glob("*.yaml"))
+
+
+def _recipe_path(name_or_path: str | Path, base_dir: Path | None = None) -> Path:
     p = Path(name_or_path)
-    if not p.suffix:
-        shipped = config_dir() / "recipe"
-        p = shipped / f"{name_or_path}.yaml"
-        if not p.exists():
-            raise UnknownNameError("recipe", str(name_or_path), [f.stem for f in shipped.glob("*.yaml")])
+    if p.suffix:
+        if not p.is_absolute() and base_dir is not None and (base_dir / p).exists():
+            return base_dir / p
+        return p
+    p = config_dir() / "recipe" / f"{name_or_path}.yaml"
+    if not p.exists():
+        raise UnknownNameError("recipe", str(name_or_path), shipped_recipes())
+    return p
+
+
+def _recipe_data(p: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Plain data of a recipe file, with ``extends`` resolved (the file's keys win)."""
+    if p.resolve() in chain:
+        raise ConfigError(f"{p}: 'extends' loops: {' -> '.join(str(c) for c in (*chain, p))}")
     try:
         data = yaml.safe_load(p.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{p}: cannot read recipe: {e}") from e
     if isinstance(data, dict) and "recipe" in data and len(data) == 1:
         data = data["recipe"]
-    return recipe_from_dict(data, where=str(p))
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a recipe must be a mapping, got {type(data).__name__}")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    merged = _recipe_data(_recipe_path(str(base), p.parent), (*chain, p.resolve()))
+    merged.update(data)
+    return merged
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Load a shipped recipe by name (``configs/recipe/<name>.yaml``) or any YAML file.
+
+    A recipe may start from another with ``extends: <name or path>``: top-level keys of
+    the file replace the base's (``targets`` is replaced whole, not merged).
+    """
+    p = _recipe_path(name_or_path)
+    return recipe_from_dict(_recipe_data(p), where=str(p))

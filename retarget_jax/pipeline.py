@@ -19,6 +19,7 @@ import numpy as np
 import retarget_jax
 from retarget_jax.errors import RetargetError
 from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.resample import resample
 from retarget_jax.problem.compile import CostWeights, RetargetingProblem, compile_problem
 from retarget_jax.problem.recipe import Recipe
 from retarget_jax.result import RetargetingResult, SolveStatus
@@ -37,15 +38,11 @@ class ClipFailure:
     message: str
 
 
-def read_motion(path: str | Path, fmt: str) -> HumanMotion:
-    """Read one motion file in a named format (host)."""
-    from retarget_jax.errors import UnknownNameError
-    from retarget_jax.motion.bvh import read_bvh
+def read_motion(path: str | Path, fmt: str, **kwargs) -> HumanMotion:
+    """Read one motion file in a named format (host); see :mod:`retarget_jax.formats`."""
+    from retarget_jax.formats import read_motion as _read
 
-    readers = {"bvh_lafan1": lambda p: read_bvh(p, source_format="bvh_lafan1")}
-    if fmt not in readers:
-        raise UnknownNameError("motion format", fmt, readers)
-    return readers[fmt](path)
+    return _read(path, fmt, **kwargs)
 
 
 def retarget_motions(
@@ -57,22 +54,31 @@ def retarget_motions(
     options: SolverOptions | None = None,
     buckets: Sequence[int] = DEFAULT_BUCKETS,
     max_batch: int = 64,
+    fps: float | None = None,
 ) -> list[RetargetingResult | ClipFailure]:
-    """Retarget many clips of one recipe; one entry per input, in order."""
+    """Retarget many clips of one recipe; one entry per input, in order.
+
+    ``fps`` resamples every clip to that rate on exact times first (None keeps each
+    clip's own rate); the result records the source rate in its provenance.
+    """
     options = options or SolverOptions()
     compiled, ok_idx, out = [], [], [None] * len(motions)
-    problems = []
+    problems, source_fps = [], []
     for i, m in enumerate(motions):
         try:
-            prob = RetargetingProblem(m, recipe, robot, weights)
-            compiled.append(compile_problem(prob))
-            problems.append(prob)
-            ok_idx.append(i)
+            prob = RetargetingProblem(resample(m, fps), recipe, robot, weights)
+            cp = compile_problem(prob)
         except RetargetError as e:
             out[i] = ClipFailure(m.source_path, e.error_type, str(e))
+            continue
+        compiled.append(cp)
+        problems.append(prob)
+        ok_idx.append(i)
+        source_fps.append(float(m.fps))
     solved = solve_many(compiled, options, buckets=buckets, max_batch=max_batch) if compiled else []
-    for i, prob, cp, (so, xpos, xquat) in zip(ok_idx, problems, compiled, solved):
+    for i, prob, cp, src_fps, (so, xpos, xquat) in zip(ok_idx, problems, compiled, source_fps, solved):
         out[i] = _to_result(prob, cp, so, xpos, xquat)
+        out[i].provenance["source_fps"] = src_fps
     return out  # type: ignore[return-value]
 
 
@@ -80,6 +86,8 @@ def _to_result(prob: RetargetingProblem, cp, so, xpos, xquat) -> RetargetingResu
     q = np.asarray(so.qpos, np.float64)
     quat = q[:, 3:7] / np.linalg.norm(q[:, 3:7], axis=-1, keepdims=True)
     tpos, _ = targets(cp)
+    # a target whose human joint the source lacks in a frame was not tracked there: NaN
+    tpos = np.where(np.asarray(cp.clip.pos_valid, bool)[..., None], np.asarray(tpos, np.float64), np.nan)
     robot = prob.robot
     return RetargetingResult(
         fps=float(prob.motion.fps),
@@ -97,6 +105,7 @@ def _to_result(prob: RetargetingProblem, cp, so, xpos, xquat) -> RetargetingResu
         provenance={
             "source_path": prob.motion.source_path,
             "source_format": prob.motion.source_format,
+            "fps": float(prob.motion.fps),
             "robot": robot.name,
             "recipe": prob.recipe.name,
             "config_hash": prob.config_hash(),

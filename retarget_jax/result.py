@@ -50,7 +50,8 @@ class RetargetingResult:
         iterations: solver iterations taken.
         robot: robot name.
         provenance: source path, config hash, package version, recipe, ... (JSON-able).
-        target_pos_w: (T, K, 3) scaled human targets the solve tracked, or None.
+        target_pos_w: (T, K, 3) scaled human targets the solve tracked, or None; NaN
+            where the target's human joint is missing in that frame (not tracked there).
         target_body_names: (K,) robot body each target is attached to.
     """
 

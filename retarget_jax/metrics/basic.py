@@ -34,8 +34,9 @@ def clip_metrics(result: RetargetingResult, robot: RobotSpec, *, foot_bodies=(),
         if pos_offsets is not None:
             pts = pts + quat_rotate(result.body_quat_w[:, idx], np.asarray(pos_offsets)[None])
         err = np.linalg.norm(pts - result.target_pos_w, axis=-1)
-        out["tracking_error_mean_m"] = float(err.mean())
-        out["tracking_error_p95_m"] = float(np.percentile(err, 95))
+        err = err[np.isfinite(err)]  # NaN targets: the source had no such joint there
+        out["tracking_error_mean_m"] = float(err.mean()) if err.size else float("nan")
+        out["tracking_error_p95_m"] = float(np.percentile(err, 95)) if err.size else float("nan")
     q = result.dof_pos
     if q.shape[0] >= 4:
         jerk = np.diff(q, n=3, axis=0) / dt**3
@@ -68,3 +69,10 @@ def _sole_depth(robot: RobotSpec, body: str) -> float:
     mujoco.mj_kinematics(m, d)
     lowest = min(_geom_lowest_z(m, d, g) for g in range(m.ngeom))
     return float(d.xpos[1 + robot.body_index(body)][2] - lowest)
+
+
+def recipe_metrics(result: RetargetingResult, robot: RobotSpec, recipe) -> dict[str, float]:
+    """:func:`clip_metrics` with the recipe's tracked points and ground bodies."""
+    offsets = [t.offset for t in recipe.targets if t.position_weight > 0]
+    return clip_metrics(result, robot, foot_bodies=tuple(recipe.ground_bodies),
+                        pos_offsets=np.reshape(offsets, (-1, 3)))

@@ -25,9 +25,17 @@ from retarget_jax.solve.batch import DEFAULT_BUCKETS
 @dataclasses.dataclass
 class InputConfig:
     path: str | None = None  # file or directory; None = the embedded demo walk
-    format: str = "bvh_lafan1"
-    pattern: str = "*.bvh"  # inside a directory (recursive patterns like **/*.bvh work)
+    format: str = "bvh_lafan1"  # see retarget_jax.formats (the CLI's --format names)
+    pattern: str | None = None  # inside a directory; None = the format's default (**/*.bvh, ...)
+    joint_map: str | None = None  # shipped map name or YAML file (required for format bvh)
+    fps: float | None = None  # resample every clip to this rate on exact times; None = keep
     demo_frames: int = 150
+
+
+@dataclasses.dataclass
+class BodyModelConfig:
+    dir: str | None = None  # SMPL/SMPL-H/SMPL-X model files; None = built-in neutral skeletons
+    gender: str | None = None  # override the files' gender (neutral, male, female)
 
 
 @dataclasses.dataclass
@@ -61,8 +69,9 @@ class OutputConfig:
 class RunConfig:
     name: str = "run"
     robot: str = "unitree_g1"
-    recipe: str = "lafan1_g1"
+    recipe: str | None = None  # None = the shipped recipe for the input's family and the robot
     input: InputConfig = dataclasses.field(default_factory=InputConfig)
+    body_model: BodyModelConfig = dataclasses.field(default_factory=BodyModelConfig)
     solver: SolverConfig = dataclasses.field(default_factory=SolverConfig)
     weights: WeightsConfig = dataclasses.field(default_factory=WeightsConfig)
     batch: BatchConfig = dataclasses.field(default_factory=BatchConfig)
@@ -80,9 +89,12 @@ def _inputs(cfg: RunConfig) -> list[Path]:
         return []
     p = Path(cfg.input.path).expanduser()
     if p.is_dir():
-        files = sorted(Path(f) for f in glob.glob(str(p / cfg.input.pattern), recursive=True))
+        from retarget_jax.formats import DEFAULT_PATTERNS
+
+        pattern = cfg.input.pattern or DEFAULT_PATTERNS.get(cfg.input.format, "**/*")
+        files = sorted(Path(f) for f in glob.glob(str(p / pattern), recursive=True))
         if not files:
-            raise SystemExit(f"no files matching '{cfg.input.pattern}' in {p}")
+            raise SystemExit(f"no files matching '{pattern}' in {p}")
         return files
     if not p.exists():
         raise SystemExit(f"input.path does not exist: {p}")
@@ -98,36 +110,51 @@ def execute(cfg: RunConfig) -> dict:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     if cfg.jax_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(Path(cfg.jax_cache_dir).expanduser()))
+    from retarget_jax.errors import RetargetError
+    from retarget_jax.formats import MotionFormat, default_recipe, read_motion, read_robot_motion
     from retarget_jax.io import write_result
     from retarget_jax.motion.demo import demo_motion
-    from retarget_jax.pipeline import ClipFailure, read_motion, retarget_motions
+    from retarget_jax.pipeline import ClipFailure, retarget_motions
     from retarget_jax.problem import CostWeights, load_recipe
     from retarget_jax.robots import load_robot
     from retarget_jax.solve import SolverOptions
 
     t0 = time.perf_counter()
+    fmt = MotionFormat.parse(cfg.input.format, where="input.format")
     robot = load_robot(cfg.robot)
-    recipe = load_recipe(cfg.recipe)
     files = _inputs(cfg)
-    motions, failures, names = [], [], []
+    motions, failures, names, loaded = [], [], [], []
     if not files:
         motions.append(demo_motion(num_frames=cfg.input.demo_frames))
         names.append(Path("demo_walk"))
-    from retarget_jax.errors import RetargetError
+
+    def rel(f: Path) -> Path:
+        return f.relative_to(Path(cfg.input.path)) if Path(cfg.input.path).is_dir() else Path(f.name)
 
     for f in files:
         try:
-            motions.append(read_motion(f, cfg.input.format))
-            names.append(f.relative_to(Path(cfg.input.path)) if Path(cfg.input.path).is_dir() else Path(f.name))
-        except RetargetError as e:
-            failures.append({"source": str(f), "error_type": e.error_type, "message": str(e)})
-    print(f"[retarget_jax] {len(motions)} clip(s), robot {robot.name}, recipe {recipe.name}", flush=True)
-    results = retarget_motions(
-        motions, recipe, robot,
-        weights=CostWeights(**dataclasses.asdict(cfg.weights)),
-        options=SolverOptions(max_iters=cfg.solver.max_iters, rtol=cfg.solver.rtol, damping=cfg.solver.damping),
-        buckets=tuple(cfg.batch.buckets), max_batch=cfg.batch.max_batch,
-    )
+            if fmt.is_robot_space:
+                loaded.append((rel(f), read_robot_motion(f, fmt, robot)))
+            else:
+                motions.append(read_motion(f, fmt, joint_map=cfg.input.joint_map,
+                                           body_model_dir=cfg.body_model.dir, gender=cfg.body_model.gender))
+                names.append(rel(f))
+        except (RetargetError, OSError) as e:
+            failures.append({"source": str(f), "error_type": getattr(e, "error_type", type(e).__name__),
+                             "message": str(e)})
+    results: list = []
+    if motions:
+        recipe = load_recipe(cfg.recipe or default_recipe(fmt if files else "bvh_lafan1", robot.name))
+        print(f"[retarget_jax] {len(motions)} clip(s), robot {robot.name}, recipe {recipe.name}", flush=True)
+        results = retarget_motions(
+            motions, recipe, robot,
+            weights=CostWeights(**dataclasses.asdict(cfg.weights)),
+            options=SolverOptions(max_iters=cfg.solver.max_iters, rtol=cfg.solver.rtol, damping=cfg.solver.damping),
+            buckets=tuple(cfg.batch.buckets), max_batch=cfg.batch.max_batch, fps=cfg.input.fps,
+        )
+    for name, res in loaded:  # robot-space inputs: converted, not solved
+        names.append(name)
+        results.append(res)
     out_dir = Path(cfg.output.dir).expanduser()
     written = []
     suffix = {"npz": ".npz", "mjlab_npz": ".mjlab.npz", "gmr_pkl": ".gmr.pkl"}
@@ -140,7 +167,7 @@ def execute(cfg: RunConfig) -> dict:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_result(res, path, fmt)
             written.append(str(path))
-        print(f"  {name}: {res.num_frames} frames, status {res.provenance['status_name']}, "
+        print(f"  {name}: {res.num_frames} frames, status {res.provenance.get('status_name', 'loaded')}, "
               f"cost {res.final_cost:.4g}, {res.iterations} iterations", flush=True)
     frames = sum(r.num_frames for r in results if not isinstance(r, ClipFailure))
     summary = {"written": written, "failed": failures, "frames": frames,

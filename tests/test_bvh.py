@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -11,8 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retarget_jax.errors import MotionFormatError, UnknownNameError
-from retarget_jax.motion.bvh import Y_UP_TO_Z_UP, parse_bvh, read_bvh
+from retarget_jax.errors import ConfigError, MotionFormatError, UnknownNameError
+from retarget_jax.motion.bvh import (
+    Y_UP_TO_Z_UP,
+    BvhClip,
+    forward_kinematics,
+    parse_bvh,
+    read_bvh,
+    read_bvh_format,
+    write_bvh,
+)
+from retarget_jax.motion.conventions import get_conventions
+from retarget_jax.motion.joint_maps import JointMap, load_joint_map
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP, HumanJoint
 from retarget_jax.rotations import quat_to_mat
 
@@ -601,3 +612,296 @@ def test_mocapbank_clip_with_zxy_channels(shared_data_dir):
     assert m.parents.tolist() == [-1, 0, 0, 0]
     med = np.median(m.positions, axis=0)[:, 2]
     assert med[1] > med[0] > max(med[2], med[3])
+
+
+# --------------------------------------------------------------------------------------
+# Writing, named formats and their joint maps (test-written files in each naming/units)
+
+LAFAN1_NAMES = tuple(LAFAN1_JOINT_MAP)
+LAFAN1_PARENTS = (-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 12, 11, 14, 15, 16, 11, 18, 19, 20)
+# LAFAN1's own OFFSETs (cm), rounded: bones run along each joint's x axis.
+LAFAN1_OFFSETS = (
+    (0, 0, 0), (0.10, 1.86, 10.55), (43.5, 0, 0), (42.37, 0, 0), (17.3, 0, 0),
+    (0.10, 1.86, -10.55), (43.5, 0, 0), (42.37, 0, 0), (17.3, 0, 0),
+    (6.90, -2.60, 0), (12.59, 0, 0), (12.34, 0, 0), (25.83, 0, 0), (11.77, 0, 0),
+    (19.75, -1.48, 6.0), (11.28, 0, 0), (33.0, 0, 0), (25.2, 0, 0),
+    (19.75, -1.48, -6.0), (11.28, 0, 0), (33.0, 0, 0), (25.2, 0, 0),
+)
+_POS = ("Xposition", "Yposition", "Zposition")
+_ZYX = ("Zrotation", "Yrotation", "Xrotation")
+
+
+def lafan1_like_clip(T: int = 5, seed: int = 0) -> BvhClip:
+    """A LAFAN1-named, LAFAN1-shaped clip (cm, Y-up) with random joint rotations."""
+    rng = np.random.default_rng(seed)
+    channels = tuple((*_POS, *_ZYX) if p < 0 else _ZYX for p in LAFAN1_PARENTS)
+    counts = [len(c) for c in channels]
+    frames = np.round(rng.uniform(-40.0, 40.0, size=(T, sum(counts))), 4)
+    frames[:, :3] = np.round([30.0, 90.0, -20.0] + rng.normal(0.0, 5.0, size=(T, 3)), 4)
+    return BvhClip(
+        path="", joint_names=LAFAN1_NAMES, parents=np.asarray(LAFAN1_PARENTS),
+        offsets=np.asarray(LAFAN1_OFFSETS, dtype=np.float64), channels=channels,
+        channel_start=np.concatenate([[0], np.cumsum(counts)[:-1]]), frames=frames,
+        frame_time=1.0 / 30.0)
+
+
+def renamed_clip(clip: BvhClip, jm: JointMap, extra_leaf: tuple[str, str] | None = None) -> BvhClip:
+    """``clip`` (LAFAN1 names, cm) in the naming and length unit of joint map ``jm``.
+
+    ``extra_leaf`` = (name, parent name in ``jm``) adds a joint outside the map (a finger,
+    an end joint) with its own rotation channels.
+    """
+    src_of = {role: src for src, role in jm.joints.items()}
+    names = [src_of[LAFAN1_JOINT_MAP[n]] for n in clip.joint_names]
+    s = 0.01 / jm.length_scale
+    frames = clip.frames.copy()
+    for j, chans in enumerate(clip.channels):
+        for k, ch in enumerate(chans):
+            if ch.endswith("position"):
+                frames[:, clip.channel_start[j] + k] *= s
+    parents, offsets, channels = list(clip.parents), clip.offsets * s, list(clip.channels)
+    starts = list(clip.channel_start)
+    if extra_leaf is not None:
+        names.append(extra_leaf[0])
+        parents.append(names.index(extra_leaf[1]))
+        offsets = np.vstack([offsets, [3.0 * s, 0.0, 0.0]])
+        channels.append(_ZYX)
+        starts.append(frames.shape[1])
+        frames = np.hstack([frames, np.full((frames.shape[0], 3), 25.0)])
+    return dataclasses.replace(
+        clip, joint_names=tuple(names), parents=np.asarray(parents), offsets=offsets,
+        channels=tuple(channels), channel_start=np.asarray(starts), frames=frames)
+
+
+def test_write_bvh_round_trips_exactly(tmp_path):
+    clip = lafan1_like_clip(T=4, seed=3)
+    clip = dataclasses.replace(clip, frames=clip.frames + 1e-7 / 3)  # not round decimals
+    p = tmp_path / "rt.bvh"
+    write_bvh(p, clip)
+    back = parse_bvh(p)
+    assert back.joint_names == clip.joint_names and back.channels == clip.channels
+    np.testing.assert_array_equal(back.parents, clip.parents)
+    np.testing.assert_array_equal(back.offsets, clip.offsets)
+    np.testing.assert_array_equal(back.frames, clip.frames)
+    assert back.frame_time == clip.frame_time
+
+
+def test_write_bvh_writes_children_inside_their_parents(tmp_path):
+    # A joint appended after the whole tree (child of LeftHand) is written, and read
+    # back, depth first; its columns move with it.
+    clip = renamed_clip(lafan1_like_clip(T=2), load_joint_map("lafan1"), ("LeftHandIndex1", "LeftHand"))
+    write_bvh(tmp_path / "x.bvh", clip)
+    back = parse_bvh(tmp_path / "x.bvh")
+    k = back.joint_names.index("LeftHandIndex1")
+    assert k == back.joint_names.index("LeftHand") + 1
+    assert back.joint_names[back.parents[k]] == "LeftHand"
+    np.testing.assert_array_equal(back.frames[:, back.channel_start[k]:back.channel_start[k] + 3], 25.0)
+    pa, _ = forward_kinematics(clip)
+    pb, _ = forward_kinematics(back)
+    order = [clip.joint_names.index(n) for n in back.joint_names]
+    np.testing.assert_allclose(pb, pa[:, order], atol=1e-12)
+
+
+@pytest.fixture
+def lafan1_file(tmp_path) -> Path:
+    p = tmp_path / "lafan1_named.bvh"
+    write_bvh(p, lafan1_like_clip())
+    return p
+
+
+@pytest.mark.parametrize(
+    "fmt, map_name, extra",
+    [
+        ("bvh_nokov", "nokov", ("LeftToe_End", "LeftToeBase")),
+        ("bvh_hc_mocap", "hc_mocap", ("hc_Index1_L", "hc_Hand_L")),
+        ("bvh", "mixamo", ("mixamorig:HeadTop_End", "mixamorig:Head")),
+        ("bvh", "mocapbank_19", None),  # no toes, no Spine1: those roles are absent
+    ],
+)
+def test_each_variant_reads_to_the_lafan1_world_positions(tmp_path, lafan1_file, fmt, map_name, extra):
+    jm = load_joint_map(map_name)
+    ref = read_bvh_format(lafan1_file, "bvh_lafan1")
+    clip = lafan1_like_clip()
+    if map_name == "mocapbank_19":  # joints it lacks stay in the file, unmapped
+        src_of = {role: src for src, role in jm.joints.items()}
+        names = tuple(src_of.get(LAFAN1_JOINT_MAP[n], f"Extra{n}") for n in clip.joint_names)
+        variant = dataclasses.replace(clip, joint_names=names)
+    else:
+        variant = renamed_clip(clip, jm, extra)
+    p = tmp_path / f"{map_name}.bvh"
+    write_bvh(p, variant)
+    m = read_bvh_format(p, fmt, joint_map=map_name if fmt == "bvh" else None)
+
+    assert m.source_format == fmt
+    assert set(m.source_joint_names) <= set(jm.joints)
+    assert len(m.joint_names) == len(set(jm.roles) & set(ref.joint_names))
+    for role in m.joint_names:
+        np.testing.assert_allclose(m.positions[:, m.index(role)], ref.positions[:, ref.index(role)],
+                                   atol=1e-9, err_msg=str(role))
+        np.testing.assert_allclose(np.abs(np.sum(m.orientations[:, m.index(role)]
+                                                 * ref.orientations[:, ref.index(role)], axis=-1)),
+                                   1.0, atol=1e-9)
+    np.testing.assert_allclose(m.timestamps, np.arange(5) / 30.0, atol=1e-15)
+    assert m.valid is None
+    want = None if jm.conventions is None else get_conventions(jm.conventions)
+    if want is None:
+        assert m.conventions is None
+    else:
+        assert set(m.conventions) == set(want)
+        for r in want:
+            np.testing.assert_array_equal(m.conventions[r], want[r])
+
+
+def test_hc_mocap_lengths_are_metres(tmp_path, lafan1_file):
+    clip = renamed_clip(lafan1_like_clip(), load_joint_map("hc_mocap"))
+    assert clip.offsets[clip.joint_names.index("hc_Knee_L"), 0] == pytest.approx(0.435)
+    p = tmp_path / "hc.bvh"
+    write_bvh(p, clip)
+    m = read_bvh_format(p, "bvh_hc_mocap")
+    thigh = np.linalg.norm(m.positions[:, m.index("left_knee")] - m.positions[:, m.index("left_hip")], axis=-1)
+    np.testing.assert_allclose(thigh, 0.435, atol=1e-12)
+
+
+def test_bvh_lafan1_format_sets_the_lafan1_conventions_and_timestamps(lafan1_file):
+    m = read_bvh_format(lafan1_file, "bvh_lafan1")
+    lafan = get_conventions("lafan1")
+    assert set(m.conventions) == set(lafan)
+    for r in lafan:
+        np.testing.assert_array_equal(m.conventions[r], lafan[r])
+    np.testing.assert_allclose(m.timestamps, np.arange(5) * (1.0 / 30.0))
+    # The default read_bvh (the pipeline's call) agrees, conventions included.
+    d = read_bvh(lafan1_file)
+    np.testing.assert_array_equal(d.positions, m.positions)
+    assert d.conventions is not None and set(d.conventions) == set(lafan)
+    # Another map, or another format name, gives no LAFAN1 frames.
+    assert read_bvh(lafan1_file, joint_map={"Hips": "pelvis", "Head": "neck"}).conventions is None
+    assert read_bvh(lafan1_file, source_format="bvh_other").conventions is None
+    assert read_bvh(lafan1_file, source_format="x", conventions="lafan1").conventions is not None
+
+
+def test_mixamo_zero_pose_frames_are_world_tpose_z_forward(tmp_path):
+    # A Mixamo-style skeleton: zero pose is a T-pose, Y-up, facing +Z, left on +X, bones
+    # along the world axes. Turned to face +X in Z-up, each joint's zero-pose frame must
+    # be the conventions table the mixamo map names.
+    names = ["Hips", "LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToeBase", "RightUpLeg", "RightLeg",
+             "RightFoot", "RightToeBase", "Spine", "Spine1", "Spine2", "Neck", "Head",
+             "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand",
+             "RightShoulder", "RightArm", "RightForeArm", "RightHand"]
+    offsets = [(0, 0, 0), (9, -6, 0), (0, -42, 0), (0, -40, 0), (0, -8, 13),
+               (-9, -6, 0), (0, -42, 0), (0, -40, 0), (0, -8, 13),
+               (0, 10, 0), (0, 12, 0), (0, 12, 0), (0, 16, 0), (0, 10, 0),
+               (5, 12, 0), (12, 0, 0), (28, 0, 0), (25, 0, 0),
+               (-5, 12, 0), (-12, 0, 0), (-28, 0, 0), (-25, 0, 0)]
+    clip = BvhClip(
+        path="", joint_names=tuple("mixamorig:" + n for n in names), parents=np.asarray(LAFAN1_PARENTS),
+        offsets=np.asarray(offsets, dtype=np.float64),
+        channels=tuple((*_POS, *_ZYX) if p < 0 else _ZYX for p in LAFAN1_PARENTS),
+        channel_start=np.asarray([0] + [6 + 3 * i for i in range(21)]),
+        frames=np.hstack([[[0.0, 100.0, 0.0]], np.zeros((1, 66))]), frame_time=1 / 30)
+    p = tmp_path / "mixamo_tpose.bvh"
+    write_bvh(p, clip)
+    m = read_bvh_format(p, "bvh", joint_map="mixamo")
+    turn = _Rz(90.0)  # the reader leaves the figure facing -Y; face +X
+    P = m.positions[0] @ turn.T
+    assert P[m.index("head"), 2] > P[m.index("pelvis"), 2] > P[m.index("left_ankle"), 2]
+    assert P[m.index("left_wrist"), 1] > 0.6 > -0.6 > P[m.index("right_wrist"), 1]  # arms along +-Y
+    assert abs(P[m.index("left_wrist"), 2] - P[m.index("left_shoulder"), 2]) < 1e-9  # horizontal
+    assert P[m.index("left_toe"), 0] > P[m.index("left_ankle"), 0]  # toes ahead (+X)
+    R = turn @ quat_to_mat(m.orientations[0])
+    for role, C in m.conventions.items():
+        if role in m.joint_names:
+            np.testing.assert_allclose(R[m.index(role)], C, atol=1e-12, err_msg=str(role))
+    assert len(m.conventions) == 22
+
+
+def test_nan_frames_are_kept_and_marked_invalid(tmp_path):
+    clip = lafan1_like_clip(T=4)
+    frames = clip.frames.copy()
+    k = clip.joint_names.index("LeftForeArm")
+    frames[2, clip.channel_start[k]] = np.nan  # its rotation: the hand moves to NaN
+    p = tmp_path / "nan.bvh"
+    write_bvh(p, dataclasses.replace(clip, frames=frames))
+    m = read_bvh_format(p, "bvh_lafan1")
+    bad = {m.index("left_elbow"), m.index("left_wrist")}
+    assert np.isnan(m.positions[2, m.index("left_wrist")]).all()  # kept as NaN
+    assert np.isfinite(m.positions[2, m.index("left_elbow")]).all()  # own position fine...
+    expect = np.ones((4, 22), dtype=bool)
+    expect[2, sorted(bad)] = False  # ...its orientation is not
+    np.testing.assert_array_equal(m.valid, expect)
+
+
+def test_bvh_format_needs_a_joint_map(lafan1_file):
+    with pytest.raises(ConfigError, match=r"lafan1_named\.bvh: format 'bvh' needs a joint map.*mixamo"):
+        read_bvh_format(lafan1_file, "bvh")
+
+
+def test_named_format_refuses_a_second_joint_map(lafan1_file):
+    with pytest.raises(ConfigError, match="brings its own joint map 'nokov'"):
+        read_bvh_format(lafan1_file, "bvh_nokov", joint_map="lafan1")
+
+
+def test_unknown_format_and_unknown_map_name_list_the_choices(lafan1_file):
+    with pytest.raises(UnknownNameError, match=r"BVH format 'bvh_xsens' not found; valid: bvh, bvh_hc_mocap"):
+        read_bvh_format(lafan1_file, "bvh_xsens")
+    with pytest.raises(UnknownNameError, match=r"joint map 'lafan2' not found; valid: hc_mocap, lafan1"):
+        read_bvh_format(lafan1_file, "bvh", joint_map="lafan2")
+
+
+def test_bvh_format_with_a_joint_map_file(tmp_path, lafan1_file):
+    # A user's map in millimetres (a number: metres per file unit) and Z-up.
+    clip = lafan1_like_clip()
+    mm = renamed_clip(clip, JointMap("mm", {f"j_{n}": r for n, r in LAFAN1_JOINT_MAP.items()}, 0.001, "y"))
+    write_bvh(tmp_path / "mm.bvh", mm)
+    (tmp_path / "mine.yaml").write_text(
+        "length_unit: 0.001\nup_axis: y\nconventions: null\njoints:\n"
+        + "".join(f"  j_{n}: {r.value}\n" for n, r in LAFAN1_JOINT_MAP.items()))
+    m = read_bvh_format(tmp_path / "mm.bvh", "bvh", joint_map=tmp_path / "mine.yaml")
+    ref = read_bvh_format(lafan1_file, "bvh_lafan1")
+    np.testing.assert_allclose(m.positions, ref.positions, atol=1e-9)
+    assert m.conventions is None and m.source_format == "bvh"
+
+
+def test_a_variant_read_with_the_wrong_format(tmp_path):
+    # hc_ names read as LAFAN1: only Spine and LeftShoulder are spelled alike, the root is
+    # not found -> the error names the map and lists the file's joints.
+    p = tmp_path / "hc.bvh"
+    write_bvh(p, renamed_clip(lafan1_like_clip(), load_joint_map("hc_mocap")))
+    with pytest.raises(MotionFormatError, match=r"hc\.bvh, field 'joint_map': no joint of the file maps to "
+                       r"the pelvis .*'lafan1'.*file joints: hc_Abdomen, hc_Hip_L"):
+        read_bvh_format(p, "bvh_lafan1")
+    # NOKOV names read as LAFAN1: everything but the toes matches; they are absent.
+    q = tmp_path / "nokov.bvh"
+    write_bvh(q, renamed_clip(lafan1_like_clip(), load_joint_map("nokov")))
+    m = read_bvh_format(q, "bvh_lafan1")
+    assert HumanJoint.LEFT_TOE not in m.joint_names and len(m.joint_names) == 20
+
+
+def test_malformed_variant_names_file_and_line(tmp_path):
+    p = tmp_path / "mixamo_cut.bvh"
+    write_bvh(p, renamed_clip(lafan1_like_clip(T=3), load_joint_map("mixamo")))
+    lines = p.read_text().split("\n")
+    p.write_text("\n".join(lines[:-2]) + "\n")  # drop the last frame line
+    with pytest.raises(MotionFormatError, match=r"mixamo_cut\.bvh, line \d+, field 'frames': truncated"):
+        read_bvh_format(p, "bvh", joint_map="mixamo")
+
+
+def test_lafan1_clip_through_the_named_format(shared_data_dir, lafan1_clip):
+    m = read_bvh_format(shared_data_dir / LAFAN1_CLIP, "bvh_lafan1")
+    ref, _ = lafan1_clip
+    np.testing.assert_array_equal(m.positions, ref.positions)
+    assert m.conventions is not None and m.valid is None
+    assert m.timestamps[-1] == pytest.approx(7183 * 0.033333)
+
+
+def test_mocapbank_clip_through_its_joint_map(shared_data_dir):
+    path = shared_data_dir / "mocapbank_19joint_clip.bvh"
+    if not path.is_file():
+        pytest.skip(f"mocapbank_19joint_clip.bvh not found in {shared_data_dir}")
+    m = read_bvh_format(path, "bvh", joint_map="mocapbank_19")
+    assert len(m.joint_names) == 19 and m.conventions is None and m.source_format == "bvh"
+    assert HumanJoint.SPINE_MID not in m.joint_names and HumanJoint.LEFT_TOE not in m.joint_names
+    med = np.median(m.positions, axis=0)[:, 2]
+    assert med[m.index("head")] > med[m.index("neck")] > med[m.index("pelvis")] > med[m.index("left_knee")] \
+        > med[m.index("left_ankle")]
+    # The collars sit on the upper spine (Chest2), as in the canonical tree.
+    assert m.joint_names[m.parents[m.index("left_collar")]] == HumanJoint.SPINE_UPPER

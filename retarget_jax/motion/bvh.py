@@ -1,12 +1,17 @@
 """BVH reader: motion file -> HumanMotion (stage 1, host code, numpy only).
 
-Two layers:
+Layers:
 
 * :func:`parse_bvh` reads the text into a :class:`BvhClip` (joint names, parents,
   offsets, channel specs, the raw (T, C) channel matrix and the frame time) and checks
   its structure, naming the file and the line of anything malformed.
 * :func:`read_bvh` runs forward kinematics, converts units and the up axis, and keeps
   the joints named in a joint map, giving a :class:`HumanMotion` (Z-up, metres, wxyz).
+* :func:`read_bvh_format` reads a named format (``bvh_lafan1``, ``bvh_nokov``,
+  ``bvh_hc_mocap``, or ``bvh`` with any joint map, e.g. ``mixamo``): the format's joint
+  map file (:mod:`retarget_jax.motion.joint_maps`) gives the names, units, up axis and
+  the skeleton's reference-frame table.
+* :func:`write_bvh` writes a :class:`BvhClip` back out (tests, conversions).
 
 BVH conventions used here: a joint's rotation channels compose left to right as listed
 (intrinsic, R = R_ch0 R_ch1 R_ch2, degrees); its local translation is its position
@@ -15,7 +20,8 @@ p_w = p_pw + R_pw t_l.
 
 A file that does not exist raises the ordinary :class:`FileNotFoundError` (it is not a
 format problem); everything else that cannot be read raises
-:class:`~retarget_jax.errors.MotionFormatError`. NaN values in frames are kept (as NaN).
+:class:`~retarget_jax.errors.MotionFormatError`. NaN values in frames are kept (as NaN)
+and marked invalid in the motion's ``valid`` mask.
 """
 
 from __future__ import annotations
@@ -28,12 +34,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from retarget_jax.errors import MotionFormatError, UnknownNameError
+from retarget_jax.errors import ConfigError, MotionFormatError, UnknownNameError
 from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.joint_maps import JointMap, load_joint_map, shipped_joint_maps
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP, HumanJoint
 from retarget_jax.rotations import euler_to_quat, quat_mul, quat_normalize, quat_rotate
 
-__all__ = ["BvhClip", "parse_bvh", "read_bvh", "Y_UP_TO_Z_UP", "Q_Y_UP_TO_Z_UP"]
+__all__ = ["AUTO", "BVH_FORMATS", "BvhClip", "parse_bvh", "read_bvh", "read_bvh_format", "write_bvh",
+           "motion_from_clip", "forward_kinematics",
+           "Y_UP_TO_Z_UP", "Q_Y_UP_TO_Z_UP"]
 
 # Y-up -> Z-up: the proper rotation about +X by +90 degrees, (x, y, z) -> (x, -z, y).
 # det = +1; an axis swap (x, z, y) would mirror the skeleton left <-> right.
@@ -467,6 +476,64 @@ def parse_bvh(path: str | os.PathLike) -> BvhClip:
 
 
 # ---------------------------------------------------------------------------------------
+# Writing
+
+
+def _num(v: float) -> str:
+    return repr(float(v))  # shortest exact round trip; nan and inf parse back
+
+
+def write_bvh(path: str | os.PathLike, clip: BvhClip) -> None:
+    """Write a :class:`BvhClip` as a BVH text file that :func:`parse_bvh` reads back exactly.
+
+    Joints are written depth first (children inside their parents, in ``clip`` order
+    among siblings), each leaf with a zero End Site; the frame columns follow the written
+    joint order. ``clip.path`` is ignored.
+
+    Raises:
+        ValueError: a parent that does not come before its child, or frames whose
+            width is not the total channel count.
+    """
+    J = len(clip.joint_names)
+    parents = [int(p) for p in clip.parents]
+    if any(not -1 <= p < j for j, p in enumerate(parents)):
+        raise ValueError(f"parents must come before their children, got {parents}")
+    C = sum(len(c) for c in clip.channels)
+    if clip.frames.ndim != 2 or clip.frames.shape[1] != C:
+        raise ValueError(f"frames must be (T, {C}), got {clip.frames.shape}")
+    children: list[list[int]] = [[] for _ in range(J)]
+    for j, p in enumerate(parents):
+        if p >= 0:
+            children[p].append(j)
+    out: list[str] = ["HIERARCHY"]
+    order: list[int] = []
+
+    def emit(j: int, depth: int) -> None:
+        ind = "  " * depth
+        out.append(f"{ind}{'ROOT' if parents[j] < 0 else 'JOINT'} {clip.joint_names[j]}")
+        out.append(f"{ind}{{")
+        out.append(f"{ind}  OFFSET {' '.join(_num(v) for v in clip.offsets[j])}")
+        out.append(f"{ind}  CHANNELS {len(clip.channels[j])} {' '.join(clip.channels[j])}".rstrip())
+        order.append(j)
+        for c in children[j]:
+            emit(c, depth + 1)
+        if not children[j]:
+            out.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET 0.0 0.0 0.0", f"{ind}  }}"])
+        out.append(f"{ind}}}")
+
+    for j in range(J):
+        if parents[j] < 0:
+            emit(j, 0)
+    cols = np.concatenate([
+        np.arange(clip.channel_start[j], clip.channel_start[j] + len(clip.channels[j])) for j in order
+    ]).astype(np.int64) if C else np.zeros(0, dtype=np.int64)
+    out += ["MOTION", f"Frames: {clip.num_frames}", f"Frame Time: {_num(clip.frame_time)}"]
+    out += [" ".join(_num(v) for v in row) for row in clip.frames[:, cols]]
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write("\n".join(out) + "\n")
+
+
+# ---------------------------------------------------------------------------------------
 # Kinematics
 
 
@@ -501,6 +568,20 @@ def forward_kinematics(clip: BvhClip) -> tuple[np.ndarray, np.ndarray]:
     return pos, quat_normalize(quat)
 
 
+class _Auto:
+    """Marker for ``read_bvh(conventions=...)``'s default; see there."""
+
+    def __repr__(self) -> str:
+        return "AUTO"
+
+
+AUTO = _Auto()
+
+
+def _is_lafan1_map(joint_map: Mapping[str, HumanJoint | str]) -> bool:
+    return all(LAFAN1_JOINT_MAP.get(k) == v for k, v in joint_map.items())  # str-valued enum
+
+
 def read_bvh(
     path: str | os.PathLike,
     *,
@@ -508,6 +589,7 @@ def read_bvh(
     length_scale: float = 0.01,
     up_axis: str = "y",
     source_format: str = "bvh_lafan1",
+    conventions: str | Mapping[HumanJoint, np.ndarray] | None | _Auto = AUTO,
 ) -> HumanMotion:
     """Read a BVH file into a :class:`HumanMotion` (world Z-up, metres, wxyz).
 
@@ -519,6 +601,14 @@ def read_bvh(
         length_scale: multiplies every length (0.01: centimetres -> metres).
         up_axis: "y" (rotate +90 degrees about +X, (x, y, z) -> (x, -z, y)) or "z" (as is).
         source_format: recorded on the motion.
+        conventions: the skeleton's reference-frame table, by name
+            (:data:`retarget_jax.motion.conventions.NAMES`) or as a table, or None
+            (positions only). By default, the LAFAN1 table when ``source_format`` is
+            "bvh_lafan1" and ``joint_map`` agrees with LAFAN1's, else None.
+
+    The motion's ``timestamps`` are ``arange(T) * frame_time``. NaN in the frames is kept
+    (as NaN) and marked in ``valid`` (False where a joint's position or orientation is
+    not finite); ``valid`` is None when every value is finite.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -527,7 +617,23 @@ def read_bvh(
     axis = up_axis.lower()
     if axis not in ("y", "z"):
         raise UnknownNameError("up axis", up_axis, ["y", "z"], where=os.fspath(path))
-    clip = parse_bvh(path)
+    return motion_from_clip(parse_bvh(path), joint_map=joint_map, length_scale=length_scale,
+                            up_axis=axis, source_format=source_format, conventions=conventions)
+
+
+def motion_from_clip(
+    clip: BvhClip,
+    *,
+    joint_map: Mapping[str, HumanJoint | str] = LAFAN1_JOINT_MAP,
+    length_scale: float = 0.01,
+    up_axis: str = "y",
+    source_format: str = "bvh_lafan1",
+    conventions: str | Mapping[HumanJoint, np.ndarray] | None | _Auto = AUTO,
+) -> HumanMotion:
+    """:func:`read_bvh` on an already parsed :class:`BvhClip` (same arguments)."""
+    axis = up_axis.lower()
+    if axis not in ("y", "z"):
+        raise UnknownNameError("up axis", up_axis, ["y", "z"], where=clip.path)
     keep = [j for j, name in enumerate(clip.joint_names) if name in joint_map]
     if not keep:
         raise MotionFormatError(
@@ -551,6 +657,15 @@ def read_bvh(
             p = int(clip.parents[p])
         parents.append(new_index[p] if p >= 0 else -1)
 
+    if isinstance(conventions, _Auto):
+        lafan1 = source_format == "bvh_lafan1" and _is_lafan1_map(joint_map)
+        conventions = "lafan1" if lafan1 else None
+    if isinstance(conventions, str):
+        from retarget_jax.motion.conventions import get_conventions
+
+        conventions = get_conventions(conventions)
+
+    finite = np.isfinite(pos).all(axis=-1) & np.isfinite(quat).all(axis=-1)
     names = tuple(clip.joint_names[j] for j in keep)
     return HumanMotion(
         joint_names=tuple(HumanJoint.parse(joint_map[n], where=clip.path) for n in names),
@@ -561,4 +676,72 @@ def read_bvh(
         source_path=clip.path,
         source_format=source_format,
         source_joint_names=names,
+        timestamps=np.arange(clip.num_frames, dtype=np.float64) * clip.frame_time,
+        valid=None if finite.all() else finite,
+        conventions=conventions,
+    )
+
+
+#: BVH format name -> its shipped joint map ("bvh": the caller names one).
+BVH_FORMATS: Mapping[str, str | None] = {
+    "bvh_lafan1": "lafan1",
+    "bvh_nokov": "nokov",
+    "bvh_hc_mocap": "hc_mocap",
+    "bvh": None,
+}
+
+
+def read_bvh_format(
+    path: str | os.PathLike,
+    fmt: str = "bvh",
+    joint_map: str | os.PathLike | JointMap | None = None,
+) -> HumanMotion:
+    """Read a BVH file of a named format into a :class:`HumanMotion`.
+
+    Each named format (:data:`BVH_FORMATS`) is its shipped joint map, which brings the
+    joint names, length unit, up axis and reference-frame table; the generic ``"bvh"``
+    takes them from ``joint_map``: a shipped map's name, a YAML file, or a
+    :class:`~retarget_jax.motion.joint_maps.JointMap`. The motion records ``fmt`` as its
+    ``source_format``.
+
+    Raises:
+        UnknownNameError: unknown format or shipped joint map name.
+        ConfigError: ``"bvh"`` without a joint map, a joint map given with a named format,
+            or an invalid joint map file.
+        FileNotFoundError, MotionFormatError: as :func:`read_bvh`; also a file none of
+            whose joints maps to the pelvis (the root every solve needs).
+    """
+    if fmt not in BVH_FORMATS:
+        raise UnknownNameError("BVH format", fmt, BVH_FORMATS, where=os.fspath(path))
+    shipped = BVH_FORMATS[fmt]
+    if shipped is None:
+        if joint_map is None:
+            raise ConfigError(
+                f"{os.fspath(path)}: format 'bvh' needs a joint map (a shipped name: "
+                f"{', '.join(shipped_joint_maps())}; or a YAML file); "
+                f"or use a named format: {', '.join(k for k in BVH_FORMATS if k != 'bvh')}")
+        jm = load_joint_map(joint_map)
+    else:
+        if joint_map is not None:
+            raise ConfigError(
+                f"{os.fspath(path)}: format '{fmt}' brings its own joint map '{shipped}'; "
+                "to read with another map use format 'bvh' with joint_map=...")
+        jm = load_joint_map(shipped)
+    clip = parse_bvh(path)
+    pelvis = [k for k, r in jm.joints.items() if r is HumanJoint.PELVIS]
+    if not any(n in pelvis for n in clip.joint_names):
+        expects = f"expects '{pelvis[0]}'" if pelvis else "maps no joint to it"
+        raise MotionFormatError(
+            clip.path,
+            f"no joint of the file maps to the pelvis (the root): joint map '{jm.name}' {expects}; "
+            f"file joints: {', '.join(clip.joint_names)}",
+            field="joint_map",
+        )
+    return motion_from_clip(
+        clip,
+        joint_map=jm.joints,
+        length_scale=jm.length_scale,
+        up_axis=jm.up_axis,
+        source_format=fmt,
+        conventions=jm.conventions,
     )

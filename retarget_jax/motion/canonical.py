@@ -13,25 +13,10 @@ import numpy as np
 
 from retarget_jax.errors import InvalidMotionError
 from retarget_jax.motion.human_motion import HumanMotion
-from retarget_jax.motion.skeleton import HumanJoint
-
-J = HumanJoint
+from retarget_jax.motion.skeleton import CANONICAL_PARENT, HumanJoint
 
 #: Every role, in enum order (parents before children).
 CANONICAL_JOINTS: tuple[HumanJoint, ...] = tuple(HumanJoint)
-
-#: role -> parent role (None for the root).
-CANONICAL_PARENT: dict[HumanJoint, HumanJoint | None] = {
-    J.PELVIS: None,
-    J.LEFT_HIP: J.PELVIS, J.LEFT_KNEE: J.LEFT_HIP, J.LEFT_ANKLE: J.LEFT_KNEE, J.LEFT_TOE: J.LEFT_ANKLE,
-    J.RIGHT_HIP: J.PELVIS, J.RIGHT_KNEE: J.RIGHT_HIP, J.RIGHT_ANKLE: J.RIGHT_KNEE, J.RIGHT_TOE: J.RIGHT_ANKLE,
-    J.SPINE_LOWER: J.PELVIS, J.SPINE_MID: J.SPINE_LOWER, J.SPINE_UPPER: J.SPINE_MID,
-    J.NECK: J.SPINE_UPPER, J.HEAD: J.NECK,
-    J.LEFT_COLLAR: J.SPINE_UPPER, J.LEFT_SHOULDER: J.LEFT_COLLAR, J.LEFT_ELBOW: J.LEFT_SHOULDER,
-    J.LEFT_WRIST: J.LEFT_ELBOW,
-    J.RIGHT_COLLAR: J.SPINE_UPPER, J.RIGHT_SHOULDER: J.RIGHT_COLLAR, J.RIGHT_ELBOW: J.RIGHT_SHOULDER,
-    J.RIGHT_WRIST: J.RIGHT_ELBOW,
-}
 
 #: Parent indices of :data:`CANONICAL_JOINTS` (-1 for the root).
 CANONICAL_PARENTS: tuple[int, ...] = tuple(

@@ -8,7 +8,9 @@ once, on the host, with errors that list the valid choices.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from retarget_jax.errors import UnknownNameError
 
@@ -52,7 +54,8 @@ class HumanJoint(str, enum.Enum):
         return self.value
 
 
-# LAFAN1 BVH joint names -> roles. LAFAN1 has 22 joints; all map.
+# LAFAN1 BVH joint names -> roles. LAFAN1 has 22 joints; all map. The same table as the
+# shipped joint map configs/joint_maps/lafan1.yaml (tests/test_joint_maps.py keeps them equal).
 LAFAN1_JOINT_MAP: Mapping[str, HumanJoint] = {
     "Hips": HumanJoint.PELVIS,
     "LeftUpLeg": HumanJoint.LEFT_HIP,
@@ -77,3 +80,51 @@ LAFAN1_JOINT_MAP: Mapping[str, HumanJoint] = {
     "RightForeArm": HumanJoint.RIGHT_ELBOW,
     "RightHand": HumanJoint.RIGHT_WRIST,
 }
+
+
+_J = HumanJoint
+
+#: The canonical role tree: role -> parent role (None for the root, the pelvis). Sources
+#: whose files carry no hierarchy (keypoint sequences) take their parents from it.
+CANONICAL_PARENT: Mapping[HumanJoint, HumanJoint | None] = {
+    _J.PELVIS: None,
+    _J.LEFT_HIP: _J.PELVIS,
+    _J.LEFT_KNEE: _J.LEFT_HIP,
+    _J.LEFT_ANKLE: _J.LEFT_KNEE,
+    _J.LEFT_TOE: _J.LEFT_ANKLE,
+    _J.RIGHT_HIP: _J.PELVIS,
+    _J.RIGHT_KNEE: _J.RIGHT_HIP,
+    _J.RIGHT_ANKLE: _J.RIGHT_KNEE,
+    _J.RIGHT_TOE: _J.RIGHT_ANKLE,
+    _J.SPINE_LOWER: _J.PELVIS,
+    _J.SPINE_MID: _J.SPINE_LOWER,
+    _J.SPINE_UPPER: _J.SPINE_MID,
+    _J.NECK: _J.SPINE_UPPER,
+    _J.HEAD: _J.NECK,
+    _J.LEFT_COLLAR: _J.SPINE_UPPER,
+    _J.LEFT_SHOULDER: _J.LEFT_COLLAR,
+    _J.LEFT_ELBOW: _J.LEFT_SHOULDER,
+    _J.LEFT_WRIST: _J.LEFT_ELBOW,
+    _J.RIGHT_COLLAR: _J.SPINE_UPPER,
+    _J.RIGHT_SHOULDER: _J.RIGHT_COLLAR,
+    _J.RIGHT_ELBOW: _J.RIGHT_SHOULDER,
+    _J.RIGHT_WRIST: _J.RIGHT_ELBOW,
+}
+
+
+def canonical_parents(roles: Sequence[HumanJoint | str]) -> np.ndarray:
+    """(J,) parent index of each role within ``roles`` on the canonical role tree.
+
+    A role whose canonical parent is absent from ``roles`` hangs from its nearest present
+    ancestor; a role with no present ancestor gets -1 (the pelvis always does).
+    """
+    parsed = [HumanJoint.parse(r) for r in roles]
+    index = {r: i for i, r in enumerate(parsed)}
+    out = np.full(len(parsed), -1, dtype=np.int64)
+    for i, role in enumerate(parsed):
+        p = CANONICAL_PARENT[role]
+        while p is not None and p not in index:
+            p = CANONICAL_PARENT[p]
+        if p is not None:
+            out[i] = index[p]
+    return out

@@ -23,6 +23,15 @@ mapped to the objects of the running numpy directly (never imported by the name 
 in the file), so a numpy-1 pickle loads under numpy 2 without touching the ``numpy.core``
 shim. Object-dtype arrays may still appear, but their elements go through the same
 allowlist.
+
+Opt-in, for body-model files (SMPL ``.pkl``): ``allow_scipy_sparse=True`` also accepts
+``scipy.sparse`` CSC/CSR matrices. Their class names resolve to inert stand-ins that
+only collect the pickled state (``copyreg._reconstructor`` / ``copy_reg._reconstructor``
+and ``object`` are accepted for that, with stand-ins only); after loading, each stand-in
+is rebuilt through the scipy constructor from its ``data``/``indices``/``indptr``/shape
+arrays and fully format-checked, so no scipy code runs on the file's say-so. A chumpy
+object in such a file is refused with a message saying how to convert the model.
+``encoding="latin1"`` reads Python 2 pickles (the official SMPL files).
 """
 
 from __future__ import annotations
@@ -89,29 +98,97 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An Unpickler whose globals come from :data:`ALLOWED_GLOBALS` only."""
+class _SparseStub:
+    """Inert stand-in for a pickled scipy.sparse matrix: it only keeps the state."""
 
-    def __init__(self, file: IO[bytes], *, where: object = "<stream>") -> None:
-        super().__init__(file)
+    fmt = ""
+
+    def __init__(self) -> None:  # the unpickler makes stubs with __new__; this is for clarity
+        self.state: object = None
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+class _CscStub(_SparseStub):
+    fmt = "csc"
+
+
+class _CsrStub(_SparseStub):
+    fmt = "csr"
+
+
+_SPARSE_GLOBALS: dict[tuple[str, str], type[_SparseStub]] = {}
+for _mod in ("scipy.sparse", "scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.csr",
+             "scipy.sparse._csr"):
+    _SPARSE_GLOBALS[(_mod, "csc_matrix")] = _CscStub
+    _SPARSE_GLOBALS[(_mod, "csc_array")] = _CscStub
+    _SPARSE_GLOBALS[(_mod, "csr_matrix")] = _CsrStub
+    _SPARSE_GLOBALS[(_mod, "csr_array")] = _CsrStub
+
+
+def _stub_reconstructor(cls: Any, base: Any, state: Any) -> _SparseStub:
+    # copyreg._reconstructor (protocols 0/1) for the stand-ins only, never a general one.
+    if not (isinstance(cls, type) and issubclass(cls, _SparseStub)) or base is not object \
+            or state is not None:
+        raise pickle.UnpicklingError("copyreg._reconstructor is only allowed for scipy.sparse data")
+    return cls.__new__(cls)
+
+
+_SPARSE_HELPERS: dict[tuple[str, str], Any] = {
+    ("copyreg", "_reconstructor"): _stub_reconstructor,
+    ("copy_reg", "_reconstructor"): _stub_reconstructor,
+    ("builtins", "object"): object,
+    ("__builtin__", "object"): object,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An Unpickler whose globals come from :data:`ALLOWED_GLOBALS` only.
+
+    ``allow_scipy_sparse=True`` adds the scipy.sparse stand-ins (see the module doc);
+    the caller must pass the result through :func:`_rebuild_sparse`.
+    """
+
+    def __init__(self, file: IO[bytes], *, where: object = "<stream>",
+                 allow_scipy_sparse: bool = False, encoding: str = "ASCII") -> None:
+        super().__init__(file, encoding=encoding)
         self.where = where
+        self.allow_scipy_sparse = allow_scipy_sparse
 
     def find_class(self, module: str, name: str) -> Any:
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise MotionFormatError(
-                self.where,
-                f"refusing to load class {module}.{name}: only numpy arrays/scalars and plain "
-                "builtin containers are allowed in a motion pickle",
-            ) from None
+            pass
+        if self.allow_scipy_sparse:
+            found = _SPARSE_GLOBALS.get((module, name)) or _SPARSE_HELPERS.get((module, name))
+            if found is not None:
+                return found
+            if module.split(".")[0] == "chumpy":
+                raise MotionFormatError(
+                    self.where,
+                    f"the file holds a chumpy object ({module}.{name}); chumpy is not "
+                    "supported: convert the model to plain numpy arrays first (e.g. with the "
+                    "smplx repository's tools/clean_ch.py, or save it as .npz)",
+                )
+        raise MotionFormatError(
+            self.where,
+            f"refusing to load class {module}.{name}: only numpy arrays/scalars and plain "
+            "builtin containers are allowed in a motion pickle"
+            + (" (and scipy.sparse CSC/CSR matrices here)" if self.allow_scipy_sparse else ""),
+        ) from None
 
     def persistent_load(self, pid: Any) -> Any:
         raise MotionFormatError(self.where, "refusing persistent id in a motion pickle")
 
 
-def restricted_load(path_or_file: str | os.PathLike[str] | IO[bytes]) -> Any:
+def restricted_load(path_or_file: str | os.PathLike[str] | IO[bytes], *,
+                    allow_scipy_sparse: bool = False, encoding: str = "ASCII") -> Any:
     """Unpickle a file (path or binary handle) allowing only numpy and builtin data.
+
+    ``allow_scipy_sparse=True`` also accepts scipy.sparse CSC/CSR matrices (rebuilt and
+    checked, see the module doc); ``encoding="latin1"`` reads Python 2 pickles.
 
     Raises MotionFormatError for a refused global and for any malformed/truncated
     pickle; FileNotFoundError propagates for a missing path.
@@ -119,9 +196,9 @@ def restricted_load(path_or_file: str | os.PathLike[str] | IO[bytes]) -> Any:
     if isinstance(path_or_file, str | os.PathLike):
         where: object = os.fspath(path_or_file)
         with open(path_or_file, "rb") as fh:
-            return _load(fh, where)
+            return _load(fh, where, allow_scipy_sparse=allow_scipy_sparse, encoding=encoding)
     where = getattr(path_or_file, "name", "<stream>")
-    return _load(path_or_file, where)
+    return _load(path_or_file, where, allow_scipy_sparse=allow_scipy_sparse, encoding=encoding)
 
 
 def restricted_loads(data: bytes) -> Any:
@@ -129,12 +206,58 @@ def restricted_loads(data: bytes) -> Any:
     return _load(io.BytesIO(data), "<bytes>")
 
 
-def _load(fh: IO[bytes], where: object) -> Any:
+def _load(fh: IO[bytes], where: object, *, allow_scipy_sparse: bool = False,
+          encoding: str = "ASCII") -> Any:
     try:
-        return RestrictedUnpickler(fh, where=where).load()
+        obj = RestrictedUnpickler(fh, where=where, allow_scipy_sparse=allow_scipy_sparse,
+                                  encoding=encoding).load()
+        if allow_scipy_sparse:
+            obj = _rebuild_sparse(obj, where)
+        return obj
     except MotionFormatError:
         raise
     except Exception as e:  # UnpicklingError, EOFError, ValueError, TypeError, MemoryError...
         raise MotionFormatError(
             where, f"malformed or truncated pickle: {type(e).__name__}: {e}"
         ) from None
+
+
+def _sparse_from_stub(stub: _SparseStub, where: object) -> Any:
+    import scipy.sparse
+
+    state = getattr(stub, "state", None)  # absent when the pickle has no BUILD for it
+    if not isinstance(state, dict):
+        raise MotionFormatError(where, f"scipy.sparse {stub.fmt} matrix without its state")
+    shape = state.get("_shape", state.get("shape"))
+    parts = [state.get(k) for k in ("data", "indices", "indptr")]
+    if not all(isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype.kind in "biuf"
+               for a in parts):
+        raise MotionFormatError(
+            where, f"scipy.sparse {stub.fmt} matrix: data/indices/indptr must be 1-D numeric arrays")
+    if not (isinstance(shape, tuple) and len(shape) == 2
+            and all(isinstance(n, int | np.integer) and n >= 0 for n in shape)):
+        raise MotionFormatError(where, f"scipy.sparse {stub.fmt} matrix: bad shape {shape!r}")
+    data, indices, indptr = parts
+    if indices.dtype.kind == "f" or indptr.dtype.kind == "f":
+        raise MotionFormatError(where, f"scipy.sparse {stub.fmt} matrix: float indices")
+    cls = scipy.sparse.csc_matrix if stub.fmt == "csc" else scipy.sparse.csr_matrix
+    try:
+        m = cls((data, indices, indptr), shape=(int(shape[0]), int(shape[1])))
+        m.check_format(full_check=True)  # indices in range, indptr monotone
+    except (ValueError, TypeError) as e:
+        raise MotionFormatError(where, f"invalid scipy.sparse {stub.fmt} matrix: {e}") from None
+    return m
+
+
+def _rebuild_sparse(obj: Any, where: object, depth: int = 0) -> Any:
+    """Replace the sparse stand-ins in plain containers by checked scipy matrices."""
+    if depth > 100:
+        raise MotionFormatError(where, "containers nested deeper than 100 levels")
+    if isinstance(obj, _SparseStub):
+        return _sparse_from_stub(obj, where)
+    if isinstance(obj, dict):
+        return {k: _rebuild_sparse(v, where, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        out = [_rebuild_sparse(v, where, depth + 1) for v in obj]
+        return out if isinstance(obj, list) else tuple(out)
+    return obj

@@ -26,6 +26,7 @@ import numpy as np
 from retarget_jax.errors import ConfigError, InvalidMotionError
 from retarget_jax.motion.canonical import CANONICAL_JOINTS, CANONICAL_PARENTS, canonical_index, canonicalize
 from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.skeleton import HumanJoint
 from retarget_jax.problem.recipe import Recipe, source_conventions
 from retarget_jax.robots.spec import KinematicTree, RobotSpec
 from retarget_jax.rotations import axis_angle_to_quat, mat_to_quat, quat_conj, quat_mul, quat_rotate
@@ -153,7 +154,12 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
         conv = source_conventions(recipe.source_conventions)
     if motion.orientations is None:
         conv = None
-    present = set(motion.joint_names)
+    # Measurements (scales, heights, foot pitch) use valid samples only: a masked joint's
+    # values may be anything. ``present``: roles with at least one valid sample.
+    valid_src = motion.valid_mask
+    if not valid_src.all():
+        motion = dataclasses.replace(motion, positions=np.where(valid_src[..., None], motion.positions, np.nan))
+    present = {j for j, ok in zip(motion.joint_names, valid_src.any(axis=0)) if ok}
 
     # --- names -> indices (errors list the valid names) ---
     root_j = canonical_index(recipe.root_human)
@@ -176,10 +182,20 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     group_scale: dict[str, float] = {}
     bone_scale = np.full(J, np.nan)
     for g in recipe.scale_groups:
+        # A source without one end of the chain (say, no left wrist) is measured on the
+        # mirrored chain; the robot is symmetric and so, to this accuracy, are people.
+        chain = g.human_chain
+        if not set(chain) <= present and {_mirror(j) for j in chain} <= present:
+            chain = (_mirror(chain[0]), _mirror(chain[1]))
+        if not set(chain) <= present:
+            raise InvalidMotionError(
+                f"{motion.source_path or '<motion>'}: scale group '{g.name}' is measured on "
+                f"{g.human_chain[0].value}->{g.human_chain[1].value} (or its mirror), which the motion lacks; "
+                f"joints: {[j.value for j in motion.joint_names]}")
         if g.measure == "chain":
-            human_len = motion.chain_length(g.human_chain[1], g.human_chain[0])
+            human_len = motion.chain_length(chain[1], chain[0])
         else:
-            d = motion.positions[:, motion.index(g.human_chain[1])] - motion.positions[:, motion.index(g.human_chain[0])]
+            d = motion.positions[:, motion.index(chain[1])] - motion.positions[:, motion.index(chain[0])]
             dist = np.linalg.norm(d, axis=-1)
             dist = dist[np.isfinite(dist)]
             human_len = float(np.median(dist)) if dist.size else float("nan")
@@ -296,6 +312,15 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
         rot_body=tuple(robot.body_index(t.body) for t in rot_t),
         root_joint=root_j,
     )
+
+
+def _mirror(role: HumanJoint) -> HumanJoint:
+    v = role.value
+    if v.startswith("left_"):
+        return HumanJoint("right_" + v[5:])
+    if v.startswith("right_"):
+        return HumanJoint("left_" + v[6:])
+    return role
 
 
 def _geom_lowest(robot: RobotSpec, d, g: int) -> float:

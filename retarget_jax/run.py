@@ -181,10 +181,21 @@ def execute(cfg: RunConfig) -> dict:
     return summary
 
 
+def typed_config(cfg: DictConfig) -> RunConfig:
+    """The composed config as a RunConfig. Merging into the schema also rejects keys that
+    were appended with ``+key=...`` (Hydra lets those through a structured config)."""
+    from retarget_jax.errors import ConfigError
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.to_container(cfg, resolve=True))
+    except Exception as e:  # omegaconf's errors name the key and the expected type
+        raise ConfigError(f"bad config: {e}") from None
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> None:
-    typed: RunConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    execute(typed)
+    execute(typed_config(cfg))
 
 
 if __name__ == "__main__":

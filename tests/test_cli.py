@@ -12,8 +12,6 @@ import pytest
 from retarget_jax.cli import main
 from retarget_jax.formats import HUMAN_FORMATS, ROBOT_FORMATS, MotionFormat, default_recipe
 from retarget_jax.io import load_result, write_result
-from retarget_jax.io.readers import forward_kinematics
-from retarget_jax.result import RetargetingResult, SolveStatus
 
 ISSUE_FORMATS = {"amass", "smpl", "smplh", "smplx", "bvh_lafan1", "bvh_nokov", "bvh_hc_mocap", "bvh",
                  "keypoints", "gmr_pkl", "mjlab_npz", "seed_csv"}
@@ -35,23 +33,9 @@ def test_default_recipe_per_family_and_robot(fmt, robot, recipe):
     assert default_recipe(fmt, robot) == recipe
 
 
-def _trajectory(robot, T=12, seed=0) -> RetargetingResult:
-    rng = np.random.default_rng(seed)
-    lo, hi = robot.dof_ranges[:, 0], robot.dof_ranges[:, 1]
-    dof = lo + (hi - lo) * rng.uniform(0.2, 0.8, size=(T, robot.num_dof))
-    root = np.c_[np.linspace(0, 0.5, T), np.zeros(T), np.full(T, 0.78)]
-    yaw = np.linspace(0, 0.4, T)
-    quat = np.c_[np.cos(yaw / 2), np.zeros(T), np.zeros(T), np.sin(yaw / 2)]
-    pos, rot = forward_kinematics(robot, root, quat, dof)
-    return RetargetingResult(fps=50.0, root_pos=root, root_quat_wxyz=quat, dof_pos=dof,
-                             dof_names=robot.dof_names, body_names=robot.body_names, body_pos_w=pos,
-                             body_quat_w=rot, status=SolveStatus.CONVERGED, final_cost=0.0, iterations=0,
-                             robot=robot.name)
-
-
 @pytest.mark.parametrize("src_fmt,suffix", [("gmr_pkl", ".pkl"), ("mjlab_npz", ".npz")])
-def test_robot_space_input_converts_without_a_solve(tmp_path, g1, capsys, src_fmt, suffix):
-    traj = _trajectory(g1)
+def test_robot_space_input_converts_without_a_solve(tmp_path, g1_trajectory, capsys, src_fmt, suffix):
+    traj = g1_trajectory
     src = tmp_path / f"in{suffix}"
     write_result(traj, src, src_fmt)
     out = tmp_path / "out.npz"
@@ -64,8 +48,8 @@ def test_robot_space_input_converts_without_a_solve(tmp_path, g1, capsys, src_fm
     assert res.provenance["solved"] is False and res.provenance["source_format"] == src_fmt
 
 
-def test_output_format_follows_the_file_name(tmp_path, g1):
-    traj = _trajectory(g1)
+def test_output_format_follows_the_file_name(tmp_path, g1_trajectory):
+    traj = g1_trajectory
     src = tmp_path / "in.pkl"
     write_result(traj, src, "gmr_pkl")
     out = tmp_path / "clip.mjlab.npz"

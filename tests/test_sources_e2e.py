@@ -144,3 +144,29 @@ def test_keypoints_with_missing_joints_and_frames(tmp_path, g1):
     wk = [i for i, b in enumerate(res.target_body_names) if b == "right_wrist_yaw_link"]
     assert np.isnan(res.target_pos_w[10:15, wk]).all() and np.isfinite(res.target_pos_w[:10, wk]).all()
     assert len(CANONICAL_JOINTS) == 22
+
+
+def test_a_user_robot_from_an_mjcf_path_and_a_recipe_file(tmp_path, g1, capsys):
+    """The README's 'Adding a robot' path: an MJCF file outside the package and a recipe
+    YAML that names it, used from the command line without touching code."""
+    import shutil
+
+    import yaml
+
+    from retarget_jax.robots.spec import ASSETS, BUILTIN_ROBOTS
+
+    xml = tmp_path / "my_robot.xml"
+    shutil.copy(ASSETS / BUILTIN_ROBOTS["unitree_g1"], xml)
+    recipe = yaml.safe_load((load_recipe.__globals__["config_dir"]() / "recipe" / "lafan1_g1.yaml").read_text())
+    recipe.update(name="my_robot_lafan1", robot="my_robot")
+    rfile = tmp_path / "my_robot_lafan1.yaml"
+    rfile.write_text(yaml.safe_dump(recipe))
+    kp = tmp_path / "walk.npz"
+    _write_keypoints(kp, demo_motion(num_frames=40))
+    out = tmp_path / "walk_my_robot.npz"
+    rc = main(["retarget", str(kp), "-f", "keypoints", "--robot", str(xml), "--recipe", str(rfile),
+               "-o", str(out), "--cache-dir", ""])
+    assert rc == 0, capsys.readouterr().err
+    res = load_result(out)
+    assert res.robot == "my_robot" and res.provenance["recipe"] == "my_robot_lafan1"
+    _upright_and_grounded(res, g1, load_recipe(rfile))

@@ -2,7 +2,9 @@
 
 FK is checked against MuJoCo C (``mj_kinematics``) attribute by attribute, and against
 MJX; Jacobians against central finite differences taken on the manifold (the root
-rotation is perturbed by ``q exp(eps e_i)``, exactly as the solver steps).
+rotation is perturbed by ``q exp(eps e_i)``, exactly as the solver steps). The FK and
+Jacobian checks run on every built-in robot (G1, H1, T1): their trees differ (the T1's
+floating base is its upper body, with the legs below a waist joint).
 """
 
 from __future__ import annotations
@@ -15,11 +17,23 @@ import pytest
 
 from retarget_jax.errors import RobotModelError, UnknownNameError
 from retarget_jax.robots import forward_kinematics, integrate, load_robot, point_jacobians
+from retarget_jax.robots.spec import BUILTIN_ROBOTS
 from retarget_jax.rotations import quat_conj, quat_log, quat_mul, quat_rotate
 
 NUM_CONFIGS = 24
 POS_ATOL = 1e-5  # metres
 QUAT_ATOL = 1e-5
+
+
+@pytest.fixture(params=sorted(BUILTIN_ROBOTS), scope="module")
+def robot(request):
+    """Each built-in robot in turn."""
+    return load_robot(request.param)
+
+
+def deepest_body(robot) -> int:
+    """The body at the end of the longest chain of hinges (a hand or a foot)."""
+    return int(np.argmax(np.asarray(robot.tree.dof_ancestor).sum(axis=1)))
 
 
 def random_qpos(robot, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -182,23 +196,23 @@ def test_small_mjcf_loads_and_matches_mujoco(tmp_path):
 # Forward kinematics
 
 
-def test_fk_matches_mujoco_float32_jit_vmap(g1):
-    qpos = random_qpos(g1, np.random.default_rng(0), NUM_CONFIGS)
-    tree = tree_as(g1.tree, jnp.float32)
+def test_fk_matches_mujoco_float32_jit_vmap(robot):
+    qpos = random_qpos(robot, np.random.default_rng(0), NUM_CONFIGS)
+    tree = tree_as(robot.tree, jnp.float32)
     fk = jax.jit(jax.vmap(lambda q: forward_kinematics(tree, q)))
     ours = fk(jnp.asarray(qpos, jnp.float32))
-    assert ours[0].dtype == jnp.float32 and ours[1].shape == (NUM_CONFIGS, 30, 4)
-    check_fk_against_mujoco(g1, qpos, ours)
+    assert ours[0].dtype == jnp.float32 and ours[1].shape == (NUM_CONFIGS, len(robot.body_names), 4)
+    check_fk_against_mujoco(robot, qpos, ours)
 
 
-def test_fk_matches_mujoco_float64(g1, x64):
-    qpos = random_qpos(g1, np.random.default_rng(1), NUM_CONFIGS)
-    tree = tree_as(g1.tree, jnp.float64)
+def test_fk_matches_mujoco_float64(robot, x64):
+    qpos = random_qpos(robot, np.random.default_rng(1), NUM_CONFIGS)
+    tree = tree_as(robot.tree, jnp.float64)
     ours = jax.jit(jax.vmap(lambda q: forward_kinematics(tree, q)))(jnp.asarray(qpos))
     assert ours[0].dtype == jnp.float64
-    check_fk_against_mujoco(g1, qpos, ours)
+    check_fk_against_mujoco(robot, qpos, ours)
     # in float64 the agreement is at round-off level, far below the 1e-5 m of float32
-    ref = mujoco_kinematics(g1, qpos)
+    ref = mujoco_kinematics(robot, qpos)
     np.testing.assert_allclose(np.asarray(ours[0]), ref["xpos"], atol=1e-10, rtol=0)
 
 
@@ -254,21 +268,21 @@ def _jacobians_and_fd(tree, qpos, bodies, offsets, eps):
     return Jlin, Jang, jnp.transpose(lin_fd, (1, 2, 0)), jnp.transpose(ang_fd, (1, 2, 0))
 
 
-def test_point_jacobians_match_manifold_finite_differences(g1, x64):
+def test_point_jacobians_match_manifold_finite_differences(robot, x64):
     rng = np.random.default_rng(5)
-    tree = tree_as(g1.tree, jnp.float64)
+    tree = tree_as(robot.tree, jnp.float64)
     K = 12
     check = jax.jit(lambda q, b, o: _jacobians_and_fd(tree, q, b, o, 1e-6))
-    for q in random_qpos(g1, rng, 3):
-        bodies = rng.choice(g1.tree.num_bodies, K, replace=False)
-        bodies[0] = g1.tree.root  # the floating base itself
-        bodies[1] = g1.body_index("left_wrist_yaw_link")  # end of a long chain
+    for q in random_qpos(robot, rng, 3):
+        bodies = rng.choice(robot.tree.num_bodies, K, replace=False)
+        bodies[0] = robot.tree.root  # the floating base itself
+        bodies[1] = deepest_body(robot)  # end of a long chain
         offsets = rng.normal(scale=0.1, size=(K, 3))
         Jlin, Jang, Jlin_fd, Jang_fd = (np.asarray(a) for a in check(jnp.asarray(q), jnp.asarray(bodies),
                                                                      jnp.asarray(offsets)))
-        assert Jlin.shape == (K, 3, g1.nv) and Jang.shape == (K, 3, g1.nv)
+        assert Jlin.shape == (K, 3, robot.nv) and Jang.shape == (K, 3, robot.nv)
         np.testing.assert_allclose(Jlin, Jlin_fd, atol=1e-6, rtol=0)
         np.testing.assert_allclose(Jang, Jang_fd, atol=1e-6, rtol=0)
         # the hinge columns of bodies that a hinge does not move are exactly zero
-        anc = np.asarray(g1.tree.dof_ancestor)[bodies]
+        anc = np.asarray(robot.tree.dof_ancestor)[bodies]
         assert np.all(Jlin[:, :, 6:][np.broadcast_to(anc[:, None, :] == 0, Jlin[:, :, 6:].shape)] == 0)

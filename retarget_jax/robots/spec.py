@@ -28,6 +28,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 #: Built-in robots shipped inside the package: name -> MJCF path relative to ``ASSETS``.
 BUILTIN_ROBOTS: dict[str, str] = {
     "unitree_g1": "unitree_g1/g1.xml",
+    "unitree_h1": "unitree_h1/h1.xml",
+    "booster_t1": "booster_t1/t1_23dof.xml",
 }
 
 
@@ -133,6 +135,10 @@ class RobotSpec:
 
 
 def _geom_lowest_z(m: mujoco.MjModel, d: mujoco.MjData, g: int) -> float:
+    """Lowest world z of geom ``g``; +inf for a geom that is not on the robot (a floor
+    plane on the world body, scenery), so that ``min`` over all geoms finds the sole."""
+    if m.njnt == 0 or m.body_rootid[m.geom_bodyid[g]] != m.body_rootid[m.jnt_bodyid[0]]:
+        return float("inf")
     pos = d.geom_xpos[g]
     R = d.geom_xmat[g].reshape(3, 3)
     size = m.geom_size[g]
@@ -191,6 +197,10 @@ def _spec_from_model(m: mujoco.MjModel, path: Path, name: str) -> RobotSpec:
             raise RobotModelError(f"{path}: body '{m.body(b).name}' has {jn} joints; at most one is supported")
         if jn == 1:
             j = int(m.body_jntadr[b])
+            if m.body_rootid[b] != root_body:
+                raise RobotModelError(
+                    f"{path}: joint '{m.joint(j).name}' on body '{m.body(b).name}' is not below the floating "
+                    f"base '{m.body(root_body).name}'; remove that body (e.g. a dummy motor placeholder)")
             if m.jnt_type[j] != mujoco.mjtJoint.mjJNT_HINGE:
                 raise RobotModelError(
                     f"{path}: joint '{m.joint(j).name}' has type {mujoco.mjtJoint(m.jnt_type[j]).name}; "

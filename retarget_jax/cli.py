@@ -57,7 +57,7 @@ def _retarget(args: argparse.Namespace) -> int:
 
         motion = read_motion(args.input, fmt, joint_map=args.joint_map, body_model_dir=args.body_model_dir,
                              gender=args.gender)
-        recipe = load_recipe(args.recipe or default_recipe(fmt, robot.name))
+        recipe = load_recipe(args.recipe or default_recipe(fmt, robot.name, motion))
         print(f"[retarget-jax] {args.input}: {motion.num_frames} frames at {motion.fps:g} fps "
               f"({fmt.value}) -> {robot.name}, recipe {recipe.name}"
               + (f", resampled to {args.fps:g} fps" if args.fps else ""), file=sys.stderr, flush=True)

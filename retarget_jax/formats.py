@@ -88,13 +88,22 @@ DEFAULT_PATTERNS = {
 }
 
 
-def default_recipe(fmt: str | MotionFormat, robot: str) -> str:
-    """The shipped recipe for a human format and a built-in robot, e.g. ``smpl_g1``."""
+def default_recipe(fmt: str | MotionFormat, robot: str, motion: HumanMotion | None = None) -> str:
+    """The shipped recipe for a human format and a built-in robot, e.g. ``smpl_g1``.
+
+    A motion whose joint frames are unknown (no orientations, or a skeleton whose zero
+    pose is not a known T-pose, such as ``bvh`` with the ``mocapbank_19`` map) gets the
+    ``keypoints`` family: positions only, with the hips and shoulders weighted to set the
+    pelvis and torso heading that orientation targets would otherwise set.
+    """
     f = MotionFormat.parse(fmt)
     if robot not in ROBOT_SHORT_NAMES:
         raise ConfigError(f"no shipped recipe for robot '{robot}'; write one (see the README, "
                           f"'Adding a robot') and pass it with --recipe / recipe=")
-    return f"{f.family}_{ROBOT_SHORT_NAMES[robot]}"
+    family = f.family
+    if motion is not None and (motion.orientations is None or motion.conventions is None):
+        family = "keypoints"
+    return f"{family}_{ROBOT_SHORT_NAMES[robot]}"
 
 
 def read_motion(

@@ -144,7 +144,8 @@ def execute(cfg: RunConfig) -> dict:
                              "message": str(e)})
     results: list = []
     if motions:
-        recipe = load_recipe(cfg.recipe or default_recipe(fmt if files else "bvh_lafan1", robot.name))
+        # one recipe per run: the files of one format and joint map share their skeleton
+        recipe = load_recipe(cfg.recipe or default_recipe(fmt if files else "bvh_lafan1", robot.name, motions[0]))
         print(f"[retarget_jax] {len(motions)} clip(s), robot {robot.name}, recipe {recipe.name}", flush=True)
         results = retarget_motions(
             motions, recipe, robot,

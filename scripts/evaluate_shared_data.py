@@ -3,8 +3,8 @@
     python scripts/evaluate_shared_data.py [--data ../shared/data] [--json out.json] [--frames N]
 
 Each file is read in its format with the shipped recipe of its family and the robot
-(LAFAN1 BVH: bvh_lafan1; the 19-joint BVH: bvh with joint map mocapbank_19; the OMOMO
-SMPL-H keypoints: keypoints). Figures per result: tracking error of the tracked points
+(LAFAN1 BVH: bvh_lafan1 -> lafan1_*; the 19-joint BVH: bvh with joint map mocapbank_19,
+whose joint frames are unknown -> keypoints_*; the OMOMO SMPL-H keypoints -> keypoints_*). Figures per result: tracking error of the tracked points
 (mean, p95, cm), uprightness (min cos of the pelvis z axis to world z), stance sole
 height of each foot (mean and p95 |h|, cm), joint-limit violation, solve status and time.
 """
@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--data", default=default_data)
     ap.add_argument("--robots", nargs="+", default=list(ROBOTS))
     ap.add_argument("--frames", type=int, default=None, help="only the first N frames of each clip")
+    ap.add_argument("--files", nargs="+", default=[f for f, _, _ in FILES], help="a subset of the files")
     ap.add_argument("--json", default="benchmarks/results/shared_data_eval.json")
     ap.add_argument("--cache-dir", default="~/.cache/retarget_jax/xla")
     args = ap.parse_args()
@@ -47,12 +48,12 @@ def main() -> None:
     rows = []
     for robot_name in args.robots:
         robot = load_robot(robot_name)
-        for fname, fmt, jmap in FILES:
+        for fname, fmt, jmap in (f for f in FILES if f[0] in args.files):
             path = Path(args.data) / fname
             motion = read_motion(path, fmt, joint_map=jmap)
             if args.frames:
                 motion = motion.slice(0, args.frames)
-            recipe = load_recipe(default_recipe(fmt, robot.name))
+            recipe = load_recipe(default_recipe(fmt, robot.name, motion))
             t0 = time.perf_counter()
             (res,) = retarget_motions([motion], recipe, robot, max_batch=1)
             wall = time.perf_counter() - t0

@@ -76,3 +76,14 @@ def test_errors_are_typed_and_exit_2(tmp_path, capsys, argv, expect):
 def test_missing_input_file_is_reported(tmp_path, capsys):
     rc = main(["retarget", str(tmp_path / "nope.bvh"), "-f", "bvh_lafan1", "-o", str(tmp_path / "o.npz")])
     assert rc == 2 and "nope.bvh" in capsys.readouterr().err
+
+
+def test_sources_without_joint_frames_get_the_position_only_recipe():
+    import dataclasses
+
+    from retarget_jax.motion.demo import demo_motion
+
+    m = demo_motion(num_frames=5)
+    assert default_recipe("bvh", "unitree_g1", m) == "lafan1_g1"
+    assert default_recipe("bvh", "unitree_g1", dataclasses.replace(m, conventions=None)) == "keypoints_g1"
+    assert default_recipe("bvh_nokov", "booster_t1", dataclasses.replace(m, orientations=None)) == "keypoints_t1"

@@ -24,6 +24,8 @@ from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import integrate
 from retarget_jax.rotations import quat_rotate
+from retarget_jax.motion.canonical import canonical_index
+from retarget_jax.motion.skeleton import HumanJoint
 from retarget_jax.solve.costs import frame_masks, frame_residual, pair_masks, pair_residual, targets, total_cost
 from retarget_jax.solve.linalg import block_tridiag_solve
 
@@ -38,6 +40,10 @@ class SolverOptions(eqx.Module):
     bound_tol: float | jnp.ndarray = 1e-6  # a joint this close to a bound counts as active
 
 
+_LEFT_HIP = canonical_index(HumanJoint.LEFT_HIP)
+_RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)
+
+
 class SolveOutput(eqx.Module):
     qpos: jnp.ndarray  # (T, nq)
     cost: jnp.ndarray  # () mean per-frame objective
@@ -45,14 +51,32 @@ class SolveOutput(eqx.Module):
     status: jnp.ndarray  # () int32
 
 
+def _heading_from_hips(problem: CompiledProblem) -> jnp.ndarray:
+    """(T, 4) yaw-only quaternion facing where the human faces, from the hip joints:
+    forward is the left-hip direction turned -90 degrees about world z."""
+    p = problem.clip.human_pos
+    left = p[:, _LEFT_HIP] - p[:, _RIGHT_HIP]
+    yaw = jnp.arctan2(-left[:, 0], left[:, 1])
+    z = jnp.zeros_like(yaw)
+    return jnp.stack([jnp.cos(yaw / 2), z, z, jnp.sin(yaw / 2)], axis=-1)
+
+
 def initial_guess(problem: CompiledProblem, tpos, tquat) -> jnp.ndarray:
-    """Root at the scaled pelvis, oriented like it, joints at the default pose."""
+    """Root at the scaled pelvis, oriented like it, joints at the default pose.
+
+    Where the pelvis orientation target is masked (a source without joint frames), the
+    root starts upright, turned to face where the hips say the human faces: a start
+    from a meaningless orientation can end in a local minimum with the robot upside down.
+    """
     T = tpos.shape[0]
     root = problem.robot.tree.root
+    heading = _heading_from_hips(problem)
     if root in problem.rot_body:
-        root_quat = tquat[:, problem.rot_body.index(root)]
+        k = problem.rot_body.index(root)
+        known = problem.clip.rot_valid[:, k] > 0
+        root_quat = jnp.where(known[:, None], tquat[:, k], heading)
     else:
-        root_quat = jnp.zeros((T, 4), tpos.dtype).at[:, 0].set(1.0)
+        root_quat = heading
     if root in problem.pos_body:
         k = problem.pos_body.index(root)
         # the target is a point offset from the root origin: undo the offset

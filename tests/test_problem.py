@@ -127,3 +127,38 @@ def test_compiled_problem_shapes_and_dtypes(lafan1_g1_recipe, g1, walk):
         assert leaf.dtype == jnp.float32 and not getattr(leaf, "weak_type", False)
     q_lo, q_hi, q_def = (np.asarray(a) for a in (p.robot.q_lower, p.robot.q_upper, p.robot.q_default))
     assert np.all(q_lo <= q_def) and np.all(q_def <= q_hi)
+
+
+def test_lateral_scale_group_stretches_only_the_hip_width():
+    """lafan1_h1's hip group is lateral: along the hip axis the hip bones take its ratio,
+    across it (a source's vertical drop from the root) the root scale; and the host-side
+    twin used for heights matches the jitted figure."""
+    import numpy as np
+
+    from retarget_jax.motion.canonical import canonical_index, canonicalize
+    from retarget_jax.motion.demo import demo_motion
+    from retarget_jax.motion.skeleton import HumanJoint as J
+    from retarget_jax.problem import RetargetingProblem, compile_problem, load_recipe
+    from retarget_jax.problem.compile import _scaled_figure
+    from retarget_jax.robots import load_robot
+    from retarget_jax.solve.costs import scaled_human
+
+    m = demo_motion(num_frames=12)
+    cp = compile_problem(RetargetingProblem(m, load_recipe("lafan1_h1"), load_robot("unitree_h1")))
+    c = cp.clip
+    sh, p = np.asarray(scaled_human(cp), np.float64), np.asarray(c.human_pos, np.float64)
+    lh, rh, pel = (canonical_index(j) for j in (J.LEFT_HIP, J.RIGHT_HIP, J.PELVIS))
+    lateral, root = float(c.bone_lateral_scale[lh]), float(c.root_scale)
+    assert lateral > 1.5 * root  # the H1 stands wide
+    axis = p[:, lh] - p[:, rh]
+    axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+    for hip in (lh, rh):
+        v, w = p[:, hip] - p[:, pel], sh[:, hip] - sh[:, pel]
+        av, aw = (v * axis).sum(-1), (w * axis).sum(-1)
+        np.testing.assert_allclose(aw, lateral * av, rtol=1e-5)
+        np.testing.assert_allclose(w - aw[:, None] * axis, root * (v - av[:, None] * axis), atol=1e-6)
+    pos, _, _ = canonicalize(m)
+    twin = _scaled_figure(pos, np.asarray(c.bone_scale, np.float64), np.asarray(c.bone_lateral_scale, np.float64),
+                          root, np.asarray(c.root_anchor, np.float64))
+    twin[..., 2] += float(c.z_offset)
+    np.testing.assert_allclose(twin, sh, atol=1e-5)

@@ -66,6 +66,7 @@ class ClipArrays(eqx.Module):
     rot_valid: jnp.ndarray  # (T, Kr) 1 where the orientation target's joint frame is known
     fps: jnp.ndarray  # ()
     bone_scale: jnp.ndarray  # (J,) scale of the bone from each joint's parent to it
+    bone_lateral_scale: jnp.ndarray  # (J,) scale of its component along the hip axis
     root_scale: jnp.ndarray  # () scale of the root trajectory about root_anchor
     root_anchor: jnp.ndarray  # (3,) point the root trajectory is scaled about (z = 0)
     z_offset: jnp.ndarray  # () vertical shift putting the robot's soles on the floor
@@ -181,6 +182,7 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     J = len(CANONICAL_JOINTS)
     group_scale: dict[str, float] = {}
     bone_scale = np.full(J, np.nan)
+    lateral_scale = np.full(J, np.nan)
     for g in recipe.scale_groups:
         # A source without one end of the chain (say, no left wrist) is measured on the
         # mirrored chain; the robot is symmetric and so, to this accuracy, are people.
@@ -209,12 +211,25 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
                 f"has length {human_len}; cannot derive scale group '{g.name}'")
         group_scale[g.name] = robot_len / human_len
         for bone in g.bones:
-            bone_scale[canonical_index(bone)] = group_scale[g.name]
+            (lateral_scale if g.lateral else bone_scale)[canonical_index(bone)] = group_scale[g.name]
     if recipe.root_scale_group not in group_scale:
         raise ConfigError(f"{where}: root_scale_group '{recipe.root_scale_group}' not in scale_groups "
                           f"{sorted(group_scale)}")
     root_scale = group_scale[recipe.root_scale_group]
     bone_scale[np.isnan(bone_scale)] = root_scale
+    lateral_scale = np.where(np.isnan(lateral_scale), bone_scale, lateral_scale)
+
+    # --- the scaled figure (what the solver will track, before the ground shift) ---
+    # Heights below are measured on it, not on the raw clip: a bone scaled by its own
+    # group (say, a wide robot's hip bones) moves everything below it.
+    T = motion.num_frames
+    pos, quat, valid = canonicalize(motion)
+    first = int(np.argmax(valid[:, root_j]))
+    anchor = np.array([*np.nan_to_num(pos[first, root_j, :2]), 0.0])
+    scaled_z = np.where(valid, _scaled_figure(pos, bone_scale, lateral_scale, root_scale, anchor)[..., 2], np.nan)
+
+    def height(role: HumanJoint) -> np.ndarray:
+        return scaled_z[:, canonical_index(role)]
 
     # --- ground: put the robot's soles where the human's feet are ---
     ground_joints = [j for j in recipe.ground_joints if j in present]
@@ -222,13 +237,12 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
         raise InvalidMotionError(f"{motion.source_path or '<motion>'}: none of the recipe's ground joints "
                                  f"{[j.value for j in recipe.ground_joints]} is in the motion")
     if recipe.ground_joints:
-        human_ankle = min(_nanpercentile(motion.positions[:, motion.index(j), 2], 5.0)
-                          for j in ground_joints)
+        human_ankle = min(_nanpercentile(height(j), 5.0) for j in ground_joints)
         ground_idx = [robot.body_index(b, where=f"{where}: ground.bodies") for b in recipe.ground_bodies]
         _, _, d = _robot_world_poses(robot, default_qpos)
         lowest = min(_geom_lowest(robot, d, g) for g in range(robot.mj_model.ngeom))
         robot_ankle = float(np.mean([d.xpos[1 + i][2] for i in ground_idx]) - lowest)
-        z_offset = robot_ankle - root_scale * human_ankle
+        z_offset = robot_ankle - human_ankle
     else:
         z_offset = 0.0
 
@@ -241,14 +255,12 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     pos_dz = np.zeros(len(pos_t))
     for k, t in enumerate(pos_t):
         if recipe.ground_joints and t.offset_z_from_ground and t.human in present:
-            h = _nanpercentile(motion.positions[:, motion.index(t.human), 2], 5.0)
-            pos_dz[k] = root_scale * (human_ankle - h)
+            pos_dz[k] = human_ankle - _nanpercentile(height(t.human), 5.0)
         level = [j for j in t.level_with if j in present]
         if level and t.human in present:
-            ref = np.mean([motion.positions[:, motion.index(j), 2] for j in level], axis=0)
-            above = motion.positions[:, motion.index(t.human), 2] - ref
+            above = height(t.human) - np.mean([height(j) for j in level], axis=0)
             above = above[np.isfinite(above)]
-            pos_dz[k] -= root_scale * (float(np.median(above)) if above.size else 0.0)
+            pos_dz[k] -= float(np.median(above)) if above.size else 0.0
     rot_offset, rot_known = [], []
     for t in rot_t:
         rot_known.append(conv is not None and t.human in conv and t.human in present)
@@ -275,17 +287,12 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     w = problem.weights
     smooth = np.concatenate([np.full(3, w.smooth_position), np.full(3, w.smooth_rotation),
                              np.full(n, w.smooth_joint)])
-    T = motion.num_frames
-    pos, quat, valid = canonicalize(motion)
     if quat is None:
         quat = np.zeros((T, J, 4))
         quat[..., 0] = 1.0
     pos_valid = valid[:, [canonical_index(t.human) for t in pos_t]].reshape(T, len(pos_t))
     rot_valid = (valid[:, [canonical_index(t.human) for t in rot_t]].reshape(T, len(rot_t))
                  & np.asarray(rot_known, dtype=bool)[None, :])
-    first = int(np.argmax(valid[:, root_j]))
-    anchor = np.array([*np.nan_to_num(pos[first, root_j, :2]), 0.0])
-
     f = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dtype)  # noqa: E731
     tree = KinematicTree(
         body_pos=f(robot.tree.body_pos), body_quat=f(robot.tree.body_quat), jnt_pos=f(robot.tree.jnt_pos),
@@ -298,7 +305,8 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
         clip=ClipArrays(
             human_pos=f(pos), human_quat=f(quat), frame_mask=f(np.ones(T)),
             pos_valid=f(pos_valid), rot_valid=f(rot_valid),
-            fps=f(motion.fps), bone_scale=f(bone_scale), root_scale=f(root_scale), root_anchor=f(anchor),
+            fps=f(motion.fps), bone_scale=f(bone_scale),
+            bone_lateral_scale=f(lateral_scale), root_scale=f(root_scale), root_anchor=f(anchor),
             z_offset=f(z_offset), pos_offset=f(np.reshape([t.offset for t in pos_t], (-1, 3))),
             pos_target_dz=f(pos_dz),
             pos_weight=f([t.position_weight for t in pos_t]),
@@ -312,6 +320,25 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
         rot_body=tuple(robot.body_index(t.body) for t in rot_t),
         root_joint=root_j,
     )
+
+
+def _scaled_figure(pos, bone_scale, lateral_scale, root_scale, anchor) -> np.ndarray:
+    """Numpy twin of :func:`retarget_jax.solve.costs.scaled_human` without the ground shift."""
+    out = np.empty_like(pos)
+    axis = pos[:, _LEFT_HIP] - pos[:, _RIGHT_HIP]
+    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
+    for j, par in enumerate(CANONICAL_PARENTS):
+        if par < 0:
+            out[:, j] = anchor + root_scale * (pos[:, j] - anchor)
+        else:
+            v = pos[:, j] - pos[:, par]
+            along = np.sum(v * axis, axis=-1, keepdims=True) * axis
+            out[:, j] = out[:, par] + bone_scale[j] * v + (lateral_scale[j] - bone_scale[j]) * along
+    return out
+
+
+_LEFT_HIP = canonical_index(HumanJoint.LEFT_HIP)
+_RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)
 
 
 def _mirror(role: HumanJoint) -> HumanJoint:

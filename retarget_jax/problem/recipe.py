@@ -78,6 +78,11 @@ class ScaleGroup:
     bones: tuple[HumanJoint, ...]
     measure: str = "chain"
     robot_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # point in robot_chain[0]'s frame
+    # True: the ratio scales only the bones' component along the hip axis (left hip minus
+    # right hip, per frame); the rest follows the root scale. For a robot whose legs are
+    # set wider than a scaled human's: SMPL's hip bones also drop 9 cm from the root
+    # joint, and that drop must not be stretched with the width.
+    lateral: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +141,8 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
         groups = []
         for gname, g in dict(d["scale_groups"]).items():
             g = dict(g)
-            _check_keys(g, {"human_chain", "robot_chain", "bones", "measure", "robot_offset"}, f"{where}: scale_groups.{gname}")
+            _check_keys(g, {"human_chain", "robot_chain", "bones", "measure", "robot_offset", "lateral"},
+                        f"{where}: scale_groups.{gname}")
             measure = str(g.get("measure", "chain"))
             if measure not in ("chain", "straight"):
                 raise ConfigError(f"{where}: scale_groups.{gname}.measure must be 'chain' or 'straight', "
@@ -149,7 +155,8 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
             bones = tuple(HumanJoint.parse(j, where=f"{where}: scale_groups.{gname}.bones")
                           for j in g["bones"])
             groups.append(ScaleGroup(str(gname), hc, rc, bones, measure,
-                                     tuple(float(x) for x in g.get("robot_offset", (0, 0, 0)))))  # type: ignore[arg-type]  # type: ignore[arg-type]
+                                     tuple(float(x) for x in g.get("robot_offset", (0, 0, 0))),  # type: ignore[arg-type]
+                                     bool(g.get("lateral", False))))
         root = dict(d["root"])
         ground = dict(d.get("ground", {}))
         return Recipe(

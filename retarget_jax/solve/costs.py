@@ -14,10 +14,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from retarget_jax.motion.canonical import canonical_index
+from retarget_jax.motion.skeleton import HumanJoint
 from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.robots.kinematics import forward_kinematics, point_jacobians
 from retarget_jax.rotations import (
     quat_conj, quat_log, quat_mul, quat_rotate, quat_to_mat, so3_right_jacobian_inv)
+
+
+_LEFT_HIP = canonical_index(HumanJoint.LEFT_HIP)
+_RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)
 
 
 def scaled_human(problem: CompiledProblem) -> jnp.ndarray:
@@ -26,12 +32,17 @@ def scaled_human(problem: CompiledProblem) -> jnp.ndarray:
     c = problem.clip
     p = c.human_pos
     lift = jnp.zeros(3, p.dtype).at[2].set(c.z_offset)
+    # a bone's component along the hip axis may have its own scale (ScaleGroup.lateral)
+    axis = p[:, _LEFT_HIP] - p[:, _RIGHT_HIP]
+    axis = axis / jnp.maximum(jnp.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
     out: list = [None] * p.shape[1]
     for j, par in enumerate(problem.human_parents):
         if par < 0:
             out[j] = c.root_anchor + c.root_scale * (p[:, j] - c.root_anchor) + lift
         else:
-            out[j] = out[par] + c.bone_scale[j] * (p[:, j] - p[:, par])
+            v = p[:, j] - p[:, par]
+            along = jnp.sum(v * axis, axis=-1, keepdims=True) * axis
+            out[j] = out[par] + c.bone_scale[j] * v + (c.bone_lateral_scale[j] - c.bone_scale[j]) * along
     return jnp.stack(out, axis=1)
 
 

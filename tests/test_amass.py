@@ -13,6 +13,7 @@ from retarget_jax.errors import MotionFormatError, UnknownNameError
 from retarget_jax.motion.amass import SMPL_JOINT_MAP, parse_amass, read_amass
 from retarget_jax.motion.conventions import SMPL_FRAME, get_conventions
 from retarget_jax.motion.skeleton import HumanJoint
+from test_body_models import reference_fk  # the numpy FK reference, independent of the JAX code
 
 ROOT_FACE_X = Rotation.from_matrix(SMPL_FRAME).as_rotvec()
 ROOT_Y_TO_Z = np.array([np.pi / 2, 0.0, 0.0])
@@ -46,19 +47,6 @@ def write_clip(path, family, body, trans, rng, *, layout="poses", fps_key=None, 
     return str(path)
 
 
-def reference_positions(rest, pose, trans):
-    """Numpy rotation-matrix FK (the smplx rule): root about J_0, then down the tree."""
-    R = Rotation.from_rotvec(pose.reshape(-1, 3)).as_matrix().reshape(*pose.shape[:2], 3, 3)
-    G = np.zeros(R.shape)
-    p = np.zeros(pose.shape)
-    G[:, 0], p[:, 0] = R[:, 0], rest[0] + trans
-    for j in range(1, 22):
-        k = SMPL_BODY_PARENTS[j]
-        G[:, j] = G[:, k] @ R[:, j]
-        p[:, j] = p[:, k] + np.einsum("tab,b->ta", G[:, k], rest[j] - rest[k])
-    return p, G
-
-
 def quat_wxyz_to_mat(q):
     return Rotation.from_quat(q.reshape(-1, 4)[:, [1, 2, 3, 0]]).as_matrix().reshape(*q.shape[:-1], 3, 3)
 
@@ -84,7 +72,7 @@ def test_layouts_read_back(tmp_path, family, layout):
     assert m.conventions is not None
     for role, frame in get_conventions("smpl").items():
         np.testing.assert_array_equal(m.conventions[role], frame)
-    p_ref, G_ref = reference_positions(neutral_skeleton(family).rest_joints, body, trans)
+    p_ref, G_ref = reference_fk(neutral_skeleton(family).rest_joints, body, trans)
     np.testing.assert_allclose(m.positions, p_ref, atol=2e-6)
     np.testing.assert_allclose(quat_wxyz_to_mat(m.orientations), G_ref, atol=2e-6)
     np.testing.assert_allclose(np.linalg.norm(m.orientations, axis=-1), 1.0, atol=1e-12)
@@ -208,10 +196,10 @@ def test_gender_from_file_and_override(tmp_path, gender_field):
     p = write_clip(tmp_path / "g.npz", "smplh", body, trans, rng, betas=betas, gender=gender_field)
     assert parse_amass(p).gender == "female"
     m = read_amass(p, body_model_dir=models)
-    np.testing.assert_allclose(m.positions, reference_positions(model_rest(female, betas), body, trans)[0],
+    np.testing.assert_allclose(m.positions, reference_fk(model_rest(female, betas), body, trans)[0],
                                atol=2e-6)
     m = read_amass(p, body_model_dir=models, gender="male")
-    np.testing.assert_allclose(m.positions, reference_positions(model_rest(male, betas), body, trans)[0],
+    np.testing.assert_allclose(m.positions, reference_fk(model_rest(male, betas), body, trans)[0],
                                atol=2e-6)
     with pytest.raises(FileNotFoundError, match="no smplh model file for gender 'neutral'"):
         read_amass(p, body_model_dir=models, gender="neutral")

@@ -614,11 +614,8 @@ def read_bvh(
         FileNotFoundError: the file does not exist.
         MotionFormatError: malformed file, or no joint of the file is in ``joint_map``.
     """
-    axis = up_axis.lower()
-    if axis not in ("y", "z"):
-        raise UnknownNameError("up axis", up_axis, ["y", "z"], where=os.fspath(path))
     return motion_from_clip(parse_bvh(path), joint_map=joint_map, length_scale=length_scale,
-                            up_axis=axis, source_format=source_format, conventions=conventions)
+                            up_axis=up_axis, source_format=source_format, conventions=conventions)
 
 
 def motion_from_clip(

@@ -105,27 +105,37 @@ def _smplx_npz(path, T=120, fps=120.0):
              pose_hand=np.zeros((T, 90)), pose_jaw=np.zeros((T, 3)), pose_eye=np.zeros((T, 6)))
 
 
-def test_smplx_120fps_resampled_to_30fps_through_the_cli(tmp_path, g1, capsys):
+@pytest.mark.parametrize("robot_name", ["unitree_g1", "unitree_h1", "booster_t1"])
+def test_smplx_120fps_resampled_to_30fps_through_the_cli(tmp_path, capsys, robot_name):
+    from retarget_jax.formats import ROBOT_SHORT_NAMES
+    from retarget_jax.robots import load_robot
+
+    robot = load_robot(robot_name)
     src = tmp_path / "clip_stageii.npz"
     _smplx_npz(src, T=120, fps=120.0)
     out = tmp_path / "clip.npz"
-    rc = main(["retarget", str(src), "--format", "amass", "--robot", "unitree_g1", "--output", str(out),
+    rc = main(["retarget", str(src), "--format", "amass", "--robot", robot_name, "--output", str(out),
                "--fps", "30", "--cache-dir", ""])
     assert rc == 0, capsys.readouterr().err
     res = load_result(out)
     assert res.num_frames == 120 * 30 // 120 and res.fps == 30.0
     assert res.provenance["source_fps"] == 120.0 and res.provenance["source_format"] == "smplx"
-    assert res.provenance["recipe"] == "smpl_g1"
-    m = _upright_and_grounded(res, g1, load_recipe("smpl_g1"))
+    recipe = load_recipe(f"smpl_{ROBOT_SHORT_NAMES[robot_name]}")
+    assert res.provenance["recipe"] == recipe.name and res.robot == robot_name
+    m = _upright_and_grounded(res, robot, recipe)
     assert m["tracking_error_mean_m"] < 0.06
     # the body faces where the SMPL body faces: canonical +Z turned by root_orient -> world -Y
     fwd = quat_rotate(res.root_quat_wxyz, np.array([1.0, 0.0, 0.0]))
     assert (fwd[:, 1] < -0.9).all()
 
 
-def test_keypoints_with_missing_joints_and_frames(tmp_path, g1):
-    """Keypoints without toes and with an occluded wrist for a few frames still retarget;
-    the missing targets are NaN in the result and untracked."""
+@pytest.mark.parametrize("robot_name", ["unitree_g1", "unitree_h1", "booster_t1"])
+def test_keypoints_with_missing_joints_and_frames(tmp_path, robot_name):
+    """Keypoints without toes and with an occluded wrist for a few frames still retarget
+    to every robot; the missing targets are NaN in the result and untracked."""
+    from retarget_jax.formats import ROBOT_SHORT_NAMES
+    from retarget_jax.robots import load_robot
+
     m = demo_motion(num_frames=50)
     drop = {J.LEFT_TOE, J.RIGHT_TOE}
     keep = [i for i, j in enumerate(m.joint_names) if j not in drop]
@@ -138,11 +148,15 @@ def test_keypoints_with_missing_joints_and_frames(tmp_path, g1):
     _write_keypoints(kp, sub)
     km = read_motion(kp, "keypoints")
     assert not km.valid_mask[10:15, km.index(J.RIGHT_WRIST)].any()
-    recipe = load_recipe("keypoints_g1")
-    (res,) = retarget_motions([km], recipe, g1)
-    _upright_and_grounded(res, g1, recipe)
-    wk = [i for i, b in enumerate(res.target_body_names) if b == "right_wrist_yaw_link"]
+    robot = load_robot(robot_name)
+    recipe = load_recipe(f"keypoints_{ROBOT_SHORT_NAMES[robot_name]}")
+    (res,) = retarget_motions([km], recipe, robot)
+    _upright_and_grounded(res, robot, recipe)
+    pos_targets = [t.human for t in recipe.targets if t.position_weight > 0]  # result's target order
+    wk = [pos_targets.index(J.RIGHT_WRIST)]
     assert np.isnan(res.target_pos_w[10:15, wk]).all() and np.isfinite(res.target_pos_w[:10, wk]).all()
+    toes = [k for k, h in enumerate(pos_targets) if h in (J.LEFT_TOE, J.RIGHT_TOE)]
+    assert np.isnan(res.target_pos_w[:, toes]).all()
     assert len(CANONICAL_JOINTS) == 22
 
 

@@ -21,9 +21,9 @@ def clip_metrics(result: RetargetingResult, robot: RobotSpec, *, foot_bodies=(),
     - jerk: mean |d^3 q / dt^3| of the actuated joints (rad/s^3);
     - upright: min over frames of the root z-axis' world z component;
     - stance feet: over frames where a foot body moves slower than ``stance_speed`` (m/s)
-      and is lower than ``stance_height`` above its lowest point, the height of its sole
-      (body origin height minus the origin's height above the lowest collision geom of the
-      robot standing at qpos0);
+      and its sole is lower than ``stance_height`` above its lowest, the height of its
+      sole: the lowest point of the collision geoms on the foot body and below it (a foot
+      with its heel up and its toes on the floor has sole height 0);
     - joint-limit violation: max rad outside the MJCF range.
     """
     out: dict[str, float] = {}
@@ -45,9 +45,10 @@ def clip_metrics(result: RetargetingResult, robot: RobotSpec, *, foot_bodies=(),
     out["upright_min_cos"] = float(up.min())
     lo, hi = robot.dof_ranges[:, 0], robot.dof_ranges[:, 1]
     out["joint_limit_violation_max_rad"] = float(max(0.0, (lo - q).max(), (q - hi).max()))
+    soles = _sole_heights(result, robot, foot_bodies) if foot_bodies else {}
     for name in foot_bodies:
         b = result.body_names.index(name)
-        z = result.body_pos_w[:, b, 2] - _sole_depth(robot, name)
+        z = soles[name]
         v = np.linalg.norm(np.gradient(result.body_pos_w[:, b, :2], dt, axis=0), axis=-1)
         stance = (v < stance_speed) & (z < z.min() + stance_height)
         out[f"{name}_stance_fraction"] = float(stance.mean())
@@ -58,17 +59,30 @@ def clip_metrics(result: RetargetingResult, robot: RobotSpec, *, foot_bodies=(),
     return out
 
 
-def _sole_depth(robot: RobotSpec, body: str) -> float:
+def _sole_heights(result: RetargetingResult, robot: RobotSpec, foot_bodies) -> dict[str, np.ndarray]:
+    """(T,) height of the lowest collision-geom point of each foot (the body and the bodies
+    below it, e.g. the T1's contact spheres), by MuJoCo forward kinematics per frame."""
     import mujoco
 
     from retarget_jax.robots.spec import _geom_lowest_z
 
     m = robot.mj_model
     d = mujoco.MjData(m)
-    d.qpos[:] = m.qpos0
-    mujoco.mj_kinematics(m, d)
-    lowest = min(_geom_lowest_z(m, d, g) for g in range(m.ngeom))
-    return float(d.xpos[1 + robot.body_index(body)][2] - lowest)
+    geoms = {}
+    for name in foot_bodies:
+        b = 1 + robot.body_index(name)
+        below = {b}
+        for k in range(b + 1, m.nbody):  # MuJoCo numbers children after their parents
+            if m.body_parentid[k] in below:
+                below.add(k)
+        geoms[name] = [g for g in range(m.ngeom) if m.geom_bodyid[g] in below]
+    out = {name: np.empty(result.num_frames) for name in foot_bodies}
+    for t, q in enumerate(result.qpos):
+        d.qpos[:] = q
+        mujoco.mj_kinematics(m, d)
+        for name, gs in geoms.items():
+            out[name][t] = min((_geom_lowest_z(m, d, g) for g in gs), default=np.nan)
+    return out
 
 
 def recipe_metrics(result: RetargetingResult, robot: RobotSpec, recipe) -> dict[str, float]:

@@ -261,9 +261,19 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
             above = height(t.human) - np.mean([height(j) for j in level], axis=0)
             above = above[np.isfinite(above)]
             pos_dz[k] -= float(np.median(above)) if above.size else 0.0
-    rot_offset, rot_known = [], []
+    if quat is None:
+        quat = np.zeros((T, J, 4))
+        quat[..., 0] = 1.0
+    rot_offset, rot_known, levelled = [], [], []
     for t in rot_t:
         rot_known.append(conv is not None and t.human in conv and t.human in present)
+        levelled.append(not rot_known[-1] and t.level_if_unknown)
+        if levelled[-1]:
+            # No joint frame from the source: ask for the body as it is in the robot's
+            # reference pose (a level foot), turned to where the hips face.
+            quat[:, canonical_index(t.human)] = _hip_heading(pos)
+            rot_offset.append(ref_xquat[robot.body_index(t.body)])
+            continue
         if not rot_known[-1]:
             rot_offset.append(np.array([1.0, 0.0, 0.0, 0.0]))
             continue
@@ -287,12 +297,11 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     w = problem.weights
     smooth = np.concatenate([np.full(3, w.smooth_position), np.full(3, w.smooth_rotation),
                              np.full(n, w.smooth_joint)])
-    if quat is None:
-        quat = np.zeros((T, J, 4))
-        quat[..., 0] = 1.0
     pos_valid = valid[:, [canonical_index(t.human) for t in pos_t]].reshape(T, len(pos_t))
-    rot_valid = (valid[:, [canonical_index(t.human) for t in rot_t]].reshape(T, len(rot_t))
-                 & np.asarray(rot_known, dtype=bool)[None, :])
+    hips_valid = valid[:, _LEFT_HIP] & valid[:, _RIGHT_HIP]
+    rot_valid = np.where(np.asarray(levelled, dtype=bool)[None, :], hips_valid[:, None],
+                         valid[:, [canonical_index(t.human) for t in rot_t]].reshape(T, len(rot_t))
+                         & np.asarray(rot_known, dtype=bool)[None, :])
     f = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dtype)  # noqa: E731
     tree = KinematicTree(
         body_pos=f(robot.tree.body_pos), body_quat=f(robot.tree.body_quat), jnt_pos=f(robot.tree.jnt_pos),
@@ -339,6 +348,13 @@ def _scaled_figure(pos, bone_scale, lateral_scale, root_scale, anchor) -> np.nda
 
 _LEFT_HIP = canonical_index(HumanJoint.LEFT_HIP)
 _RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)
+
+
+def _hip_heading(pos: np.ndarray) -> np.ndarray:
+    """(T, 4) yaw-only quaternion facing where the hips face (left hip axis turned -90 deg)."""
+    left = pos[:, _LEFT_HIP] - pos[:, _RIGHT_HIP]
+    yaw = np.arctan2(-left[:, 0], left[:, 1])
+    return np.stack([np.cos(yaw / 2), np.zeros_like(yaw), np.zeros_like(yaw), np.sin(yaw / 2)], axis=-1)
 
 
 def _mirror(role: HumanJoint) -> HumanJoint:

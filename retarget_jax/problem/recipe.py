@@ -49,6 +49,10 @@ class TargetSpec:
     ``level_with`` lowers the target by the clip's median height of this joint above the
     mean of those joints (scaled): a pelvis target levelled with the hips sits at hip
     height whether the source's root joint is 2 cm (LAFAN1) or 9 cm (SMPL) above them.
+    ``level_if_unknown`` (orientation targets): when the source has no frame for this
+    joint (keypoints, a skeleton of unknown conventions), ask for the body as it is in
+    the robot's reference pose, turned to the hips' heading, instead of dropping the
+    target: a foot stays level rather than free to roll into the floor.
     """
 
     human: HumanJoint
@@ -59,6 +63,7 @@ class TargetSpec:
     offset_z_from_ground: bool = False
     flat_with: HumanJoint | None = None
     level_with: tuple[HumanJoint, ...] = ()
+    level_if_unknown: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +138,7 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
                            if t.get("flat_with") is not None else None),
                 level_with=tuple(HumanJoint.parse(j, where=f"{where}: targets[{i}].level_with")
                                  for j in t.get("level_with", ())),
+                level_if_unknown=bool(t.get("level_if_unknown", False)),
             ))
             if len(targets[-1].offset) != 3:
                 raise ConfigError(f"{where}: targets[{i}].offset must have 3 numbers")

@@ -51,6 +51,7 @@ class WeightsConfig:
     smooth_rotation: float = 0.005
     smooth_joint: float = 0.002
     posture: float = 0.02
+    floor: float = 50.0  # sole points below z = 0
 
 
 @dataclasses.dataclass

@@ -137,7 +137,7 @@ def test_frame_residual_jacobian_matches_manifold_fd(p64, x64):
         J, J_fd, angles = (np.asarray(a) for a in check(p64, q, tp, tq, 1e-6))
         assert angles.max() < 2.5, "test configuration too close to a log-map singularity"
         assert angles.max() > 0.1  # and far from the trivial one
-        assert J.shape == (len(p64.pos_body) * 3 + len(p64.rot_body) * 3 + 29, 35)
+        assert J.shape == (len(p64.pos_body) * 3 + len(p64.rot_body) * 3 + 29 + len(p64.floor_body), 35)
         scale = max(1.0, np.abs(J_fd).max())
         np.testing.assert_allclose(J, J_fd, rtol=0, atol=1e-6 * scale)
 

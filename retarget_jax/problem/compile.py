@@ -38,13 +38,15 @@ class CostWeights:
 
     smooth_position / smooth_rotation / smooth_joint weigh squared velocities (per second)
     of the root position, root orientation and joints; posture weighs the squared distance
-    of the joints from the recipe's default pose.
+    of the joints from the recipe's default pose; floor weighs the squared depth of each
+    sole point below the floor (z < 0; nothing above it).
     """
 
     smooth_position: float = 0.02
     smooth_rotation: float = 0.005
     smooth_joint: float = 0.002
     posture: float = 0.02
+    floor: float = 50.0
 
 
 class RobotArrays(eqx.Module):
@@ -77,6 +79,8 @@ class ClipArrays(eqx.Module):
     rot_weight: jnp.ndarray  # (Kr,)
     smooth_weight: jnp.ndarray  # (nv,)
     posture_weight: jnp.ndarray  # (n,)
+    floor_offset: jnp.ndarray  # (Kf, 3) sole points in their foot body's frame
+    floor_weight: jnp.ndarray  # ()
 
 
 class CompiledProblem(eqx.Module):
@@ -93,6 +97,7 @@ class CompiledProblem(eqx.Module):
     pos_body: tuple[int, ...] = eqx.field(static=True)
     rot_joint: tuple[int, ...] = eqx.field(static=True)
     rot_body: tuple[int, ...] = eqx.field(static=True)
+    floor_body: tuple[int, ...] = eqx.field(static=True)
     root_joint: int = eqx.field(static=True)
 
     @property
@@ -302,6 +307,8 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     rot_valid = np.where(np.asarray(levelled, dtype=bool)[None, :], hips_valid[:, None],
                          valid[:, [canonical_index(t.human) for t in rot_t]].reshape(T, len(rot_t))
                          & np.asarray(rot_known, dtype=bool)[None, :])
+    soles = _sole_points(robot, [robot.body_index(b, where=f"{where}: ground.bodies") for b in recipe.ground_bodies],
+                         default_qpos)
     f = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dtype)  # noqa: E731
     tree = KinematicTree(
         body_pos=f(robot.tree.body_pos), body_quat=f(robot.tree.body_quat), jnt_pos=f(robot.tree.jnt_pos),
@@ -321,12 +328,14 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
             pos_weight=f([t.position_weight for t in pos_t]),
             rot_offset=f(np.reshape(rot_offset, (-1, 4))), rot_weight=f([t.orientation_weight for t in rot_t]),
             smooth_weight=f(smooth), posture_weight=f(np.full(n, w.posture)),
+            floor_offset=f(np.reshape([p for _, p in soles], (-1, 3))), floor_weight=f(w.floor),
         ),
         human_parents=CANONICAL_PARENTS,
         pos_joint=tuple(canonical_index(t.human) for t in pos_t),
         pos_body=tuple(robot.body_index(t.body) for t in pos_t),
         rot_joint=tuple(canonical_index(t.human) for t in rot_t),
         rot_body=tuple(robot.body_index(t.body) for t in rot_t),
+        floor_body=tuple(b for b, _ in soles),
         root_joint=root_j,
     )
 
@@ -348,6 +357,39 @@ def _scaled_figure(pos, bone_scale, lateral_scale, root_scale, anchor) -> np.nda
 
 _LEFT_HIP = canonical_index(HumanJoint.LEFT_HIP)
 _RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)
+
+
+def _sole_points(robot: RobotSpec, feet: list[int], qpos: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(body, point in body frame) for the bottom of every collision geom on each foot and
+    the bodies below it: a sphere's lowest point, a capsule's two end caps, a box's four
+    bottom corners, taken with the robot standing at ``qpos`` and kept on the foot body
+    (a massless child body, like the T1's contact spheres, moves with its foot)."""
+    m = robot.mj_model
+    _, _, d = _robot_world_poses(robot, qpos)
+    out = []
+    for b in feet:
+        mb = b + 1
+        below = {mb}
+        for k in range(mb + 1, m.nbody):
+            if m.body_parentid[k] in below:
+                below.add(k)
+        R_b, x_b = d.xmat[mb].reshape(3, 3), d.xpos[mb]
+        for g in range(m.ngeom):
+            if m.geom_bodyid[g] not in below:
+                continue
+            c, R, size, t = d.geom_xpos[g], d.geom_xmat[g].reshape(3, 3), m.geom_size[g], m.geom_type[g]
+            down = np.array([0.0, 0.0, -1.0])
+            if t == mujoco.mjtGeom.mjGEOM_SPHERE:
+                pts = [c + size[0] * down]
+            elif t == mujoco.mjtGeom.mjGEOM_CAPSULE:
+                pts = [c + s * size[1] * R[:, 2] + size[0] * down for s in (-1.0, 1.0)]
+            elif t == mujoco.mjtGeom.mjGEOM_BOX:
+                corners = [R @ (size * np.array([sx, sy, sz])) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
+                pts = sorted((c + v for v in corners), key=lambda q: q[2])[:4]
+            else:
+                continue
+            out.extend((b, R_b.T @ (q - x_b)) for q in pts)
+    return out
 
 
 def _hip_heading(pos: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ The objective of one clip is a sum of squares over frames t and frame pairs (t, 
 
     F(x) = sum_t ||r_t(x_t)||^2 + sum_t ||p_t(x_t, x_{t+1})||^2
 
-r_t: position targets (3 per point), orientation targets (3 per body, log map) and a
-weak posture prior; p_t: velocities of root position, root orientation and joints.
+r_t: position targets (3 per point), orientation targets (3 per body, log map), a
+weak posture prior and the depth of sole points below the floor (0 above it); p_t: velocities of root position, root orientation and joints.
 Frames with mask 0 (padding) contribute nothing. Tangent layout: see robots.spec.
 """
 
@@ -86,15 +86,22 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobi
     sq = jnp.sqrt(c.posture_weight) * mask
     qr = xquat[rb]
     e = quat_log(quat_mul(quat_conj(tquat), qr))
+    # sole points below the floor: depth (z < 0), zero above it
+    fb = jnp.asarray(problem.floor_body, jnp.int32)
+    soles = xpos[fb] + quat_rotate(xquat[fb], c.floor_offset)
+    below = (soles[:, 2] < 0).astype(qpos.dtype)
+    sf = jnp.sqrt(c.floor_weight) * mask * below
     r = jnp.concatenate([
         (sp * (pts - tpos)).reshape(-1),
         (sr * e).reshape(-1),
         sq * (qpos[7:] - rob.q_default),
+        sf * soles[:, 2],
     ])
     if not jacobian:
         return r
     Jlin, _ = point_jacobians(rob.tree, fk, pb, pts)
     _, Jang = point_jacobians(rob.tree, fk, rb, xpos[rb])
+    Jsole, _ = point_jacobians(rob.tree, fk, fb, soles)
     Jrot = so3_right_jacobian_inv(e) @ jnp.swapaxes(quat_to_mat(qr), -1, -2) @ Jang
     n = qpos.shape[0] - 7
     Jpost = jnp.concatenate([jnp.zeros((n, 6), qpos.dtype), jnp.diag(sq)], axis=1)
@@ -102,6 +109,7 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobi
         (sp[:, :, None] * Jlin).reshape(-1, Jlin.shape[-1]),
         (sr[:, :, None] * Jrot).reshape(-1, Jrot.shape[-1]),
         Jpost,
+        sf[:, None] * Jsole[:, 2, :],
     ])
     return r, J
 

@@ -18,12 +18,14 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from retarget_jax.formats import default_recipe, read_motion
 from retarget_jax.metrics import recipe_metrics
 from retarget_jax.pipeline import ClipFailure, retarget_motions
 from retarget_jax.problem import load_recipe
 from retarget_jax.robots import load_robot
+from retarget_jax.rotations import quat_rotate
 
 FILES = [  # file, format, joint map
     ("lafan1_skeleton_clip_a.bvh", "bvh_lafan1", None),
@@ -64,17 +66,26 @@ def main() -> None:
             else:
                 m = recipe_metrics(res, robot, recipe)
                 feet = recipe.ground_bodies
+                # upright, judged against the human: the pelvis lean beyond the human trunk's
+                # (pelvis -> neck) in the same frame; a robot without a waist pitch joint
+                # must lean its pelvis as far as the human bends its spine
+                trunk = motion.positions[:, motion.index("neck")] - motion.positions[:, motion.index("pelvis")]
+                human_lean = np.degrees(np.arccos(np.clip(trunk[:, 2] / np.linalg.norm(trunk, axis=-1), -1, 1)))
+                up = quat_rotate(res.root_quat_wxyz, np.array([0.0, 0.0, 1.0]))[:, 2]
+                robot_lean = np.degrees(np.arccos(np.clip(up, -1, 1)))
                 row.update(
                     status=res.provenance["status_name"], iterations=res.iterations,
                     tracking_mean_cm=100 * m["tracking_error_mean_m"], tracking_p95_cm=100 * m["tracking_error_p95_m"],
                     upright_min_cos=m["upright_min_cos"], limit_violation_rad=m["joint_limit_violation_max_rad"],
+                    human_trunk_lean_max_deg=float(human_lean.max()), robot_lean_max_deg=float(robot_lean.max()),
+                    lean_beyond_human_max_deg=float((robot_lean - human_lean).max()),
                     stance_sole_mean_cm=[100 * m[f"{b}_stance_sole_height_mean_m"] for b in feet],
                     stance_sole_p95_abs_cm=[100 * m[f"{b}_stance_sole_height_p95_abs_m"] for b in feet],
                     sole_min_cm=[100 * m[f"{b}_sole_height_min_m"] for b in feet],
                     jerk_mean=m.get("jerk_mean_abs_rad_s3"))
             rows.append(row)
             print(json.dumps(row), flush=True)
-    hdr = f"{'file':36s} {'robot':11s} {'frames':>6s} {'track mean/p95 cm':>18s} {'upright':>7s} " \
+    hdr = f"{'file':36s} {'robot':11s} {'frames':>6s} {'track mean/p95 cm':>18s} {'upright':>7s} {'lean/human/excess deg':>22s} " \
           f"{'stance sole mean L/R cm':>24s} {'p95|h| L/R cm':>14s} {'limits':>7s} {'status':>15s} {'wall s':>7s}"
     print("\n" + hdr)
     for r in rows:
@@ -83,7 +94,8 @@ def main() -> None:
             continue
         sm, sp = r["stance_sole_mean_cm"], r["stance_sole_p95_abs_cm"]
         print(f"{r['file']:36s} {r['robot']:11s} {r['frames']:6d} {r['tracking_mean_cm']:8.2f} / {r['tracking_p95_cm']:5.2f}"
-              f"   {r['upright_min_cos']:7.3f} {sm[0]:11.2f} / {sm[1]:5.2f}       {sp[0]:5.2f} / {sp[1]:5.2f}"
+              f"   {r['upright_min_cos']:7.3f} {r['robot_lean_max_deg']:6.0f} / {r['human_trunk_lean_max_deg']:3.0f} / {r['lean_beyond_human_max_deg']:4.0f}"
+              f" {sm[0]:11.2f} / {sm[1]:5.2f}       {sp[0]:5.2f} / {sp[1]:5.2f}"
               f" {r['limit_violation_rad']:7.1e} {r['status']:>15s} {r['wall_s_incl_compile']:7.1f}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

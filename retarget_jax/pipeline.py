@@ -50,7 +50,7 @@ def retarget_motions(
     recipe: Recipe,
     robot: RobotSpec,
     *,
-    weights: CostWeights = CostWeights(),
+    weights: CostWeights | None = None,
     options: SolverOptions | None = None,
     buckets: Sequence[int] = DEFAULT_BUCKETS,
     max_batch: int = 64,
@@ -62,6 +62,7 @@ def retarget_motions(
     clip's own rate); the result records the source rate in its provenance.
     """
     options = options or SolverOptions()
+    weights = weights or CostWeights()
     compiled, ok_idx, out = [], [], [None] * len(motions)
     problems, source_fps = [], []
     for i, m in enumerate(motions):
@@ -76,7 +77,7 @@ def retarget_motions(
         ok_idx.append(i)
         source_fps.append(float(m.fps))
     solved = solve_many(compiled, options, buckets=buckets, max_batch=max_batch) if compiled else []
-    for i, prob, cp, src_fps, (so, xpos, xquat) in zip(ok_idx, problems, compiled, source_fps, solved):
+    for i, prob, cp, src_fps, (so, xpos, xquat) in zip(ok_idx, problems, compiled, source_fps, solved, strict=True):
         out[i] = _to_result(prob, cp, so, xpos, xquat)
         out[i].provenance["source_fps"] = src_fps
     return out  # type: ignore[return-value]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import sys
 import time
 from pathlib import Path
@@ -160,7 +159,7 @@ def execute(cfg: RunConfig) -> dict:
     out_dir = Path(cfg.output.dir).expanduser()
     written = []
     suffix = {"npz": ".npz", "mjlab_npz": ".mjlab.npz", "gmr_pkl": ".gmr.pkl"}
-    for name, res in zip(names, results):
+    for name, res in zip(names, results, strict=True):
         if isinstance(res, ClipFailure):
             failures.append(dataclasses.asdict(res))
             continue

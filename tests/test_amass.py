@@ -7,13 +7,13 @@ import warnings
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from test_body_models import reference_fk  # the numpy FK reference, independent of the JAX code
 
 from retarget_jax.body_models import SMPL_BODY_JOINT_NAMES, SMPL_BODY_PARENTS, neutral_skeleton
 from retarget_jax.errors import MotionFormatError, UnknownNameError
 from retarget_jax.motion.amass import SMPL_JOINT_MAP, parse_amass, read_amass
 from retarget_jax.motion.conventions import SMPL_FRAME, get_conventions
 from retarget_jax.motion.skeleton import HumanJoint
-from test_body_models import reference_fk  # the numpy FK reference, independent of the JAX code
 
 ROOT_FACE_X = Rotation.from_matrix(SMPL_FRAME).as_rotvec()
 ROOT_Y_TO_Z = np.array([np.pi / 2, 0.0, 0.0])

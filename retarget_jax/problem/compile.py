@@ -24,7 +24,12 @@ import mujoco
 import numpy as np
 
 from retarget_jax.errors import ConfigError, InvalidMotionError
-from retarget_jax.motion.canonical import CANONICAL_JOINTS, CANONICAL_PARENTS, canonical_index, canonicalize
+from retarget_jax.motion.canonical import (
+    CANONICAL_JOINTS,
+    CANONICAL_PARENTS,
+    canonical_index,
+    canonicalize,
+)
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.motion.skeleton import HumanJoint
 from retarget_jax.problem.recipe import Recipe, source_conventions
@@ -165,7 +170,7 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     valid_src = motion.valid_mask
     if not valid_src.all():
         motion = dataclasses.replace(motion, positions=np.where(valid_src[..., None], motion.positions, np.nan))
-    present = {j for j, ok in zip(motion.joint_names, valid_src.any(axis=0)) if ok}
+    present = {j for j, ok in zip(motion.joint_names, valid_src.any(axis=0), strict=True) if ok}
 
     # --- names -> indices (errors list the valid names) ---
     root_j = canonical_index(recipe.root_human)

@@ -21,7 +21,14 @@ import jax.numpy as jnp
 
 from retarget_jax.robots.spec import KinematicTree
 from retarget_jax.rotations import (
-    axis_angle_to_quat, quat_exp, quat_mul, quat_normalize, quat_rotate, quat_to_mat, skew)
+    axis_angle_to_quat,
+    quat_exp,
+    quat_mul,
+    quat_normalize,
+    quat_rotate,
+    quat_to_mat,
+    skew,
+)
 
 
 def forward_kinematics(tree: KinematicTree, qpos: jnp.ndarray):

@@ -19,8 +19,13 @@ from retarget_jax.motion.skeleton import HumanJoint
 from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.robots.kinematics import forward_kinematics, point_jacobians
 from retarget_jax.rotations import (
-    quat_conj, quat_log, quat_mul, quat_rotate, quat_to_mat, so3_right_jacobian_inv)
-
+    quat_conj,
+    quat_log,
+    quat_mul,
+    quat_rotate,
+    quat_to_mat,
+    so3_right_jacobian_inv,
+)
 
 _LEFT_HIP = canonical_index(HumanJoint.LEFT_HIP)
 _RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)

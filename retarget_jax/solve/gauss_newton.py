@@ -20,13 +20,20 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from retarget_jax.motion.canonical import canonical_index
+from retarget_jax.motion.skeleton import HumanJoint
 from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import integrate
 from retarget_jax.rotations import quat_rotate
-from retarget_jax.motion.canonical import canonical_index
-from retarget_jax.motion.skeleton import HumanJoint
-from retarget_jax.solve.costs import frame_masks, frame_residual, pair_masks, pair_residual, targets, total_cost
+from retarget_jax.solve.costs import (
+    frame_masks,
+    frame_residual,
+    pair_masks,
+    pair_residual,
+    targets,
+    total_cost,
+)
 from retarget_jax.solve.linalg import block_tridiag_solve
 
 

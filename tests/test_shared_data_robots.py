@@ -68,3 +68,29 @@ def test_real_bvh_and_its_keypoints_give_nearly_the_same_robot_motion(shared_dat
     assert d_body[:, legs].mean() < 0.015
     assert d_body.mean() < 0.04 and np.percentile(d_body, 95) < 0.10
     assert set(LAFAN1_JOINT_MAP) == set(bvh.source_joint_names)
+
+
+def test_cli_bvh_with_a_shipped_joint_map(shared_data_dir, tmp_path, capsys):
+    """`retarget-jax retarget X.bvh --format bvh --joint-map mixamo`: the LAFAN1 clip's
+    first 64 frames renamed to Mixamo's `mixamorig:` joints retarget through the CLI."""
+    import dataclasses
+
+    from test_bvh import renamed_clip
+
+    from retarget_jax.cli import main
+    from retarget_jax.io import load_result
+    from retarget_jax.motion.bvh import parse_bvh, write_bvh
+    from retarget_jax.motion.joint_maps import load_joint_map
+
+    clip = parse_bvh(shared_data_dir / FILES[0][0])
+    clip = dataclasses.replace(clip, frames=clip.frames[:64])
+    src = tmp_path / "take_mixamo.bvh"
+    write_bvh(src, renamed_clip(clip, load_joint_map("mixamo")))
+    assert "mixamorig:Hips" in src.read_text()[:200]
+    out = tmp_path / "take.npz"
+    rc = main(["retarget", str(src), "--format", "bvh", "--joint-map", "mixamo", "--robot", "unitree_g1",
+               "-o", str(out), "--cache-dir", ""])
+    assert rc == 0, capsys.readouterr().err
+    res = load_result(out)
+    assert res.num_frames == 64 and res.provenance["source_format"] == "bvh"
+    assert res.provenance["recipe"] == "lafan1_g1" and SolveStatus.ok(res.status)

@@ -157,11 +157,11 @@ def test_canonical_parent_table_matches_the_demo_skeleton():
 
 
 def test_canonical_parent_table_matches_the_compiler_layout():
-    canonical = pytest.importorskip("retarget_jax.motion.canonical")
-    table = getattr(canonical, "CANONICAL_PARENT", None)
-    if table is None:
-        pytest.skip("retarget_jax.motion.canonical has no CANONICAL_PARENT table")
-    assert dict(table) == dict(CANONICAL_PARENT)
+    from retarget_jax.motion.canonical import CANONICAL_JOINTS, CANONICAL_PARENTS
+
+    expect = [-1 if CANONICAL_PARENT[j] is None else CANONICAL_JOINTS.index(CANONICAL_PARENT[j])
+              for j in CANONICAL_JOINTS]
+    assert list(CANONICAL_PARENTS) == expect
 
 
 def test_canonical_parents_reindex_to_the_nearest_present_ancestor():

@@ -699,7 +699,7 @@ def test_seed_euler_convention_is_extrinsic_xyz():
     np.testing.assert_allclose(quat_to_mat(q)[0], Rz @ Rx, atol=1e-12)
     assert not np.allclose(quat_to_mat(q)[0], Rx @ Rz)  # not the intrinsic reading
     # Against SciPy's lowercase (extrinsic) 'xyz'.
-    Rotation = pytest.importorskip("scipy.spatial.transform").Rotation
+    from scipy.spatial.transform import Rotation  # scipy comes with jax
     eul = np.random.default_rng(2).uniform(-180, 180, size=(50, 3))
     ref = Rotation.from_euler("xyz", eul, degrees=True).as_quat()[:, [3, 0, 1, 2]]
     same_quat(seed_euler_to_quat(np.deg2rad(eul)), ref, 1e-12)

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax
 import numpy as np
 
 import retarget_jax
@@ -86,6 +87,7 @@ def retarget_motions(
 def _to_result(prob: RetargetingProblem, cp, so, xpos, xquat) -> RetargetingResult:
     q = np.asarray(so.qpos, np.float64)
     quat = q[:, 3:7] / np.linalg.norm(q[:, 3:7], axis=-1, keepdims=True)
+    cp = jax.tree.map(np.asarray, cp)  # one device->host copy; targets() then runs in numpy
     tpos, _ = targets(cp)
     # a target whose human joint the source lacks in a frame was not tracked there: NaN
     tpos = np.where(np.asarray(cp.clip.pos_valid, bool)[..., None], np.asarray(tpos, np.float64), np.nan)

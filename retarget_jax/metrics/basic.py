@@ -68,14 +68,7 @@ def _sole_heights(result: RetargetingResult, robot: RobotSpec, foot_bodies) -> d
 
     m = robot.mj_model
     d = mujoco.MjData(m)
-    geoms = {}
-    for name in foot_bodies:
-        b = 1 + robot.body_index(name)
-        below = {b}
-        for k in range(b + 1, m.nbody):  # MuJoCo numbers children after their parents
-            if m.body_parentid[k] in below:
-                below.add(k)
-        geoms[name] = [g for g in range(m.ngeom) if m.geom_bodyid[g] in below]
+    geoms = {name: robot.subtree_geoms(robot.body_index(name)) for name in foot_bodies}
     out = {name: np.empty(result.num_frames) for name in foot_bodies}
     for t, q in enumerate(result.qpos):
         d.qpos[:] = q

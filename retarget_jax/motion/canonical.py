@@ -14,6 +14,7 @@ import numpy as np
 from retarget_jax.errors import InvalidMotionError
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.motion.skeleton import CANONICAL_PARENT, HumanJoint
+from retarget_jax.rotations import _xp
 
 #: Every role, in enum order (parents before children).
 CANONICAL_JOINTS: tuple[HumanJoint, ...] = tuple(HumanJoint)
@@ -26,6 +27,28 @@ CANONICAL_PARENTS: tuple[int, ...] = tuple(
 
 def canonical_index(role: HumanJoint) -> int:
     return CANONICAL_JOINTS.index(role)
+
+
+LEFT_HIP = canonical_index(HumanJoint.LEFT_HIP)
+RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)
+
+
+def hip_axis(pos):
+    """(T, 3) unit left-hip-minus-right-hip direction of canonical positions (T, J, 3);
+    numpy or jax, like its input."""
+    xp = _xp(pos)
+    axis = pos[:, LEFT_HIP] - pos[:, RIGHT_HIP]
+    return axis / xp.maximum(xp.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
+
+
+def hip_heading(pos):
+    """(T, 4) yaw-only quaternion (wxyz) facing where the hips face: forward is the
+    left-hip direction turned -90 degrees about world z. Numpy or jax, like its input."""
+    xp = _xp(pos)
+    left = pos[:, LEFT_HIP] - pos[:, RIGHT_HIP]
+    yaw = xp.arctan2(-left[:, 0], left[:, 1])
+    z = xp.zeros_like(yaw)
+    return xp.stack([xp.cos(yaw / 2), z, z, xp.sin(yaw / 2)], axis=-1)
 
 
 def _fill_in_time(x: np.ndarray, ok: np.ndarray) -> np.ndarray:

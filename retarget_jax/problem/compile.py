@@ -27,14 +27,25 @@ from retarget_jax.errors import ConfigError, InvalidMotionError
 from retarget_jax.motion.canonical import (
     CANONICAL_JOINTS,
     CANONICAL_PARENTS,
+    LEFT_HIP,
+    RIGHT_HIP,
     canonical_index,
     canonicalize,
+    hip_axis,
+    hip_heading,
 )
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.motion.skeleton import HumanJoint
 from retarget_jax.problem.recipe import Recipe, source_conventions
 from retarget_jax.robots.spec import KinematicTree, RobotSpec
-from retarget_jax.rotations import axis_angle_to_quat, mat_to_quat, quat_conj, quat_mul, quat_rotate
+from retarget_jax.rotations import (
+    _xp,
+    axis_angle_to_quat,
+    mat_to_quat,
+    quat_conj,
+    quat_mul,
+    quat_rotate,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,7 +292,7 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
         if levelled[-1]:
             # No joint frame from the source: ask for the body as it is in the robot's
             # reference pose (a level foot), turned to where the hips face.
-            quat[:, canonical_index(t.human)] = _hip_heading(pos)
+            quat[:, canonical_index(t.human)] = hip_heading(pos)
             rot_offset.append(ref_xquat[robot.body_index(t.body)])
             continue
         if not rot_known[-1]:
@@ -308,7 +319,7 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     smooth = np.concatenate([np.full(3, w.smooth_position), np.full(3, w.smooth_rotation),
                              np.full(n, w.smooth_joint)])
     pos_valid = valid[:, [canonical_index(t.human) for t in pos_t]].reshape(T, len(pos_t))
-    hips_valid = valid[:, _LEFT_HIP] & valid[:, _RIGHT_HIP]
+    hips_valid = valid[:, LEFT_HIP] & valid[:, RIGHT_HIP]
     rot_valid = np.where(np.asarray(levelled, dtype=bool)[None, :], hips_valid[:, None],
                          valid[:, [canonical_index(t.human) for t in rot_t]].reshape(T, len(rot_t))
                          & np.asarray(rot_known, dtype=bool)[None, :])
@@ -345,23 +356,22 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     )
 
 
-def _scaled_figure(pos, bone_scale, lateral_scale, root_scale, anchor) -> np.ndarray:
-    """Numpy twin of :func:`retarget_jax.solve.costs.scaled_human` without the ground shift."""
-    out = np.empty_like(pos)
-    axis = pos[:, _LEFT_HIP] - pos[:, _RIGHT_HIP]
-    axis = axis / np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
-    for j, par in enumerate(CANONICAL_PARENTS):
+def _scaled_figure(pos, bone_scale, lateral_scale, root_scale, anchor, parents=CANONICAL_PARENTS):
+    """(T, J, 3) the figure with each bone scaled (its hip-axis component by
+    ``lateral_scale``) and the root trajectory scaled about ``anchor``; no ground shift.
+    Numpy on the host (heights at compile time) and jax in the solve
+    (:func:`retarget_jax.solve.costs.scaled_human`), so both see the same figure."""
+    xp = _xp(pos, bone_scale)
+    axis = hip_axis(pos)
+    out: list = [None] * len(parents)
+    for j, par in enumerate(parents):
         if par < 0:
-            out[:, j] = anchor + root_scale * (pos[:, j] - anchor)
+            out[j] = anchor + root_scale * (pos[:, j] - anchor)
         else:
             v = pos[:, j] - pos[:, par]
-            along = np.sum(v * axis, axis=-1, keepdims=True) * axis
-            out[:, j] = out[:, par] + bone_scale[j] * v + (lateral_scale[j] - bone_scale[j]) * along
-    return out
-
-
-_LEFT_HIP = canonical_index(HumanJoint.LEFT_HIP)
-_RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)
+            along = xp.sum(v * axis, axis=-1, keepdims=True) * axis
+            out[j] = out[par] + bone_scale[j] * v + (lateral_scale[j] - bone_scale[j]) * along
+    return xp.stack(out, axis=1)
 
 
 def _sole_points(robot: RobotSpec, feet: list[int], qpos: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -373,15 +383,8 @@ def _sole_points(robot: RobotSpec, feet: list[int], qpos: np.ndarray) -> list[tu
     _, _, d = _robot_world_poses(robot, qpos)
     out = []
     for b in feet:
-        mb = b + 1
-        below = {mb}
-        for k in range(mb + 1, m.nbody):
-            if m.body_parentid[k] in below:
-                below.add(k)
-        R_b, x_b = d.xmat[mb].reshape(3, 3), d.xpos[mb]
-        for g in range(m.ngeom):
-            if m.geom_bodyid[g] not in below:
-                continue
+        R_b, x_b = d.xmat[b + 1].reshape(3, 3), d.xpos[b + 1]
+        for g in robot.subtree_geoms(b):
             c, R, size, t = d.geom_xpos[g], d.geom_xmat[g].reshape(3, 3), m.geom_size[g], m.geom_type[g]
             down = np.array([0.0, 0.0, -1.0])
             if t == mujoco.mjtGeom.mjGEOM_SPHERE:
@@ -395,13 +398,6 @@ def _sole_points(robot: RobotSpec, feet: list[int], qpos: np.ndarray) -> list[tu
                 continue
             out.extend((b, R_b.T @ (q - x_b)) for q in pts)
     return out
-
-
-def _hip_heading(pos: np.ndarray) -> np.ndarray:
-    """(T, 4) yaw-only quaternion facing where the hips face (left hip axis turned -90 deg)."""
-    left = pos[:, _LEFT_HIP] - pos[:, _RIGHT_HIP]
-    yaw = np.arctan2(-left[:, 0], left[:, 1])
-    return np.stack([np.cos(yaw / 2), np.zeros_like(yaw), np.zeros_like(yaw), np.sin(yaw / 2)], axis=-1)
 
 
 def _mirror(role: HumanJoint) -> HumanJoint:

@@ -116,6 +116,16 @@ class RobotSpec:
         except ValueError:
             raise UnknownNameError(f"body of robot {self.name}", name, self.body_names, where=where) from None
 
+    def subtree_geoms(self, body: int) -> list[int]:
+        """MuJoCo geom ids on robot body ``body`` (index in ``body_names``) and every body
+        below it (a foot and, say, the T1's massless contact-sphere children)."""
+        m = self.mj_model
+        below = {body + 1}
+        for k in range(body + 2, m.nbody):  # MuJoCo numbers children after their parents
+            if m.body_parentid[k] in below:
+                below.add(k)
+        return [g for g in range(m.ngeom) if m.geom_bodyid[g] in below]
+
     def dof_index(self, name: str, *, where: str | None = None) -> int:
         try:
             return self.dof_names.index(name)

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from retarget_jax.motion.canonical import canonical_index
-from retarget_jax.motion.skeleton import HumanJoint
-from retarget_jax.problem.compile import CompiledProblem
+from retarget_jax.problem.compile import CompiledProblem, _scaled_figure
 from retarget_jax.robots.kinematics import forward_kinematics, point_jacobians
 from retarget_jax.rotations import (
     quat_conj,
@@ -27,36 +26,24 @@ from retarget_jax.rotations import (
     so3_right_jacobian_inv,
 )
 
-_LEFT_HIP = canonical_index(HumanJoint.LEFT_HIP)
-_RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)
+_UP = np.array([0.0, 0.0, 1.0], np.float32)
 
 
 def scaled_human(problem: CompiledProblem) -> jnp.ndarray:
     """(T, J, 3) human joints with each bone scaled, the root trajectory scaled about its
-    anchor, and the whole figure shifted so the robot's soles meet the floor."""
+    anchor, and the whole figure shifted so the robot's soles meet the floor. Numpy or
+    jax, like the problem's arrays."""
     c = problem.clip
-    p = c.human_pos
-    lift = jnp.zeros(3, p.dtype).at[2].set(c.z_offset)
-    # a bone's component along the hip axis may have its own scale (ScaleGroup.lateral)
-    axis = p[:, _LEFT_HIP] - p[:, _RIGHT_HIP]
-    axis = axis / jnp.maximum(jnp.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
-    out: list = [None] * p.shape[1]
-    for j, par in enumerate(problem.human_parents):
-        if par < 0:
-            out[j] = c.root_anchor + c.root_scale * (p[:, j] - c.root_anchor) + lift
-        else:
-            v = p[:, j] - p[:, par]
-            along = jnp.sum(v * axis, axis=-1, keepdims=True) * axis
-            out[j] = out[par] + c.bone_scale[j] * v + (c.bone_lateral_scale[j] - c.bone_scale[j]) * along
-    return jnp.stack(out, axis=1)
+    return _scaled_figure(c.human_pos, c.bone_scale, c.bone_lateral_scale, c.root_scale, c.root_anchor,
+                          problem.human_parents) + c.z_offset * _UP
 
 
 def targets(problem: CompiledProblem):
-    """Position targets (T, Kp, 3) and orientation targets (T, Kr, 4)."""
+    """Position targets (T, Kp, 3) and orientation targets (T, Kr, 4); numpy or jax, like
+    the problem's arrays (the host builds a result's targets without dispatching jax ops)."""
     c = problem.clip
     sh = scaled_human(problem)
-    tpos = sh[:, list(problem.pos_joint)]
-    tpos = tpos.at[..., 2].add(c.pos_target_dz)
+    tpos = sh[:, list(problem.pos_joint)] + c.pos_target_dz[..., None] * _UP
     tquat = quat_mul(c.human_quat[:, list(problem.rot_joint)], c.rot_offset)
     return tpos, tquat
 

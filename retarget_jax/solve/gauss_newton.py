@@ -20,8 +20,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from retarget_jax.motion.canonical import canonical_index
-from retarget_jax.motion.skeleton import HumanJoint
+from retarget_jax.motion.canonical import hip_heading
 from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import integrate
@@ -47,25 +46,11 @@ class SolverOptions(eqx.Module):
     bound_tol: float | jnp.ndarray = 1e-6  # a joint this close to a bound counts as active
 
 
-_LEFT_HIP = canonical_index(HumanJoint.LEFT_HIP)
-_RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)
-
-
 class SolveOutput(eqx.Module):
     qpos: jnp.ndarray  # (T, nq)
     cost: jnp.ndarray  # () mean per-frame objective
     iterations: jnp.ndarray  # () int32
     status: jnp.ndarray  # () int32
-
-
-def _heading_from_hips(problem: CompiledProblem) -> jnp.ndarray:
-    """(T, 4) yaw-only quaternion facing where the human faces, from the hip joints:
-    forward is the left-hip direction turned -90 degrees about world z."""
-    p = problem.clip.human_pos
-    left = p[:, _LEFT_HIP] - p[:, _RIGHT_HIP]
-    yaw = jnp.arctan2(-left[:, 0], left[:, 1])
-    z = jnp.zeros_like(yaw)
-    return jnp.stack([jnp.cos(yaw / 2), z, z, jnp.sin(yaw / 2)], axis=-1)
 
 
 def initial_guess(problem: CompiledProblem, tpos, tquat) -> jnp.ndarray:
@@ -77,7 +62,7 @@ def initial_guess(problem: CompiledProblem, tpos, tquat) -> jnp.ndarray:
     """
     T = tpos.shape[0]
     root = problem.robot.tree.root
-    heading = _heading_from_hips(problem)
+    heading = hip_heading(problem.clip.human_pos)
     if root in problem.rot_body:
         k = problem.rot_body.index(root)
         known = problem.clip.rot_valid[:, k] > 0

@@ -110,6 +110,14 @@ class RobotSpec:
         lowest = min(_geom_lowest_z(m, d, g) for g in range(m.ngeom))
         return float(-lowest)
 
+    @functools.cached_property
+    def collision(self):
+        """Collision geoms and declared self-collision pairs
+        (:func:`retarget_jax.robots.collision.collision_spec`)."""
+        from retarget_jax.robots.collision import collision_spec
+
+        return collision_spec(self)
+
     def body_index(self, name: str, *, where: str | None = None) -> int:
         try:
             return self.body_names.index(name)

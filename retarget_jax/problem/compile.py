@@ -17,8 +17,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
+from typing import ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
@@ -36,7 +39,14 @@ from retarget_jax.motion.canonical import (
 )
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.motion.skeleton import HumanJoint
+from retarget_jax.problem.contacts import ContactPlan, ContactThresholds, detect_contacts
 from retarget_jax.problem.recipe import Recipe, source_conventions
+from retarget_jax.robots.collision import (
+    CollisionArrays,
+    HeightField,
+    collision_arrays,
+    flat_ground,
+)
 from retarget_jax.robots.spec import KinematicTree, RobotSpec
 from retarget_jax.rotations import (
     _xp,
@@ -50,19 +60,62 @@ from retarget_jax.rotations import (
 
 @dataclasses.dataclass(frozen=True)
 class CostWeights:
-    """Global cost weights (per-target weights live in the recipe).
+    """Global cost weights (per-target weights live in the recipe). All are traced: a
+    sweep over them never recompiles, and 0 switches a term off.
 
-    smooth_position / smooth_rotation / smooth_joint weigh squared velocities (per second)
-    of the root position, root orientation and joints; posture weighs the squared distance
-    of the joints from the recipe's default pose; floor weighs the squared depth of each
-    sole point below the floor (z < 0; nothing above it).
+    Smoothness: ``smooth_*`` weigh squared velocities (per second) of the root position,
+    root orientation and joints; ``accel_*`` squared accelerations (per second squared)
+    of the same. ``posture`` weighs the squared distance of the joints from the recipe's
+    default pose.
+
+    Physical plausibility (see :mod:`retarget_jax.solve.costs`):
+    ``ground``: squared depth of every collision geom below the ground (m);
+    ``contact_height``: during stance (the ContactPlan), squared height of each contact
+    link's sole points above their flat-foot height (m), per foot; ``contact_slide``:
+    during stance, squared horizontal velocity of those points (m/s), per foot;
+    ``self_collision``: squared depth of each declared geom pair inside its margin (m);
+    ``joint_velocity``: squared excess of each joint's speed over its limit (rad/s).
     """
 
     smooth_position: float = 0.02
     smooth_rotation: float = 0.005
     smooth_joint: float = 0.002
+    accel_position: float = 2e-5
+    accel_rotation: float = 1e-5
+    accel_joint: float = 1e-5
     posture: float = 0.02
-    floor: float = 50.0
+    ground: float = 1000.0
+    contact_height: float = 50.0
+    contact_slide: float = 10.0
+    self_collision: float = 2000.0
+    joint_velocity: float = 1.0
+
+    #: the physical-plausibility terms (``without_plausibility`` zeroes them)
+    PLAUSIBILITY: ClassVar[tuple[str, ...]] = (
+        "accel_position", "accel_rotation", "accel_joint", "ground", "contact_height", "contact_slide",
+        "self_collision", "joint_velocity")
+
+    def without_plausibility(self) -> CostWeights:
+        """These weights with the physical-plausibility terms switched off (0)."""
+        return dataclasses.replace(self, **{k: 0.0 for k in self.PLAUSIBILITY})
+
+
+@dataclasses.dataclass(frozen=True)
+class JointVelocityLimits:
+    """Joint speed limits (rad/s): ``default`` for every joint, ``per_joint`` overrides by
+    MJCF joint name. Defaults are a planning bound, not a motor datasheet: set the real
+    figures of your robot per joint."""
+
+    default: float = 20.0
+    per_joint: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def resolve(self, robot: RobotSpec, where: str = "joint_velocity_limits") -> np.ndarray:
+        out = np.full(robot.num_dof, float(self.default))
+        for name, v in self.per_joint.items():
+            out[robot.dof_index(name, where=f"{where}.per_joint")] = float(v)
+        if not (np.isfinite(out).all() and (out > 0).all()):
+            raise ConfigError(f"{where}: limits must be finite and > 0, got {out.tolist()}")
+        return out
 
 
 class RobotArrays(eqx.Module):
@@ -72,6 +125,7 @@ class RobotArrays(eqx.Module):
     q_lower: jnp.ndarray  # (n,)
     q_upper: jnp.ndarray  # (n,)
     q_default: jnp.ndarray  # (n,)
+    collision: CollisionArrays  # ground points of every collision geom, declared pairs
 
 
 class ClipArrays(eqx.Module):
@@ -94,9 +148,19 @@ class ClipArrays(eqx.Module):
     rot_offset: jnp.ndarray  # (Kr, 4) R_target = R_human * rot_offset
     rot_weight: jnp.ndarray  # (Kr,)
     smooth_weight: jnp.ndarray  # (nv,)
+    accel_weight: jnp.ndarray  # (nv,)
     posture_weight: jnp.ndarray  # (n,)
-    floor_offset: jnp.ndarray  # (Kf, 3) sole points in their foot body's frame
-    floor_weight: jnp.ndarray  # ()
+    stance: jnp.ndarray  # (T, F) ContactPlan: 1 where foot f is in stance
+    sole_offset: jnp.ndarray  # (Ks, 3) sole points in their foot body's frame
+    sole_rest_z: jnp.ndarray  # (Ks,) height of each sole point above its foot's lowest, flat foot
+    sole_scale: jnp.ndarray  # (Ks,) 1 / number of sole points of its foot (per-foot weights)
+    ground_weight: jnp.ndarray  # ()
+    contact_height_weight: jnp.ndarray  # ()
+    contact_slide_weight: jnp.ndarray  # ()
+    self_collision_weight: jnp.ndarray  # ()
+    velocity_limit: jnp.ndarray  # (n,) rad/s
+    velocity_weight: jnp.ndarray  # ()
+    terrain: HeightField  # ground height (flat z = 0 by default)
 
 
 class CompiledProblem(eqx.Module):
@@ -113,7 +177,8 @@ class CompiledProblem(eqx.Module):
     pos_body: tuple[int, ...] = eqx.field(static=True)
     rot_joint: tuple[int, ...] = eqx.field(static=True)
     rot_body: tuple[int, ...] = eqx.field(static=True)
-    floor_body: tuple[int, ...] = eqx.field(static=True)
+    sole_body: tuple[int, ...] = eqx.field(static=True)  # (Ks,) foot body of each sole point
+    sole_foot: tuple[int, ...] = eqx.field(static=True)  # (Ks,) its foot (column of ``stance``)
     root_joint: int = eqx.field(static=True)
 
     @property
@@ -129,11 +194,34 @@ class RetargetingProblem:
     recipe: Recipe
     robot: RobotSpec
     weights: CostWeights = CostWeights()
+    #: explicit stance of the recipe's ground feet; None = detect from the source
+    contacts: ContactPlan | None = None
+    contact_thresholds: ContactThresholds = ContactThresholds()
+    joint_velocity_limits: JointVelocityLimits = JointVelocityLimits()
+    terrain: HeightField | None = None  # None = the flat ground z = 0
+
+    def contact_plan(self) -> ContactPlan:
+        """The plan the solve uses: the explicit one, else detected from the source."""
+        feet = self.recipe.ground_joints
+        if self.contacts is not None:
+            if self.contacts.num_frames != self.motion.num_frames:
+                raise InvalidMotionError(f"{self.motion.source_path or '<motion>'}: the contact plan has "
+                                         f"{self.contacts.num_frames} frames, the motion {self.motion.num_frames}")
+            return ContactPlan(self.contacts.for_feet(feet), feet, self.contacts.source, self.contacts.thresholds)
+        present = [f for f in feet if f in self.motion.joint_names and self.motion.valid_mask[:, self.motion.index(f)].any()]
+        detected = detect_contacts(self.motion, tuple(present), self.contact_thresholds)
+        stance = np.zeros((self.motion.num_frames, len(feet)), dtype=bool)
+        for i, f in enumerate(feet):
+            if f in present:
+                stance[:, i] = detected.stance[:, present.index(f)]
+        return ContactPlan(stance, feet, "detected", self.contact_thresholds)
 
     def config_hash(self) -> str:
         payload = json.dumps(
             {"recipe": dataclasses.asdict(self.recipe), "weights": dataclasses.asdict(self.weights),
-             "robot": self.robot.name},
+             "robot": self.robot.name, "contact_thresholds": dataclasses.asdict(self.contact_thresholds),
+             "joint_velocity_limits": dataclasses.asdict(self.joint_velocity_limits),
+             "explicit_contacts": self.contacts is not None, "terrain": self.terrain is not None},
             sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -323,8 +411,16 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     rot_valid = np.where(np.asarray(levelled, dtype=bool)[None, :], hips_valid[:, None],
                          valid[:, [canonical_index(t.human) for t in rot_t]].reshape(T, len(rot_t))
                          & np.asarray(rot_known, dtype=bool)[None, :])
-    soles = _sole_points(robot, [robot.body_index(b, where=f"{where}: ground.bodies") for b in recipe.ground_bodies],
-                         default_qpos)
+    feet = [robot.body_index(b, where=f"{where}: ground.bodies") for b in recipe.ground_bodies]
+    if len(feet) != len(recipe.ground_joints):
+        raise ConfigError(f"{where}: ground.human and ground.bodies must pair up one foot each, got "
+                          f"{len(recipe.ground_joints)} and {len(feet)}")
+    soles = _sole_points(robot, feet, default_qpos)
+    sole_foot = [feet.index(b) for b, _, _ in soles]
+    sole_count = np.bincount(sole_foot, minlength=len(feet)) if soles else np.zeros(len(feet))
+    plan = problem.contact_plan()
+    stance = plan.stance & valid[:, [canonical_index(j) for j in recipe.ground_joints]].reshape(T, len(feet))
+    accel = np.concatenate([np.full(3, w.accel_position), np.full(3, w.accel_rotation), np.full(n, w.accel_joint)])
     f = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dtype)  # noqa: E731
     tree = KinematicTree(
         body_pos=f(robot.tree.body_pos), body_quat=f(robot.tree.body_quat), jnt_pos=f(robot.tree.jnt_pos),
@@ -333,7 +429,8 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     lo, hi = robot.dof_ranges[:, 0], robot.dof_ranges[:, 1]
     return CompiledProblem(
         robot=RobotArrays(tree=tree, q_lower=f(lo), q_upper=f(hi),
-                          q_default=f(np.clip(default_qpos[7:], lo, hi))),
+                          q_default=f(np.clip(default_qpos[7:], lo, hi)),
+                          collision=collision_arrays(robot, dtype=dtype)),
         clip=ClipArrays(
             human_pos=f(pos), human_quat=f(quat), frame_mask=f(np.ones(T)),
             pos_valid=f(pos_valid), rot_valid=f(rot_valid),
@@ -343,15 +440,24 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
             pos_target_dz=f(pos_dz),
             pos_weight=f([t.position_weight for t in pos_t]),
             rot_offset=f(np.reshape(rot_offset, (-1, 4))), rot_weight=f([t.orientation_weight for t in rot_t]),
-            smooth_weight=f(smooth), posture_weight=f(np.full(n, w.posture)),
-            floor_offset=f(np.reshape([p for _, p in soles], (-1, 3))), floor_weight=f(w.floor),
+            smooth_weight=f(smooth), accel_weight=f(accel), posture_weight=f(np.full(n, w.posture)),
+            stance=f(np.reshape(stance, (T, len(feet)))),
+            sole_offset=f(np.reshape([p for _, p, _ in soles], (-1, 3))),
+            sole_rest_z=f(np.reshape([z for _, _, z in soles], (-1,))),
+            sole_scale=f(np.reshape([1.0 / sole_count[k] for k in sole_foot], (-1,))),
+            ground_weight=f(w.ground), contact_height_weight=f(w.contact_height),
+            contact_slide_weight=f(w.contact_slide), self_collision_weight=f(w.self_collision),
+            velocity_limit=f(problem.joint_velocity_limits.resolve(robot, f"{where}: joint_velocity_limits")),
+            velocity_weight=f(w.joint_velocity),
+            terrain=jax.tree.map(f, problem.terrain) if problem.terrain is not None else flat_ground(dtype),
         ),
         human_parents=CANONICAL_PARENTS,
         pos_joint=tuple(canonical_index(t.human) for t in pos_t),
         pos_body=tuple(robot.body_index(t.body) for t in pos_t),
         rot_joint=tuple(canonical_index(t.human) for t in rot_t),
         rot_body=tuple(robot.body_index(t.body) for t in rot_t),
-        floor_body=tuple(b for b, _ in soles),
+        sole_body=tuple(b for b, _, _ in soles),
+        sole_foot=tuple(sole_foot),
         root_joint=root_j,
     )
 
@@ -374,16 +480,19 @@ def _scaled_figure(pos, bone_scale, lateral_scale, root_scale, anchor, parents=C
     return xp.stack(out, axis=1)
 
 
-def _sole_points(robot: RobotSpec, feet: list[int], qpos: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(body, point in body frame) for the bottom of every collision geom on each foot and
-    the bodies below it: a sphere's lowest point, a capsule's two end caps, a box's four
-    bottom corners, taken with the robot standing at ``qpos`` and kept on the foot body
-    (a massless child body, like the T1's contact spheres, moves with its foot)."""
+def _sole_points(robot: RobotSpec, feet: list[int], qpos: np.ndarray) -> list[tuple[int, np.ndarray, float]]:
+    """(body, point in body frame, rest height) for the bottom of every collision geom on
+    each foot and the bodies below it: a sphere's lowest point, a capsule's two end caps,
+    a box's four bottom corners, taken with the robot standing at ``qpos`` and kept on the
+    foot body (a massless child body, like the T1's contact spheres, moves with its foot).
+    The rest height is the point's height above its foot's lowest point at ``qpos``: a
+    flat foot on flat ground has every sole point at its rest height."""
     m = robot.mj_model
     _, _, d = _robot_world_poses(robot, qpos)
     out = []
     for b in feet:
         R_b, x_b = d.xmat[b + 1].reshape(3, 3), d.xpos[b + 1]
+        foot: list[np.ndarray] = []
         for g in robot.subtree_geoms(b):
             c, R, size, t = d.geom_xpos[g], d.geom_xmat[g].reshape(3, 3), m.geom_size[g], m.geom_type[g]
             down = np.array([0.0, 0.0, -1.0])
@@ -396,7 +505,9 @@ def _sole_points(robot: RobotSpec, feet: list[int], qpos: np.ndarray) -> list[tu
                 pts = sorted((c + v for v in corners), key=lambda q: q[2])[:4]
             else:
                 continue
-            out.extend((b, R_b.T @ (q - x_b)) for q in pts)
+            foot.extend(pts)
+        low = min((q[2] for q in foot), default=0.0)
+        out.extend((b, R_b.T @ (q - x_b), float(q[2] - low)) for q in foot)
     return out
 
 

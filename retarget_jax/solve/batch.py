@@ -45,9 +45,9 @@ def pad_problem(problem: CompiledProblem, T_pad: int) -> CompiledProblem:
         return jnp.concatenate([a, jnp.repeat(a[-1:], n, axis=0)], axis=0)
 
     clip = eqx.tree_at(
-        lambda c: (c.human_pos, c.human_quat, c.pos_valid, c.rot_valid, c.frame_mask),
+        lambda c: (c.human_pos, c.human_quat, c.pos_valid, c.rot_valid, c.stance, c.frame_mask),
         c,
-        (edge(c.human_pos), edge(c.human_quat), edge(c.pos_valid), edge(c.rot_valid),
+        (edge(c.human_pos), edge(c.human_quat), edge(c.pos_valid), edge(c.rot_valid), edge(c.stance),
          jnp.concatenate([c.frame_mask, jnp.zeros(n, c.frame_mask.dtype)])),
     )
     return eqx.tree_at(lambda p: p.clip, problem, clip)

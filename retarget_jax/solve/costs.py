@@ -1,12 +1,27 @@
 """Residuals of the retargeting objective and their analytic Jacobians (jit code).
 
-The objective of one clip is a sum of squares over frames t and frame pairs (t, t+1):
+The objective of one clip is a sum of squares over frames t, frame pairs (t, t+1) and
+frame triples (t-1, t, t+1):
 
-    F(x) = sum_t ||r_t(x_t)||^2 + sum_t ||p_t(x_t, x_{t+1})||^2
+    F(x) = sum_t ||r_t(x_t)||^2 + sum_t ||p_t(x_t, x_{t+1})||^2 + sum_t ||a_t(x_{t-1}, x_t, x_{t+1})||^2
 
-r_t: position targets (3 per point), orientation targets (3 per body, log map), a
-weak posture prior and the depth of sole points below the floor (0 above it); p_t: velocities of root position, root orientation and joints.
-Frames with mask 0 (padding) contribute nothing. Tangent layout: see robots.spec.
+r_t (:func:`frame_residual`), per frame:
+  - tracking: position targets (3 per point), orientation targets (3 per body, log map);
+  - posture: a weak prior towards the recipe's default joint angles;
+  - ground: the depth below the terrain of every collision geom's lowest point (0 above,
+    through a 2 mm smoothed hinge);
+  - contact height: in stance (the ContactPlan), each sole point of the foot at its
+    flat-foot height above the terrain, two-sided, so the sole sits on the ground level;
+  - self-collision: for each declared geom pair, how far it is inside its margin (0
+    outside, smoothed the same way).
+p_t (:func:`pair_residual`): velocities of root position, root orientation and joints
+  (smoothness); in stance at both frames, the horizontal velocity of each sole point
+  (no foot sliding); each joint's speed beyond its velocity limit.
+a_t (:func:`triple_residual`): accelerations of root position, root orientation, joints.
+
+Every term has a traced weight (0 switches it off without recompiling). Frames with mask
+0 (padding) contribute nothing. Tangent layout: see robots.spec. The triple terms make
+the normal equations block-pentadiagonal (:func:`retarget_jax.solve.linalg.block_banded_solve`).
 """
 
 from __future__ import annotations
@@ -16,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from retarget_jax.problem.compile import CompiledProblem, _scaled_figure
+from retarget_jax.robots.collision import ground_clearance, ground_height, self_collision
 from retarget_jax.robots.kinematics import forward_kinematics, point_jacobians
 from retarget_jax.rotations import (
     quat_conj,
@@ -27,6 +43,17 @@ from retarget_jax.rotations import (
 )
 
 _UP = np.array([0.0, 0.0, 1.0], np.float32)
+
+#: Width (m) of the smoothed hinge of the ground and self-collision terms (see _soft_hinge).
+SOFT_HINGE = 0.002
+
+
+def _soft_hinge(c):
+    """Smoothed min(0, c): -s softplus(-c / s), s = SOFT_HINGE, and its derivative
+    sigmoid(-c / s). Equal to c well inside (c << -s), 0 well outside (c >> s), -0.69 s at
+    c = 0. A hard hinge switches rows on and off between Gauss-Newton iterations, which
+    with stiff weights makes the solve bounce for many iterations; the smooth one does not."""
+    return -SOFT_HINGE * jax.nn.softplus(-c / SOFT_HINGE), jax.nn.sigmoid(-c / SOFT_HINGE)
 
 
 def scaled_human(problem: CompiledProblem) -> jnp.ndarray:
@@ -50,50 +77,110 @@ def targets(problem: CompiledProblem):
 
 def frame_masks(problem: CompiledProblem):
     """Per-frame masks for :func:`frame_residual`: (frame (T,), position targets (T, Kp),
-    orientation targets (T, Kr)). A target whose human joint is missing in a frame is 0."""
+    orientation targets (T, Kr), stance (T, F)). A target whose human joint is missing in
+    a frame is 0."""
     c = problem.clip
-    return c.frame_mask, c.pos_valid, c.rot_valid
+    return c.frame_mask, c.pos_valid, c.rot_valid, c.stance
 
 
-def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobian: bool):
+def pair_masks(problem: CompiledProblem):
+    """Per-pair masks for :func:`pair_residual`: (both frames real (T-1,), foot in stance
+    at both frames (T-1, F))."""
+    c = problem.clip
+    m = c.frame_mask[:-1] * c.frame_mask[1:]
+    return m, c.stance[:-1] * c.stance[1:] * m[:, None]
+
+
+def triple_masks(problem: CompiledProblem):
+    """(T-2,) 1 where frames t-1, t, t+1 are all real."""
+    m = problem.clip.frame_mask
+    return m[:-2] * m[1:-1] * m[2:]
+
+
+def sole_points(problem: CompiledProblem, fk, *, jacobian: bool):
+    """World sole points (Ks, 3) of the contact links and, if asked, their linear
+    Jacobians (Ks, 3, nv)."""
+    xpos, xquat = fk[0], fk[1]
+    sb = jnp.asarray(problem.sole_body, jnp.int32)
+    soles = xpos[sb] + quat_rotate(xquat[sb], problem.clip.sole_offset)
+    if not jacobian:
+        return soles, None
+    J, _ = point_jacobians(problem.robot.tree, fk, sb, soles)
+    return soles, J
+
+
+def _height_rows(points, J, terrain):
+    """Height above the terrain (k,) of world points (k, 3), and its Jacobian (k, nv) from
+    the points' linear Jacobians (k, 3, nv) (None: no Jacobian)."""
+    h, dh = ground_height(terrain, points[:, :2])
+    z = points[:, 2] - h
+    if J is None:
+        return z, None
+    return z, J[:, 2, :] - jnp.einsum("ki,kin->kn", dh, J[:, :2, :])
+
+
+def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobian: bool, features: bool = False):
     """Residual (m,) of one frame, and its Jacobian (m, nv) if asked.
 
-    ``masks`` is one frame of :func:`frame_masks`: the frame's padding mask and the
-    validity of each position and orientation target in it.
+    With ``features``, also returns what the pair terms need of this frame (one FK
+    serves both): the horizontal sole positions (Ks, 2) and their Jacobians (Ks, 2, nv)
+    (None without ``jacobian``), as a last element ``(xy, Jxy)``.
+
+    ``masks`` is one frame of :func:`frame_masks`: the frame's padding mask, the validity
+    of each position and orientation target in it, and the stance of each foot.
 
     Orientation residual e = log(R_target^T R_body). A world angular velocity w of the
     body gives R_body <- exp([w]) R_body = R_body exp([R_body^T w]), so
     de = Jr^-1(e) R_body^T w and d e / d tangent = Jr^-1(e) R_body^T J_ang.
+    Distances between capsules are differentiated at fixed closest points (their motion
+    along the surfaces does not change the distance to first order): d dist = n.(v_a - v_b).
     """
     c, rob = problem.clip, problem.robot
+    col = rob.collision
     fk = forward_kinematics(rob.tree, qpos)
     xpos, xquat = fk[0], fk[1]
     pb = jnp.asarray(problem.pos_body, jnp.int32)
     rb = jnp.asarray(problem.rot_body, jnp.int32)
     qp = xquat[pb]
     pts = xpos[pb] + quat_rotate(qp, c.pos_offset)
-    mask, pvalid, rvalid = masks
+    mask, pvalid, rvalid, stance = masks
     sp = (jnp.sqrt(c.pos_weight) * pvalid)[:, None] * mask
     sr = (jnp.sqrt(c.rot_weight) * rvalid)[:, None] * mask
     sq = jnp.sqrt(c.posture_weight) * mask
     qr = xquat[rb]
     e = quat_log(quat_mul(quat_conj(tquat), qr))
-    # sole points below the floor: depth (z < 0), zero above it
-    fb = jnp.asarray(problem.floor_body, jnp.int32)
-    soles = xpos[fb] + quat_rotate(xquat[fb], c.floor_offset)
-    below = (soles[:, 2] < 0).astype(qpos.dtype)
-    sf = jnp.sqrt(c.floor_weight) * mask * below
+    # ground: every collision geom's lowest point above the terrain
+    clear, centres, dh = ground_clearance(col, xpos, xquat, c.terrain)
+    sg = jnp.sqrt(c.ground_weight) * mask
+    hg, dhg = _soft_hinge(clear)
+    # contact: stance soles at their flat-foot height
+    soles, Js = sole_points(problem, fk, jacobian=jacobian)
+    zs, Jz = _height_rows(soles, Js, c.terrain)
+    foot = jnp.asarray(problem.sole_foot, jnp.int32)
+    sc = jnp.sqrt(c.contact_height_weight * c.sole_scale) * stance[foot] * mask
+    # self-collision: declared pairs kept their margin apart
+    dist, ca, cb, normal = self_collision(col, xpos, xquat)
+    hs, dhs = _soft_hinge(dist - col.margin)
+    ss = jnp.sqrt(c.self_collision_weight) * mask
     r = jnp.concatenate([
         (sp * (pts - tpos)).reshape(-1),
         (sr * e).reshape(-1),
         sq * (qpos[7:] - rob.q_default),
-        sf * soles[:, 2],
+        sg * hg,
+        sc * (zs - c.sole_rest_z),
+        ss * hs,
     ])
+    feats = (soles[:, :2], None if Js is None else Js[:, :2, :])
     if not jacobian:
-        return r
-    Jlin, _ = point_jacobians(rob.tree, fk, pb, pts)
-    _, Jang = point_jacobians(rob.tree, fk, rb, xpos[rb])
-    Jsole, _ = point_jacobians(rob.tree, fk, fb, soles)
+        return (r, feats) if features else r
+    tree = rob.tree
+    Jlin, _ = point_jacobians(tree, fk, pb, pts)
+    _, Jang = point_jacobians(tree, fk, rb, xpos[rb])
+    Jg, _ = point_jacobians(tree, fk, jnp.asarray(col.point_body, jnp.int32), centres)
+    _, Jgz = _height_rows(centres, Jg, c.terrain)
+    Ja, _ = point_jacobians(tree, fk, jnp.asarray(col.body_a, jnp.int32), ca)
+    Jb, _ = point_jacobians(tree, fk, jnp.asarray(col.body_b, jnp.int32), cb)
+    Jd = jnp.einsum("ci,cin->cn", normal, Ja - Jb)
     Jrot = so3_right_jacobian_inv(e) @ jnp.swapaxes(quat_to_mat(qr), -1, -2) @ Jang
     n = qpos.shape[0] - 7
     Jpost = jnp.concatenate([jnp.zeros((n, 6), qpos.dtype), jnp.diag(sq)], axis=1)
@@ -101,46 +188,121 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobi
         (sp[:, :, None] * Jlin).reshape(-1, Jlin.shape[-1]),
         (sr[:, :, None] * Jrot).reshape(-1, Jrot.shape[-1]),
         Jpost,
-        sf[:, None] * Jsole[:, 2, :],
+        (sg * dhg)[:, None] * Jgz,
+        sc[:, None] * Jz,
+        (ss * dhs)[:, None] * Jd,
     ])
-    return r, J
+    return (r, J, feats) if features else (r, J)
 
 
-def pair_residual(problem: CompiledProblem, q0, q1, pair_mask, *, jacobian: bool):
-    """Velocity residual (nv,) between consecutive frames, and d/dq0, d/dq1 (nv, nv).
+def _velocity(q0, q1):
+    """Tangent difference (nv,) q1 - q0 (root rotation as log(R0^T R1)) and, for the
+    root-rotation block, Jr^-1(d) and E = exp(d)."""
+    dq_rel = quat_mul(quat_conj(q0[3:7]), q1[3:7])
+    d = quat_log(dq_rel)
+    return jnp.concatenate([q1[0:3] - q0[0:3], d, q1[7:] - q0[7:]]), d, dq_rel
+
+
+def _velocity_jacobians(d, dq_rel, nv, dtype):
+    """d v / d q0, d v / d q1 (nv, nv) of :func:`_velocity`.
 
     Root orientation: d = log(R0^T R1). With R0 <- R0 exp(a), R1 <- R1 exp(b) (local
     tangents): R0^T R1 -> exp(-a) E exp(b) = E exp(b - E^T a), so
     dd/db = Jr^-1(d) and dd/da = -Jr^-1(d) E^T, E = exp(d).
     """
+    Jri = so3_right_jacobian_inv(d)
+    E = quat_to_mat(dq_rel)
+    eye = jnp.eye(nv, dtype=dtype)
+    return -eye.at[3:6, 3:6].set(Jri @ E.T), eye.at[3:6, 3:6].set(Jri)
+
+
+def pair_residual(problem: CompiledProblem, q0, q1, f0, f1, masks, *, jacobian: bool):
+    """Residual between consecutive frames, and d/dq0, d/dq1 if asked.
+
+    ``f0``, ``f1``: the two frames' features from :func:`frame_residual` (xy, Jacobian or None).
+    ``masks``: one pair of :func:`pair_masks`. Rows: smoothness (nv), sole slide (2 Ks),
+    joint speed beyond its limit (n).
+    """
     c = problem.clip
-    scale = jnp.sqrt(c.smooth_weight) * c.fps * pair_mask
-    dq_rel = quat_mul(quat_conj(q0[3:7]), q1[3:7])
-    d = quat_log(dq_rel)
-    v = jnp.concatenate([q1[0:3] - q0[0:3], d, q1[7:] - q0[7:]])
-    r = scale * v
+    pmask, stance = masks
+    scale = jnp.sqrt(c.smooth_weight) * c.fps * pmask
+    v, d, dq_rel = _velocity(q0, q1)
+    foot = jnp.asarray(problem.sole_foot, jnp.int32)
+    sl = jnp.sqrt(c.contact_slide_weight * c.sole_scale) * c.fps * stance[foot]
+    slide = sl[:, None] * (f1[0] - f0[0])
+    speed = v[6:] * c.fps
+    excess = speed - jnp.clip(speed, -c.velocity_limit, c.velocity_limit)
+    sv = jnp.sqrt(c.velocity_weight) * pmask
+    r = jnp.concatenate([scale * v, slide.reshape(-1), sv * excess])
     if not jacobian:
         return r
     nv = v.shape[0]
-    Jri = so3_right_jacobian_inv(d)
-    E = quat_to_mat(dq_rel)
-    eye = jnp.eye(nv, dtype=q0.dtype)
-    A = -eye.at[3:6, 3:6].set(Jri @ E.T)
-    B = eye.at[3:6, 3:6].set(Jri)
-    return r, scale[:, None] * A, scale[:, None] * B
+    A, B = _velocity_jacobians(d, dq_rel, nv, q0.dtype)
+    Js0 = (sl[:, None, None] * f0[1]).reshape(-1, nv)
+    Js1 = (sl[:, None, None] * f1[1]).reshape(-1, nv)
+    n = nv - 6
+    active = sv * c.fps * (excess != 0).astype(q0.dtype)
+    Jv = jnp.concatenate([jnp.zeros((n, 6), q0.dtype), jnp.diag(active)], axis=1)
+    JA = jnp.concatenate([scale[:, None] * A, -Js0, -Jv])
+    JB = jnp.concatenate([scale[:, None] * B, Js1, Jv])
+    return r, JA, JB
 
 
-def pair_masks(mask: jnp.ndarray) -> jnp.ndarray:
-    return mask[:-1] * mask[1:]
+def triple_residual(problem: CompiledProblem, q0, q1, q2, mask, *, jacobian: bool):
+    """Acceleration residual (nv,) of frames t-1, t, t+1 (velocity of (t, t+1) minus that
+    of (t-1, t), per second squared), and its Jacobians d/dq0, d/dq1, d/dq2 if asked."""
+    c = problem.clip
+    scale = jnp.sqrt(c.accel_weight) * c.fps * c.fps * mask
+    v01, d01, e01 = _velocity(q0, q1)
+    v12, d12, e12 = _velocity(q1, q2)
+    r = scale * (v12 - v01)
+    if not jacobian:
+        return r
+    nv = v01.shape[0]
+    A01, B01 = _velocity_jacobians(d01, e01, nv, q0.dtype)
+    A12, B12 = _velocity_jacobians(d12, e12, nv, q0.dtype)
+    s = scale[:, None]
+    return r, -s * A01, s * (A12 - B01), s * B12
+
+
+def _stack_frames(problem: CompiledProblem, qpos, tpos, tquat, *, jacobian: bool):
+    return jax.vmap(lambda q, p, o, m: frame_residual(problem, q, p, o, m, jacobian=jacobian, features=True))(
+        qpos, tpos, tquat, frame_masks(problem))
 
 
 def total_cost(problem: CompiledProblem, qpos: jnp.ndarray, tpos=None, tquat=None) -> jnp.ndarray:
     """F(x) for one clip: qpos (T, nq)."""
     if tpos is None:
         tpos, tquat = targets(problem)
-    mask = problem.clip.frame_mask
-    r = jax.vmap(lambda q, p, o, m: frame_residual(problem, q, p, o, m, jacobian=False))(
-        qpos, tpos, tquat, frame_masks(problem))
-    rp = jax.vmap(lambda a, b, m: pair_residual(problem, a, b, m, jacobian=False))(
-        qpos[:-1], qpos[1:], pair_masks(mask))
-    return jnp.sum(r * r) + jnp.sum(rp * rp)
+    r, (xy, _) = _stack_frames(problem, qpos, tpos, tquat, jacobian=False)
+    rp = jax.vmap(lambda a, b, fa, fb, m: pair_residual(problem, a, b, (fa, None), (fb, None), m, jacobian=False))(
+        qpos[:-1], qpos[1:], xy[:-1], xy[1:], pair_masks(problem))
+    ra = jax.vmap(lambda a, b, c, m: triple_residual(problem, a, b, c, m, jacobian=False))(
+        qpos[:-2], qpos[1:-1], qpos[2:], triple_masks(problem))
+    return jnp.sum(r * r) + jnp.sum(rp * rp) + jnp.sum(ra * ra)
+
+
+def normal_equations(problem: CompiledProblem, qpos, tpos, tquat):
+    """Gauss-Newton blocks of the block-pentadiagonal system: D (T, nv, nv); L1 (T, nv, nv)
+    with L1[t] = H[t, t-1]; L2 (T, nv, nv) with L2[t] = H[t, t-2]; gradient g (T, nv);
+    and the cost F."""
+    r, J, (xy, Jxy) = _stack_frames(problem, qpos, tpos, tquat, jacobian=True)
+    D = jnp.einsum("tmi,tmj->tij", J, J)
+    g = jnp.einsum("tmi,tm->ti", J, r)
+    rp, A, B = jax.vmap(
+        lambda a, b, fa, fb, ja, jb, m: pair_residual(problem, a, b, (fa, ja), (fb, jb), m, jacobian=True))(
+        qpos[:-1], qpos[1:], xy[:-1], xy[1:], Jxy[:-1], Jxy[1:], pair_masks(problem))
+    D = D.at[:-1].add(jnp.einsum("tki,tkj->tij", A, A))
+    D = D.at[1:].add(jnp.einsum("tki,tkj->tij", B, B))
+    L1 = jnp.zeros_like(D).at[1:].set(jnp.einsum("tki,tkj->tij", B, A))
+    g = g.at[:-1].add(jnp.einsum("tki,tk->ti", A, rp))
+    g = g.at[1:].add(jnp.einsum("tki,tk->ti", B, rp))
+    ra, A0, A1, A2 = jax.vmap(lambda a, b, c, m: triple_residual(problem, a, b, c, m, jacobian=True))(
+        qpos[:-2], qpos[1:-1], qpos[2:], triple_masks(problem))
+    for off, Ak in enumerate((A0, A1, A2)):
+        D = D.at[off:off + D.shape[0] - 2].add(jnp.einsum("tki,tkj->tij", Ak, Ak))
+        g = g.at[off:off + D.shape[0] - 2].add(jnp.einsum("tki,tk->ti", Ak, ra))
+    L1 = L1.at[1:-1].add(jnp.einsum("tki,tkj->tij", A1, A0)).at[2:].add(jnp.einsum("tki,tkj->tij", A2, A1))
+    L2 = jnp.zeros_like(D).at[2:].set(jnp.einsum("tki,tkj->tij", A2, A0))
+    cost = jnp.sum(r * r) + jnp.sum(rp * rp) + jnp.sum(ra * ra)
+    return D, L1, L2, g, cost

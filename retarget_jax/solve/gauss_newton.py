@@ -1,8 +1,9 @@
 """Whole-trajectory Levenberg-Marquardt solve of one clip, differentiable by implicit
 differentiation (jit code; vmapped over clips by :mod:`retarget_jax.solve.batch`).
 
-Every frame of the clip is a variable at once; velocity terms couple neighbours, so the
-normal equations are block-tridiagonal and solved exactly (``linalg``). There is no
+Every frame of the clip is a variable at once; velocity and acceleration terms couple
+frames up to two apart, so the normal equations are block-pentadiagonal and solved
+exactly (``linalg.block_banded_solve``). There is no
 frame-by-frame warm-start chain, hence no first-frame collapse. The floating base is
 updated on its manifold (root rotation by ``q <- q exp(delta)``), joints are projected
 into their MJCF ranges after every step, and nothing raises inside jit: the result
@@ -23,17 +24,21 @@ import jax.numpy as jnp
 from retarget_jax.motion.canonical import hip_heading
 from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.result import SolveStatus
-from retarget_jax.robots.kinematics import integrate
+from retarget_jax.robots.kinematics import forward_kinematics, integrate
 from retarget_jax.rotations import quat_rotate
 from retarget_jax.solve.costs import (
     frame_masks,
     frame_residual,
+    normal_equations,
     pair_masks,
     pair_residual,
+    sole_points,
     targets,
     total_cost,
+    triple_masks,
+    triple_residual,
 )
-from retarget_jax.solve.linalg import block_tridiag_solve
+from retarget_jax.solve.linalg import block_banded_solve
 
 
 class SolverOptions(eqx.Module):
@@ -79,24 +84,6 @@ def initial_guess(problem: CompiledProblem, tpos, tquat) -> jnp.ndarray:
     return jnp.concatenate([root_pos, root_quat, joints], axis=1)
 
 
-def _normal_equations(problem: CompiledProblem, qpos, tpos, tquat):
-    """Gauss-Newton blocks: D (T, nv, nv), L (T, nv, nv) (L[t] couples t and t-1), g (T, nv)."""
-    mask = problem.clip.frame_mask
-    r, J = jax.vmap(lambda q, p, o, m: frame_residual(problem, q, p, o, m, jacobian=True))(
-        qpos, tpos, tquat, frame_masks(problem))
-    D = jnp.einsum("tmi,tmj->tij", J, J)
-    g = jnp.einsum("tmi,tm->ti", J, r)
-    rp, A, Bm = jax.vmap(lambda a, b, m: pair_residual(problem, a, b, m, jacobian=True))(
-        qpos[:-1], qpos[1:], pair_masks(mask))
-    D = D.at[:-1].add(jnp.einsum("tki,tkj->tij", A, A))
-    D = D.at[1:].add(jnp.einsum("tki,tkj->tij", Bm, Bm))
-    L = jnp.zeros_like(D).at[1:].set(jnp.einsum("tki,tkj->tij", Bm, A))
-    g = g.at[:-1].add(jnp.einsum("tki,tk->ti", A, rp))
-    g = g.at[1:].add(jnp.einsum("tki,tk->ti", Bm, rp))
-    cost = jnp.sum(r * r) + jnp.sum(rp * rp)
-    return D, L, g, cost
-
-
 def _project(problem: CompiledProblem, qpos):
     j = jnp.clip(qpos[:, 7:], problem.robot.q_lower, problem.robot.q_upper)
     return qpos.at[:, 7:].set(j)
@@ -128,9 +115,9 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
 
     def body(s):
         q, cost, lam, it, done = s
-        D, L, g, _ = _normal_equations(clean, q, tpos, tquat)
+        D, L1, L2, g, _ = normal_equations(clean, q, tpos, tquat)
         Dl = D + pad_eye + lam * jnp.eye(nv, dtype=dtype)
-        delta = -block_tridiag_solve(Dl, L, g) * mask[:, None]
+        delta = -block_banded_solve(Dl, L1, L2, g) * mask[:, None]
         q_new = _project(clean, _step(q, delta))
         cost_new = total_cost(clean, q_new, tpos, tquat)
         ok = jnp.isfinite(cost_new) & (cost_new < cost)
@@ -165,9 +152,8 @@ def _tangent_cost(problem, qstar, delta):
 
 
 def _hessian_blocks(problem: CompiledProblem, qstar):
-    """Exact Hessian of F(x* (+) delta) at delta = 0 as block-tridiagonal D, L."""
+    """Exact Hessian of F(x* (+) delta) at delta = 0 as block-pentadiagonal D, L1, L2."""
     tpos, tquat = targets(problem)
-    mask = problem.clip.frame_mask
     nv = qstar.shape[1] - 1
     z = jnp.zeros(nv, qstar.dtype)
 
@@ -176,16 +162,32 @@ def _hessian_blocks(problem: CompiledProblem, qstar):
         return jnp.sum(r * r)
 
     def pair_cost(d01, qa, qb, m):
-        r = pair_residual(problem, integrate(qa, d01[:nv]), integrate(qb, d01[nv:]), m, jacobian=False)
+        xa, xb = integrate(qa, d01[:nv]), integrate(qb, d01[nv:])
+        fa = sole_points(problem, forward_kinematics(problem.robot.tree, xa), jacobian=False)[0][:, :2]
+        fb = sole_points(problem, forward_kinematics(problem.robot.tree, xb), jacobian=False)[0][:, :2]
+        r = pair_residual(problem, xa, xb, (fa, None), (fb, None), m, jacobian=False)
+        return jnp.sum(r * r)
+
+    def triple_cost(d012, qa, qb, qc, m):
+        r = triple_residual(problem, integrate(qa, d012[:nv]), integrate(qb, d012[nv:2 * nv]),
+                            integrate(qc, d012[2 * nv:]), m, jacobian=False)
         return jnp.sum(r * r)
 
     Hf = jax.vmap(lambda q, p, o, m: jax.hessian(frame_cost)(z, q, p, o, m))(
         qstar, tpos, tquat, frame_masks(problem))
-    z2 = jnp.zeros(2 * nv, qstar.dtype)
-    Hp = jax.vmap(lambda a, b, m: jax.hessian(pair_cost)(z2, a, b, m))(qstar[:-1], qstar[1:], pair_masks(mask))
-    D = Hf.at[:-1].add(Hp[:, :nv, :nv]).at[1:].add(Hp[:, nv:, nv:])
-    L = jnp.zeros_like(D).at[1:].set(Hp[:, nv:, :nv])
-    return D, L
+    Hp = jax.vmap(lambda a, b, m: jax.hessian(pair_cost)(jnp.zeros(2 * nv, qstar.dtype), a, b, m))(
+        qstar[:-1], qstar[1:], pair_masks(problem))
+    Ht = jax.vmap(lambda a, b, c, m: jax.hessian(triple_cost)(jnp.zeros(3 * nv, qstar.dtype), a, b, c, m))(
+        qstar[:-2], qstar[1:-1], qstar[2:], triple_masks(problem))
+    T = qstar.shape[0]
+    blk = lambda H, i, j: H[:, i * nv:(i + 1) * nv, j * nv:(j + 1) * nv]  # noqa: E731
+    D = Hf.at[:-1].add(blk(Hp, 0, 0)).at[1:].add(blk(Hp, 1, 1))
+    for k in range(3):
+        D = D.at[k:k + T - 2].add(blk(Ht, k, k))
+    L1 = jnp.zeros_like(D).at[1:].set(blk(Hp, 1, 0))
+    L1 = L1.at[1:-1].add(blk(Ht, 1, 0)).at[2:].add(blk(Ht, 2, 1))
+    L2 = jnp.zeros_like(D).at[2:].set(blk(Ht, 2, 0))
+    return D, L1, L2
 
 
 @solve.def_fwd
@@ -212,12 +214,13 @@ def _solve_bwd(out: SolveOutput, grad_out: SolveOutput, perturbed, problem, opti
     (dbar,) = pullback(qbar)
     dbar = dbar * free
 
-    D, L = _hessian_blocks(problem, qstar)
+    D, L1, L2 = _hessian_blocks(problem, qstar)
     eye = jnp.eye(nv, dtype=dtype)
     Fm = free[:, :, None] * free[:, None, :]
     D = D * Fm + (1.0 - free)[:, :, None] * eye + 1e-9 * eye
-    L = L * (free[:, :, None] * jnp.roll(free, 1, axis=0)[:, None, :])
-    u = block_tridiag_solve(D, L, dbar) * free
+    L1 = L1 * (free[:, :, None] * jnp.roll(free, 1, axis=0)[:, None, :])
+    L2 = L2 * (free[:, :, None] * jnp.roll(free, 2, axis=0)[:, None, :])
+    u = block_banded_solve(D, L1, L2, dbar) * free
 
     diff, static = eqx.partition(problem, eqx.is_inexact_array)
 

@@ -19,14 +19,22 @@ import numpy as np
 
 import retarget_jax
 from retarget_jax.errors import RetargetError
+from retarget_jax.motion.canonical import canonical_index
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.motion.resample import resample
-from retarget_jax.problem.compile import CostWeights, RetargetingProblem, compile_problem
+from retarget_jax.problem.compile import (
+    CostWeights,
+    JointVelocityLimits,
+    RetargetingProblem,
+    compile_problem,
+)
+from retarget_jax.problem.contacts import ContactPlan, ContactThresholds, stance_foot_speed
 from retarget_jax.problem.recipe import Recipe
 from retarget_jax.result import RetargetingResult, SolveStatus
+from retarget_jax.robots.collision import HeightField
 from retarget_jax.robots.spec import RobotSpec
 from retarget_jax.solve.batch import DEFAULT_BUCKETS, solve_many
-from retarget_jax.solve.costs import targets
+from retarget_jax.solve.costs import scaled_human, targets
 from retarget_jax.solve.gauss_newton import SolverOptions
 
 
@@ -56,19 +64,33 @@ def retarget_motions(
     buckets: Sequence[int] = DEFAULT_BUCKETS,
     max_batch: int = 64,
     fps: float | None = None,
+    contacts: Sequence[ContactPlan | None] | None = None,
+    contact_thresholds: ContactThresholds | None = None,
+    joint_velocity_limits: JointVelocityLimits | None = None,
+    terrain: HeightField | None = None,
 ) -> list[RetargetingResult | ClipFailure]:
     """Retarget many clips of one recipe; one entry per input, in order.
 
     ``fps`` resamples every clip to that rate on exact times first (None keeps each
     clip's own rate); the result records the source rate in its provenance.
+    ``contacts``: an explicit ContactPlan per clip (None entries, or None for all, are
+    detected from the source with ``contact_thresholds``); a plan follows its clip through
+    resampling (nearest source frame).
     """
     options = options or SolverOptions()
     weights = weights or CostWeights()
     compiled, ok_idx, out = [], [], [None] * len(motions)
     problems, source_fps = [], []
+    plans = list(contacts) if contacts is not None else [None] * len(motions)
+    if len(plans) != len(motions):
+        raise ValueError(f"{len(plans)} contact plans for {len(motions)} motions")
+    extra = {"contact_thresholds": contact_thresholds or ContactThresholds(),
+             "joint_velocity_limits": joint_velocity_limits or JointVelocityLimits(), "terrain": terrain}
     for i, m in enumerate(motions):
         try:
-            prob = RetargetingProblem(resample(m, fps), recipe, robot, weights)
+            motion = resample(m, fps)
+            prob = RetargetingProblem(motion, recipe, robot, weights,
+                                      contacts=_resample_plan(plans[i], m, motion), **extra)
             cp = compile_problem(prob)
         except RetargetError as e:
             out[i] = ClipFailure(m.source_path, e.error_type, str(e))
@@ -84,6 +106,40 @@ def retarget_motions(
     return out  # type: ignore[return-value]
 
 
+def _resample_plan(plan: ContactPlan | None, src: HumanMotion, dst: HumanMotion) -> ContactPlan | None:
+    """The plan on ``dst``'s frames (the nearest ``src`` frame in time), or None."""
+    if plan is None or dst is src:
+        return plan
+    if plan.num_frames != src.num_frames:
+        raise RetargetError(f"{src.source_path or '<motion>'}: the contact plan has {plan.num_frames} frames, "
+                            f"the motion {src.num_frames}")
+    idx = np.clip(np.searchsorted(src.times, dst.times), 0, src.num_frames - 1)
+    prev = np.clip(idx - 1, 0, src.num_frames - 1)
+    idx = np.where(np.abs(src.times[prev] - dst.times) <= np.abs(src.times[idx] - dst.times), prev, idx)
+    return ContactPlan(plan.stance[idx], plan.feet, plan.source, plan.thresholds)
+
+
+def _contact_summary(prob: RetargetingProblem, cp, stance: np.ndarray) -> dict:
+    """The plan's summary plus the human source's own stance-foot speed (m/s), raw and as
+    scaled for the robot: what the robot's ``foot_sliding`` is judged against."""
+    summary = ContactPlan(stance, prob.recipe.ground_joints, *_plan_meta(prob)).summary()
+    joints = [canonical_index(j) for j in prob.recipe.ground_joints]
+    motion = prob.motion
+    raw = np.stack([motion.positions[:, motion.index(j)] if j in motion.joint_names
+                    else np.full((motion.num_frames, 3), np.nan) for j in prob.recipe.ground_joints], axis=1)
+    ok = np.isfinite(raw).all(axis=-1)
+    scaled = np.asarray(scaled_human(cp), np.float64)[:, joints]
+    summary["human_stance_foot_speed_mps"] = stance_foot_speed(np.nan_to_num(raw), stance & ok, motion.fps)
+    summary["human_stance_foot_speed_scaled_mps"] = stance_foot_speed(scaled, stance & ok, motion.fps)
+    return summary
+
+
+def _plan_meta(prob: RetargetingProblem):
+    if prob.contacts is not None:
+        return prob.contacts.source, prob.contacts.thresholds
+    return "detected", prob.contact_thresholds
+
+
 def _to_result(prob: RetargetingProblem, cp, so, xpos, xquat) -> RetargetingResult:
     q = np.asarray(so.qpos, np.float64)
     quat = q[:, 3:7] / np.linalg.norm(q[:, 3:7], axis=-1, keepdims=True)
@@ -92,6 +148,7 @@ def _to_result(prob: RetargetingProblem, cp, so, xpos, xquat) -> RetargetingResu
     # a target whose human joint the source lacks in a frame was not tracked there: NaN
     tpos = np.where(np.asarray(cp.clip.pos_valid, bool)[..., None], np.asarray(tpos, np.float64), np.nan)
     robot = prob.robot
+    stance = np.asarray(cp.clip.stance) > 0.5
     return RetargetingResult(
         fps=float(prob.motion.fps),
         root_pos=q[:, :3],
@@ -114,7 +171,12 @@ def _to_result(prob: RetargetingProblem, cp, so, xpos, xquat) -> RetargetingResu
             "config_hash": prob.config_hash(),
             "package_version": retarget_jax.__version__,
             "status_name": SolveStatus.name(int(so.status)),
+            "weights": dataclasses.asdict(prob.weights),
+            "contact_plan": _contact_summary(prob, cp, stance),
         },
         target_pos_w=np.asarray(tpos, np.float64),
         target_body_names=tuple(robot.body_names[b] for b in cp.pos_body),
+        target_offset_b=np.asarray(cp.clip.pos_offset, np.float64),
+        contacts=stance,
+        contact_body_names=tuple(prob.recipe.ground_bodies),
     )

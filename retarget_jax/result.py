@@ -53,6 +53,11 @@ class RetargetingResult:
         target_pos_w: (T, K, 3) scaled human targets the solve tracked, or None; NaN
             where the target's human joint is missing in that frame (not tracked there).
         target_body_names: (K,) robot body each target is attached to.
+        target_offset_b: (K, 3) tracked point of each target in its body's frame, or None
+            (the body origin).
+        contacts: (T, F) bool ContactPlan the solve used (True = the foot is in stance),
+            or None when no plan is known (a robot-space file loaded without a solve).
+        contact_body_names: (F,) robot contact link of each foot column of ``contacts``.
     """
 
     fps: float
@@ -70,6 +75,9 @@ class RetargetingResult:
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     target_pos_w: np.ndarray | None = None
     target_body_names: tuple[str, ...] = ()
+    target_offset_b: np.ndarray | None = None
+    contacts: np.ndarray | None = None
+    contact_body_names: tuple[str, ...] = ()
 
     @property
     def num_frames(self) -> int:

@@ -46,11 +46,39 @@ class SolverConfig:
 
 @dataclasses.dataclass
 class WeightsConfig:
+    """Cost weights (retarget_jax.problem.CostWeights); 0 switches a term off."""
+
     smooth_position: float = 0.02
     smooth_rotation: float = 0.005
     smooth_joint: float = 0.002
+    accel_position: float = 2e-5
+    accel_rotation: float = 1e-5
+    accel_joint: float = 1e-5
     posture: float = 0.02
-    floor: float = 50.0  # sole points below z = 0
+    ground: float = 1000.0  # every collision geom above the ground
+    contact_height: float = 50.0  # stance soles on the ground, level
+    contact_slide: float = 10.0  # stance soles not sliding
+    self_collision: float = 2000.0  # declared geom pairs kept apart
+    joint_velocity: float = 1.0  # joint speeds within their limits
+
+
+@dataclasses.dataclass
+class ContactsConfig:
+    """ContactPlan: detected from the source (thresholds, see retarget_jax.problem.contacts),
+    or given by ``path`` (an .npz/.csv plan for a single input file)."""
+
+    path: str | None = None
+    height_on: float = 0.03
+    height_off: float = 0.05
+    speed_on: float = 0.30
+    speed_off: float = 0.45
+    min_duration: float = 0.1
+
+
+@dataclasses.dataclass
+class LimitsConfig:
+    joint_velocity: float = 20.0  # rad/s, every joint
+    joint_velocity_per_joint: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -74,6 +102,12 @@ class RunConfig:
     body_model: BodyModelConfig = dataclasses.field(default_factory=BodyModelConfig)
     solver: SolverConfig = dataclasses.field(default_factory=SolverConfig)
     weights: WeightsConfig = dataclasses.field(default_factory=WeightsConfig)
+    # False zeroes every physical-plausibility weight (acceleration, ground, contacts,
+    # self-collision, joint speed): the plain tracking problem, for comparison
+    plausibility: bool = True
+    contacts: ContactsConfig = dataclasses.field(default_factory=ContactsConfig)
+    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    terrain: str | None = None  # height field .npz (heights, origin, cell); None = flat z = 0
     batch: BatchConfig = dataclasses.field(default_factory=BatchConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     # Persistent XLA compilation cache: a second run of the same shapes skips compiling.
@@ -110,13 +144,17 @@ def execute(cfg: RunConfig) -> dict:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     if cfg.jax_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(Path(cfg.jax_cache_dir).expanduser()))
-    from retarget_jax.errors import RetargetError
+    from retarget_jax.errors import ConfigError, RetargetError
     from retarget_jax.formats import MotionFormat, default_recipe, read_motion, read_robot_motion
     from retarget_jax.io import write_result
+    from retarget_jax.manifest import BATCH_MANIFEST_NAME, BatchManifest, BatchRunRecord, utc_now
     from retarget_jax.motion.demo import demo_motion
     from retarget_jax.pipeline import ClipFailure, retarget_motions
     from retarget_jax.problem import CostWeights, load_recipe
+    from retarget_jax.problem.compile import JointVelocityLimits
+    from retarget_jax.problem.contacts import ContactThresholds, load_contact_plan
     from retarget_jax.robots import load_robot
+    from retarget_jax.robots.collision import load_height_field
     from retarget_jax.solve import SolverOptions
 
     t0 = time.perf_counter()
@@ -143,34 +181,66 @@ def execute(cfg: RunConfig) -> dict:
             failures.append({"source": str(f), "error_type": getattr(e, "error_type", type(e).__name__),
                              "message": str(e)})
     results: list = []
+    started = utc_now()
     if motions:
         # one recipe per run: the files of one format and joint map share their skeleton
         recipe = load_recipe(cfg.recipe or default_recipe(fmt if files else "bvh_lafan1", robot.name, motions[0]))
         print(f"[retarget_jax] {len(motions)} clip(s), robot {robot.name}, recipe {recipe.name}", flush=True)
+        weights = CostWeights(**dataclasses.asdict(cfg.weights))
+        if not cfg.plausibility:
+            weights = weights.without_plausibility()
+        c = cfg.contacts
+        plans = None
+        if c.path is not None:
+            if len(motions) != 1:
+                raise ConfigError(f"contacts.path gives one clip's plan, but the input has {len(motions)} clips")
+            plans = [load_contact_plan(c.path, recipe.ground_joints, motions[0].num_frames)]
         results = retarget_motions(
-            motions, recipe, robot,
-            weights=CostWeights(**dataclasses.asdict(cfg.weights)),
+            motions, recipe, robot, weights=weights,
             options=SolverOptions(max_iters=cfg.solver.max_iters, rtol=cfg.solver.rtol, damping=cfg.solver.damping),
             buckets=tuple(cfg.batch.buckets), max_batch=cfg.batch.max_batch, fps=cfg.input.fps,
+            contacts=plans,
+            contact_thresholds=ContactThresholds(c.height_on, c.height_off, c.speed_on, c.speed_off, c.min_duration),
+            joint_velocity_limits=JointVelocityLimits(cfg.limits.joint_velocity,
+                                                      dict(cfg.limits.joint_velocity_per_joint)),
+            terrain=load_height_field(cfg.terrain) if cfg.terrain else None,
         )
     for name, res in loaded:  # robot-space inputs: converted, not solved
         names.append(name)
         results.append(res)
     out_dir = Path(cfg.output.dir).expanduser()
     written = []
+    records = [BatchRunRecord(job_id=str(f["source"]), motion=str(f["source"]), output=None, status="failed",
+                              started_at=started, finished_at=utc_now(), message=f["message"],
+                              error_type=f["error_type"]) for f in failures]
     suffix = {"npz": ".npz", "mjlab_npz": ".mjlab.npz", "gmr_pkl": ".gmr.pkl"}
     for name, res in zip(names, results, strict=True):
         if isinstance(res, ClipFailure):
             failures.append(dataclasses.asdict(res))
+            records.append(BatchRunRecord(job_id=str(name), motion=res.source, output=None, status="failed",
+                                          started_at=started, finished_at=utc_now(), message=res.message,
+                                          error_type=res.error_type))
             continue
+        outputs = []
         for fmt in cfg.output.formats:
             path = out_dir / name.with_suffix(suffix.get(fmt, "." + fmt))
             path.parent.mkdir(parents=True, exist_ok=True)
             write_result(res, path, fmt)
             written.append(str(path))
+            outputs.append(path.relative_to(out_dir).as_posix())
+        records.append(BatchRunRecord(
+            job_id=str(name.as_posix()), motion=str(res.provenance.get("source_path") or name), output=outputs[0],
+            status="success", started_at=started, finished_at=utc_now(),
+            message=str(res.provenance.get("status_name", "loaded")),
+            provenance={k: res.provenance.get(k) for k in ("config_hash", "recipe", "robot", "package_version")}))
         print(f"  {name}: {res.num_frames} frames, status {res.provenance.get('status_name', 'loaded')}, "
               f"cost {res.final_cost:.4g}, {res.iterations} iterations", flush=True)
     frames = sum(r.num_frames for r in results if not isinstance(r, ClipFailure))
+    manifest = BatchManifest.from_records(
+        records, input_dir=str(Path(cfg.input.path).expanduser()) if cfg.input.path else None,
+        output_dir=str(out_dir), pattern=cfg.input.pattern)
+    if records:
+        written.append(str(manifest.save_json(out_dir / BATCH_MANIFEST_NAME)))
     summary = {"written": written, "failed": failures, "frames": frames,
                "seconds": round(time.perf_counter() - t0, 2)}
     for f in failures:

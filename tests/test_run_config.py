@@ -32,6 +32,20 @@ def test_every_experiment_composes_to_a_typed_config(name):
         load_recipe(cfg.recipe)
 
 
+def test_plausibility_and_contact_settings_compose_and_are_typed():
+    cfg = _compose(["+experiment=demo", "plausibility=false", "weights.contact_slide=3",
+                                 "contacts.speed_on=0.2", "limits.joint_velocity=12",
+                    "+limits.joint_velocity_per_joint.left_knee_joint=9"])
+    assert cfg.plausibility is False and cfg.weights.contact_slide == 3.0
+    assert cfg.contacts.speed_on == 0.2 and cfg.limits.joint_velocity == 12.0
+    assert cfg.limits.joint_velocity_per_joint == {"left_knee_joint": 9.0}
+    from retarget_jax.problem import CostWeights
+
+    off = CostWeights().without_plausibility()
+    assert off.ground == off.contact_slide == off.self_collision == off.accel_joint == 0.0
+    assert off.smooth_joint == CostWeights().smooth_joint and off.posture == CostWeights().posture
+
+
 def test_unknown_keys_fail_before_any_work():
     with pytest.raises(ConfigError, match="inptu"):
         _compose(["+experiment=demo", "+inptu.path=x"])
@@ -54,3 +68,12 @@ def test_directory_of_robot_space_files_converts_and_bad_files_are_recorded(tmp_
     assert summary["failed"][0]["error_type"] == "motion_format"
     res = load_result(tmp_path / "out" / "sub" / "a.npz")
     np.testing.assert_allclose(res.dof_pos, good.dof_pos, atol=1e-5)
+    # the run's batch manifest: one record per input, output paths relative to it
+    from retarget_jax.manifest import BatchManifest
+
+    manifest = BatchManifest.load(tmp_path / "out" / "batch_manifest.json")
+    assert (manifest.total, manifest.success_count, manifest.failed_count) == (2, 1, 1)
+    by_id = manifest.records_by_id()
+    assert by_id["sub/a.pkl"].output == "sub/a.npz" and by_id["sub/a.pkl"].status == "success"
+    failed = [r for r in manifest.records if r.status == "failed"]
+    assert failed[0].error_type == "motion_format" and "b.pkl" in failed[0].motion

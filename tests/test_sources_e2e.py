@@ -184,3 +184,28 @@ def test_a_user_robot_from_an_mjcf_path_and_a_recipe_file(tmp_path, g1, capsys):
     res = load_result(out)
     assert res.robot == "my_robot" and res.provenance["recipe"] == "my_robot_lafan1"
     _upright_and_grounded(res, g1, load_recipe(rfile))
+
+
+def test_cli_explicit_contact_plan_follows_resampling_and_plausibility_switches_off(tmp_path, capsys):
+    """``--contacts`` (a plan on the source's 120 frames) is carried onto the 30 fps result;
+    ``--no-plausibility`` zeroes those weights (same compiled shape as the test above)."""
+    src = tmp_path / "clip_stageii.npz"
+    _smplx_npz(src, T=120, fps=120.0)
+    plan = tmp_path / "plan.csv"
+    rows = [f"1,{int(t >= 60)}" for t in range(120)]  # left foot planted, right planted from 0.5 s
+    plan.write_text("left_ankle,right_ankle\n" + "\n".join(rows))
+    out = tmp_path / "clip.npz"
+    rc = main(["retarget", str(src), "--format", "amass", "--robot", "unitree_g1", "--output", str(out),
+               "--fps", "30", "--cache-dir", "", "--contacts", str(plan), "--no-plausibility"])
+    assert rc == 0, capsys.readouterr().err
+    res = load_result(out)
+    assert res.contact_body_names == ("left_ankle_roll_link", "right_ankle_roll_link")
+    assert res.contacts.shape == (30, 2) and res.contacts[:, 0].all()
+    np.testing.assert_array_equal(res.contacts[:, 1], np.arange(30) >= 15)
+    assert res.provenance["contact_plan"]["source"] == "explicit"
+    w = res.provenance["weights"]
+    assert w["ground"] == w["contact_slide"] == w["self_collision"] == 0.0 and w["smooth_joint"] > 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("left_ankle,right_ankle\n1,0\n")
+    rc = main(["retarget", str(src), "--format", "amass", "--output", str(out), "--contacts", str(bad)])
+    assert rc == 2 and "stance" in capsys.readouterr().err

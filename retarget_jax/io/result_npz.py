@@ -32,6 +32,9 @@ config_hash           ()           unicode, ``provenance["config_hash"]`` or ""
 package_version       ()           unicode, ``provenance["package_version"]`` or ""
 target_pos_w          (T, K, 3)    float, optional
 target_body_names     (K,) or (0,) unicode, optional (written with target_pos_w)
+target_offset_b       (K, 3)       float, optional: tracked point in the body frame
+contacts              (T, F)       bool, optional: the ContactPlan's stance flags
+contact_body_names    (F,)         unicode, required with contacts
 ===================== ============ ===========================================
 
 Values are not checked beyond ``fps`` (a diverged clip legitimately holds NaN).
@@ -77,7 +80,8 @@ REQUIRED_KEYS: tuple[str, ...] = (
     + tuple(k for k in _SCALARS if k != "schema_version")
     + _STRINGS
 )
-OPTIONAL_KEYS: tuple[str, ...] = ("target_pos_w", "target_body_names")
+OPTIONAL_KEYS: tuple[str, ...] = ("target_pos_w", "target_body_names", "target_offset_b", "contacts",
+                                  "contact_body_names")
 
 
 # --------------------------------------------------------------------------- atomic write
@@ -175,6 +179,11 @@ def result_to_arrays(
         arrays["target_body_names"] = str_array(result.target_body_names)
     elif len(result.target_body_names):
         arrays["target_body_names"] = str_array(result.target_body_names)
+    if result.target_offset_b is not None:
+        arrays["target_offset_b"] = np.asarray(result.target_offset_b)
+    if result.contacts is not None:
+        arrays["contacts"] = np.asarray(result.contacts, dtype=bool)
+        arrays["contact_body_names"] = str_array(result.contact_body_names)
     check_result_arrays(arrays, where)
     return arrays
 
@@ -217,12 +226,12 @@ def check_result_arrays(arrays: Mapping[str, np.ndarray], where: object) -> None
         raise fail("provenance_json", "a JSON object", f"invalid JSON ({e})") from None
     if not isinstance(prov, dict):
         raise fail("provenance_json", "a JSON object", type(prov).__name__)
-    for key in (*_NAME_ARRAYS, "target_body_names"):
+    for key in (*_NAME_ARRAYS, "target_body_names", "contact_body_names"):
         if key in arrays:
             a = arrays[key]
             if a.ndim != 1 or (a.dtype.kind != "U" and a.size):
                 raise fail(key, "a (N,) unicode array", f"shape {a.shape} dtype {a.dtype}")
-    for key in (*_FLOAT_ARRAYS, "target_pos_w"):
+    for key in (*_FLOAT_ARRAYS, "target_pos_w", "target_offset_b"):
         if key in arrays and arrays[key].dtype.kind != "f":
             raise fail(key, "a floating-point array", f"dtype {arrays[key].dtype}")
 
@@ -254,6 +263,17 @@ def check_result_arrays(arrays: Mapping[str, np.ndarray], where: object) -> None
                 f"({K},) names, one per target (or none)",
                 f"shape {names.shape}",
             )
+    if "target_offset_b" in arrays:
+        K = arrays["target_body_names"].shape[0] if "target_body_names" in arrays else -1
+        expected["target_offset_b"] = ("(K, 3)", (K, 3))
+    if "contacts" in arrays:
+        c = arrays["contacts"]
+        if c.dtype != bool:
+            raise fail("contacts", "a bool array", f"dtype {c.dtype}")
+        names = arrays.get("contact_body_names")
+        if names is None:
+            raise MotionFormatError(where, "required when contacts is present", field="contact_body_names")
+        expected["contacts"] = ("(T, F)", (T, names.shape[0]))
     for key, (symbolic, shape) in expected.items():
         found = arrays[key].shape
         if found != shape:
@@ -333,4 +353,7 @@ def load_result(path: str | os.PathLike[str]) -> RetargetingResult:
         provenance=json.loads(a["provenance_json"].item()),
         target_pos_w=target_pos,
         target_body_names=() if target_names is None else tuple(target_names.tolist()),
+        target_offset_b=a.get("target_offset_b"),
+        contacts=a.get("contacts"),
+        contact_body_names=tuple(a["contact_body_names"].tolist()) if "contact_body_names" in a else (),
     )

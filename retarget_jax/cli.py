@@ -2,10 +2,14 @@
 
     retarget-jax retarget INPUT --format F --robot R --output OUT.npz [options]
     retarget-jax formats        # the input format names and what they read
+    retarget-jax evaluate --result R.npz --output R.metrics.json
+    retarget-jax evaluate --batch-manifest M.json --output-dir D [--output evaluation_manifest.json]
 
 ``retarget`` reads one file, retargets it (or, for a robot-space format, loads it) and
 writes one result. The output format follows the file name (``.npz`` result,
 ``.mjlab.npz`` mjlab/BeyondMimic, ``.pkl`` GMR) unless ``--output-format`` says.
+``evaluate`` writes metrics reports (:mod:`retarget_jax.metrics.report`): of one result,
+or of every result a batch manifest lists, with an evaluation manifest.
 Errors are printed as ``error: <ErrorClass>: <message>`` with exit status 2.
 """
 
@@ -63,7 +67,12 @@ def _retarget(args: argparse.Namespace) -> int:
               + (f", resampled to {args.fps:g} fps" if args.fps else ""), file=sys.stderr, flush=True)
         print("[retarget-jax] compiling and solving (the first solve of a shape compiles; later runs "
               "reuse the cache)...", file=sys.stderr, flush=True)
-        (result,) = retarget_motions([motion], recipe, robot, fps=args.fps,
+        from retarget_jax.problem import CostWeights
+        from retarget_jax.problem.contacts import load_contact_plan
+
+        plans = [load_contact_plan(args.contacts, recipe.ground_joints, motion.num_frames)] if args.contacts else None
+        weights = CostWeights().without_plausibility() if args.no_plausibility else CostWeights()
+        (result,) = retarget_motions([motion], recipe, robot, fps=args.fps, weights=weights, contacts=plans,
                                      options=SolverOptions(max_iters=args.max_iters))
         if isinstance(result, ClipFailure):
             print(f"error: {result.error_type}: {result.message}", file=sys.stderr)
@@ -92,6 +101,144 @@ def _formats(_: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from retarget_jax.errors import ConfigError
+
+    contact_bodies = tuple(b.strip() for b in args.contact_bodies.split(",") if b.strip()) \
+        if args.contact_bodies else None
+    if bool(args.result) == bool(args.batch_manifest):
+        raise ConfigError("evaluate: give exactly one of --result and --batch-manifest")
+    if args.result:
+        if not args.output:
+            raise ConfigError("evaluate --result: --output (the report file) is required")
+        return _evaluate_one(args, contact_bodies)
+    if not args.output_dir:
+        raise ConfigError("evaluate --batch-manifest: --output-dir is required")
+    return _evaluate_manifest(args, contact_bodies)
+
+
+def _load_for_evaluation(path: Path, fmt: str, robot_arg: str | None):
+    """(result, robot) of a result file: our NPZ (robot from the file unless --robot) or a
+    robot-space format (--robot required)."""
+    from retarget_jax.errors import ConfigError
+    from retarget_jax.io import load_result, read_robot_motion
+    from retarget_jax.metrics.batch import check_result
+    from retarget_jax.robots import load_robot
+
+    if fmt == "npz":
+        result = load_result(path)
+        robot = load_robot(robot_arg or result.robot)
+        if robot.name != result.robot:
+            raise ConfigError(f"{path}: the result is for robot '{result.robot}', --robot gives '{robot.name}'")
+    else:
+        if not robot_arg:
+            raise ConfigError(f"{path}: --format {fmt} is robot-space; --robot is required")
+        robot = load_robot(robot_arg)
+        result = read_robot_motion(path, fmt, robot)
+    check_result(result, robot, str(path))
+    return result, robot
+
+
+def _evaluate_one(args: argparse.Namespace, contact_bodies) -> int:
+    from retarget_jax.metrics import evaluate_results, report_summary, write_report
+
+    t0 = time.perf_counter()
+    path = Path(args.result)
+    result, robot = _load_for_evaluation(path, args.format, args.robot)
+    (report,) = evaluate_results([result], robot, paths=[str(path)], contact_bodies=contact_bodies)
+    out = write_report(report, args.output)
+    print(json.dumps({"result": str(path), "report": str(out), "status": report["status"],
+                      "frames": report["frames"], "robot": robot.name, "warnings": len(report["warnings"]),
+                      "metrics": report_summary(report), "seconds": round(time.perf_counter() - t0, 2)},
+                     allow_nan=False, default=str))
+    return 0
+
+
+def _report_path(result_path: Path, base: Path, output_dir: Path, job_id: str) -> Path:
+    """Where the report of ``result_path`` goes: its path below ``base``, under ``output_dir``,
+    with the suffix replaced (results/a/walk.npz -> D/a/walk.metrics.json); a result outside
+    ``base`` goes to D/<job_id>/<name>.metrics.json."""
+    try:
+        rel = result_path.resolve().relative_to(base.resolve())
+    except ValueError:
+        rel = Path(job_id) / result_path.name
+    return output_dir / rel.with_suffix(".metrics.json")
+
+
+def _evaluate_manifest(args: argparse.Namespace, contact_bodies) -> int:
+    from tqdm import tqdm
+
+    from retarget_jax.manifest import (
+        EVALUATION_MANIFEST_NAME,
+        BatchManifest,
+        EvaluationManifest,
+        EvaluationRecord,
+        manifest_path,
+        relative_to_manifest,
+    )
+    from retarget_jax.metrics import evaluate_results, write_report
+
+    t0 = time.perf_counter()
+    mpath = Path(args.batch_manifest)
+    manifest = BatchManifest.load(mpath)
+    out_dir = Path(args.output_dir)
+    out_path = Path(args.output or EVALUATION_MANIFEST_NAME)
+    if not out_path.is_absolute():
+        out_path = out_dir / out_path
+    base = manifest_path(mpath, manifest.output_dir) if manifest.output_dir else mpath.parent
+    records: dict[str, EvaluationRecord] = {}
+    todo = []  # (record, result path) of jobs with a result to evaluate
+    for rec in manifest.records:
+        if rec.status == "failed":
+            why = f"the batch job failed ({rec.error_type or 'error'})" + (f": {rec.message}" if rec.message else "")
+            records[rec.job_id] = EvaluationRecord(rec.job_id, None, None, "skipped", why)
+        elif not rec.output:
+            records[rec.job_id] = EvaluationRecord(rec.job_id, None, None, "failed",
+                                                   f"the batch record says {rec.status} but names no output file")
+        else:
+            todo.append((rec, manifest_path(mpath, rec.output)))
+
+    used: set[Path] = set()
+    chunk = max(1, int(args.chunk_size))
+    with tqdm(total=len(manifest.records), desc="evaluate", unit="result", file=sys.stderr,
+              disable=args.no_progress) as bar:
+        bar.update(len(manifest.records) - len(todo))
+        for s in range(0, len(todo), chunk):
+            by_robot: dict[str, tuple] = {}
+            for rec, rpath in todo[s:s + chunk]:
+                rel_result = relative_to_manifest(out_path, rpath)
+                try:
+                    result, robot = _load_for_evaluation(rpath, args.format, args.robot)
+                except (RetargetError, OSError) as e:
+                    records[rec.job_id] = EvaluationRecord(rec.job_id, rel_result, None, "failed",
+                                                           f"{type(e).__name__}: {e}")
+                    bar.update(1)
+                    continue
+                by_robot.setdefault(robot.name, (robot, []))[1].append((rec, rpath, result))
+            for robot, items in by_robot.values():
+                reports = evaluate_results([it[2] for it in items], robot, ids=[it[0].job_id for it in items],
+                                           paths=[str(it[1]) for it in items], contact_bodies=contact_bodies,
+                                           progress=bar.update)
+                for (rec, rpath, _), report in zip(items, reports, strict=True):
+                    rep_path = _report_path(rpath, base, out_dir, rec.job_id)
+                    if rep_path in used:  # two results mapped to one report name
+                        rep_path = rep_path.with_name(f"{rep_path.stem}.{rec.job_id}.json")
+                    used.add(rep_path)
+                    write_report(report, rep_path)
+                    msg = "; ".join(report["warnings"]) if report["status"] == "partial" else ""
+                    records[rec.job_id] = EvaluationRecord(rec.job_id, relative_to_manifest(out_path, rpath),
+                                                           relative_to_manifest(out_path, rep_path),
+                                                           report["status"], msg)
+    ev = EvaluationManifest.from_records([records[r.job_id] for r in manifest.records],
+                                         batch_manifest=relative_to_manifest(out_path, mpath),
+                                         output_dir=relative_to_manifest(out_path, out_dir))
+    ev.save_json(out_path)
+    print(json.dumps({"batch_manifest": str(mpath), "evaluation_manifest": str(out_path), "total": ev.total,
+                      "success": ev.success_count, "partial": ev.partial_count, "skipped": ev.skipped_count,
+                      "failed": ev.failed_count, "seconds": round(time.perf_counter() - t0, 2)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="retarget-jax", description="GPU-batched motion retargeting.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -107,8 +254,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gender", choices=("neutral", "male", "female"), help="override the file's gender")
     r.add_argument("--fps", type=float, default=None, help="resample to this rate first (default: keep)")
     r.add_argument("--max-iters", type=int, default=30, help="Gauss-Newton iterations at most")
+    r.add_argument("--contacts", help="explicit ContactPlan (.npz with stance (T, F), or .csv); default: detected")
+    r.add_argument("--no-plausibility", action="store_true",
+                   help="switch off the ground, contact, self-collision, joint-speed and acceleration terms")
     r.add_argument("--cache-dir", default="~/.cache/retarget_jax/xla", help="persistent XLA cache ('' = off)")
     r.set_defaults(func=_retarget)
+    e = sub.add_parser("evaluate", help="metrics reports of one result or of a batch manifest's results")
+    e.add_argument("--result", help="one result file (see --format)")
+    e.add_argument("--batch-manifest", help="a batch_manifest.json: evaluate every result it lists")
+    e.add_argument("--output", "-o",
+                   help="with --result: the report file (R.metrics.json); with --batch-manifest: the evaluation "
+                        "manifest (default evaluation_manifest.json; a relative path goes inside --output-dir)")
+    e.add_argument("--output-dir", help="with --batch-manifest: reports go here, mirroring the results' folders")
+    e.add_argument("--robot", "-r", help="robot name or MJCF path (default: the result's; required for "
+                                         "robot-space formats)")
+    e.add_argument("--format", "-f", default="npz", choices=("npz", "gmr_pkl", "mjlab_npz", "seed_csv"),
+                   help="result file format (default npz, the package's own result)")
+    e.add_argument("--contact-bodies", help="comma-separated contact links for results without a contact plan "
+                                            "(foot sliding then uses the lowest-foot proxy)")
+    e.add_argument("--chunk-size", type=int, default=256, help="results loaded and evaluated at a time")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    e.set_defaults(func=_evaluate)
     f = sub.add_parser("formats", help="list the input formats")
     f.set_defaults(func=_formats)
     return ap

@@ -1,5 +1,64 @@
-"""Metrics of a RetargetingResult (host, numpy). Issue #4 moves these to jitted batch reductions."""
+"""Metrics of retargeting results (stage: metrics).
+
+- :mod:`~retarget_jax.metrics.batch` (jit): :func:`evaluate_batch`, one compiled reduction
+  over a padded batch of results (:class:`MetricBatch`, :class:`MetricGeometry`).
+- :mod:`~retarget_jax.metrics.registry` (host): metric plugins turning those figures into
+  report values; register your own with :func:`register_metric`.
+- :mod:`~retarget_jax.metrics.report` (host): :func:`evaluate_results` -> report dicts,
+  :func:`write_report`.
+- :mod:`~retarget_jax.metrics.basic` (host, numpy): the older per-clip figures
+  (:func:`clip_metrics`, :func:`recipe_metrics`) used by ``retarget-jax retarget``.
+"""
 
 from retarget_jax.metrics.basic import clip_metrics, recipe_metrics
+from retarget_jax.metrics.batch import (
+    CORE_KEYS,
+    MetricBatch,
+    MetricGeometry,
+    body_poses,
+    evaluate_batch,
+    evaluate_results_core,
+    metric_geometry,
+)
+from retarget_jax.metrics.registry import (
+    MetricContext,
+    MetricPlugin,
+    get_metric,
+    register_metric,
+    registered_metrics,
+    unregister_metric,
+)
+from retarget_jax.metrics.report import (
+    REPORT_KIND,
+    REPORT_SCHEMA_VERSION,
+    build_report,
+    evaluate_results,
+    report_json,
+    report_summary,
+    write_report,
+)
 
-__all__ = ["clip_metrics", "recipe_metrics"]
+__all__ = [
+    "CORE_KEYS",
+    "REPORT_KIND",
+    "REPORT_SCHEMA_VERSION",
+    "MetricBatch",
+    "MetricContext",
+    "MetricGeometry",
+    "MetricPlugin",
+    "body_poses",
+    "build_report",
+    "clip_metrics",
+    "evaluate_batch",
+    "evaluate_results",
+    "evaluate_results_core",
+    "get_metric",
+    "metric_geometry",
+    "recipe_metrics",
+    "register_metric",
+    "registered_metrics",
+    "report_json",
+    "report_summary",
+    "unregister_metric",
+    "write_report",
+]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from retarget_jax.robots.spec import KinematicTree
 from retarget_jax.rotations import (
@@ -100,3 +101,57 @@ def integrate(qpos: jnp.ndarray, delta: jnp.ndarray) -> jnp.ndarray:
     pos = qpos[0:3] + delta[0:3]
     quat = quat_normalize(quat_mul(qpos[3:7], quat_exp(delta[3:6])))
     return jnp.concatenate([pos, quat, qpos[7:] + delta[6:]])
+
+
+def _tree_levels(tree: KinematicTree) -> tuple[tuple[int, ...], ...]:
+    """Bodies grouped by depth below the world (static; parents come before children)."""
+    depth: list[int] = []
+    for p in tree.parents:
+        depth.append(0 if p < 0 else depth[p] + 1)
+    return tuple(tuple(b for b, d in enumerate(depth) if d == k) for k in range(max(depth, default=-1) + 1))
+
+
+def body_poses(tree: KinematicTree, qpos: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """World body poses for qpos (..., nq): xpos (..., B, 3), xquat (..., B, 4) wxyz.
+
+    The same kinematics as :func:`forward_kinematics` (checked against MuJoCo in
+    tests/test_metrics_batch.py), computed one tree *level* at a time: all
+    bodies at one depth in one vector op, any leading axes at once. The G1's 30 bodies
+    are 11 levels, so XLA sees 11 small blocks instead of 30 dependent ones and compiles
+    the metrics several times faster; the metrics need no anchors, axes or Jacobians.
+    A body without a hinge has zero ``jnt_pos`` / ``jnt_axis`` and angle 0, so the hinge
+    step is the identity for it.
+    """
+    lead = qpos.shape[:-1]
+    root_pos = qpos[..., 0:3]
+    root_quat = quat_normalize(qpos[..., 3:7])
+    q_ext = jnp.concatenate([qpos[..., 7:], jnp.zeros((*lead, 1), qpos.dtype)], axis=-1)  # index -1 -> 0
+    slot: dict[int, int] = {}  # body -> position in the level-ordered arrays
+    pos_parts, quat_parts = [], []
+    for level in _tree_levels(tree):
+        idx = np.asarray(level)
+        if tree.parents[level[0]] < 0:  # the root, or static bodies on the world
+            pos = jnp.broadcast_to(jnp.asarray(tree.body_pos)[idx], (*lead, len(level), 3))
+            quat = jnp.broadcast_to(jnp.asarray(tree.body_quat)[idx], (*lead, len(level), 4))
+            if tree.root in level:
+                r = level.index(tree.root)
+                pos = pos.at[..., r, :].set(root_pos)
+                quat = quat.at[..., r, :].set(root_quat)
+        else:
+            par = np.asarray([slot[tree.parents[b]] for b in level])
+            ppos = jnp.concatenate(pos_parts, axis=-2)[..., par, :]
+            pquat = jnp.concatenate(quat_parts, axis=-2)[..., par, :]
+            pos = ppos + quat_rotate(pquat, tree.body_pos[idx])
+            quat = quat_mul(pquat, tree.body_quat[idx])
+            dof = np.asarray([tree.body_dof[b] for b in level])
+            if np.any(dof >= 0):
+                jp, ja = tree.jnt_pos[idx], tree.jnt_axis[idx]
+                anchor = pos + quat_rotate(quat, jp)
+                quat = quat_mul(quat, axis_angle_to_quat(ja, q_ext[..., dof]))
+                pos = anchor - quat_rotate(quat, jp)
+        for b in level:
+            slot[b] = len(slot)
+        pos_parts.append(pos)
+        quat_parts.append(quat)
+    back = np.asarray([slot[b] for b in range(len(tree.parents))])
+    return jnp.concatenate(pos_parts, axis=-2)[..., back, :], jnp.concatenate(quat_parts, axis=-2)[..., back, :]

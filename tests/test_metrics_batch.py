@@ -124,6 +124,9 @@ def clips(g1):
     out["slide"] = make_result(robot, root, dof, contacts=np.ones((30, 2), bool))
     root, dof = standing(25)
     out["static"] = make_result(robot, root, dof, contacts=np.ones((25, 2), bool))
+    # a foot skating fast (0.5 m/s, above the contact speed) is not in contact, even on the floor
+    root, dof = standing(30, vx=0.5)
+    out["skate"] = make_result(robot, root, dof, contacts=np.ones((30, 2), bool))
     # (i) the same slide without a contact plan: proxy basis
     root, dof = standing(33, vx=0.1)
     out["proxy"] = make_result(robot, root, dof)
@@ -301,6 +304,9 @@ def test_contact_preservation_known_fraction(clips):
     v = clips["values"]
     assert v["plan"]["contact_preservation"] == pytest.approx(clips["expect"]["plan"], abs=1e-12)
     assert v["static"]["contact_preservation"] == 1.0
+    assert v["slide"]["contact_preservation"] == 1.0  # 0.1 m/s: slower than the contact speed
+    assert v["skate"]["contact_preservation"] == 0.0
+    assert v["skate"]["foot_sliding"] == pytest.approx(0.5, abs=1e-4)
     assert v["sunk"]["has_plan"] == 1.0
 
 

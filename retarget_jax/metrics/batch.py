@@ -57,6 +57,9 @@ from retarget_jax.solve.batch import bucket_length
 
 #: A contact link is in contact when its lowest ground point is closer than this (m).
 CONTACT_HEIGHT = 0.025
+#: ... and its origin moves slower than this horizontally (m/s): the same two cues as the
+#: ContactPlan's detection (a low foot in swing is not in contact).
+CONTACT_SPEED = 0.30
 #: Without a contact plan, the lower foot within this height (m) counts as stance.
 PROXY_STANCE_HEIGHT = 0.03
 #: A joint "violates" its range when it is past it by more than this (rad).
@@ -104,6 +107,7 @@ class MetricGeometry(eqx.Module):
     collision: CollisionArrays
     terrain: HeightField
     contact_height: jnp.ndarray  # () m, see CONTACT_HEIGHT
+    contact_speed: jnp.ndarray  # () m/s, see CONTACT_SPEED
     proxy_height: jnp.ndarray  # () m, see PROXY_STANCE_HEIGHT
     limit_tolerance: jnp.ndarray  # () rad, see JOINT_LIMIT_TOLERANCE
     #: (F,) body index (in ``robot.body_names``) of each contact link.
@@ -283,6 +287,7 @@ def metric_geometry(
     *,
     dtype=None,
     contact_height: float = CONTACT_HEIGHT,
+    contact_speed: float = CONTACT_SPEED,
     proxy_height: float = PROXY_STANCE_HEIGHT,
     limit_tolerance: float = JOINT_LIMIT_TOLERANCE,
 ) -> MetricGeometry:
@@ -294,7 +299,7 @@ def metric_geometry(
     idx = tuple(b if isinstance(b, int | np.integer) else robot.body_index(str(b), where="contact links")
                 for b in contact_bodies)
     idx = tuple(int(b) for b in idx)
-    key = (robot.name, str(robot.mjcf_path), idx, jnp.dtype(dtype).name, contact_height, proxy_height,
+    key = (robot.name, str(robot.mjcf_path), idx, jnp.dtype(dtype).name, contact_height, contact_speed, proxy_height,
            limit_tolerance)
     hit = _GEOMETRY_CACHE.get(key)
     if hit is not None:
@@ -315,7 +320,7 @@ def metric_geometry(
     tree = jax.tree.map(f, robot.tree)
     geo = MetricGeometry(tree=tree, q_lower=f(robot.dof_ranges[:, 0]), q_upper=f(robot.dof_ranges[:, 1]),
                          collision=col, terrain=flat_ground(dtype), contact_height=f(contact_height),
-                         proxy_height=f(proxy_height), limit_tolerance=f(limit_tolerance),
+                         contact_speed=f(contact_speed), proxy_height=f(proxy_height), limit_tolerance=f(limit_tolerance),
                          contact_bodies=idx, contact_points=tuple(points))
     _GEOMETRY_CACHE[key] = geo
     return geo
@@ -410,7 +415,9 @@ def _clip(geo: MetricGeometry, target_body, qpos, mask, fps, contacts, has_plan,
         use_plan = has_plan > 0.5
         out["foot_sliding"] = jnp.where(use_plan, plan_val, proxy_val)
         out["foot_sliding_proxy"] = jnp.where(use_plan, 0.0, 1.0).astype(dt)
-        in_contact = link_clear < geo.contact_height
+        # a frame's link speed: that of the pair ending at it (the first frame: the first pair)
+        frame_speed = jnp.concatenate([speed[:1], speed], axis=0)
+        in_contact = (link_clear < geo.contact_height) & (frame_speed < geo.contact_speed)
         agree = (stance == in_contact).astype(dt)
         out["contact_preservation"], _ = _masked_mean(agree, jnp.broadcast_to(real[:, None], agree.shape))
     else:
@@ -461,7 +468,8 @@ def evaluate_batch(batch: MetricBatch, geometry: MetricGeometry) -> dict[str, jn
       ground in both frames (``foot_sliding_proxy`` = 1). 0 without such pairs.
     - ``contact_preservation`` (fraction): mean over real frames and feet of
       [plan stance == link in contact], in contact = lowest ground point below
-      ``contact_height``; meaningful only with a plan.
+      ``contact_height`` and horizontal speed below ``contact_speed`` (the plan's own
+      cues: a low foot in swing is not in contact); meaningful only with a plan.
     - ``ground_penetration_max`` (m): max over real frames of the depth of the lowest
       ground point below the terrain (>= 0). ``self_penetration_max`` (m): max over real
       frames and declared pairs of the capsules' overlap (no margin). ``penetration`` /

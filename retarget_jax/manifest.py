@@ -30,7 +30,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from retarget_jax.errors import ConfigError, MotionFormatError
 
@@ -221,14 +221,47 @@ class BatchRunRecord:
                    provenance=r.get("provenance", dict, required=False, nullable=True) or {})
 
 
+class _Counted:
+    """What both manifests share: counts of records by status (``<status>_count`` fields,
+    ``STATUSES``), kept equal to the records, and JSON output."""
+
+    STATUSES: ClassVar[tuple[str, ...]] = ()
+    records: list
+    total: int
+
+    def recount(self):
+        c = _counts(self.records, self.STATUSES)
+        self.total = len(self.records)
+        for s in self.STATUSES:
+            setattr(self, f"{s}_count", c[s])
+        return self
+
+    def records_by_id(self) -> dict:
+        """job_id -> record."""
+        return {r.job_id: r for r in self.records}
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["records"] = [r.to_json() for r in self.records]
+        return d
+
+    def save_json(self, path: str | os.PathLike) -> Path:
+        """Write atomically; ConfigError when the counts do not match the records."""
+        c = _counts(self.records, self.STATUSES)
+        if self.total != len(self.records) or any(getattr(self, f"{s}_count") != c[s] for s in self.STATUSES):
+            raise ConfigError(f"{path}: manifest counts do not match its records; call recount() first")
+        return _write_json(path, self.to_json())
+
+
 @dataclasses.dataclass
-class BatchManifest:
+class BatchManifest(_Counted):
     """The manifest of a batch run (``batch_manifest.json``): see the module docstring.
 
     Counts follow the records; build one with :meth:`from_records` (or call
     :meth:`recount` after changing ``records``).
     """
 
+    STATUSES: ClassVar[tuple[str, ...]] = BATCH_STATUSES
     schema_version: int = MANIFEST_SCHEMA_VERSION
     created_at: str = ""
     updated_at: str = ""
@@ -249,28 +282,6 @@ class BatchManifest:
         m = cls(records=list(records), created_at=meta.pop("created_at", now), updated_at=meta.pop("updated_at", now),
                 **meta)
         return m.recount()
-
-    def recount(self) -> BatchManifest:
-        c = _counts(self.records, BATCH_STATUSES)
-        self.total = len(self.records)
-        self.success_count, self.skipped_count, self.failed_count = c["success"], c["skipped"], c["failed"]
-        return self
-
-    def records_by_id(self) -> dict[str, BatchRunRecord]:
-        return {r.job_id: r for r in self.records}
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["records"] = [r.to_json() for r in self.records]
-        return d
-
-    def save_json(self, path: str | os.PathLike) -> Path:
-        """Write atomically; ConfigError when the counts do not match the records."""
-        c = _counts(self.records, BATCH_STATUSES)
-        if (self.total, self.success_count, self.skipped_count, self.failed_count) != (
-                len(self.records), c["success"], c["skipped"], c["failed"]):
-            raise ConfigError(f"{path}: manifest counts do not match its records; call recount() first")
-        return _write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BatchManifest:
@@ -322,9 +333,10 @@ class EvaluationRecord:
 
 
 @dataclasses.dataclass
-class EvaluationManifest:
+class EvaluationManifest(_Counted):
     """The manifest of ``retarget-jax evaluate --batch-manifest``: one record per job."""
 
+    STATUSES: ClassVar[tuple[str, ...]] = EVALUATION_STATUSES
     schema_version: int = MANIFEST_SCHEMA_VERSION
     created_at: str = ""
     batch_manifest: str = ""
@@ -342,29 +354,6 @@ class EvaluationManifest:
         ``output_dir`` and ``created_at`` (default now)."""
         m = cls(records=list(records), created_at=meta.pop("created_at", utc_now()), **meta)
         return m.recount()
-
-    def recount(self) -> EvaluationManifest:
-        c = _counts(self.records, EVALUATION_STATUSES)
-        self.total = len(self.records)
-        self.success_count, self.partial_count = c["success"], c["partial"]
-        self.skipped_count, self.failed_count = c["skipped"], c["failed"]
-        return self
-
-    def records_by_id(self) -> dict[str, EvaluationRecord]:
-        return {r.job_id: r for r in self.records}
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["records"] = [r.to_json() for r in self.records]
-        return d
-
-    def save_json(self, path: str | os.PathLike) -> Path:
-        """Write atomically; ConfigError when the counts do not match the records."""
-        c = _counts(self.records, EVALUATION_STATUSES)
-        if (self.total, self.success_count, self.partial_count, self.skipped_count, self.failed_count) != (
-                len(self.records), c["success"], c["partial"], c["skipped"], c["failed"]):
-            raise ConfigError(f"{path}: manifest counts do not match its records; call recount() first")
-        return _write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EvaluationManifest:

@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--body-model-dir", help="SMPL/SMPL-H/SMPL-X model files (default: built-in neutral skeletons)")
     r.add_argument("--gender", choices=("neutral", "male", "female"), help="override the file's gender")
     r.add_argument("--fps", type=float, default=None, help="resample to this rate first (default: keep)")
-    r.add_argument("--max-iters", type=int, default=30, help="Gauss-Newton iterations at most")
+    r.add_argument("--max-iters", type=int, default=50, help="Gauss-Newton iterations at most")
     r.add_argument("--contacts", help="explicit ContactPlan (.npz with stance (T, F), or .csv); default: detected")
     r.add_argument("--no-plausibility", action="store_true",
                    help="switch off the ground, contact, self-collision, joint-speed and acceleration terms")

@@ -39,7 +39,7 @@ class BodyModelConfig:
 
 @dataclasses.dataclass
 class SolverConfig:
-    max_iters: int = 30
+    max_iters: int = 50
     rtol: float = 1e-5
     damping: float = 1e-3
 

@@ -44,7 +44,7 @@ from retarget_jax.solve.linalg import block_banded_solve
 class SolverOptions(eqx.Module):
     """Solver settings. ``max_iters`` is static; tolerances and damping are traced."""
 
-    max_iters: int = eqx.field(static=True, default=30)
+    max_iters: int = eqx.field(static=True, default=50)
     rtol: float | jnp.ndarray = 1e-5  # stop when an accepted step lowers F by less than rtol*F
     step_tol: float | jnp.ndarray = 1e-4  # ... or moves no coordinate by more than this (m, rad)
     damping: float | jnp.ndarray = 1e-3  # initial Levenberg damping

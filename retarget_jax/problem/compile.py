@@ -46,6 +46,7 @@ from retarget_jax.robots.collision import (
     HeightField,
     collision_arrays,
     flat_ground,
+    geom_ground_points,
 )
 from retarget_jax.robots.spec import KinematicTree, RobotSpec
 from retarget_jax.rotations import (
@@ -56,6 +57,8 @@ from retarget_jax.rotations import (
     quat_mul,
     quat_rotate,
 )
+
+_UP = np.array([0.0, 0.0, 1.0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -482,11 +485,12 @@ def _scaled_figure(pos, bone_scale, lateral_scale, root_scale, anchor, parents=C
 
 def _sole_points(robot: RobotSpec, feet: list[int], qpos: np.ndarray) -> list[tuple[int, np.ndarray, float]]:
     """(body, point in body frame, rest height) for the bottom of every collision geom on
-    each foot and the bodies below it: a sphere's lowest point, a capsule's two end caps,
-    a box's four bottom corners, taken with the robot standing at ``qpos`` and kept on the
-    foot body (a massless child body, like the T1's contact spheres, moves with its foot).
-    The rest height is the point's height above its foot's lowest point at ``qpos``: a
-    flat foot on flat ground has every sole point at its rest height."""
+    each foot and the bodies below it: the bottom of each ground point of the geom
+    (:func:`retarget_jax.robots.collision.geom_ground_points`: a sphere's centre, a
+    capsule's two end caps, a box's corners), taken with the robot standing at ``qpos``
+    and kept on the foot body (a massless child body, like the T1's contact spheres,
+    moves with its foot). The rest height is the point's height above its foot's lowest
+    point at ``qpos``: a flat foot on flat ground has every sole point at its rest height."""
     m = robot.mj_model
     _, _, d = _robot_world_poses(robot, qpos)
     out = []
@@ -494,18 +498,10 @@ def _sole_points(robot: RobotSpec, feet: list[int], qpos: np.ndarray) -> list[tu
         R_b, x_b = d.xmat[b + 1].reshape(3, 3), d.xpos[b + 1]
         foot: list[np.ndarray] = []
         for g in robot.subtree_geoms(b):
-            c, R, size, t = d.geom_xpos[g], d.geom_xmat[g].reshape(3, 3), m.geom_size[g], m.geom_type[g]
-            down = np.array([0.0, 0.0, -1.0])
-            if t == mujoco.mjtGeom.mjGEOM_SPHERE:
-                pts = [c + size[0] * down]
-            elif t == mujoco.mjtGeom.mjGEOM_CAPSULE:
-                pts = [c + s * size[1] * R[:, 2] + size[0] * down for s in (-1.0, 1.0)]
-            elif t == mujoco.mjtGeom.mjGEOM_BOX:
-                corners = [R @ (size * np.array([sx, sy, sz])) for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
-                pts = sorted((c + v for v in corners), key=lambda q: q[2])[:4]
-            else:
-                continue
-            foot.extend(pts)
+            gb = m.geom_bodyid[g]
+            pts, radii = geom_ground_points(m, g)
+            R_g = d.xmat[gb].reshape(3, 3)
+            foot.extend(d.xpos[gb] + R_g @ q - r * _UP for q, r in zip(pts, radii, strict=True))
         low = min((q[2] for q in foot), default=0.0)
         out.extend((b, R_b.T @ (q - x_b), float(q[2] - low)) for q in foot)
     return out

@@ -18,7 +18,7 @@ from retarget_jax.problem.recipe import config_dir
 
 @pytest.fixture(scope="module")
 def recipe_dict():
-    return yaml.safe_load((config_dir() / "recipe" / "lafan1_g1.yaml").read_text())
+    return yaml.safe_load((config_dir() / "recipes" / "lafan1_g1.yaml").read_text())
 
 
 @pytest.fixture(scope="module")

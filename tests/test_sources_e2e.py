@@ -171,7 +171,7 @@ def test_a_user_robot_from_an_mjcf_path_and_a_recipe_file(tmp_path, g1, capsys):
 
     xml = tmp_path / "my_robot.xml"
     shutil.copy(ASSETS / BUILTIN_ROBOTS["unitree_g1"], xml)
-    recipe = yaml.safe_load((load_recipe.__globals__["config_dir"]() / "recipe" / "lafan1_g1.yaml").read_text())
+    recipe = yaml.safe_load((load_recipe.__globals__["config_dir"]() / "recipes" / "lafan1_g1.yaml").read_text())
     recipe.update(name="my_robot_lafan1", robot="my_robot")
     rfile = tmp_path / "my_robot_lafan1.yaml"
     rfile.write_text(yaml.safe_dump(recipe))

@@ -1,6 +1,6 @@
 """Recipes: which human joint drives which robot body, with what weight (host side).
 
-A recipe is plain data (YAML in ``configs/recipe/``) turned into typed objects here;
+A recipe is plain data (YAML in ``configs/recipes/``) turned into typed objects here;
 every name in it is checked once, against the human joint vocabulary and the robot,
 by :func:`retarget_jax.problem.compile.compile_problem`.
 
@@ -200,8 +200,8 @@ def config_dir() -> Path:
 
 
 def shipped_recipes() -> list[str]:
-    """Names of the recipes in ``configs/recipe/``."""
-    return sorted(f.stem for f in (config_dir() / "recipe").glob("*.yaml"))
+    """Names of the recipes in ``configs/recipes/``."""
+    return sorted(f.stem for f in (config_dir() / "recipes").glob("*.yaml"))
 
 
 def _recipe_path(name_or_path: str | Path, base_dir: Path | None = None) -> Path:
@@ -210,7 +210,7 @@ def _recipe_path(name_or_path: str | Path, base_dir: Path | None = None) -> Path
         if not p.is_absolute() and base_dir is not None and (base_dir / p).exists():
             return base_dir / p
         return p
-    p = config_dir() / "recipe" / f"{name_or_path}.yaml"
+    p = config_dir() / "recipes" / f"{name_or_path}.yaml"
     if not p.exists():
         raise UnknownNameError("recipe", str(name_or_path), shipped_recipes())
     return p
@@ -237,7 +237,7 @@ def _recipe_data(p: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
-    """Load a shipped recipe by name (``configs/recipe/<name>.yaml``) or any YAML file.
+    """Load a shipped recipe by name (``configs/recipes/<name>.yaml``) or any YAML file.
 
     A recipe may start from another with ``extends: <name or path>``: top-level keys of
     the file replace the base's (``targets`` is replaced whole, not merged).

@@ -2,12 +2,17 @@
 
     retarget-jax retarget INPUT --format F --robot R --output OUT.npz [options]
     retarget-jax formats        # the input format names and what they read
+    retarget-jax batch --input-dir DIR --pattern "*.npz" --format smplx --robot unitree_g1 \
+        [--config run.yaml] --output-dir OUT [--force] [--max-workers N]
     retarget-jax evaluate --result R.npz --output R.metrics.json
     retarget-jax evaluate --batch-manifest M.json --output-dir D [--output evaluation_manifest.json]
 
 ``retarget`` reads one file, retargets it (or, for a robot-space format, loads it) and
 writes one result. The output format follows the file name (``.npz`` result,
 ``.mjlab.npz`` mjlab/BeyondMimic, ``.pkl`` GMR) unless ``--output-format`` says.
+``batch`` runs the batch driver (:mod:`retarget_jax.batch`) over a folder, with the same
+config and semantics as ``python -m retarget_jax.run`` (resume, ``batch_manifest.json``,
+buckets, windows); ``--config`` is a YAML file of RunConfig keys, the flags override it.
 ``evaluate`` writes metrics reports (:mod:`retarget_jax.metrics.report`): of one result,
 or of every result a batch manifest lists, with an evaluation manifest.
 Errors are printed as ``error: <ErrorClass>: <message>`` with exit status 2.
@@ -90,6 +95,62 @@ def _retarget(args: argparse.Namespace) -> int:
                    seconds=round(time.perf_counter() - t0, 2))
     print(json.dumps(summary))
     return 0
+
+
+def batch_config(args: argparse.Namespace):
+    """The RunConfig of ``retarget-jax batch``: schema defaults, then ``--config``, then the
+    flags. Unknown keys and wrong types in the file fail naming the key."""
+    from omegaconf import OmegaConf
+
+    from retarget_jax.errors import ConfigError
+    from retarget_jax.run import RunConfig
+
+    schema = OmegaConf.structured(RunConfig)
+    layers = []
+    if args.config:
+        path = Path(args.config)
+        try:
+            data = OmegaConf.load(path)
+        except FileNotFoundError:
+            raise ConfigError(f"--config {path}: no such file") from None
+        except Exception as e:
+            raise ConfigError(f"--config {path}: not valid YAML: {e}") from None
+        layers.append(data)
+    flags = {"input": {"path": args.input_dir}, "output": {"dir": args.output_dir}, "batch": {}}
+    if args.pattern:
+        flags["input"]["pattern"] = args.pattern
+    if args.format:
+        flags["input"]["format"] = args.format
+    if args.robot:
+        key = "mjcf" if args.robot.lower().endswith(".xml") else "name"
+        flags["robot"] = {key: args.robot}
+    if args.force:
+        flags["batch"]["force"] = True
+    if args.max_workers is not None:
+        flags["batch"]["max_workers"] = args.max_workers
+    if args.max_batch is not None:
+        flags["batch"]["max_batch"] = args.max_batch
+    if args.no_progress:
+        flags["batch"]["progress"] = False
+    layers.append(OmegaConf.create(flags))
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(schema, *layers))
+    except Exception as e:  # omegaconf's errors name the key and the expected type
+        where = f"--config {args.config}: " if args.config else ""
+        raise ConfigError(f"{where}bad config: {e}") from None
+    if not args.format and not (args.config and "format" in OmegaConf.select(layers[0], "input", default={})):
+        raise ConfigError("batch: --format (or input.format in --config) is required; see `retarget-jax formats`")
+    return cfg
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from retarget_jax.run import execute
+
+    cfg = batch_config(args)
+    summary = execute(cfg, config_path=str(Path(args.config).resolve()) if args.config else None)
+    print(json.dumps({k: summary[k] for k in ("manifest", "success", "skipped", "failed_count", "frames",
+                                             "seconds")}))
+    return 0 if summary["failed_count"] == 0 else 1
 
 
 def _formats(_: argparse.Namespace) -> int:
@@ -259,6 +320,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="switch off the ground, contact, self-collision, joint-speed and acceleration terms")
     r.add_argument("--cache-dir", default="~/.cache/retarget_jax/xla", help="persistent XLA cache ('' = off)")
     r.set_defaults(func=_retarget)
+    b = sub.add_parser("batch", help="retarget every matching file of a folder (resumable, batched)")
+    b.add_argument("--input-dir", "-i", required=True, help="folder of motion files")
+    b.add_argument("--pattern", "-p", help="glob below --input-dir, ** recurses (default: the format's, e.g. **/*.npz)")
+    b.add_argument("--format", "-f", help="input format (see `retarget-jax formats`); or input.format in --config")
+    b.add_argument("--robot", "-r", help="built-in robot name or an MJCF path; or robot.name in --config "
+                                         "(required: the driver never guesses a robot)")
+    b.add_argument("--config", "-c", help="YAML file of run settings (the keys of `python -m retarget_jax.run`)")
+    b.add_argument("--output-dir", "-o", required=True, help="results mirror the input folders here, with "
+                                                             "batch_manifest.json")
+    b.add_argument("--force", action="store_true", help="redo jobs whose outputs exist (default: skip them)")
+    b.add_argument("--max-workers", type=int, help="threads reading and preparing files")
+    b.add_argument("--max-batch", type=int, help="clips per device batch (default 64)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    b.set_defaults(func=_batch)
     e = sub.add_parser("evaluate", help="metrics reports of one result or of a batch manifest's results")
     e.add_argument("--result", help="one result file (see --format)")
     e.add_argument("--batch-manifest", help="a batch_manifest.json: evaluate every result it lists")

@@ -23,6 +23,7 @@ from retarget_jax.motion.canonical import canonical_index
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.motion.resample import resample
 from retarget_jax.problem.compile import (
+    CompiledProblem,
     CostWeights,
     JointVelocityLimits,
     RetargetingProblem,
@@ -54,6 +55,71 @@ def read_motion(path: str | Path, fmt: str, **kwargs) -> HumanMotion:
     return _read(path, fmt, **kwargs)
 
 
+@dataclasses.dataclass(frozen=True)
+class ProblemSettings:
+    """What every clip of a run shares besides recipe and robot: cost weights, the rate to
+    resample to (None keeps each clip's own), contact detection thresholds, joint speed
+    limits and the terrain."""
+
+    weights: CostWeights = dataclasses.field(default_factory=CostWeights)
+    fps: float | None = None
+    contact_thresholds: ContactThresholds = dataclasses.field(default_factory=ContactThresholds)
+    joint_velocity_limits: JointVelocityLimits = dataclasses.field(default_factory=JointVelocityLimits)
+    terrain: HeightField | None = None
+
+
+@dataclasses.dataclass
+class PreparedClip:
+    """One clip ready for the device: its host problem and the compiled pytree."""
+
+    problem: RetargetingProblem
+    compiled: CompiledProblem
+    source_fps: float
+
+    @property
+    def num_frames(self) -> int:
+        return self.compiled.num_frames
+
+
+def prepare_clip(motion: HumanMotion, recipe: Recipe, robot: RobotSpec, settings: ProblemSettings | None = None,
+                 contacts: ContactPlan | None = None) -> PreparedClip:
+    """Resample, build the problem and compile it (host; raises RetargetError subclasses)."""
+    settings = settings or ProblemSettings()
+    resampled = resample(motion, settings.fps)
+    prob = RetargetingProblem(resampled, recipe, robot, settings.weights,
+                              contacts=_resample_plan(contacts, motion, resampled),
+                              contact_thresholds=settings.contact_thresholds,
+                              joint_velocity_limits=settings.joint_velocity_limits, terrain=settings.terrain)
+    return PreparedClip(prob, compile_problem(prob), float(motion.fps))
+
+
+def finish_clip(clip: PreparedClip, solved) -> RetargetingResult:
+    """The result of a prepared clip from its ``(SolveOutput, body_pos_w, body_quat_w)``."""
+    so, xpos, xquat = solved
+    res = _to_result(clip.problem, clip.compiled, so, xpos, xquat)
+    res.provenance["source_fps"] = clip.source_fps
+    return res
+
+
+def solve_clips(clips: Sequence[PreparedClip], options: SolverOptions | None = None, *,
+                buckets: Sequence[int] = DEFAULT_BUCKETS, max_batch: int = 64, window: int | None = None,
+                overlap: int = 32, fixed_batch: bool = False) -> list[RetargetingResult]:
+    """Solve prepared clips in bucketed batches; a clip longer than ``window`` frames is
+    split into overlapping windows solved in the same batches and stitched
+    (:mod:`retarget_jax.batch.windows`). ``window=None`` solves every clip whole.
+    ``fixed_batch`` pads every batch to ``max_batch`` clips (one program per bucket)."""
+    from retarget_jax.batch.windows import solve_windowed
+
+    options = options or SolverOptions()
+    problems = [c.compiled for c in clips]
+    if window is None:
+        solved = solve_many(problems, options, buckets=buckets, max_batch=max_batch, fixed_batch=fixed_batch)
+    else:
+        solved = solve_windowed(problems, options, robot=clips[0].problem.robot, window=window,
+                                overlap=overlap, buckets=buckets, max_batch=max_batch, fixed_batch=fixed_batch)
+    return [finish_clip(c, s) for c, s in zip(clips, solved, strict=True)]
+
+
 def retarget_motions(
     motions: Sequence[HumanMotion],
     recipe: Recipe,
@@ -68,6 +134,8 @@ def retarget_motions(
     contact_thresholds: ContactThresholds | None = None,
     joint_velocity_limits: JointVelocityLimits | None = None,
     terrain: HeightField | None = None,
+    window: int | None = None,
+    overlap: int = 32,
 ) -> list[RetargetingResult | ClipFailure]:
     """Retarget many clips of one recipe; one entry per input, in order.
 
@@ -75,35 +143,27 @@ def retarget_motions(
     clip's own rate); the result records the source rate in its provenance.
     ``contacts``: an explicit ContactPlan per clip (None entries, or None for all, are
     detected from the source with ``contact_thresholds``); a plan follows its clip through
-    resampling (nearest source frame).
+    resampling (nearest source frame). ``window``/``overlap``: see :func:`solve_clips`.
     """
-    options = options or SolverOptions()
-    weights = weights or CostWeights()
-    compiled, ok_idx, out = [], [], [None] * len(motions)
-    problems, source_fps = [], []
+    settings = ProblemSettings(weights or CostWeights(), fps, contact_thresholds or ContactThresholds(),
+                               joint_velocity_limits or JointVelocityLimits(), terrain)
     plans = list(contacts) if contacts is not None else [None] * len(motions)
     if len(plans) != len(motions):
         raise ValueError(f"{len(plans)} contact plans for {len(motions)} motions")
-    extra = {"contact_thresholds": contact_thresholds or ContactThresholds(),
-             "joint_velocity_limits": joint_velocity_limits or JointVelocityLimits(), "terrain": terrain}
+    out: list = [None] * len(motions)
+    clips, ok_idx = [], []
     for i, m in enumerate(motions):
         try:
-            motion = resample(m, fps)
-            prob = RetargetingProblem(motion, recipe, robot, weights,
-                                      contacts=_resample_plan(plans[i], m, motion), **extra)
-            cp = compile_problem(prob)
+            clips.append(prepare_clip(m, recipe, robot, settings, plans[i]))
+            ok_idx.append(i)
         except RetargetError as e:
             out[i] = ClipFailure(m.source_path, e.error_type, str(e))
-            continue
-        compiled.append(cp)
-        problems.append(prob)
-        ok_idx.append(i)
-        source_fps.append(float(m.fps))
-    solved = solve_many(compiled, options, buckets=buckets, max_batch=max_batch) if compiled else []
-    for i, prob, cp, src_fps, (so, xpos, xquat) in zip(ok_idx, problems, compiled, source_fps, solved, strict=True):
-        out[i] = _to_result(prob, cp, so, xpos, xquat)
-        out[i].provenance["source_fps"] = src_fps
-    return out  # type: ignore[return-value]
+    if clips:
+        results = solve_clips(clips, options, buckets=buckets, max_batch=max_batch, window=window,
+                              overlap=overlap)
+        for i, res in zip(ok_idx, results, strict=True):
+            out[i] = res
+    return out
 
 
 def _resample_plan(plan: ContactPlan | None, src: HumanMotion, dst: HumanMotion) -> ContactPlan | None:

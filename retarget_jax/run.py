@@ -8,7 +8,6 @@ before any work starts, naming the key.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,18 @@ from retarget_jax.solve.batch import DEFAULT_BUCKETS
 
 
 @dataclasses.dataclass
+class RobotConfig:
+    """Config group ``robot``: ``robot=unitree_g1|unitree_h1|booster_t1``, or any MJCF with
+    ``robot.mjcf=<file.xml>`` (named after the file unless ``robot.name`` is set)."""
+
+    name: str | None = None
+    mjcf: str | None = None
+
+
+@dataclasses.dataclass
 class InputConfig:
+    """Config group ``source`` (package ``input``): what to read and how."""
+
     path: str | None = None  # file or directory; None = the embedded demo walk
     format: str = "bvh_lafan1"  # see retarget_jax.formats (the CLI's --format names)
     pattern: str | None = None  # inside a directory; None = the format's default (**/*.bvh, ...)
@@ -38,16 +48,10 @@ class BodyModelConfig:
 
 
 @dataclasses.dataclass
-class SolverConfig:
-    max_iters: int = 50
-    rtol: float = 1e-5
-    damping: float = 1e-3
-
-
-@dataclasses.dataclass
 class WeightsConfig:
     """Cost weights (retarget_jax.problem.CostWeights); 0 switches a term off."""
 
+    smooth: float = 1.0  # multiplies the three smooth_* weights (one knob for sweeps)
     smooth_position: float = 0.02
     smooth_rotation: float = 0.005
     smooth_joint: float = 0.002
@@ -60,6 +64,16 @@ class WeightsConfig:
     contact_slide: float = 10.0  # stance soles not sliding
     self_collision: float = 2000.0  # declared geom pairs kept apart
     joint_velocity: float = 1.0  # joint speeds within their limits
+
+
+@dataclasses.dataclass
+class SolverConfig:
+    """Config group ``solver``: iterations, tolerances and the cost weights."""
+
+    max_iters: int = 50
+    rtol: float = 1e-5
+    damping: float = 1e-3
+    weights: WeightsConfig = dataclasses.field(default_factory=WeightsConfig)
 
 
 @dataclasses.dataclass
@@ -82,26 +96,46 @@ class LimitsConfig:
 
 
 @dataclasses.dataclass
+class DistributedConfig:
+    """Multi-process runs (retarget_jax.batch.distributed): with ``enabled`` every process
+    calls jax.distributed.initialize() (coordinator from SLURM / Open MPI, or the fields)."""
+
+    enabled: bool = False
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    merge_timeout_s: float = 86400.0
+
+
+@dataclasses.dataclass
 class BatchConfig:
-    max_batch: int = 64
+    """Config group ``batch``: how the driver feeds the device (retarget_jax.batch)."""
+
+    max_batch: int = 64  # clips (or windows) per device batch
     buckets: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_BUCKETS))
+    window: int | None = 1024  # longer clips: overlapping windows, solved together, stitched
+    overlap: int = 64  # frames shared by consecutive windows
+    prefetch: int | None = None  # prepared clips held at most (memory bound); None = 4 * max_batch
+    max_workers: int | None = None  # threads reading and preparing files; None = Python's default
+    force: bool = False  # redo jobs whose outputs exist
+    progress: bool = True  # progress bar (clips, frames/s, ETA) on stderr
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
 
 
 @dataclasses.dataclass
 class OutputConfig:
-    dir: str = "outputs/retarget"
+    dir: str | None = None  # None = Hydra's run directory (outputs/<name>), or outputs/<name> outside Hydra
     formats: list[str] = dataclasses.field(default_factory=lambda: ["npz"])
 
 
 @dataclasses.dataclass
 class RunConfig:
     name: str = "run"
-    robot: str = "unitree_g1"
+    robot: RobotConfig = dataclasses.field(default_factory=RobotConfig)
     recipe: str | None = None  # None = the shipped recipe for the input's family and the robot
     input: InputConfig = dataclasses.field(default_factory=InputConfig)
     body_model: BodyModelConfig = dataclasses.field(default_factory=BodyModelConfig)
     solver: SolverConfig = dataclasses.field(default_factory=SolverConfig)
-    weights: WeightsConfig = dataclasses.field(default_factory=WeightsConfig)
     # False zeroes every physical-plausibility weight (acceleration, ground, contacts,
     # self-collision, joint speed): the plain tracking problem, for comparison
     plausibility: bool = True
@@ -118,25 +152,62 @@ ConfigStore.instance().store(name="run_schema", node=RunConfig)
 _ = MISSING
 
 
-def _inputs(cfg: RunConfig) -> list[Path]:
+def _robot(cfg: RunConfig):
+    from retarget_jax.errors import ConfigError
+    from retarget_jax.robots import load_robot
+    from retarget_jax.robots.spec import BUILTIN_ROBOTS
+
+    if cfg.robot.mjcf:
+        return load_robot(Path(cfg.robot.mjcf).expanduser(), name=cfg.robot.name)
+    if cfg.robot.name:
+        return load_robot(cfg.robot.name)
     if cfg.input.path is None:
-        return []
+        return load_robot("unitree_g1")  # the embedded demo walk
+    raise ConfigError(f"no robot given for the {cfg.input.format} input {cfg.input.path}: the driver does not "
+                      f"guess one. Set robot=<{'|'.join(BUILTIN_ROBOTS)}> (Hydra), --robot (CLI), or robot.mjcf")
+
+
+def _weights(cfg: RunConfig):
+    """CostWeights of the config: ``smooth`` multiplies the three smooth_* weights, and
+    ``plausibility=false`` zeroes the plausibility terms."""
+    from retarget_jax.problem import CostWeights
+
+    w = dataclasses.asdict(cfg.solver.weights)
+    smooth = w.pop("smooth")
+    for k in ("smooth_position", "smooth_rotation", "smooth_joint"):
+        w[k] *= smooth
+    weights = CostWeights(**w)
+    return weights if cfg.plausibility else weights.without_plausibility()
+
+
+def _jobs(cfg: RunConfig, out_dir: Path, robot_name: str, config_path: str | None):
+    from retarget_jax.batch.jobs import DEMO_JOB, BatchJob, find_inputs, make_jobs, output_path
+    from retarget_jax.errors import ConfigError
+    from retarget_jax.formats import DEFAULT_PATTERNS
+
+    formats = list(cfg.output.formats) or ["npz"]
+    if cfg.input.path is None:
+        return [BatchJob(DEMO_JOB, DEMO_JOB, str(output_path(out_dir, DEMO_JOB, formats[0])), DEMO_JOB,
+                         None, robot_name, config_path)], None, None
     p = Path(cfg.input.path).expanduser()
     if p.is_dir():
-        from retarget_jax.formats import DEFAULT_PATTERNS
-
         pattern = cfg.input.pattern or DEFAULT_PATTERNS.get(cfg.input.format, "**/*")
-        files = sorted(Path(f) for f in glob.glob(str(p / pattern), recursive=True))
-        if not files:
-            raise SystemExit(f"no files matching '{pattern}' in {p}")
-        return files
-    if not p.exists():
-        raise SystemExit(f"input.path does not exist: {p}")
-    return [p]
+        files, base = find_inputs(p, pattern), p
+    elif p.exists():
+        pattern, files, base = None, [p], p.parent
+    else:
+        raise ConfigError(f"input.path does not exist: {p}")
+    jobs = make_jobs(files, base, out_dir, formats=formats, motion_format=cfg.input.format, robot=robot_name,
+                     config_path=config_path)
+    return jobs, str(base), pattern
 
 
-def execute(cfg: RunConfig) -> dict:
-    """Run a retargeting job from a typed config; returns a summary (also printed)."""
+def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
+    """Run a retargeting batch from a typed config; returns a summary (also printed).
+
+    Jobs are the input files (or the embedded demo walk); see :mod:`retarget_jax.batch`
+    for resuming, buckets, windows, devices and processes.
+    """
     import logging
 
     import jax
@@ -144,111 +215,65 @@ def execute(cfg: RunConfig) -> dict:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     if cfg.jax_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(Path(cfg.jax_cache_dir).expanduser()))
-    from retarget_jax.errors import ConfigError, RetargetError
-    from retarget_jax.formats import MotionFormat, default_recipe, read_motion, read_robot_motion
-    from retarget_jax.io import write_result
-    from retarget_jax.manifest import BATCH_MANIFEST_NAME, BatchManifest, BatchRunRecord, utc_now
-    from retarget_jax.motion.demo import demo_motion
-    from retarget_jax.pipeline import ClipFailure, retarget_motions
-    from retarget_jax.problem import CostWeights, load_recipe
+    from retarget_jax.batch import distributed
+    from retarget_jax.batch.runner import BatchRunner
+    from retarget_jax.batch.worker import RetargetWorker
+    from retarget_jax.errors import ConfigError
+    from retarget_jax.formats import MotionFormat
+    from retarget_jax.manifest import BATCH_MANIFEST_NAME, manifest_path
+    from retarget_jax.pipeline import ProblemSettings
     from retarget_jax.problem.compile import JointVelocityLimits
-    from retarget_jax.problem.contacts import ContactThresholds, load_contact_plan
-    from retarget_jax.robots import load_robot
+    from retarget_jax.problem.contacts import ContactThresholds
     from retarget_jax.robots.collision import load_height_field
     from retarget_jax.solve import SolverOptions
 
     t0 = time.perf_counter()
     fmt = MotionFormat.parse(cfg.input.format, where="input.format")
-    robot = load_robot(cfg.robot)
-    files = _inputs(cfg)
-    motions, failures, names, loaded = [], [], [], []
-    if not files:
-        motions.append(demo_motion(num_frames=cfg.input.demo_frames))
-        names.append(Path("demo_walk"))
-
-    def rel(f: Path) -> Path:
-        return f.relative_to(Path(cfg.input.path)) if Path(cfg.input.path).is_dir() else Path(f.name)
-
-    for f in files:
-        try:
-            if fmt.is_robot_space:
-                loaded.append((rel(f), read_robot_motion(f, fmt, robot)))
-            else:
-                motions.append(read_motion(f, fmt, joint_map=cfg.input.joint_map,
-                                           body_model_dir=cfg.body_model.dir, gender=cfg.body_model.gender))
-                names.append(rel(f))
-        except (RetargetError, OSError) as e:
-            failures.append({"source": str(f), "error_type": getattr(e, "error_type", type(e).__name__),
-                             "message": str(e)})
-    results: list = []
-    started = utc_now()
-    if motions:
-        # one recipe per run: the files of one format and joint map share their skeleton
-        recipe = load_recipe(cfg.recipe or default_recipe(fmt if files else "bvh_lafan1", robot.name, motions[0]))
-        print(f"[retarget_jax] {len(motions)} clip(s), robot {robot.name}, recipe {recipe.name}", flush=True)
-        weights = CostWeights(**dataclasses.asdict(cfg.weights))
-        if not cfg.plausibility:
-            weights = weights.without_plausibility()
-        c = cfg.contacts
-        plans = None
-        if c.path is not None:
-            if len(motions) != 1:
-                raise ConfigError(f"contacts.path gives one clip's plan, but the input has {len(motions)} clips")
-            plans = [load_contact_plan(c.path, recipe.ground_joints, motions[0].num_frames)]
-        results = retarget_motions(
-            motions, recipe, robot, weights=weights,
-            options=SolverOptions(max_iters=cfg.solver.max_iters, rtol=cfg.solver.rtol, damping=cfg.solver.damping),
-            buckets=tuple(cfg.batch.buckets), max_batch=cfg.batch.max_batch, fps=cfg.input.fps,
-            contacts=plans,
-            contact_thresholds=ContactThresholds(c.height_on, c.height_off, c.speed_on, c.speed_off, c.min_duration),
-            joint_velocity_limits=JointVelocityLimits(cfg.limits.joint_velocity,
-                                                      dict(cfg.limits.joint_velocity_per_joint)),
-            terrain=load_height_field(cfg.terrain) if cfg.terrain else None,
-        )
-    for name, res in loaded:  # robot-space inputs: converted, not solved
-        names.append(name)
-        results.append(res)
-    out_dir = Path(cfg.output.dir).expanduser()
-    written = []
-    records = [BatchRunRecord(job_id=str(f["source"]), motion=str(f["source"]), output=None, status="failed",
-                              started_at=started, finished_at=utc_now(), message=f["message"],
-                              error_type=f["error_type"]) for f in failures]
-    suffix = {"npz": ".npz", "mjlab_npz": ".mjlab.npz", "gmr_pkl": ".gmr.pkl"}
-    for name, res in zip(names, results, strict=True):
-        if isinstance(res, ClipFailure):
-            failures.append(dataclasses.asdict(res))
-            records.append(BatchRunRecord(job_id=str(name), motion=res.source, output=None, status="failed",
-                                          started_at=started, finished_at=utc_now(), message=res.message,
-                                          error_type=res.error_type))
-            continue
-        outputs = []
-        for fmt in cfg.output.formats:
-            path = out_dir / name.with_suffix(suffix.get(fmt, "." + fmt))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_result(res, path, fmt)
-            written.append(str(path))
-            outputs.append(path.relative_to(out_dir).as_posix())
-        records.append(BatchRunRecord(
-            job_id=str(name.as_posix()), motion=str(res.provenance.get("source_path") or name), output=outputs[0],
-            status="success", started_at=started, finished_at=utc_now(),
-            message=str(res.provenance.get("status_name", "loaded")),
-            provenance={k: res.provenance.get(k) for k in ("config_hash", "recipe", "robot", "package_version")}))
-        print(f"  {name}: {res.num_frames} frames, status {res.provenance.get('status_name', 'loaded')}, "
-              f"cost {res.final_cost:.4g}, {res.iterations} iterations", flush=True)
-    frames = sum(r.num_frames for r in results if not isinstance(r, ClipFailure))
-    manifest = BatchManifest.from_records(
-        records, input_dir=str(Path(cfg.input.path).expanduser()) if cfg.input.path else None,
-        output_dir=str(out_dir), pattern=cfg.input.pattern)
-    if records:
-        written.append(str(manifest.save_json(out_dir / BATCH_MANIFEST_NAME)))
-    summary = {"written": written, "failed": failures, "frames": frames,
-               "seconds": round(time.perf_counter() - t0, 2)}
-    for f in failures:
-        print(f"  FAILED {f['source']}: {f['error_type']}: {f['message']}", file=sys.stderr)
-    print(f"[retarget_jax] wrote {len(written)} file(s) to {out_dir.resolve()} "
-          f"({frames} frames in {summary['seconds']} s, {len(failures)} failed)", flush=True)
-    for w in written:
+    robot = _robot(cfg)
+    out_dir = Path(cfg.output.dir or f"outputs/{cfg.name}").expanduser()
+    jobs, input_dir, pattern = _jobs(cfg, out_dir, robot.name, config_path)
+    if cfg.contacts.path is not None and len(jobs) != 1:
+        raise ConfigError(f"contacts.path gives one clip's plan, but the input has {len(jobs)} clips")
+    weights = _weights(cfg)
+    c = cfg.contacts
+    settings = ProblemSettings(
+        weights=weights, fps=cfg.input.fps,
+        contact_thresholds=ContactThresholds(c.height_on, c.height_off, c.speed_on, c.speed_off, c.min_duration),
+        joint_velocity_limits=JointVelocityLimits(cfg.limits.joint_velocity, dict(cfg.limits.joint_velocity_per_joint)),
+        terrain=load_height_field(cfg.terrain) if cfg.terrain else None)
+    b = cfg.batch
+    mpath = out_dir / BATCH_MANIFEST_NAME
+    worker = RetargetWorker(
+        robot=robot, motion_format=fmt, manifest_path=mpath, settings=settings,
+        options=SolverOptions(max_iters=cfg.solver.max_iters, rtol=cfg.solver.rtol, damping=cfg.solver.damping),
+        recipe=cfg.recipe, formats=list(cfg.output.formats) or ["npz"], joint_map=cfg.input.joint_map,
+        body_model_dir=cfg.body_model.dir, gender=cfg.body_model.gender, contacts_path=c.path,
+        buckets=tuple(b.buckets), max_batch=b.max_batch, window=b.window, overlap=b.overlap,
+        demo_frames=cfg.input.demo_frames)
+    d = b.distributed
+    proc = distributed.initialize(d.enabled, d.coordinator_address, d.num_processes, d.process_id, d.merge_timeout_s)
+    runner = BatchRunner(chunk_size=b.max_batch, prefetch=b.prefetch, progress=b.progress, process_index=proc.index,
+                         process_count=proc.count, barrier=proc.barrier, merge_timeout_s=d.merge_timeout_s)
+    print(f"[retarget_jax] {len(jobs)} job(s), {fmt.value} -> {robot.name}, output {out_dir}"
+          + (f", process {proc.index + 1} of {proc.count}" if proc.count > 1 else ""), flush=True)
+    manifest = runner.run(jobs, worker, mpath, max_workers=b.max_workers, force=b.force, input_dir=input_dir,
+                          output_dir=str(out_dir), pattern=pattern)
+    failed = [{"source": r.motion, "job_id": r.job_id, "error_type": r.error_type, "message": r.message}
+              for r in manifest.records if r.status == "failed"]
+    written = [str(manifest_path(mpath, o)) for r in manifest.records if r.status == "success"
+               for o in r.provenance.get("outputs", [r.output])]
+    frames = sum(int(r.provenance.get("frames", 0)) for r in manifest.records if r.status == "success")
+    summary = {"written": written, "failed": failed, "frames": frames, "manifest": str(mpath),
+               "success": manifest.success_count, "skipped": manifest.skipped_count,
+               "failed_count": manifest.failed_count, "seconds": round(time.perf_counter() - t0, 2)}
+    for f in failed:
+        print(f"  FAILED {f['job_id']}: {f['error_type']}: {f['message']}", file=sys.stderr)
+    print(f"[retarget_jax] {manifest.success_count} solved or loaded, {manifest.skipped_count} skipped, "
+          f"{manifest.failed_count} failed; {frames} frames in {summary['seconds']} s; manifest {mpath}", flush=True)
+    for w in written[:12]:
         print(f"  {w}")
+    if len(written) > 12:
+        print(f"  ... and {len(written) - 12} more (see the manifest)")
     return summary
 
 
@@ -257,6 +282,8 @@ def typed_config(cfg: DictConfig) -> RunConfig:
     were appended with ``+key=...`` (Hydra lets those through a structured config)."""
     from retarget_jax.errors import ConfigError
 
+    if "hydra" in cfg:  # compose(return_hydra_config=True): Hydra's own section is not ours
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     try:
         merged = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.to_container(cfg, resolve=True))
     except Exception as e:  # omegaconf's errors name the key and the expected type
@@ -264,9 +291,27 @@ def typed_config(cfg: DictConfig) -> RunConfig:
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
+def _hydra_output_dir(cfg: RunConfig) -> str:
+    """Where a Hydra job writes: its run directory (``outputs/<name>``; in a multirun
+    ``multirun/<name>/<job num>_<overrides>``), or, when ``output.dir`` is set, that
+    directory (plus the job's own subdirectory in a multirun)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    if cfg.output.dir is None:
+        return str(run_dir)
+    if hc.mode == RunMode.MULTIRUN:
+        return str(Path(cfg.output.dir) / run_dir.name)
+    return cfg.output.dir
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> None:
-    execute(typed_config(cfg))
+    run = typed_config(cfg)
+    run.output.dir = _hydra_output_dir(run)
+    execute(run)
 
 
 if __name__ == "__main__":

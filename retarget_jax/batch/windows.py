@@ -58,6 +58,7 @@ import numpy as np
 from retarget_jax.errors import ConfigError, SolveError
 from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.result import SolveStatus
+from retarget_jax.robots.kinematics import host_forward_kinematics
 from retarget_jax.robots.spec import RobotSpec
 from retarget_jax.solve.batch import DEFAULT_BUCKETS, solve_many
 from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions
@@ -261,39 +262,6 @@ def stitch_solution(outputs: Sequence[Any], spans: Sequence[Span], T: int) -> So
         iterations=np.asarray(max(int(np.asarray(o.iterations)) for o in outputs), np.int32),
         status=np.asarray(_worst_status([np.asarray(o.status) for o in outputs]), np.int32),
     )
-
-
-# --------------------------------------------------------------------------- FK
-
-
-def host_forward_kinematics(robot: RobotSpec | mujoco.MjModel, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """World body poses by MuJoCo C ``mj_kinematics``, one frame at a time.
-
-    Args:
-        robot: a RobotSpec or its ``mujoco.MjModel``.
-        qpos: (..., nq) root position, root quaternion wxyz, hinge joints.
-
-    Returns:
-        xpos (..., B, 3), xquat (..., B, 4) wxyz, float64, bodies in MJCF order without
-        the world body: the order of ``RobotSpec.body_names`` and of the JAX
-        :func:`~retarget_jax.robots.kinematics.forward_kinematics`.
-    """
-    m = robot.mj_model if isinstance(robot, RobotSpec) else robot
-    qpos = np.asarray(qpos, np.float64)
-    if qpos.ndim < 1 or qpos.shape[-1] != m.nq:
-        raise SolveError(f"host_forward_kinematics: expected qpos (..., {m.nq}), got shape {qpos.shape}")
-    lead = qpos.shape[:-1]
-    flat = qpos.reshape(-1, m.nq)
-    d = mujoco.MjData(m)
-    B = m.nbody - 1
-    xpos = np.empty((flat.shape[0], B, 3))
-    xquat = np.empty((flat.shape[0], B, 4))
-    for t, q in enumerate(flat):
-        d.qpos[:] = q
-        mujoco.mj_kinematics(m, d)
-        xpos[t] = d.xpos[1:]
-        xquat[t] = d.xquat[1:]
-    return xpos.reshape(*lead, B, 3), xquat.reshape(*lead, B, 4)
 
 
 # --------------------------------------------------------------------------- solve

@@ -69,7 +69,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mujoco
 import numpy as np
 
 import retarget_jax
@@ -77,6 +76,7 @@ from retarget_jax.errors import MotionFormatError, UnknownNameError
 from retarget_jax.io.result_npz import _read_arrays
 from retarget_jax.io.safe_pickle import restricted_load
 from retarget_jax.result import RetargetingResult, SolveStatus
+from retarget_jax.robots.kinematics import host_forward_kinematics
 from retarget_jax.rotations import euler_to_quat, quat_conj, quat_mul, quat_rotate
 
 if TYPE_CHECKING:
@@ -467,18 +467,8 @@ def forward_kinematics(
     robot: RobotSpec, root_pos: np.ndarray, root_quat_wxyz: np.ndarray, dof_pos: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """World body poses (T, B, 3), (T, B, 4) wxyz by MuJoCo C ``mj_kinematics``, world excluded."""
-    m = robot.mj_model
-    d = mujoco.MjData(m)
-    qpos = np.concatenate([root_pos, root_quat_wxyz, dof_pos], axis=-1).astype(np.float64)
-    T = qpos.shape[0]
-    pos = np.empty((T, m.nbody - 1, 3))
-    quat = np.empty((T, m.nbody - 1, 4))
-    for t in range(T):
-        d.qpos[:] = qpos[t]
-        mujoco.mj_kinematics(m, d)
-        pos[t] = d.xpos[1:]
-        quat[t] = d.xquat[1:]
-    return pos, quat
+    qpos = np.concatenate([root_pos, root_quat_wxyz, dof_pos], axis=-1)
+    return host_forward_kinematics(robot, qpos)
 
 
 def _rotation_angle(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:

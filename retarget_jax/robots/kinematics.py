@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 
-from retarget_jax.robots.spec import KinematicTree
+from retarget_jax.errors import SolveError
+from retarget_jax.robots.spec import KinematicTree, RobotSpec
 from retarget_jax.rotations import (
     axis_angle_to_quat,
     quat_exp,
@@ -155,3 +157,33 @@ def body_poses(tree: KinematicTree, qpos: jnp.ndarray) -> tuple[jnp.ndarray, jnp
         quat_parts.append(quat)
     back = np.asarray([slot[b] for b in range(len(tree.parents))])
     return jnp.concatenate(pos_parts, axis=-2)[..., back, :], jnp.concatenate(quat_parts, axis=-2)[..., back, :]
+
+
+def host_forward_kinematics(robot: RobotSpec | mujoco.MjModel, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World body poses by MuJoCo C ``mj_kinematics``, one frame at a time.
+
+    Args:
+        robot: a RobotSpec or its ``mujoco.MjModel``.
+        qpos: (..., nq) root position, root quaternion wxyz, hinge joints.
+
+    Returns:
+        xpos (..., B, 3), xquat (..., B, 4) wxyz, float64, bodies in MJCF order without
+        the world body: the order of ``RobotSpec.body_names`` and of the JAX
+        :func:`~retarget_jax.robots.kinematics.forward_kinematics`.
+    """
+    m = robot.mj_model if isinstance(robot, RobotSpec) else robot
+    qpos = np.asarray(qpos, np.float64)
+    if qpos.ndim < 1 or qpos.shape[-1] != m.nq:
+        raise SolveError(f"host_forward_kinematics: expected qpos (..., {m.nq}), got shape {qpos.shape}")
+    lead = qpos.shape[:-1]
+    flat = qpos.reshape(-1, m.nq)
+    d = mujoco.MjData(m)
+    B = m.nbody - 1
+    xpos = np.empty((flat.shape[0], B, 3))
+    xquat = np.empty((flat.shape[0], B, 4))
+    for t, q in enumerate(flat):
+        d.qpos[:] = q
+        mujoco.mj_kinematics(m, d)
+        xpos[t] = d.xpos[1:]
+        xquat[t] = d.xquat[1:]
+    return xpos.reshape(*lead, B, 3), xquat.reshape(*lead, B, 4)

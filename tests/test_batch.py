@@ -30,6 +30,13 @@ def _tree(root: Path, rels) -> None:
         (root / r).write_text(r)
 
 
+def _jobs(tmp_path: Path, rels, pattern: str):
+    """Input files ``rels`` under tmp/in, their jobs into tmp/out, and the manifest path."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _tree(inp, rels)
+    return inp, out, discover_jobs(inp, pattern, out), out / "batch_manifest.json"
+
+
 def _runner(**kw) -> BatchRunner:
     return BatchRunner(progress=False, log=lambda _: None, **kw)
 
@@ -154,10 +161,7 @@ def test_run_writes_every_output_records_failures_and_resumes(tmp_path):
 
 
 def test_manifest_is_rewritten_after_every_chunk(tmp_path):
-    inp, out = tmp_path / "in", tmp_path / "out"
-    _tree(inp, [f"c{i}.txt" for i in range(7)])
-    jobs = discover_jobs(inp, "*.txt", out)
-    mpath = out / "batch_manifest.json"
+    inp, out, jobs, mpath = _jobs(tmp_path, [f"c{i}.txt" for i in range(7)], "*.txt")
     seen = []
 
     class Spy(Writer):
@@ -210,10 +214,7 @@ def test_duplicate_job_ids_are_refused(tmp_path):
 
 
 def test_a_corrupt_manifest_from_an_earlier_run_is_ignored_with_a_warning(tmp_path):
-    inp, out = tmp_path / "in", tmp_path / "out"
-    _tree(inp, ["a.txt", "b.txt"])
-    jobs = discover_jobs(inp, "*.txt", out)
-    mpath = out / "batch_manifest.json"
+    inp, out, jobs, mpath = _jobs(tmp_path, ["a.txt", "b.txt"], "*.txt")
     _runner().run(jobs, Writer(mpath), mpath)
     mpath.write_text('{"schema_version": 1, "records": [')  # torn by something else
     with pytest.warns(UserWarning, match="unreadable manifest"):
@@ -222,10 +223,7 @@ def test_a_corrupt_manifest_from_an_earlier_run_is_ignored_with_a_warning(tmp_pa
 
 
 def test_process_parts_merge_into_one_manifest(tmp_path):
-    inp, out = tmp_path / "in", tmp_path / "out"
-    _tree(inp, [f"d{i % 2}/c{i:02d}.txt" for i in range(9)])
-    jobs = discover_jobs(inp, "**/*.txt", out)
-    mpath = out / "batch_manifest.json"
+    inp, out, jobs, mpath = _jobs(tmp_path, [f"d{i % 2}/c{i:02d}.txt" for i in range(9)], "**/*.txt")
     calls = []
     # process 1 first (it returns its own part), then process 0 merges
     part1 = _runner(chunk_size=2, process_index=1, process_count=2, barrier=calls.append).run(jobs, Writer(mpath),

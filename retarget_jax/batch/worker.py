@@ -21,6 +21,7 @@ import numpy as np
 
 from retarget_jax.batch.jobs import DEMO_JOB, BatchJob
 from retarget_jax.batch.runner import failed_record
+from retarget_jax.batch.windows import _check_window_args as check_window_args
 from retarget_jax.batch.windows import plan_windows
 from retarget_jax.errors import SolveError
 from retarget_jax.formats import MotionFormat, default_recipe, read_motion, read_robot_motion
@@ -92,7 +93,7 @@ class RetargetWorker:
     def __post_init__(self) -> None:
         self.motion_format = MotionFormat.parse(self.motion_format, where="input.format")
         if self.window is not None:
-            plan_windows(self.window + 1, self.window, self.overlap)  # checks window and overlap
+            check_window_args(self.window, self.overlap)
             bucket_length(self.window, self.buckets)
 
     # ----------------------------------------------------------------------- protocol

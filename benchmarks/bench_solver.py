@@ -45,7 +45,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--batch-sizes", default="1,8,64", help="comma-separated clip counts B (default: 1,8,64)"
     )
-    p.add_argument("--frames", type=int, default=300, help="frames T per clip (default: 300)")
+    p.add_argument(
+        "--frames", default="300", help="comma-separated frames T per clip, one table block each (default: 300)"
+    )
+    p.add_argument(
+        "--plot",
+        default="benchmarks/results/solver_{device}.png",
+        help="PNG of frames/s against B, one line per T ('' for none; needs matplotlib)",
+    )
+    p.add_argument(
+        "--max-frames-per-call",
+        type=int,
+        default=None,
+        help="skip (B, T) with B*T above this (e.g. B=4096 x T=1200 on a CPU); default: no limit",
+    )
     p.add_argument(
         "--repeats",
         type=int,
@@ -84,15 +97,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     if args.quick:
-        args.batch_sizes, args.frames, args.repeats = "1,8", 120, 1
+        args.batch_sizes, args.frames, args.repeats = "1,8", "120", 1
     try:
         args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
     except ValueError:
         p.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
     if not args.batch_sizes or min(args.batch_sizes) < 1:
         p.error("--batch-sizes needs at least one positive integer")
-    if args.frames < 2:
-        p.error(f"--frames must be >= 2, got {args.frames}")
+    try:
+        args.frames = [int(t) for t in str(args.frames).split(",") if t.strip()]
+    except ValueError:
+        p.error(f"--frames must be comma-separated integers, got {args.frames!r}")
+    if not args.frames or min(args.frames) < 2:
+        p.error(f"--frames needs integers >= 2, got {args.frames}")
     if args.repeats < 1:
         p.error(f"--repeats must be >= 1, got {args.repeats}")
     return args
@@ -278,12 +295,14 @@ def print_table(rows: list[dict], platform_name: str) -> None:
     print()
     for r in rows:
         line = (
-            f"B={r['B']:>3}: {r['frames_per_s']:9.1f} frames/s = {r['ratio_to_cpu_reference']:6.2f}x "
+            f"B={r['B']:>4} T={r['T']:>4}: {r['frames_per_s']:9.1f} frames/s = {r['ratio_to_cpu_reference']:6.2f}x "
             f"the {REFERENCE_CPU_FPS:.0f} frames/s per-frame CPU reference"
         )
         if platform_name == "gpu":
             line += f", {r['ratio_to_gpu_target']:.4f}x the {REFERENCE_GPU_FPS:,.0f} frames/s GPU target"
         print(line)
+    for T in sorted({r["T"] for r in rows}):
+        print(f"T={T}: throughput within 90% of its best from B = {saturation_batch(rows, T)}")
     for r in rows:
         spread = max(r["call_s_all"]) / min(r["call_s_all"])
         if spread > 1.5:
@@ -336,25 +355,27 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     batch_sizes = sorted(set(args.batch_sizes))
-    t0 = time.perf_counter()
-    problems = build_clips(max(batch_sizes), args.frames, args.seed, args.noise_mm)
-    print(
-        f"built {len(problems)} clips of {args.frames} frames in {time.perf_counter() - t0:.1f} s",
-        flush=True,
-    )
-
     rows = []
-    for B in batch_sizes:
-        print(f"B={B}: compiling and timing ...", flush=True)
-        rows.append(bench_one(problems, B, args.repeats, device))
-        r = rows[-1]
-        print(
-            f"  compile {r['compile_s']:.1f} s, first call {r['first_call_s']:.3f} s "
-            f"(process CPU {r['first_call_process_cpu_s']:.3f} s), "
-            f"calls {[round(t, 3) for t in r['call_s_all']]} s "
-            f"(process CPU {[round(t, 3) for t in r['process_cpu_s_all']]} s), {r['status_counts']}",
-            flush=True,
-        )
+    for T in sorted(set(args.frames)):
+        sizes = [B for B in batch_sizes if args.max_frames_per_call is None or B * T <= args.max_frames_per_call]
+        if not sizes:
+            print(f"T={T}: every B is above --max-frames-per-call, skipped", flush=True)
+            continue
+        t0 = time.perf_counter()
+        problems = build_clips(max(sizes), T, args.seed, args.noise_mm)
+        print(f"built {len(problems)} clips of {T} frames in {time.perf_counter() - t0:.1f} s", flush=True)
+        for B in sizes:
+            print(f"B={B} T={T}: compiling and timing ...", flush=True)
+            rows.append(bench_one(problems, B, args.repeats, device))
+            r = rows[-1]
+            print(
+                f"  compile {r['compile_s']:.1f} s, first call {r['first_call_s']:.3f} s "
+                f"(process CPU {r['first_call_process_cpu_s']:.3f} s), "
+                f"calls {[round(t, 3) for t in r['call_s_all']]} s "
+                f"(process CPU {[round(t, 3) for t in r['process_cpu_s_all']]} s), {r['status_counts']}",
+                flush=True,
+            )
+        del problems
 
     print()
     print_table(rows, platform_name)
@@ -368,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         "created_unix": time.time(),
         "args": {
             "batch_sizes": batch_sizes,
-            "frames": args.frames,
+            "frames": sorted(set(args.frames)),
+            "max_frames_per_call": args.max_frames_per_call,
             "repeats": args.repeats,
             "device": args.device,
             "quick": args.quick,
@@ -382,12 +404,51 @@ def main(argv: list[str] | None = None) -> int:
         "reference_fps": {"cpu_per_frame_ik": REFERENCE_CPU_FPS, "gpu_target": REFERENCE_GPU_FPS},
         "device": info,
         "rows": rows,
+        "saturation_batch": {str(T): saturation_batch(rows, T) for T in sorted({r["T"] for r in rows})},
     }
     tmp = out_path.with_suffix(out_path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     tmp.replace(out_path)
     print(f"\nwrote {out_path}")
+    if args.plot:
+        plot_path = Path(args.plot.format(device=platform_name))
+        plot_rows(rows, plot_path, f"{info['device_kind']} ({info['platform']})")
+        print(f"wrote {plot_path}")
     return 0
+
+
+def saturation_batch(rows: list[dict], T: int, within: float = 0.9) -> int | None:
+    """Smallest B of length T whose frames/s is within ``within`` of the best B's."""
+    rs = sorted((r for r in rows if r["T"] == T), key=lambda r: r["B"])
+    if not rs:
+        return None
+    best = max(r["frames_per_s"] for r in rs)
+    return next(r["B"] for r in rs if r["frames_per_s"] >= within * best)
+
+
+def plot_rows(rows: list[dict], path: Path, device: str) -> None:
+    """frames/s against B (log-log), one line per T."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for T in sorted({r["T"] for r in rows}):
+        rs = sorted((r for r in rows if r["T"] == T), key=lambda r: r["B"])
+        ax.plot([r["B"] for r in rs], [r["frames_per_s"] for r in rs], marker="o", label=f"T = {T}")
+    ax.axhline(REFERENCE_CPU_FPS, color="grey", ls="--", lw=1, label="per-frame IK reference (250)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("clips per batch B")
+    ax.set_ylabel("frames / s (steady state)")
+    ax.set_title(f"retarget_jax batched solve, unitree_g1: {device}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,209 @@
+"""Side by side with a peer: our batched whole-trajectory solve against per-frame mink IK
+(GMR style, see ``peer_mink.py``) on the same real clips, robot and targets, in one run.
+
+    python benchmarks/compare_peer.py --quick           # 2 clips x 240 frames, < 5 min on 2 CPU cores
+    python benchmarks/compare_peer.py --clips 8 --frames 300 --device gpu
+
+Clips are windows of ``lafan1_skeleton_clip_a.bvh`` (real LAFAN1 capture, 30 fps) from the
+shared data folder (``--data`` or ``$RETARGET_JAX_SHARED_DATA``), retargeted to the G1 with
+the ``lafan1_g1`` recipe. Both solvers get the same compiled problems (scaled targets,
+weights, joint ranges); both results are scored by our own metrics (``evaluate_results``):
+
+* frames/s: ours is the steady-state wall time of one batched call over all clips (after
+  a first call that compiles; its extra time is reported as compile time), the peer's the
+  wall time of its per-frame loop over the same clips;
+* tracking error (m): mean distance of each tracked point to its target over frames, for
+  the mapped end-effectors (targets on bodies that are no other target's ancestor: feet
+  and wrists) and for all targets;
+* jerk (rad/s^3): mean absolute third difference of the joint angles.
+
+Prints a table, writes JSON (``--output``) and ends with one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLIP = "lafan1_skeleton_clip_a.bvh"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 clips of 240 frames (overrides --clips/--frames)")
+    p.add_argument("--clips", type=int, default=8, help="windows of the clip to solve (default 8)")
+    p.add_argument("--frames", type=int, default=300, help="frames per window (default 300)")
+    p.add_argument("--data", default=os.environ.get("RETARGET_JAX_SHARED_DATA")
+                   or str(REPO_ROOT.parent / "shared" / "data"), help="folder holding " + CLIP)
+    p.add_argument("--max-iters", type=int, default=None, help="our solver's iteration cap (default: solver default)")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto")
+    p.add_argument("--output", default="benchmarks/results/compare_peer_{device}.json")
+    p.add_argument("--compilation-cache", default=None, metavar="DIR",
+                   help="persistent JAX compilation cache (off by default: compile time is measured)")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.clips, a.frames = 2, 240
+    if a.clips < 1 or a.frames < 8:
+        p.error("--clips must be >= 1 and --frames >= 8")
+    return a
+
+
+def end_effector_targets(robot, body_names) -> list[int]:
+    """Indices of targets on bodies that are no other target body's ancestor."""
+    bodies = {robot.body_index(b) for b in body_names}
+    parents = robot.tree.parents
+
+    def ancestors(b):
+        out = set()
+        while parents[b] >= 0:
+            b = parents[b]
+            out.add(b)
+        return out
+
+    inner = set().union(*(ancestors(b) for b in bodies)) if bodies else set()
+    return [k for k, b in enumerate(body_names) if robot.body_index(b) not in inner]
+
+
+def point_errors(result, robot, which):
+    """(frames x targets) distances of the tracked points ``which`` to their targets (NaN
+    where a target is invalid)."""
+    import numpy as np
+
+    from retarget_jax.rotations import quat_rotate
+
+    idx = [robot.body_index(result.target_body_names[k]) for k in which]
+    pos = result.body_pos_w[:, idx] + quat_rotate(result.body_quat_w[:, idx], result.target_offset_b[which])
+    return np.linalg.norm(pos - result.target_pos_w[:, which], axis=-1)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.device == "cpu":
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    elif args.device == "gpu":
+        os.environ["JAX_PLATFORMS"] = "cuda"
+    import jax
+    import numpy as np
+
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+    else:
+        jax.config.update("jax_enable_compilation_cache", False)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from peer_mink import solve_clip
+
+    from retarget_jax.formats import read_motion
+    from retarget_jax.metrics.report import evaluate_results
+    from retarget_jax.pipeline import _to_result, finish_clip, prepare_clip
+    from retarget_jax.problem.recipe import load_recipe
+    from retarget_jax.robots.kinematics import host_forward_kinematics
+    from retarget_jax.robots.spec import load_robot
+    from retarget_jax.solve.batch import bucket_length, solve_many
+    from retarget_jax.solve.gauss_newton import SolverOptions
+
+    path = Path(args.data) / CLIP
+    if not path.is_file():
+        print(f"compare_peer: {path} not found (pass --data or set RETARGET_JAX_SHARED_DATA)", file=sys.stderr)
+        return 2
+    robot = load_robot("unitree_g1")
+    recipe = load_recipe("lafan1_g1")
+    motion = read_motion(path, "bvh_lafan1")
+    span = motion.num_frames - args.frames
+    if span < 0:
+        print(f"compare_peer: {CLIP} has {motion.num_frames} frames, fewer than --frames {args.frames}", file=sys.stderr)
+        return 2
+    starts = np.linspace(0, span, args.clips + 2).astype(int)[1:-1] if args.clips > 1 else [span // 2]
+    clips = [prepare_clip(motion.slice(int(s), int(s) + args.frames), recipe, robot) for s in starts]
+    frames = sum(c.num_frames for c in clips)
+    device = jax.devices()[0]
+    device_name = f"{device.platform}: {getattr(device, 'device_kind', '')}".strip()
+    if device.platform == "cpu":
+        device_name += f" ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+
+    options = SolverOptions() if args.max_iters is None else SolverOptions(max_iters=args.max_iters)
+    bucket = bucket_length(args.frames)
+    problems = [c.compiled for c in clips]
+
+    def ours():
+        return jax.block_until_ready(solve_many(problems, options, buckets=[bucket], max_batch=len(problems)))
+
+    t0 = time.perf_counter()
+    ours()
+    first_s = time.perf_counter() - t0
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        solved = ours()
+        times.append(time.perf_counter() - t0)
+    ours_s = min(times)
+    ours_results = [finish_clip(c, s) for c, s in zip(clips, solved, strict=True)]
+
+    peer_runs = [solve_clip(c.compiled, robot) for c in clips]
+    peer_s = sum(r.seconds for r in peer_runs)
+
+    class _Out:  # what _to_result reads of a solver output
+        def __init__(self, qpos, iterations):
+            self.qpos, self.cost, self.iterations, self.status = qpos, float("nan"), iterations, 0
+
+    peer_results = []
+    for c, r in zip(clips, peer_runs, strict=True):
+        xpos, xquat = host_forward_kinematics(robot, r.qpos)
+        peer_results.append(_to_result(c.problem, c.compiled, _Out(r.qpos, r.iterations), xpos, xquat))
+
+    ee = end_effector_targets(robot, ours_results[0].target_body_names)
+    all_t = list(range(len(ours_results[0].target_body_names)))
+
+    def score(results):
+        reports = evaluate_results(results, robot)
+        ee_err = np.concatenate([point_errors(r, robot, ee).ravel() for r in results])
+        all_err = np.concatenate([point_errors(r, robot, all_t).ravel() for r in results])
+        return {
+            "tracking_error_end_effectors": float(np.nanmean(ee_err)),
+            "tracking_error_all": float(np.nanmean(all_err)),
+            "tracking_error_metric": float(np.mean([rep["metrics"]["tracking_error"]["value"]["mean"]
+                                                    for rep in reports])),
+            "jerk": float(np.mean([rep["metrics"]["jerk"]["value"] for rep in reports])),
+            "foot_sliding": float(np.mean([rep["metrics"]["foot_sliding"]["value"] for rep in reports])),
+            "penetration_max": float(np.max([rep["metrics"]["penetration"]["value"]["max"] for rep in reports])),
+        }
+
+    q_ours, q_peer = score(ours_results), score(peer_results)
+    ours_fps, peer_fps = frames / ours_s, frames / peer_s
+    rows = [("", "ours (retarget_jax)", "peer (mink per-frame IK)"),
+            ("frames/s", f"{ours_fps:.0f}", f"{peer_fps:.0f}"),
+            ("wall s", f"{ours_s:.3f}", f"{peer_s:.3f}"),
+            ("compile s (first call - steady)", f"{first_s - ours_s:.1f}", "-"),
+            ("iterations / clip", f"{np.mean([int(s[0].iterations) for s in solved]):.1f}",
+             f"{np.mean([r.iterations for r in peer_runs]):.0f} ({np.mean([r.iterations / r.qpos.shape[0] for r in peer_runs]):.1f}/frame)")]
+    for key, unit, scale in (("tracking_error_end_effectors", "mm", 1e3), ("tracking_error_all", "mm", 1e3),
+                             ("jerk", "rad/s^3", 1.0), ("foot_sliding", "m/s", 1.0), ("penetration_max", "mm", 1e3)):
+        rows.append((f"{key} ({unit})", f"{q_ours[key] * scale:.3f}", f"{q_peer[key] * scale:.3f}"))
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    print(f"{len(clips)} clips x {args.frames} frames of {CLIP}, unitree_g1, lafan1_g1; device {device_name}")
+    for r in rows:
+        print(" | ".join(s.ljust(w[i]) for i, s in enumerate(r)))
+    print(f"ours / peer frames/s: {ours_fps / peer_fps:.1f}x; jerk ours / peer: {q_ours['jerk'] / q_peer['jerk']:.3f}")
+
+    line = {
+        "ours_fps": round(ours_fps, 1), "peer_fps": round(peer_fps, 1), "ratio": round(ours_fps / peer_fps, 2),
+        "ours_tracking_error": q_ours["tracking_error_end_effectors"],
+        "peer_tracking_error": q_peer["tracking_error_end_effectors"],
+        "ours_jerk": q_ours["jerk"], "peer_jerk": q_peer["jerk"], "device": device_name,
+        "clips": len(clips), "frames": frames, "compile_s": round(first_s - ours_s, 2),
+        "ours": q_ours, "peer": q_peer,
+    }
+    out = Path(args.output.format(device=device.platform))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), **line}, indent=2))
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

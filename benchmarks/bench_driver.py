@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _platform import select_platform  # benchmarks/ is sys.path[0] when run as a script
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,10 +78,7 @@ def write_clips(folder: Path, n: int, lo: int, hi: int, seed: int = 0) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.device == "cpu":
-        os.environ["JAX_PLATFORMS"] = "cpu"
-    elif args.device == "gpu":
-        os.environ["JAX_PLATFORMS"] = "cuda"
+    select_platform(args.device)
     import jax
 
     from retarget_jax.batch.jobs import find_inputs

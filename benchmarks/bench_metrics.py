@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from _platform import select_platform  # benchmarks/ is sys.path[0] when run as a script
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FEET = ("left_ankle_roll_link", "right_ankle_roll_link")
 TARGETS = ("pelvis", "torso_link", "left_wrist_yaw_link", "right_wrist_yaw_link", "left_ankle_roll_link",
@@ -94,10 +96,7 @@ def build_results(robot, B: int, T: int, seed: int):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.device == "cpu":
-        os.environ["JAX_PLATFORMS"] = "cpu"
-    elif args.device == "gpu":
-        os.environ["JAX_PLATFORMS"] = "cuda"
+    select_platform(args.device)
 
     import jax
 

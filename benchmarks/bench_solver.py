@@ -117,10 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _configure_jax(args: argparse.Namespace) -> None:
     """Pick the platform before JAX initialises its backends."""
-    if args.device == "cpu":
-        os.environ["JAX_PLATFORMS"] = "cpu"
-    elif args.device == "gpu":
-        os.environ["JAX_PLATFORMS"] = "cuda"
+    from _platform import select_platform
+
+    select_platform(args.device)
 
 
 def _rss_now_mb() -> float | None:

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from _platform import select_platform  # benchmarks/ is sys.path[0] when run as a script
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIP = "lafan1_skeleton_clip_a.bvh"
 
@@ -84,10 +86,7 @@ def point_errors(result, robot, which):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.device == "cpu":
-        os.environ["JAX_PLATFORMS"] = "cpu"
-    elif args.device == "gpu":
-        os.environ["JAX_PLATFORMS"] = "cuda"
+    select_platform(args.device)
     import jax
     import numpy as np
 

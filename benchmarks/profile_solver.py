@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,14 +26,15 @@ def main(argv=None) -> int:
     ap.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto")
     ap.add_argument("--output", default="benchmarks/results/profile_solver_{device}.json")
     args = ap.parse_args(argv)
-    if args.device != "auto":
-        os.environ["JAX_PLATFORMS"] = "cpu" if args.device == "cpu" else "cuda"
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _platform import select_platform
+
+    select_platform(args.device)
     import equinox as eqx
     import jax
     import jax.numpy as jnp
 
     jax.config.update("jax_enable_compilation_cache", False)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_solver import build_clips
 
     from retarget_jax.solve import costs

@@ -98,18 +98,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.batch_sizes, args.frames, args.repeats = "1,8", "120", 1
-    try:
-        args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
-    except ValueError:
-        p.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
-    if not args.batch_sizes or min(args.batch_sizes) < 1:
-        p.error("--batch-sizes needs at least one positive integer")
-    try:
-        args.frames = [int(t) for t in str(args.frames).split(",") if t.strip()]
-    except ValueError:
-        p.error(f"--frames must be comma-separated integers, got {args.frames!r}")
-    if not args.frames or min(args.frames) < 2:
-        p.error(f"--frames needs integers >= 2, got {args.frames}")
+
+    def int_list(option: str, text, least: int) -> list[int]:
+        try:
+            values = [int(v) for v in str(text).split(",") if v.strip()]
+        except ValueError:
+            p.error(f"{option} must be comma-separated integers, got {text!r}")
+        if not values or min(values) < least:
+            p.error(f"{option} needs integers >= {least}, got {text!r}")
+        return values
+
+    args.batch_sizes = int_list("--batch-sizes", args.batch_sizes, 1)
+    args.frames = int_list("--frames", args.frames, 2)
     if args.repeats < 1:
         p.error(f"--repeats must be >= 1, got {args.repeats}")
     return args

@@ -99,12 +99,13 @@ def main(argv=None) -> int:
 
     from retarget_jax.formats import read_motion
     from retarget_jax.metrics.report import evaluate_results
-    from retarget_jax.pipeline import _to_result, finish_clip, prepare_clip
+    from retarget_jax.pipeline import finish_clip, prepare_clip
     from retarget_jax.problem.recipe import load_recipe
+    from retarget_jax.result import SolveStatus
     from retarget_jax.robots.kinematics import host_forward_kinematics
     from retarget_jax.robots.spec import load_robot
     from retarget_jax.solve.batch import bucket_length, solve_many
-    from retarget_jax.solve.gauss_newton import SolverOptions
+    from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions
 
     path = Path(args.data) / CLIP
     if not path.is_file():
@@ -146,27 +147,21 @@ def main(argv=None) -> int:
     peer_runs = [solve_clip(c.compiled, robot) for c in clips]
     peer_s = sum(r.seconds for r in peer_runs)
 
-    class _Out:  # what _to_result reads of a solver output
-        def __init__(self, qpos, iterations):
-            self.qpos, self.cost, self.iterations, self.status = qpos, float("nan"), iterations, 0
-
     peer_results = []
     for c, r in zip(clips, peer_runs, strict=True):
-        xpos, xquat = host_forward_kinematics(robot, r.qpos)
-        peer_results.append(_to_result(c.problem, c.compiled, _Out(r.qpos, r.iterations), xpos, xquat))
+        out = SolveOutput(qpos=r.qpos, cost=np.float64("nan"), iterations=np.int32(r.iterations),
+                          status=np.int32(SolveStatus.CONVERGED))
+        peer_results.append(finish_clip(c, (out, *host_forward_kinematics(robot, r.qpos))))
 
     ee = end_effector_targets(robot, ours_results[0].target_body_names)
-    all_t = list(range(len(ours_results[0].target_body_names)))
 
     def score(results):
         reports = evaluate_results(results, robot)
         ee_err = np.concatenate([point_errors(r, robot, ee).ravel() for r in results])
-        all_err = np.concatenate([point_errors(r, robot, all_t).ravel() for r in results])
         return {
             "tracking_error_end_effectors": float(np.nanmean(ee_err)),
-            "tracking_error_all": float(np.nanmean(all_err)),
-            "tracking_error_metric": float(np.mean([rep["metrics"]["tracking_error"]["value"]["mean"]
-                                                    for rep in reports])),
+            "tracking_error_all": float(np.mean([rep["metrics"]["tracking_error"]["value"]["mean"]
+                                                 for rep in reports])),
             "jerk": float(np.mean([rep["metrics"]["jerk"]["value"] for rep in reports])),
             "foot_sliding": float(np.mean([rep["metrics"]["foot_sliding"]["value"] for rep in reports])),
             "penetration_max": float(np.max([rep["metrics"]["penetration"]["value"]["max"] for rep in reports])),

@@ -1,4 +1,4 @@
-"""Block-tridiagonal SPD solves (jit code).
+"""Block-tridiagonal and block-pentadiagonal SPD solves (jit code).
 
 The normal equations of a whole-trajectory problem couple each frame only with its
 neighbours (velocity terms), so the (T*nv x T*nv) system is block-tridiagonal:
@@ -8,13 +8,17 @@ factorisations, never forming the dense matrix:
 
     S_0 = D_0,   S_t = D_t - L_t S_{t-1}^-1 L_t^T,      z_t = b_t - L_t S_{t-1}^-1 z_{t-1}
     x_{T-1} = S_{T-1}^-1 z_{T-1},   x_t = S_t^-1 (z_t - L_{t+1}^T x_{t+1}).
+
+The solver's system (acceleration terms couple frames two apart) is block-pentadiagonal;
+:func:`block_banded_solve` factorises it directly with n x n blocks (about 2.3x fewer
+flops than pairing frames into 2n x 2n blocks of a tridiagonal system).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import cho_factor, cho_solve
+from jax.scipy.linalg import cho_factor, cho_solve, solve_triangular
 
 
 def block_tridiag_solve(D: jnp.ndarray, L: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
@@ -77,21 +81,48 @@ def block_banded_solve(D: jnp.ndarray, L1: jnp.ndarray, L2: jnp.ndarray, b: jnp.
     """Solve the SPD block-pentadiagonal system H x = b (T frames of n unknowns).
 
     D (T, n, n) diagonal blocks; L1[t] = H[t, t-1] and L2[t] = H[t, t-2] (L1[0], L2[0],
-    L2[1] unused). Frames are paired into 2n super-blocks (an odd T gets one identity
-    frame appended) and solved by :func:`block_tridiag_solve`: O(T (2n)^3).
+    L2[1] unused). A block-banded Cholesky factorisation H = C C^T with C block lower
+    triangular of bandwidth two (blocks C_tt, P_t = C_{t,t-2}, Q_t = C_{t,t-1}):
+
+        P_t = L2_t C_{t-2}^-T,   Q_t = (L1_t - P_t Q_{t-1}^T) C_{t-1}^-T,
+        C_t = chol(D_t - P_t P_t^T - Q_t Q_t^T),   y_t = C_t^-1 (b_t - Q_t y_{t-1} - P_t y_{t-2}),
+
+    then x_t = C_t^-T (y_t - Q_{t+1}^T x_{t+1} - P_{t+2}^T x_{t+2}) backwards. One scan
+    over frames each way, n x n blocks: about 7 n^3 flops per frame, the dense solve would
+    be (T n)^3 / 3.
     """
     T, n = b.shape
-    if T % 2:
-        eye = jnp.eye(n, dtype=D.dtype)[None]
-        D = jnp.concatenate([D, eye], axis=0)
-        L1 = jnp.concatenate([L1, jnp.zeros_like(eye)], axis=0)
-        L2 = jnp.concatenate([L2, jnp.zeros_like(eye)], axis=0)
-        b = jnp.concatenate([b, jnp.zeros((1, n), b.dtype)], axis=0)
+    dtype = D.dtype
     L1 = L1.at[0].set(0.0)
     L2 = L2.at[:2].set(0.0)
-    Sd, Sl = _super_blocks(D, L1, L2)
-    x = block_tridiag_solve(Sd, Sl, b.reshape(-1, 2 * n))
-    return x.reshape(-1, n)[:T]
+    # derived from the inputs (not constants) so that, under shard_map, the scan carries
+    # have the inputs' varying-axis type
+    zero_m = D[0] * 0.0
+    eye = zero_m + jnp.eye(n, dtype=dtype)
+    zero_v = b[0] * 0.0
+
+    def fwd(carry, inp):
+        C1, C2, Q1, y1, y2 = carry  # C_{t-1}, C_{t-2}, Q_{t-1}, y_{t-1}, y_{t-2}
+        D_t, A_t, B_t, b_t = inp
+        P = solve_triangular(C2, B_t.T, lower=True).T
+        Q = solve_triangular(C1, (A_t - P @ Q1.T).T, lower=True).T
+        S = D_t - P @ P.T - Q @ Q.T
+        C = jnp.linalg.cholesky(0.5 * (S + S.T))
+        y = solve_triangular(C, b_t - Q @ y1 - P @ y2, lower=True)
+        return (C, C1, Q, y, y1), (C, P, Q, y)
+
+    _, (C, P, Q, y) = jax.lax.scan(fwd, (eye, eye, zero_m, zero_v, zero_v), (D, L1, L2, b))
+    Q_next = jnp.concatenate([Q[1:], zero_m[None]], axis=0)  # Q_{t+1}
+    P_next = jnp.concatenate([P[2:], zero_m[None], zero_m[None]], axis=0)  # P_{t+2}
+
+    def bwd(carry, inp):
+        x1, x2 = carry  # x_{t+1}, x_{t+2}
+        C_t, Qn, Pn, y_t = inp
+        x = solve_triangular(C_t, y_t - Qn.T @ x1 - Pn.T @ x2, lower=True, trans=1)
+        return (x, x1), x
+
+    _, x = jax.lax.scan(bwd, (zero_v, zero_v), (C, Q_next, P_next, y), reverse=True)
+    return x
 
 
 def block_banded_matvec(D: jnp.ndarray, L1: jnp.ndarray, L2: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:

@@ -98,6 +98,25 @@ def point_jacobians(tree: KinematicTree, fk, bodies: jnp.ndarray, points_w: jnp.
     return Jlin, Jang
 
 
+def projected_jacobians(tree: KinematicTree, fk, bodies: jnp.ndarray, points_w: jnp.ndarray,
+                        dirs_w: jnp.ndarray) -> jnp.ndarray:
+    """Rows (K, nv): d (u_k . p_k) / d tangent for world points p_k (K, 3) attached to
+    ``bodies`` (K,), along fixed world directions u_k (K, 3).
+
+    The same derivation as :func:`point_jacobians`, contracted with u before anything is
+    materialised (one row per point instead of three): hinge i gives
+    u . (a_i x (p - o_i)) = a_i . ((p - o_i) x u), the root translation u, and a root
+    rotation rate w (root frame) gives u . ((R w) x (p - p_root)) = w . R^T ((p - p_root) x u).
+    """
+    xpos, xquat, anchors, axes = fk
+    R_root = quat_to_mat(xquat[tree.root])
+    mask = tree.dof_ancestor[bodies]  # (K, n)
+    lever = points_w[:, None, :] - anchors[None, :, :]  # (K, n, 3)
+    hinge = jnp.sum(axes[None] * jnp.cross(lever, dirs_w[:, None, :]), axis=-1) * mask
+    rot = jnp.cross(points_w - xpos[tree.root], dirs_w) @ R_root
+    return jnp.concatenate([dirs_w, rot, hinge], axis=-1)
+
+
 def integrate(qpos: jnp.ndarray, delta: jnp.ndarray) -> jnp.ndarray:
     """qpos (7+n) (+) tangent delta (6+n): root position in world, root rotation in root frame."""
     pos = qpos[0:3] + delta[0:3]

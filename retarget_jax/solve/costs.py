@@ -32,7 +32,7 @@ import numpy as np
 
 from retarget_jax.problem.compile import CompiledProblem, _scaled_figure
 from retarget_jax.robots.collision import ground_clearance, ground_height, self_collision
-from retarget_jax.robots.kinematics import forward_kinematics, point_jacobians
+from retarget_jax.robots.kinematics import forward_kinematics, point_jacobians, projected_jacobians
 from retarget_jax.rotations import (
     quat_conj,
     quat_log,
@@ -135,9 +135,28 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobi
     Distances between capsules are differentiated at fixed closest points (their motion
     along the surfaces does not change the distance to first order): d dist = n.(v_a - v_b).
     """
+    out = _frame_terms(problem, qpos, tpos, tquat, masks, jacobian=jacobian)
+    (r_a, r_b), (rp, sp), feats = out[0], out[1], out[-1]
+    r = jnp.concatenate([r_a, rp, r_b])
+    if not jacobian:
+        return (r, feats) if features else r
+    J_a, J_b = out[2]
+    n = rp.shape[0]
+    Jpost = jnp.concatenate([jnp.zeros((n, 6), qpos.dtype), jnp.diag(sp)], axis=1)
+    J = jnp.concatenate([J_a, Jpost, J_b])
+    return (r, J, feats) if features else (r, J)
+
+
+def _frame_terms(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobian: bool):
+    """The rows of :func:`frame_residual` in three parts: ``(r_a, r_b)`` the dense rows
+    (tracking; ground, contact, self-collision), ``(r_post, s_post)`` the posture rows
+    (diagonal Jacobian ``s_post`` on the joints), then, with ``jacobian``, ``(J_a, J_b)``,
+    and last the pair features ``(xy, Jxy)``. The posture rows are kept apart so that
+    the normal equations add them as a diagonal instead of a dense product."""
     c, rob = problem.clip, problem.robot
     col = rob.collision
-    fk = forward_kinematics(rob.tree, qpos)
+    tree = rob.tree
+    fk = forward_kinematics(tree, qpos)
     xpos, xquat = fk[0], fk[1]
     pb = jnp.asarray(problem.pos_body, jnp.int32)
     rb = jnp.asarray(problem.rot_body, jnp.int32)
@@ -162,37 +181,30 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobi
     dist, ca, cb, normal = self_collision(col, xpos, xquat)
     hs, dhs = _soft_hinge(dist - col.margin)
     ss = jnp.sqrt(c.self_collision_weight) * mask
-    r = jnp.concatenate([
-        (sp * (pts - tpos)).reshape(-1),
-        (sr * e).reshape(-1),
-        sq * (qpos[7:] - rob.q_default),
-        sg * hg,
-        sc * (zs - c.sole_rest_z),
-        ss * hs,
-    ])
+    r_a = jnp.concatenate([(sp * (pts - tpos)).reshape(-1), (sr * e).reshape(-1)])
+    r_b = jnp.concatenate([sg * hg, sc * (zs - c.sole_rest_z), ss * hs])
+    post = (sq * (qpos[7:] - rob.q_default), sq)
     feats = (soles[:, :2], None if Js is None else Js[:, :2, :])
     if not jacobian:
-        return (r, feats) if features else r
-    tree = rob.tree
+        return (r_a, r_b), post, feats
     Jlin, _ = point_jacobians(tree, fk, pb, pts)
     _, Jang = point_jacobians(tree, fk, rb, xpos[rb])
-    Jg, _ = point_jacobians(tree, fk, jnp.asarray(col.point_body, jnp.int32), centres)
-    _, Jgz = _height_rows(centres, Jg, c.terrain)
-    Ja, _ = point_jacobians(tree, fk, jnp.asarray(col.body_a, jnp.int32), ca)
-    Jb, _ = point_jacobians(tree, fk, jnp.asarray(col.body_b, jnp.int32), cb)
-    Jd = jnp.einsum("ci,cin->cn", normal, Ja - Jb)
+    # Ground and self-collision rows are one direction each: project before building.
+    up = jnp.concatenate([-dh, jnp.ones_like(dh[:, :1])], axis=1)
+    Jgz = projected_jacobians(tree, fk, jnp.asarray(col.point_body, jnp.int32), centres, up)
+    Jd = (projected_jacobians(tree, fk, jnp.asarray(col.body_a, jnp.int32), ca, normal)
+          - projected_jacobians(tree, fk, jnp.asarray(col.body_b, jnp.int32), cb, normal))
     Jrot = so3_right_jacobian_inv(e) @ jnp.swapaxes(quat_to_mat(qr), -1, -2) @ Jang
-    n = qpos.shape[0] - 7
-    Jpost = jnp.concatenate([jnp.zeros((n, 6), qpos.dtype), jnp.diag(sq)], axis=1)
-    J = jnp.concatenate([
+    J_a = jnp.concatenate([
         (sp[:, :, None] * Jlin).reshape(-1, Jlin.shape[-1]),
         (sr[:, :, None] * Jrot).reshape(-1, Jrot.shape[-1]),
-        Jpost,
+    ])
+    J_b = jnp.concatenate([
         (sg * dhg)[:, None] * Jgz,
         sc[:, None] * Jz,
         (ss * dhs)[:, None] * Jd,
     ])
-    return (r, J, feats) if features else (r, J)
+    return (r_a, r_b), post, (J_a, J_b), feats
 
 
 def _velocity(q0, q1):
@@ -282,27 +294,132 @@ def total_cost(problem: CompiledProblem, qpos: jnp.ndarray, tpos=None, tquat=Non
     return jnp.sum(r * r) + jnp.sum(rp * rp) + jnp.sum(ra * ra)
 
 
+# --- normal equations ----------------------------------------------------------------
+# The pair and triple Jacobians of the smoothness, acceleration and joint-speed rows are
+# "diagonal plus a 3x3 root-rotation block" matrices (identities up to sign, except the
+# root-orientation block Jr^-1 / Jr^-1 E^T). Their products are kept in that form, (T, nv)
+# diagonals and (T, 3, 3) blocks, and expanded once: no dense (nv x nv) products of them.
+
+
+def _dmat(diag, blk):
+    """(diag (nv,), blk (3, 3)): the matrix diag(diag) with its [3:6, 3:6] block replaced."""
+    return diag.at[3:6].set(0.0), blk
+
+
+def _dmat_tmul(A, w, B):
+    """A^T diag(w) B for two diag-block matrices, as a diag-block matrix."""
+    (da, ba), (db, bb) = A, B
+    return da * w * db, ba.T @ (w[3:6, None] * bb)
+
+
+def _dmat_tvec(A, x):
+    """A^T x for a diag-block matrix A."""
+    d, b = A
+    return (d * x).at[3:6].set(b.T @ x[3:6])
+
+
+def _expand(diag, blk):
+    """(T, nv), (T, 3, 3) -> dense (T, nv, nv)."""
+    nv = diag.shape[-1]
+    M = diag[:, :, None] * jnp.eye(nv, dtype=diag.dtype)
+    return M.at[:, 3:6, 3:6].add(blk)
+
+
+def _pair_terms(problem: CompiledProblem, q0, q1, f0, f1, masks):
+    """One pair's contributions: diag-block parts (Daa, Dbb, Dba), the dense slide rows
+    (J0, J1, r_slide), the gradients (ga, gb) of the diag-block rows and the cost."""
+    c = problem.clip
+    pmask, stance = masks
+    scale = jnp.sqrt(c.smooth_weight) * c.fps * pmask
+    v, d, dq_rel = _velocity(q0, q1)
+    nv = v.shape[0]
+    Jri = so3_right_jacobian_inv(d)
+    A = _dmat(-jnp.ones(nv, q0.dtype), -Jri @ quat_to_mat(dq_rel).T)
+    B = _dmat(jnp.ones(nv, q0.dtype), Jri)
+    foot = jnp.asarray(problem.sole_foot, jnp.int32)
+    sl = jnp.sqrt(c.contact_slide_weight * c.sole_scale) * c.fps * stance[foot]
+    r_s = (sl[:, None] * (f1[0] - f0[0])).reshape(-1)
+    J0 = -(sl[:, None, None] * f0[1]).reshape(-1, nv)
+    J1 = (sl[:, None, None] * f1[1]).reshape(-1, nv)
+    speed = v[6:] * c.fps
+    excess = speed - jnp.clip(speed, -c.velocity_limit, c.velocity_limit)
+    sv = jnp.sqrt(c.velocity_weight) * pmask
+    r_v = sv * excess
+    active = sv * c.fps * (excess != 0).astype(q0.dtype)
+    w = scale * scale
+    pad = jnp.zeros(6, q0.dtype)
+    a2 = jnp.concatenate([pad, active * active])
+    Daa = _dmat_tmul(A, w, A)
+    Dbb = _dmat_tmul(B, w, B)
+    Dba = _dmat_tmul(B, w, A)
+    Daa, Dbb, Dba = (Daa[0] + a2, Daa[1]), (Dbb[0] + a2, Dbb[1]), (Dba[0] - a2, Dba[1])
+    gv = jnp.concatenate([pad, active * r_v])
+    ga = _dmat_tvec(A, scale * scale * v) - gv
+    gb = _dmat_tvec(B, scale * scale * v) + gv
+    cost = jnp.sum((scale * v) ** 2) + jnp.sum(r_s * r_s) + jnp.sum(r_v * r_v)
+    return (Daa, Dbb, Dba), (J0, J1, r_s), (ga, gb), cost
+
+
+def _triple_terms(problem: CompiledProblem, q0, q1, q2, mask):
+    """One triple's diag-block contributions: D at its three frames, L1 (t, t-1) and
+    (t+1, t), L2 (t+1, t-1), the gradients at its three frames, and the cost."""
+    c = problem.clip
+    scale = jnp.sqrt(c.accel_weight) * c.fps * c.fps * mask
+    v01, d01, e01 = _velocity(q0, q1)
+    v12, d12, e12 = _velocity(q1, q2)
+    nv = v01.shape[0]
+    one = jnp.ones(nv, q0.dtype)
+    J01, J12 = so3_right_jacobian_inv(d01), so3_right_jacobian_inv(d12)
+    M0 = _dmat(one, J01 @ quat_to_mat(e01).T)
+    M1 = _dmat(-2.0 * one, -J12 @ quat_to_mat(e12).T - J01)
+    M2 = _dmat(one, J12)
+    w = scale * scale
+    acc = v12 - v01
+    D = tuple(_dmat_tmul(M, w, M) for M in (M0, M1, M2))
+    L1 = (_dmat_tmul(M1, w, M0), _dmat_tmul(M2, w, M1))
+    L2 = _dmat_tmul(M2, w, M0)
+    g = tuple(_dmat_tvec(M, w * acc) for M in (M0, M1, M2))
+    return D, L1, L2, g, jnp.sum(w * acc * acc)
+
+
 def normal_equations(problem: CompiledProblem, qpos, tpos, tquat):
     """Gauss-Newton blocks of the block-pentadiagonal system: D (T, nv, nv); L1 (T, nv, nv)
     with L1[t] = H[t, t-1]; L2 (T, nv, nv) with L2[t] = H[t, t-2]; gradient g (T, nv);
     and the cost F."""
-    r, J, (xy, Jxy) = _stack_frames(problem, qpos, tpos, tquat, jacobian=True)
+    T = qpos.shape[0]
+    (r_a, r_b), (rp, sp), (J_a, J_b), (xy, Jxy) = jax.vmap(
+        lambda q, p, o, m: _frame_terms(problem, q, p, o, m, jacobian=True))(qpos, tpos, tquat, frame_masks(problem))
+    J = jnp.concatenate([J_a, J_b], axis=1)
+    r = jnp.concatenate([r_a, r_b], axis=1)
     D = jnp.einsum("tmi,tmj->tij", J, J)
     g = jnp.einsum("tmi,tm->ti", J, r)
-    rp, A, B = jax.vmap(
-        lambda a, b, fa, fb, ja, jb, m: pair_residual(problem, a, b, (fa, ja), (fb, jb), m, jacobian=True))(
+    nv = D.shape[-1]
+    pad = jnp.zeros((T, 6), qpos.dtype)
+    # diagonal and 3x3 root-block accumulators (posture rows, pair and triple terms)
+    dD = jnp.concatenate([pad, sp * sp], axis=1)
+    bD = jnp.zeros((T, 3, 3), qpos.dtype)
+    g = g + jnp.concatenate([pad, sp * rp], axis=1)
+    (Daa, Dbb, Dba), (J0, J1, r_s), (ga, gb), cp = jax.vmap(
+        lambda a, b, fa, fb, ja, jb, m: _pair_terms(problem, a, b, (fa, ja), (fb, jb), m))(
         qpos[:-1], qpos[1:], xy[:-1], xy[1:], Jxy[:-1], Jxy[1:], pair_masks(problem))
-    D = D.at[:-1].add(jnp.einsum("tki,tkj->tij", A, A))
-    D = D.at[1:].add(jnp.einsum("tki,tkj->tij", B, B))
-    L1 = jnp.zeros_like(D).at[1:].set(jnp.einsum("tki,tkj->tij", B, A))
-    g = g.at[:-1].add(jnp.einsum("tki,tk->ti", A, rp))
-    g = g.at[1:].add(jnp.einsum("tki,tk->ti", B, rp))
-    ra, A0, A1, A2 = jax.vmap(lambda a, b, c, m: triple_residual(problem, a, b, c, m, jacobian=True))(
+    dD = dD.at[:-1].add(Daa[0]).at[1:].add(Dbb[0])
+    bD = bD.at[:-1].add(Daa[1]).at[1:].add(Dbb[1])
+    dL1 = jnp.zeros((T, nv), qpos.dtype).at[1:].set(Dba[0])
+    bL1 = jnp.zeros((T, 3, 3), qpos.dtype).at[1:].set(Dba[1])
+    g = g.at[:-1].add(ga + jnp.einsum("tki,tk->ti", J0, r_s)).at[1:].add(gb + jnp.einsum("tki,tk->ti", J1, r_s))
+    D = D.at[:-1].add(jnp.einsum("tki,tkj->tij", J0, J0)).at[1:].add(jnp.einsum("tki,tkj->tij", J1, J1))
+    L1 = jnp.zeros_like(D).at[1:].set(jnp.einsum("tki,tkj->tij", J1, J0))
+    Dt, L1t, L2t, gt, ca = jax.vmap(lambda a, b, c, m: _triple_terms(problem, a, b, c, m))(
         qpos[:-2], qpos[1:-1], qpos[2:], triple_masks(problem))
-    for off, Ak in enumerate((A0, A1, A2)):
-        D = D.at[off:off + D.shape[0] - 2].add(jnp.einsum("tki,tkj->tij", Ak, Ak))
-        g = g.at[off:off + D.shape[0] - 2].add(jnp.einsum("tki,tk->ti", Ak, ra))
-    L1 = L1.at[1:-1].add(jnp.einsum("tki,tkj->tij", A1, A0)).at[2:].add(jnp.einsum("tki,tkj->tij", A2, A1))
-    L2 = jnp.zeros_like(D).at[2:].set(jnp.einsum("tki,tkj->tij", A2, A0))
-    cost = jnp.sum(r * r) + jnp.sum(rp * rp) + jnp.sum(ra * ra)
+    for off in range(3):
+        dD = dD.at[off:off + T - 2].add(Dt[off][0])
+        bD = bD.at[off:off + T - 2].add(Dt[off][1])
+        g = g.at[off:off + T - 2].add(gt[off])
+    dL1 = dL1.at[1:-1].add(L1t[0][0]).at[2:].add(L1t[1][0])
+    bL1 = bL1.at[1:-1].add(L1t[0][1]).at[2:].add(L1t[1][1])
+    D = D + _expand(dD, bD)
+    L1 = L1 + _expand(dL1, bL1)
+    L2 = _expand(jnp.zeros((T, nv), qpos.dtype).at[2:].set(L2t[0]),
+                 jnp.zeros((T, 3, 3), qpos.dtype).at[2:].set(L2t[1]))
+    cost = jnp.sum(r * r) + jnp.sum(rp * rp) + jnp.sum(cp) + jnp.sum(ca)
     return D, L1, L2, g, cost

@@ -45,9 +45,9 @@ class SolverOptions(eqx.Module):
     """Solver settings. ``max_iters`` is static; tolerances and damping are traced."""
 
     max_iters: int = eqx.field(static=True, default=50)
-    rtol: float | jnp.ndarray = 1e-5  # stop when an accepted step lowers F by less than rtol*F
+    rtol: float | jnp.ndarray = 1e-4  # stop when an accepted step lowers F by less than rtol*F
     step_tol: float | jnp.ndarray = 1e-4  # ... or moves no coordinate by more than this (m, rad)
-    damping: float | jnp.ndarray = 1e-3  # initial Levenberg damping
+    damping: float | jnp.ndarray = 1e-4  # initial Marquardt damping, relative to diag(H)
     bound_tol: float | jnp.ndarray = 1e-6  # a joint this close to a bound counts as active
 
 
@@ -107,7 +107,8 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
     q0 = _project(clean, initial_guess(clean, tpos, tquat))
     mask = clean.clip.frame_mask
     nv = q0.shape[1] - 1
-    pad_eye = (1.0 - mask)[:, None, None] * jnp.eye(nv, dtype=dtype)
+    eye = jnp.eye(nv, dtype=dtype)
+    pad_eye = (1.0 - mask)[:, None, None] * eye
 
     def cond(s):
         q, cost, lam, it, done = s
@@ -116,13 +117,20 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
     def body(s):
         q, cost, lam, it, done = s
         D, L1, L2, g, _ = normal_equations(clean, q, tpos, tquat)
-        Dl = D + pad_eye + lam * jnp.eye(nv, dtype=dtype)
+        # Marquardt damping: lam scales each unknown's own curvature, so one lam suits
+        # root metres, joint radians and every weight scale (no runs of rejected steps
+        # while an absolute lam climbs to the size of diag(H)); a tiny floor keeps
+        # unknowns without curvature solvable.
+        diag = jnp.diagonal(D, axis1=1, axis2=2)
+        Dl = D + pad_eye + (lam * diag + 1e-9 * (1.0 + jnp.max(diag)))[:, :, None] * eye
         delta = -block_banded_solve(Dl, L1, L2, g) * mask[:, None]
         q_new = _project(clean, _step(q, delta))
         cost_new = total_cost(clean, q_new, tpos, tquat)
         ok = jnp.isfinite(cost_new) & (cost_new < cost)
         rel = (cost - cost_new) / jnp.maximum(cost, jnp.finfo(dtype).tiny)
-        converged = ok & ((rel < options.rtol) | (jnp.max(jnp.abs(delta)) < options.step_tol))
+        # the move actually made (a joint held at its bound by the projection does not move)
+        moved = jnp.max(jnp.abs(q_new - q))
+        converged = ok & ((rel < options.rtol) | (moved < options.step_tol))
         stuck = lam > 1e10
         q = jnp.where(ok, q_new, q)
         cost = jnp.where(ok, cost_new, cost)

@@ -93,6 +93,16 @@ def _step(qpos, delta):
     return jax.vmap(integrate)(qpos, delta)
 
 
+def _restrict(free, D, L1, L2):
+    """The banded system on the free directions only: rows and columns of held
+    unknowns (``free`` 0, shape (T, nv)) become identity rows."""
+    eye = jnp.eye(D.shape[-1], dtype=D.dtype)
+    D = D * (free[:, :, None] * free[:, None, :]) + (1.0 - free)[:, :, None] * eye
+    L1 = L1 * (free[:, :, None] * jnp.roll(free, 1, axis=0)[:, None, :])
+    L2 = L2 * (free[:, :, None] * jnp.roll(free, 2, axis=0)[:, None, :])
+    return D, L1, L2
+
+
 def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput:
     dtype = problem.clip.human_pos.dtype
     finite = jnp.all(jnp.isfinite(problem.clip.human_pos)) & jnp.all(jnp.isfinite(problem.clip.human_quat))
@@ -117,6 +127,16 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
     def body(s):
         q, cost, lam, it, done = s
         D, L1, L2, g, _ = normal_equations(clean, q, tpos, tquat)
+        # Projected Newton: a joint resting on a bound whose descent direction points out
+        # of its range is held for this step. Otherwise the step couples every other
+        # joint to a move the projection then undoes, and LM crawls (or stalls) on
+        # clips with active limits.
+        j = q[:, 7:]
+        held = (((j <= clean.robot.q_lower + options.bound_tol) & (g[:, 6:] > 0))
+                | ((j >= clean.robot.q_upper - options.bound_tol) & (g[:, 6:] < 0)))
+        free = jnp.concatenate([jnp.ones_like(g[:, :6]), (~held).astype(dtype)], axis=1)
+        D, L1, L2 = _restrict(free, D, L1, L2)
+        g = g * free
         # Marquardt damping: lam scales each unknown's own curvature, so one lam suits
         # root metres, joint radians and every weight scale (no runs of rejected steps
         # while an absolute lam climbs to the size of diag(H)); a tiny floor keeps
@@ -222,12 +242,8 @@ def _solve_bwd(out: SolveOutput, grad_out: SolveOutput, perturbed, problem, opti
     (dbar,) = pullback(qbar)
     dbar = dbar * free
 
-    D, L1, L2 = _hessian_blocks(problem, qstar)
-    eye = jnp.eye(nv, dtype=dtype)
-    Fm = free[:, :, None] * free[:, None, :]
-    D = D * Fm + (1.0 - free)[:, :, None] * eye + 1e-9 * eye
-    L1 = L1 * (free[:, :, None] * jnp.roll(free, 1, axis=0)[:, None, :])
-    L2 = L2 * (free[:, :, None] * jnp.roll(free, 2, axis=0)[:, None, :])
+    D, L1, L2 = _restrict(free, *_hessian_blocks(problem, qstar))
+    D = D + 1e-9 * jnp.eye(nv, dtype=dtype)
     u = block_banded_solve(D, L1, L2, dbar) * free
 
     diff, static = eqx.partition(problem, eqx.is_inexact_array)

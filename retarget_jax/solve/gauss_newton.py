@@ -41,6 +41,9 @@ from retarget_jax.solve.costs import (
 from retarget_jax.solve.linalg import block_banded_solve
 
 
+_RETRIES = 8  # re-solves with 10x the damping before a linearisation is declared a minimum
+
+
 class SolverOptions(eqx.Module):
     """Solver settings. ``max_iters`` is static; tolerances and damping are traced."""
 
@@ -136,25 +139,42 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
                 | ((j >= clean.robot.q_upper - options.bound_tol) & (g[:, 6:] < 0)))
         free = jnp.concatenate([jnp.ones_like(g[:, :6]), (~held).astype(dtype)], axis=1)
         D, L1, L2 = _restrict(free, D, L1, L2)
-        g = g * free
         # Marquardt damping: lam scales each unknown's own curvature, so one lam suits
         # root metres, joint radians and every weight scale (no runs of rejected steps
         # while an absolute lam climbs to the size of diag(H)); a tiny floor keeps
         # unknowns without curvature solvable.
         diag = jnp.diagonal(D, axis1=1, axis2=2)
-        Dl = D + pad_eye + (lam * diag + 1e-9 * (1.0 + jnp.max(diag)))[:, :, None] * eye
-        delta = -block_banded_solve(Dl, L1, L2, g) * mask[:, None]
-        q_new = _project(clean, _step(q, delta))
-        cost_new = total_cost(clean, q_new, tpos, tquat)
-        ok = jnp.isfinite(cost_new) & (cost_new < cost)
+        floor = 1e-9 * (1.0 + jnp.max(diag))
+
+        def trial(lam):
+            Dl = D + pad_eye + (lam * diag + floor)[:, :, None] * eye
+            delta = -block_banded_solve(Dl, L1, L2, g * free) * mask[:, None]
+            q_new = _project(clean, _step(q, delta))
+            return q_new, total_cost(clean, q_new, tpos, tquat)
+
+        def better(c):
+            return jnp.isfinite(c) & (c < cost)
+
+        # A rejected step raises lam and re-solves with the same Jacobians: a retry costs
+        # one banded solve and one cost, not a new linearisation.
+        def retry(t):
+            _, _, lam, k = t
+            lam = lam * 10.0
+            return *trial(lam), lam, k + 1
+
+        # (traced once: the first pass of the loop is the undamped-by-retry trial)
+        q_new, cost_new, lam, _ = jax.lax.while_loop(
+            lambda t: (t[3] == 0) | (~better(t[1]) & (t[3] <= _RETRIES)), retry,
+            (q, jnp.asarray(jnp.inf, dtype), lam / 10.0, jnp.asarray(0, jnp.int32)))
+        ok = better(cost_new)
         rel = (cost - cost_new) / jnp.maximum(cost, jnp.finfo(dtype).tiny)
         # the move actually made (a joint held at its bound by the projection does not move)
         moved = jnp.max(jnp.abs(q_new - q))
         converged = ok & ((rel < options.rtol) | (moved < options.step_tol))
-        stuck = lam > 1e10
+        stuck = ~ok  # no lam up to 10**_RETRIES times larger lowers F: a (local) minimum
         q = jnp.where(ok, q_new, q)
         cost = jnp.where(ok, cost_new, cost)
-        lam = jnp.where(ok, jnp.maximum(lam * 0.3, 1e-9), lam * 10.0)
+        lam = jnp.maximum(lam * 0.3, 1e-9)
         return q, cost, lam, it + 1, converged | stuck
 
     cost0 = total_cost(clean, q0, tpos, tquat)

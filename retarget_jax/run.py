@@ -72,7 +72,7 @@ class SolverConfig:
 
     max_iters: int = 50
     rtol: float = 1e-5
-    damping: float = 1e-3
+    damping: float = 1e-2
     weights: WeightsConfig = dataclasses.field(default_factory=WeightsConfig)
 
 

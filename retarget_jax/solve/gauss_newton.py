@@ -50,7 +50,7 @@ class SolverOptions(eqx.Module):
     max_iters: int = eqx.field(static=True, default=50)
     rtol: float | jnp.ndarray = 1e-4  # stop when an accepted step lowers F by less than rtol*F
     step_tol: float | jnp.ndarray = 1e-4  # ... or moves no coordinate by more than this (m, rad)
-    damping: float | jnp.ndarray = 1e-4  # initial Marquardt damping, relative to diag(H)
+    damping: float | jnp.ndarray = 1e-2  # initial Marquardt damping, relative to diag(H)
     bound_tol: float | jnp.ndarray = 1e-6  # a joint this close to a bound counts as active
 
 

@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-iters", type=int, default=None, help="our solver's iteration cap (default: solver default)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto")
     p.add_argument("--output", default="benchmarks/results/compare_peer_{device}.json")
+    p.add_argument("--processes", type=int, default=None,
+                   help="our solver's processes on CPU, each solving its share of the clips on one core "
+                        "(default: one per core, at most one per clip; 1 on GPU)")
     p.add_argument("--compilation-cache", default=None, metavar="DIR",
                    help="persistent JAX compilation cache (off by default: compile time is measured)")
     a = p.parse_args(argv)
@@ -84,6 +87,90 @@ def point_errors(result, robot, which):
     return np.linalg.norm(pos - result.target_pos_w[:, which], axis=-1)
 
 
+def build_clips(args):
+    """The benchmark's robot and prepared clips (windows of CLIP at evenly spread starts)."""
+    import numpy as np
+
+    from retarget_jax.formats import read_motion
+    from retarget_jax.pipeline import prepare_clip
+    from retarget_jax.problem.recipe import load_recipe
+    from retarget_jax.robots.spec import load_robot
+
+    path = Path(args.data) / CLIP
+    if not path.is_file():
+        raise SystemExit(f"compare_peer: {path} not found (pass --data or set RETARGET_JAX_SHARED_DATA)")
+    robot = load_robot("unitree_g1")
+    recipe = load_recipe("lafan1_g1")
+    motion = read_motion(path, "bvh_lafan1")
+    span = motion.num_frames - args.frames
+    if span < 0:
+        raise SystemExit(f"compare_peer: {CLIP} has {motion.num_frames} frames, fewer than --frames {args.frames}")
+    starts = np.linspace(0, span, args.clips + 2).astype(int)[1:-1] if args.clips > 1 else [span // 2]
+    return robot, [prepare_clip(motion.slice(int(s), int(s) + args.frames), recipe, robot) for s in starts]
+
+
+def solve_ours(clips, args, barrier=None):
+    """Our solve of ``clips`` in one batched call: (first-call s, steady s per repeat, outputs).
+    ``barrier`` lines the repeats up with the other processes'."""
+    import jax
+
+    from retarget_jax.solve.batch import bucket_length, solve_many
+    from retarget_jax.solve.gauss_newton import SolverOptions
+
+    options = SolverOptions() if args.max_iters is None else SolverOptions(max_iters=args.max_iters)
+    problems = [c.compiled for c in clips]
+
+    def ours():
+        return jax.block_until_ready(solve_many(problems, options, buckets=[bucket_length(args.frames)],
+                                                max_batch=len(problems)))
+
+    t0 = time.perf_counter()
+    solved = ours()
+    first_s = time.perf_counter() - t0
+    times = []
+    for _ in range(2):
+        if barrier is not None:
+            barrier.wait()
+        t0 = time.perf_counter()
+        solved = ours()
+        times.append(time.perf_counter() - t0)
+    return first_s, times, jax.device_get(solved)
+
+
+def _solve_share(args, share, nproc, barrier, queue):
+    """Worker process: clips share, share + nproc, ... on one single-threaded CPU device."""
+    select_platform("cpu")
+    import jax
+
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+    else:
+        jax.config.update("jax_enable_compilation_cache", False)
+    _, clips = build_clips(args)
+    queue.put((share, *solve_ours(clips[share::nproc], args, barrier)))
+
+
+def solve_ours_parallel(clips, args, nproc):
+    """``solve_ours`` split over ``nproc`` processes started together; a repeat's time is
+    its slowest process's (they start at one barrier)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(nproc), ctx.Queue()
+    procs = [ctx.Process(target=_solve_share, args=(args, k, nproc, barrier, queue)) for k in range(nproc)]
+    for p in procs:
+        p.start()
+    parts = dict((r[0], r[1:]) for r in (queue.get() for _ in procs))
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise SystemExit(f"compare_peer: solver process exited with {p.exitcode}")
+    first_s = max(parts[k][0] for k in parts)
+    times = [max(parts[k][1][r] for k in parts) for r in range(2)]
+    solved = [parts[i % nproc][2][i // nproc] for i in range(len(clips))]
+    return first_s, times, solved
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     select_platform(args.device)
@@ -97,50 +184,24 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from peer_mink import solve_clip
 
-    from retarget_jax.formats import read_motion
     from retarget_jax.metrics.report import evaluate_results
-    from retarget_jax.pipeline import finish_clip, prepare_clip
-    from retarget_jax.problem.recipe import load_recipe
+    from retarget_jax.pipeline import finish_clip
     from retarget_jax.result import SolveStatus
     from retarget_jax.robots.kinematics import host_forward_kinematics
-    from retarget_jax.robots.spec import load_robot
-    from retarget_jax.solve.batch import bucket_length, solve_many
-    from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions
+    from retarget_jax.solve.gauss_newton import SolveOutput
 
-    path = Path(args.data) / CLIP
-    if not path.is_file():
-        print(f"compare_peer: {path} not found (pass --data or set RETARGET_JAX_SHARED_DATA)", file=sys.stderr)
-        return 2
-    robot = load_robot("unitree_g1")
-    recipe = load_recipe("lafan1_g1")
-    motion = read_motion(path, "bvh_lafan1")
-    span = motion.num_frames - args.frames
-    if span < 0:
-        print(f"compare_peer: {CLIP} has {motion.num_frames} frames, fewer than --frames {args.frames}", file=sys.stderr)
-        return 2
-    starts = np.linspace(0, span, args.clips + 2).astype(int)[1:-1] if args.clips > 1 else [span // 2]
-    clips = [prepare_clip(motion.slice(int(s), int(s) + args.frames), recipe, robot) for s in starts]
+    robot, clips = build_clips(args)
     frames = sum(c.num_frames for c in clips)
     device = jax.devices()[0]
     device_name = f"{device.platform}: {getattr(device, 'device_kind', '')}".strip()
+    nproc = 1
     if device.platform == "cpu":
         device_name += f" ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-
-    options = SolverOptions() if args.max_iters is None else SolverOptions(max_iters=args.max_iters)
-    bucket = bucket_length(args.frames)
-    problems = [c.compiled for c in clips]
-
-    def ours():
-        return jax.block_until_ready(solve_many(problems, options, buckets=[bucket], max_batch=len(problems)))
-
-    t0 = time.perf_counter()
-    ours()
-    first_s = time.perf_counter() - t0
-    times = []
-    for _ in range(2):
-        t0 = time.perf_counter()
-        solved = ours()
-        times.append(time.perf_counter() - t0)
+        nproc = min(args.processes or os.cpu_count() or 1, len(clips))
+    if nproc > 1:
+        first_s, times, solved = solve_ours_parallel(clips, args, nproc)
+    else:
+        first_s, times, solved = solve_ours(clips, args)
     ours_s = min(times)
     ours_results = [finish_clip(c, s) for c, s in zip(clips, solved, strict=True)]
 
@@ -179,7 +240,8 @@ def main(argv=None) -> int:
                              ("jerk", "rad/s^3", 1.0), ("foot_sliding", "m/s", 1.0), ("penetration_max", "mm", 1e3)):
         rows.append((f"{key} ({unit})", f"{q_ours[key] * scale:.3f}", f"{q_peer[key] * scale:.3f}"))
     w = [max(len(r[i]) for r in rows) for i in range(3)]
-    print(f"{len(clips)} clips x {args.frames} frames of {CLIP}, unitree_g1, lafan1_g1; device {device_name}")
+    print(f"{len(clips)} clips x {args.frames} frames of {CLIP}, unitree_g1, lafan1_g1; device {device_name}; "
+          f"ours in {nproc} process(es), peer in 1")
     for r in rows:
         print(" | ".join(s.ljust(w[i]) for i, s in enumerate(r)))
     print(f"ours / peer frames/s: {ours_fps / peer_fps:.1f}x; jerk ours / peer: {q_ours['jerk'] / q_peer['jerk']:.3f}")
@@ -189,7 +251,7 @@ def main(argv=None) -> int:
         "ours_tracking_error": q_ours["tracking_error_end_effectors"],
         "peer_tracking_error": q_peer["tracking_error_end_effectors"],
         "ours_jerk": q_ours["jerk"], "peer_jerk": q_peer["jerk"], "device": device_name,
-        "clips": len(clips), "frames": frames, "compile_s": round(first_s - ours_s, 2),
+        "clips": len(clips), "frames": frames, "processes": nproc, "compile_s": round(first_s - ours_s, 2),
         "ours": q_ours, "peer": q_peer,
     }
     out = Path(args.output.format(device=device.platform))

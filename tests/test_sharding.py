@@ -40,10 +40,12 @@ BUCKETS = (64,)
 OPTIONS = SolverOptions(max_iters=50)  # to convergence: capped solves drift apart (see below)
 CACHE_DIR_ENV = "RETARGET_JAX_CACHE_DIR"
 # Different compiled programs (B=4 on one device, B=1 on each of 4) round float32
-# differently: converged solutions differ by about 1e-5 rad (with the solve capped at 8
-# iterations, unconverged, LM's accept/reject decisions diverge and they differ by 1e-3).
-# A clip solved with another clip's data would be off by centimetres.
-QPOS_ATOL = 5e-5
+# differently: converged solutions differ by up to about 1.5e-4 rad (1.45e-4 measured
+# with projected-Newton LM stopping on steps under 1e-4; 1.4e-5 with the earlier
+# absolute-damping LM). With the solve capped at 8 iterations, unconverged, LM's
+# accept/reject decisions diverge and they differ by 1e-3. A clip solved with another
+# clip's data would be off by centimetres.
+QPOS_ATOL = 3e-4
 
 
 def make_problems():

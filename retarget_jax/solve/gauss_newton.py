@@ -162,10 +162,12 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
             lam = lam * 10.0
             return *trial(lam), lam, k + 1
 
-        # (traced once: the first pass of the loop is the undamped-by-retry trial)
+        # (traced once: the loop's first pass is the trial at lam itself). The start cost is
+        # derived from the carried cost so that it varies over shard_map's clip axis like it.
+        ok_init = cost == cost
         q_new, cost_new, lam, _ = jax.lax.while_loop(
             lambda t: (t[3] == 0) | (~better(t[1]) & (t[3] <= _RETRIES)), retry,
-            (q, jnp.asarray(jnp.inf, dtype), lam / 10.0, jnp.asarray(0, jnp.int32)))
+            (q, jnp.where(ok_init, jnp.inf, cost), lam / 10.0, jnp.asarray(0, jnp.int32)))
         ok = better(cost_new)
         rel = (cost - cost_new) / jnp.maximum(cost, jnp.finfo(dtype).tiny)
         # the move actually made (a joint held at its bound by the projection does not move)

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from retarget_jax.batch.jobs import BatchJob, share
 from retarget_jax.errors import ConfigError, MotionFormatError
+from retarget_jax.io.atomic import atomic_write_text
 from retarget_jax.manifest import BatchManifest, BatchRunRecord, relative_to_manifest, utc_now
 
 
@@ -191,7 +192,7 @@ class BatchRunner:
         state.save()
         if not multi:
             return state.manifest()
-        _done_path(target).write_text(utc_now() + "\n")
+        atomic_write_text(_done_path(target), utc_now() + "\n")
         if self.barrier is not None:
             self.barrier("retarget_jax.batch.parts_written")
         if self.process_index != 0:

@@ -64,7 +64,7 @@ from retarget_jax.body_models.topology import (
 )
 from retarget_jax.errors import MotionFormatError, UnknownNameError
 from retarget_jax.motion.conventions import get_conventions
-from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.human_motion import HumanMotion, fps_problem
 from retarget_jax.motion.skeleton import HumanJoint
 
 __all__ = ["FORMATS", "POSE_WIDTH", "FPS_KEYS", "SMPL_JOINT_MAP", "AmassClip", "parse_amass",
@@ -263,9 +263,9 @@ def parse_amass(path: str | os.PathLike, fmt: str = "amass") -> AmassClip:
         raise MotionFormatError(path, f"expected one number, found dtype {fps_arr.dtype} shape "
                                 f"{fps_arr.shape}", field=fps_key)
     fps = float(fps_arr.reshape(-1)[0])
-    if not np.isfinite(fps) or fps <= 0:
-        raise MotionFormatError(path, f"frame rate must be a positive number, found {fps}",
-                                field=fps_key)
+    bad_fps = fps_problem(fps)
+    if bad_fps:
+        raise MotionFormatError(path, f"frame rate {bad_fps}", field=fps_key)
 
     if "betas" in fields or "betas" in unreadable:
         b = _need(path, fields, unreadable, "betas")

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from retarget_jax.errors import MotionFormatError
-from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.human_motion import HumanMotion, fps_problem
 from retarget_jax.motion.joint_maps import JointMap, load_joint_map, shipped_joint_maps
 from retarget_jax.motion.skeleton import HumanJoint, canonical_parents
 
@@ -115,8 +115,9 @@ def _scalar_fps(path: str, raw: np.ndarray) -> float:
         raise MotionFormatError(
             path, f"expected one number, found dtype {raw.dtype} with shape {raw.shape}", field="fps")
     fps = float(raw.reshape(()))
-    if not np.isfinite(fps) or fps <= 0:
-        raise MotionFormatError(path, f"must be a positive finite number, found {fps}", field="fps")
+    bad = fps_problem(fps)
+    if bad:
+        raise MotionFormatError(path, bad, field="fps")
     return fps
 
 

@@ -36,6 +36,7 @@ import functools
 import os
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,7 @@ def _read_npz(path: str) -> dict[str, object]:
             except ValueError as e:
                 raise MotionFormatError(path, f"cannot be read without unpickling ({e}); "
                                         "re-save it as a plain numeric array", field=key) from None
-            except (OSError, EOFError, zipfile.BadZipFile) as e:
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
                 raise MotionFormatError(path, f"corrupt entry: {e}", field=key) from None
     return out
 

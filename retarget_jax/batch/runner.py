@@ -98,9 +98,11 @@ def error_type(e: BaseException) -> str:
     return str(getattr(e, "error_type", None) or type(e).__name__)
 
 
-def failed_record(job: BatchJob, e: BaseException, started: str | None = None) -> BatchRunRecord:
+def failed_record(job: BatchJob, e: BaseException, started: str | None = None,
+                  provenance: dict[str, Any] | None = None) -> BatchRunRecord:
     return BatchRunRecord(job_id=job.id, motion=job.motion, output=None, status="failed", started_at=started,
-                          finished_at=utc_now(), message=str(e) or type(e).__name__, error_type=error_type(e))
+                          finished_at=utc_now(), message=str(e) or type(e).__name__, error_type=error_type(e),
+                          provenance=dict(provenance or {}))
 
 
 def part_path(manifest_path: str | Path, process_index: int, process_count: int) -> Path:

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -254,8 +253,8 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not zip/npy, or pickled
-        raise MotionFormatError(path, f"cannot read as a pickle-free NPZ archive: {e}") from None
+    except Exception as e:  # not zip/npy, pickled, a garbled npy header (TokenError, SyntaxError), ...
+        raise MotionFormatError(path, f"cannot read as a pickle-free NPZ archive: {type(e).__name__}: {e}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise MotionFormatError(
             path, f"expected an NPZ archive, found a single {type(archive).__name__}"

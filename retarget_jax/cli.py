@@ -82,6 +82,10 @@ def _retarget(args: argparse.Namespace) -> int:
         if isinstance(result, ClipFailure):
             print(f"error: {result.error_type}: {result.message}", file=sys.stderr)
             return 2
+        if not result.ok:  # invalid_input / diverged: nothing usable to write (as in a batch run)
+            print(f"error: SolveError: {args.input}: the solve returned status "
+                  f"'{result.provenance.get('status_name')}'; nothing written", file=sys.stderr)
+            return 2
         from retarget_jax.metrics import recipe_metrics
 
         m = recipe_metrics(result, robot, recipe)

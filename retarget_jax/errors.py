@@ -45,12 +45,15 @@ class UnknownNameError(RetargetError, KeyError):
 
     error_type = "unknown_name"
 
-    def __init__(self, kind: str, name: str, valid: Iterable[str], *, where: str | None = None):
+    def __init__(self, kind: str, name: str, valid: Iterable[str], *, where: str | None = None,
+                 source: str | None = None):
         self.kind = kind
         self.name = name
         self.valid = sorted(set(valid))
         prefix = f"{where}: " if where else ""
         msg = f"{prefix}{kind} '{name}' not found; valid: {', '.join(self.valid)}"
+        if source:  # the file the vocabulary came from (an MJCF, a joint map)
+            msg += f"; names from {source}"
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError would repr() the message

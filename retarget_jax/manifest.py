@@ -161,13 +161,9 @@ def _check_counts(r: _Reader, counts: Mapping[str, int], records: list, statuses
 
 
 def _write_json(path: str | os.PathLike, data: Mapping) -> Path:
-    from retarget_jax.io.result_npz import atomic_write
+    from retarget_jax.io.atomic import atomic_write_text
 
-    path = Path(path)
-    text = json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n"
-    with atomic_write(path) as fh:
-        fh.write(text.encode("utf-8"))
-    return path
+    return atomic_write_text(path, json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n")
 
 
 def _counts(records: Iterable, statuses: tuple[str, ...]) -> dict[str, int]:

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 import retarget_jax
-from retarget_jax.errors import RetargetError
+from retarget_jax.errors import InvalidMotionError, RetargetError
 from retarget_jax.motion.canonical import canonical_index
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.motion.resample import resample
@@ -37,6 +37,9 @@ from retarget_jax.robots.spec import RobotSpec
 from retarget_jax.solve.batch import DEFAULT_BUCKETS, solve_many
 from retarget_jax.solve.costs import scaled_human, targets
 from retarget_jax.solve.gauss_newton import SolverOptions
+
+#: Fewest frames a clip may have: velocity, acceleration and contact terms need neighbours.
+MIN_FRAMES = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +89,12 @@ def prepare_clip(motion: HumanMotion, recipe: Recipe, robot: RobotSpec, settings
     """Resample, build the problem and compile it (host; raises RetargetError subclasses)."""
     settings = settings or ProblemSettings()
     resampled = resample(motion, settings.fps)
+    if resampled.num_frames < MIN_FRAMES:
+        where = motion.source_path or "<motion>"
+        at = f" (at {settings.fps:g} fps)" if resampled is not motion else ""
+        raise InvalidMotionError(
+            f"{where}, field 'frames': a clip needs at least {MIN_FRAMES} frames to retarget (velocities, "
+            f"contacts and smoothness are defined between frames), found {resampled.num_frames}{at}")
     prob = RetargetingProblem(resampled, recipe, robot, settings.weights,
                               contacts=_resample_plan(contacts, motion, resampled),
                               contact_thresholds=settings.contact_thresholds,

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_compilation_cache_dir", str(Path("~/.cache/retarget_jax/xla").expanduser()))
     from retarget_jax.formats import default_recipe, read_motion
-    from retarget_jax.io import load_result, save_result
+    from retarget_jax.io import atomic_write_text, load_result, save_result
     from retarget_jax.metrics.report import evaluate_results
     from retarget_jax.pipeline import retarget_motions
     from retarget_jax.problem import CostWeights, load_recipe
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                "human_stance_foot_speed_scaled_mps": plan.get("human_stance_foot_speed_scaled_mps"),
                "reports": reports}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "plausibility.json").write_text(json.dumps(summary, indent=1, default=str))
+    atomic_write_text(out / "plausibility.json", json.dumps(summary, indent=1, default=str))
     return 0
 
 

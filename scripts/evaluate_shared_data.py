@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from retarget_jax.formats import default_recipe, read_motion
+from retarget_jax.io.atomic import atomic_write_text
 from retarget_jax.metrics import recipe_metrics
 from retarget_jax.pipeline import ClipFailure, retarget_motions
 from retarget_jax.problem import load_recipe
@@ -99,7 +100,7 @@ def main() -> None:
               f" {r['limit_violation_rad']:7.1e} {r['status']:>15s} {r['wall_s_incl_compile']:7.1f}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": str(jax.devices()[0]), "rows": rows}, indent=2))
+    atomic_write_text(out, json.dumps({"device": str(jax.devices()[0]), "rows": rows}, indent=2))
     print(f"\nwrote {out}")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retarget_jax.io.atomic import atomic_write_text
 from retarget_jax.motion.bvh import Y_UP_TO_Z_UP, read_bvh
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.motion.human_motion import HumanMotion
@@ -108,7 +109,7 @@ def write_bvh(path: str | Path, motion: HumanMotion, *, length_scale: float = 0.
                 vals.extend(pos[t, j])
             vals.extend(angles[t, j])
         lines.append(" ".join(f"{v:.6f}" for v in vals))
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:

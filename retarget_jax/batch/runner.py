@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from retarget_jax.batch.jobs import BatchJob, share
 from retarget_jax.errors import ConfigError, MotionFormatError
+from retarget_jax.io.atomic import atomic_write_text
 from retarget_jax.manifest import BatchManifest, BatchRunRecord, relative_to_manifest, utc_now
 
 
@@ -97,9 +98,11 @@ def error_type(e: BaseException) -> str:
     return str(getattr(e, "error_type", None) or type(e).__name__)
 
 
-def failed_record(job: BatchJob, e: BaseException, started: str | None = None) -> BatchRunRecord:
+def failed_record(job: BatchJob, e: BaseException, started: str | None = None,
+                  provenance: dict[str, Any] | None = None) -> BatchRunRecord:
     return BatchRunRecord(job_id=job.id, motion=job.motion, output=None, status="failed", started_at=started,
-                          finished_at=utc_now(), message=str(e) or type(e).__name__, error_type=error_type(e))
+                          finished_at=utc_now(), message=str(e) or type(e).__name__, error_type=error_type(e),
+                          provenance=dict(provenance or {}))
 
 
 def part_path(manifest_path: str | Path, process_index: int, process_count: int) -> Path:
@@ -191,7 +194,7 @@ class BatchRunner:
         state.save()
         if not multi:
             return state.manifest()
-        _done_path(target).write_text(utc_now() + "\n")
+        atomic_write_text(_done_path(target), utc_now() + "\n")
         if self.barrier is not None:
             self.barrier("retarget_jax.batch.parts_written")
         if self.process_index != 0:

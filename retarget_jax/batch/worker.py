@@ -30,6 +30,7 @@ from retarget_jax.manifest import BatchRunRecord, relative_to_manifest, utc_now
 from retarget_jax.pipeline import PreparedClip, ProblemSettings, prepare_clip, solve_clips
 from retarget_jax.problem import load_recipe
 from retarget_jax.problem.contacts import load_contact_plan
+from retarget_jax.result import SolveStatus
 from retarget_jax.robots.spec import RobotSpec
 from retarget_jax.solve.batch import DEFAULT_BUCKETS, bucket_length
 from retarget_jax.solve.gauss_newton import SolverOptions
@@ -143,15 +144,21 @@ class RetargetWorker:
             try:
                 records.append(self._write(job, result, item.started))
             except Exception as e:  # a write that fails loses this job only
-                records.append(failed_record(job, e, item.started))
+                records.append(failed_record(job, e, item.started, _status_provenance(result)))
         return records
 
     # ----------------------------------------------------------------------- writing
 
     def _write(self, job: BatchJob, result, started: str) -> BatchRunRecord:
+        # A clip the solve could not use (invalid_input: non-finite targets; diverged: a
+        # non-finite cost or pose) fails its own job and writes nothing; a rerun retries it.
+        name = SolveStatus.name(result.status)
+        if not SolveStatus.ok(result.status):
+            raise SolveError(f"{job.motion}: the solve returned status '{name}' "
+                             f"({_STATUS_WHY.get(int(result.status), 'not an ok status')}); nothing written")
         if not np.all(np.isfinite(result.qpos)):
             raise SolveError(f"{job.motion}: the solve produced non-finite joint values "
-                             f"(status {result.provenance.get('status_name', result.status)}); nothing written")
+                             f"(status '{name}'); nothing written")
         outputs = job.outputs(self.formats)
         for fmt, path in zip([*self.formats[1:], self.formats[0]], outputs, strict=True):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,6 +171,18 @@ class RetargetWorker:
                                                                                             outputs[-1]),
                               status="success", started_at=started, finished_at=utc_now(),
                               message=str(result.provenance.get("status_name", "loaded")), provenance=prov)
+
+
+_STATUS_WHY = {SolveStatus.INVALID_INPUT: "non-finite targets: the clip was not solved",
+               SolveStatus.DIVERGED: "the cost or the pose became non-finite during the solve"}
+
+
+def _status_provenance(result) -> dict[str, Any]:
+    """What a failed record keeps of a solve: its status and iterations (JSON-safe)."""
+    if result is None or not hasattr(result, "status"):
+        return {}
+    return {"status": int(result.status), "status_name": SolveStatus.name(result.status),
+            "iterations": int(result.iterations)}
 
 
 @functools.lru_cache(maxsize=32)

@@ -35,7 +35,6 @@ import dataclasses
 import functools
 import os
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -157,8 +156,8 @@ def _read_npz(path: str) -> dict[str, object]:
         npz = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise MotionFormatError(path, f"not a readable .npz model file: {e}") from None
+    except Exception as e:  # zip and npy header parsing raise many kinds (BadZipFile, TokenError, ...)
+        raise MotionFormatError(path, f"not a readable .npz model file: {type(e).__name__}: {e}") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise MotionFormatError(path, "a .npy array, not an .npz model file")
     out: dict[str, object] = {}
@@ -169,10 +168,12 @@ def _read_npz(path: str) -> dict[str, object]:
             try:
                 out[key] = npz[key]
             except ValueError as e:
+                if "allow_pickle" not in str(e):
+                    raise MotionFormatError(path, f"corrupt entry: {e}", field=key) from None
                 raise MotionFormatError(path, f"cannot be read without unpickling ({e}); "
                                         "re-save it as a plain numeric array", field=key) from None
-            except (OSError, EOFError, zipfile.BadZipFile) as e:
-                raise MotionFormatError(path, f"corrupt entry: {e}", field=key) from None
+            except Exception as e:  # CRC, truncation, a garbled npy header (TokenError, SyntaxError), ...
+                raise MotionFormatError(path, f"corrupt entry: {type(e).__name__}: {e}", field=key) from None
     return out
 
 

@@ -4,12 +4,15 @@
   own pickle-free result NPZ.
 - :func:`write_mjlab_npz`, :func:`write_gmr_pkl`: downstream trackers' formats;
   :func:`write_result` dispatches on a format name.
+- :func:`atomic_write` (:func:`atomic_write_bytes`, :func:`atomic_write_text`): the one
+  way outputs and manifests are written (temp file in the same folder, fsync, rename).
 - :func:`restricted_load`: unpickle third-party motion pickles allowing only numpy and
   builtin data.
 - :func:`read_robot_motion` (:func:`read_gmr_pkl`, :func:`read_mjlab_npz`,
   :func:`read_seed_csv`): robot-space motion files loaded as results, without a solve.
 """
 
+from retarget_jax.io.atomic import atomic_write, atomic_write_bytes, atomic_write_text
 from retarget_jax.io.readers import (
     ROBOT_MOTION_READERS,
     read_gmr_pkl,
@@ -19,7 +22,6 @@ from retarget_jax.io.readers import (
 )
 from retarget_jax.io.result_npz import (
     SCHEMA_VERSION,
-    atomic_write,
     load_result,
     save_result,
     validate_result_npz,
@@ -40,6 +42,8 @@ __all__ = [
     "WRITERS",
     "angular_velocity_w",
     "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
     "linear_velocity",
     "load_result",
     "read_gmr_pkl",

@@ -42,18 +42,16 @@ Values are not checked beyond ``fps`` (a diverged clip legitimately holds NaN).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
-import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from retarget_jax.errors import MotionFormatError
+from retarget_jax.io.atomic import atomic_write
 from retarget_jax.result import RetargetingResult, SolveStatus
 
 SCHEMA_VERSION = 1
@@ -82,53 +80,6 @@ REQUIRED_KEYS: tuple[str, ...] = (
 )
 OPTIONAL_KEYS: tuple[str, ...] = ("target_pos_w", "target_body_names", "target_offset_b", "contacts",
                                   "contact_body_names")
-
-
-# --------------------------------------------------------------------------- atomic write
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[IO[bytes]]:
-    """Open a binary handle whose content replaces ``path`` only if the block succeeds.
-
-    The data go to a hidden temporary file in the same directory (so ``os.replace`` is
-    a same-filesystem rename), are flushed and fsync'd, then renamed onto ``path``.
-    Readers see either the old file or the complete new one, never a partial write;
-    on error the temporary file is removed and ``path`` is left untouched. Parent
-    directories are created. The temporary name ends with ``suffix`` (default: the
-    suffix of ``path``), because some writers (``np.savez`` given a *name*) append one.
-    The file is created with mode 0o666 minus the umask, like ``open(path, "wb")``.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    suffix = final.suffix if suffix is None else suffix
-    tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp{suffix}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(final.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable on POSIX; directories cannot be opened on Windows.
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 # --------------------------------------------------------------------------- encoding helpers
@@ -302,8 +253,8 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not zip/npy, or pickled
-        raise MotionFormatError(path, f"cannot read as a pickle-free NPZ archive: {e}") from None
+    except Exception as e:  # not zip/npy, pickled, a garbled npy header (TokenError, SyntaxError), ...
+        raise MotionFormatError(path, f"cannot read as a pickle-free NPZ archive: {type(e).__name__}: {e}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise MotionFormatError(
             path, f"expected an NPZ archive, found a single {type(archive).__name__}"

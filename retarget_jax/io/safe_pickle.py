@@ -16,6 +16,11 @@ Allowed globals (``module.name`` as written in the pickle):
 - ``_codecs.encode``, which protocol-2 pickles use for ``bytes``, but only with the
   ``latin1`` encoding (other codecs such as ``zlib_codec`` are refused at call time).
 
+Calls are bounded: a container, ``bytes``/``bytearray`` or ``range`` argument of more than
+:data:`MAX_CALL_ITEMS` items and an array call asking for more than
+:data:`MAX_CALL_ARRAY_BYTES` are refused, so a few bytes of pickle cannot ask for
+terabytes (``list(range(10**12))``).
+
 Everything else is refused, including harmless classes such as
 ``collections.OrderedDict`` or ``numpy.dtypes.StringDType``: the list is an allowlist
 so it stays auditable, and GMR-style files need nothing more. The allowed names are
@@ -61,17 +66,76 @@ def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") ->
     return codecs.encode(obj, "latin1", errors)
 
 
+#: Most elements a container, ``bytes(n)`` or ``range`` argument may have, and most bytes
+#: an array made by a call in the pickle may take. Data the pickle carries is bounded by
+#: the file's size; these bound what a few bytes of *calls* can ask for: without them,
+#: ``list(range(10**12))`` or ``bytes(10**12)`` in a 40-byte file would exhaust the
+#: machine's memory instead of failing one clip.
+MAX_CALL_ITEMS = 1 << 24
+MAX_CALL_ARRAY_BYTES = 1 << 31
+
+
+def _check_call_args(name: str, args: tuple, kwargs: dict) -> None:
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, range | bytes | bytearray | str | list | tuple | set | frozenset | dict) \
+                and len(a) > MAX_CALL_ITEMS:
+            raise pickle.UnpicklingError(f"{name}() called with {len(a)} items (at most {MAX_CALL_ITEMS})")
+        if name in ("bytes", "bytearray") and isinstance(a, int) and a > MAX_CALL_ITEMS:
+            raise pickle.UnpicklingError(f"{name}({a}) asks for more than {MAX_CALL_ITEMS} bytes")
+
+
+def _bounded(fn: Any, name: str) -> Any:
+    """``fn`` called only with arguments of bounded size (see :data:`MAX_CALL_ITEMS`)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        _check_call_args(name, args, kwargs)
+        return fn(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def _array_bytes(shape: Any, dtype: Any) -> int:
+    try:
+        dims = (int(shape),) if isinstance(shape, int | np.integer) else tuple(int(n) for n in shape)
+        itemsize = np.dtype(dtype).itemsize
+    except (TypeError, ValueError) as e:
+        raise pickle.UnpicklingError(f"bad array shape or dtype: {e}") from None
+    if any(n < 0 for n in dims):
+        raise pickle.UnpicklingError(f"negative array dimension in {dims}")
+    total = itemsize
+    for n in dims:
+        total *= n
+    return total
+
+
+def _reconstruct_bounded(subtype: Any, shape: Any, dtype: Any) -> Any:
+    if subtype is _ndarray_bounded:  # what the pickle's ``numpy.ndarray`` resolves to
+        subtype = np.ndarray
+    if subtype is not np.ndarray:
+        raise pickle.UnpicklingError(f"_reconstruct of {subtype!r}, not a numpy array")
+    if _array_bytes(shape, dtype) > MAX_CALL_ARRAY_BYTES:
+        raise pickle.UnpicklingError(f"array of shape {shape} asks for more than {MAX_CALL_ARRAY_BYTES} bytes")
+    return _reconstruct(subtype, shape, dtype)
+
+
+def _ndarray_bounded(shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> Any:
+    if _array_bytes(shape, dtype) > MAX_CALL_ARRAY_BYTES:
+        raise pickle.UnpicklingError(f"array of shape {shape} asks for more than {MAX_CALL_ARRAY_BYTES} bytes")
+    return np.ndarray(shape, dtype, *args, **kwargs)
+
+
 _NUMPY: dict[tuple[str, str], Any] = {}
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _NUMPY[(_mod, "_reconstruct")] = _reconstruct
+    _NUMPY[(_mod, "_reconstruct")] = _reconstruct_bounded
     _NUMPY[(_mod, "scalar")] = _scalar
 for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
-    _NUMPY[(_mod, "_frombuffer")] = _frombuffer
-_NUMPY[("numpy", "ndarray")] = np.ndarray
+    _NUMPY[(_mod, "_frombuffer")] = _frombuffer  # its data come from the pickle: bounded by the file
+_NUMPY[("numpy", "ndarray")] = _ndarray_bounded
 _NUMPY[("numpy", "dtype")] = np.dtype
 
 _BUILTINS: dict[str, Any] = {
-    t.__name__: t
+    t.__name__: _bounded(t, t.__name__)
     for t in (
         dict,
         list,

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from retarget_jax.errors import UnknownNameError
-from retarget_jax.io.result_npz import atomic_write, save_result, str_array
+from retarget_jax.io.atomic import atomic_write
+from retarget_jax.io.result_npz import save_result, str_array
 from retarget_jax.result import RetargetingResult
 from retarget_jax.rotations import quat_conj, quat_log, quat_mul, quat_rotate
 

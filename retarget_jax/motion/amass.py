@@ -45,8 +45,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-import zipfile
-import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -64,7 +62,7 @@ from retarget_jax.body_models.topology import (
 )
 from retarget_jax.errors import MotionFormatError, UnknownNameError
 from retarget_jax.motion.conventions import get_conventions
-from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.human_motion import HumanMotion, fps_problem
 from retarget_jax.motion.skeleton import HumanJoint
 
 __all__ = ["FORMATS", "POSE_WIDTH", "FPS_KEYS", "SMPL_JOINT_MAP", "AmassClip", "parse_amass",
@@ -141,7 +139,7 @@ def _read_fields(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         npz = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except Exception as e:  # zip and npy header parsing raise many kinds (BadZipFile, TokenError, ...)
         raise MotionFormatError(path, f"not a readable .npz archive ({type(e).__name__}: {e})") \
             from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -153,9 +151,12 @@ def _read_fields(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         for key in npz.files:
             try:
                 fields[key] = npz[key]
-            except ValueError as e:  # object arrays need pickle: never allowed here
-                unreadable[key] = f"cannot be read without unpickling ({e})"
-            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            except ValueError as e:
+                if "allow_pickle" not in str(e):
+                    raise MotionFormatError(path, f"corrupt entry ({type(e).__name__}: {e})",
+                                            field=key) from None
+                unreadable[key] = f"cannot be read without unpickling ({e})"  # object arrays: never
+            except Exception as e:  # CRC, truncation, a garbled npy header (TokenError, SyntaxError), ...
                 raise MotionFormatError(path, f"corrupt entry ({type(e).__name__}: {e})",
                                         field=key) from None
     return fields, unreadable
@@ -263,9 +264,9 @@ def parse_amass(path: str | os.PathLike, fmt: str = "amass") -> AmassClip:
         raise MotionFormatError(path, f"expected one number, found dtype {fps_arr.dtype} shape "
                                 f"{fps_arr.shape}", field=fps_key)
     fps = float(fps_arr.reshape(-1)[0])
-    if not np.isfinite(fps) or fps <= 0:
-        raise MotionFormatError(path, f"frame rate must be a positive number, found {fps}",
-                                field=fps_key)
+    bad_fps = fps_problem(fps)
+    if bad_fps:
+        raise MotionFormatError(path, f"frame rate {bad_fps}", field=fps_key)
 
     if "betas" in fields or "betas" in unreadable:
         b = _need(path, fields, unreadable, "betas")

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from retarget_jax.errors import ConfigError, MotionFormatError, UnknownNameError
-from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.human_motion import HumanMotion, fps_problem
 from retarget_jax.motion.joint_maps import JointMap, load_joint_map, shipped_joint_maps
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP, HumanJoint
 from retarget_jax.rotations import euler_to_quat, quat_mul, quat_normalize, quat_rotate
@@ -380,6 +380,10 @@ def _parse_motion_header(path: str, lines: list[str], motion_line: int) -> tuple
             line=j + 1,
             field="Frame Time",
         )
+    bad_fps = fps_problem(1.0 / dt)
+    if bad_fps:
+        raise MotionFormatError(path, f"frame time {lines[j].split(':', 1)[1].strip()} s gives a frame rate that "
+                                f"{bad_fps}", line=j + 1, field="Frame Time")
     return n, dt, j + 1
 
 
@@ -529,8 +533,9 @@ def write_bvh(path: str | os.PathLike, clip: BvhClip) -> None:
     ]).astype(np.int64) if C else np.zeros(0, dtype=np.int64)
     out += ["MOTION", f"Frames: {clip.num_frames}", f"Frame Time: {_num(clip.frame_time)}"]
     out += [" ".join(_num(v) for v in row) for row in clip.frames[:, cols]]
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write("\n".join(out) + "\n")
+    from retarget_jax.io.atomic import atomic_write_text
+
+    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 # ---------------------------------------------------------------------------------------

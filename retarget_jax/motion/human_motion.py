@@ -20,6 +20,22 @@ import numpy as np
 from retarget_jax.errors import InvalidMotionError, UnknownNameError
 from retarget_jax.motion.skeleton import HumanJoint
 
+#: Frame rates a motion may have (frames per second). Outside this range a file's rate is
+#: taken for a corrupt or mislabelled field rather than motion capture: a rate of 1e-9
+#: would resample a 30-frame clip into 1e12 frames, one of 1e9 makes every velocity cost
+#: overflow.
+MIN_FPS = 1.0
+MAX_FPS = 10_000.0
+
+
+def fps_problem(fps: float) -> str | None:
+    """Why ``fps`` is not a usable frame rate (None when it is)."""
+    if not np.isfinite(fps) or fps <= 0:
+        return f"must be a positive finite number, found {fps}"
+    if not MIN_FPS <= fps <= MAX_FPS:
+        return f"must be between {MIN_FPS:g} and {MAX_FPS:g} frames per second, found {fps:g}"
+    return None
+
 
 @dataclasses.dataclass(frozen=True)
 class HumanMotion:
@@ -70,8 +86,9 @@ class HumanMotion:
                 f"{where}: orientations must be ({pos.shape[0]}, {J}, 4), got {np.shape(self.orientations)}")
         if np.shape(self.parents) != (J,):
             raise InvalidMotionError(f"{where}: parents must be ({J},), got {np.shape(self.parents)}")
-        if not np.isfinite(self.fps) or self.fps <= 0:
-            raise InvalidMotionError(f"{where}: fps must be a positive number, got {self.fps}")
+        bad_fps = fps_problem(self.fps)
+        if bad_fps:
+            raise InvalidMotionError(f"{where}: fps {bad_fps}")
         T = pos.shape[0]
         if self.timestamps is not None:
             ts = np.asarray(self.timestamps, dtype=np.float64)

@@ -28,14 +28,12 @@ The file is read with ``allow_pickle=False``: an object array is refused, never 
 from __future__ import annotations
 
 import os
-import zipfile
-import zlib
 from collections.abc import Mapping
 
 import numpy as np
 
 from retarget_jax.errors import MotionFormatError
-from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.human_motion import HumanMotion, fps_problem
 from retarget_jax.motion.joint_maps import JointMap, load_joint_map, shipped_joint_maps
 from retarget_jax.motion.skeleton import HumanJoint, canonical_parents
 
@@ -52,8 +50,8 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
         z = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as e:
-        raise MotionFormatError(path, f"not a readable npz archive: {e}") from None
+    except Exception as e:  # zip and npy header parsing raise many kinds (BadZipFile, TokenError, ...)
+        raise MotionFormatError(path, f"not a readable npz archive: {type(e).__name__}: {e}") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise MotionFormatError(
             path, f"expected an npz archive of named arrays, found a single {type(z).__name__}")
@@ -62,11 +60,13 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
         for k in z.files:
             try:
                 out[k] = z[k]
-            except ValueError as e:  # object arrays need pickle: refused, never unpickled
-                raise MotionFormatError(
-                    path, f"array '{k}' cannot be read without pickle ({e})", field=k) from None
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+            except ValueError as e:
+                if "allow_pickle" in str(e):  # object arrays need pickle: refused, never unpickled
+                    raise MotionFormatError(
+                        path, f"array '{k}' cannot be read without pickle ({e})", field=k) from None
                 raise MotionFormatError(path, f"array '{k}' is corrupt: {e}", field=k) from None
+            except Exception as e:  # CRC, truncation, a garbled npy header (TokenError, SyntaxError), ...
+                raise MotionFormatError(path, f"array '{k}' is corrupt: {type(e).__name__}: {e}", field=k) from None
     return out
 
 
@@ -115,8 +115,9 @@ def _scalar_fps(path: str, raw: np.ndarray) -> float:
         raise MotionFormatError(
             path, f"expected one number, found dtype {raw.dtype} with shape {raw.shape}", field="fps")
     fps = float(raw.reshape(()))
-    if not np.isfinite(fps) or fps <= 0:
-        raise MotionFormatError(path, f"must be a positive finite number, found {fps}", field="fps")
+    bad = fps_problem(fps)
+    if bad:
+        raise MotionFormatError(path, bad, field="fps")
     return fps
 
 

@@ -122,7 +122,8 @@ class RobotSpec:
         try:
             return self.body_names.index(name)
         except ValueError:
-            raise UnknownNameError(f"body of robot {self.name}", name, self.body_names, where=where) from None
+            raise UnknownNameError(f"body of robot {self.name}", name, self.body_names, where=where,
+                                   source=str(self.mjcf_path)) from None
 
     def subtree_geoms(self, body: int) -> list[int]:
         """MuJoCo geom ids on robot body ``body`` (index in ``body_names``) and every body
@@ -138,7 +139,8 @@ class RobotSpec:
         try:
             return self.dof_names.index(name)
         except ValueError:
-            raise UnknownNameError(f"joint of robot {self.name}", name, self.dof_names, where=where) from None
+            raise UnknownNameError(f"joint of robot {self.name}", name, self.dof_names, where=where,
+                                   source=str(self.mjcf_path)) from None
 
     def chain_length(self, body: str, ancestor: str) -> float:
         """Sum of |body_pos| on the path from ``ancestor`` down to ``body`` (metres)."""

@@ -71,20 +71,6 @@ def x64():
 @pytest.fixture
 def g1_trajectory(g1):
     """A 12-frame G1 trajectory with in-range joints and MuJoCo FK body poses, 50 fps."""
-    import numpy as np
+    from inputs import synthetic_trajectory
 
-    from retarget_jax.io.readers import forward_kinematics
-    from retarget_jax.result import RetargetingResult, SolveStatus
-
-    T, robot = 12, g1
-    rng = np.random.default_rng(0)
-    lo, hi = robot.dof_ranges[:, 0], robot.dof_ranges[:, 1]
-    dof = lo + (hi - lo) * rng.uniform(0.2, 0.8, size=(T, robot.num_dof))
-    root = np.c_[np.linspace(0, 0.5, T), np.zeros(T), np.full(T, 0.78)]
-    yaw = np.linspace(0, 0.4, T)
-    quat = np.c_[np.cos(yaw / 2), np.zeros(T), np.zeros(T), np.sin(yaw / 2)]
-    pos, rot = forward_kinematics(robot, root, quat, dof)
-    return RetargetingResult(fps=50.0, root_pos=root, root_quat_wxyz=quat, dof_pos=dof,
-                             dof_names=robot.dof_names, body_names=robot.body_names, body_pos_w=pos,
-                             body_quat_w=rot, status=SolveStatus.CONVERGED, final_cost=0.0, iterations=0,
-                             robot=robot.name)
+    return synthetic_trajectory(g1, 12, seed=0, yaw_end=0.4)

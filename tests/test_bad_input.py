@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inputs import TINY_BVH
 
 from retarget_jax.cli import main as cli_main
 from retarget_jax.errors import (
@@ -61,27 +62,7 @@ def write_keypoints(path: Path, T: int = 40, shift: float = 0.0, **override) -> 
     return path
 
 
-BVH = """HIERARCHY
-ROOT Hips
-{
-  OFFSET 0 0 0
-  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation
-  JOINT LeftUpLeg
-  {
-    OFFSET 10 0 0
-    CHANNELS 3 Zrotation Yrotation Xrotation
-    End Site
-    {
-      OFFSET 0 -40 0
-    }
-  }
-}
-MOTION
-Frames: 2
-Frame Time: 0.033333
-0 90 0 0 0 0 0 0 0
-0 90 0 0 0 0 0 0 0
-"""
+BVH = TINY_BVH
 
 
 def _text(path: Path, text: str) -> Path:

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inputs import TINY_BVH
 
 from retarget_jax.errors import RetargetError
 from retarget_jax.motion.demo import demo_motion
@@ -113,27 +114,7 @@ KEYPOINTS_Z = _npz_compressed(positions=_M.positions, joint_names=np.array([j.va
                               fps=np.float64(30))
 AMASS = _npz(poses=np.zeros((6, 165)), trans=np.zeros((6, 3)), mocap_frame_rate=np.float64(30),
              gender=np.array("neutral"), betas=np.zeros(10))
-BVH = b"""HIERARCHY
-ROOT Hips
-{
-  OFFSET 0 0 0
-  CHANNELS 6 Xposition Yposition Zposition Zrotation Yrotation Xrotation
-  JOINT LeftUpLeg
-  {
-    OFFSET 10 0 0
-    CHANNELS 3 Zrotation Yrotation Xrotation
-    End Site
-    {
-      OFFSET 0 -40 0
-    }
-  }
-}
-MOTION
-Frames: 2
-Frame Time: 0.033333
-0 90 0 0 0 0 0 0 0
-0 90 0 0 0 0 0 0 0
-"""
+BVH = TINY_BVH.encode()
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inputs import synthetic_trajectory
 
 from retarget_jax.io import load_result, write_gmr_pkl
 from retarget_jax.io.atomic import is_temp_file
 from retarget_jax.manifest import BatchManifest
-from retarget_jax.result import RetargetingResult, SolveStatus
+from retarget_jax.result import RetargetingResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIPS = 30
@@ -37,20 +38,7 @@ FRAMES = 1500
 
 
 def _trajectory(robot, seed: int) -> RetargetingResult:
-    from retarget_jax.io.readers import forward_kinematics
-
-    rng = np.random.default_rng(seed)
-    T = FRAMES
-    lo, hi = robot.dof_ranges[:, 0], robot.dof_ranges[:, 1]
-    dof = lo + (hi - lo) * rng.uniform(0.2, 0.8, size=(T, robot.num_dof))
-    root = np.c_[np.linspace(0, 0.5, T), np.zeros(T), np.full(T, 0.78)]
-    yaw = np.linspace(0, rng.uniform(0.1, 1.0), T)
-    quat = np.c_[np.cos(yaw / 2), np.zeros(T), np.zeros(T), np.sin(yaw / 2)]
-    pos, rot = forward_kinematics(robot, root, quat, dof)
-    return RetargetingResult(fps=50.0, root_pos=root, root_quat_wxyz=quat, dof_pos=dof,
-                             dof_names=robot.dof_names, body_names=robot.body_names, body_pos_w=pos,
-                             body_quat_w=rot, status=SolveStatus.CONVERGED, final_cost=0.0, iterations=0,
-                             robot=robot.name)
+    return synthetic_trajectory(robot, FRAMES, seed)
 
 
 def _cmd(inp: Path, out: Path, config: Path) -> list[str]:

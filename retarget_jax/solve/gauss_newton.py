@@ -40,7 +40,6 @@ from retarget_jax.solve.costs import (
 )
 from retarget_jax.solve.linalg import block_banded_solve
 
-
 _RETRIES = 8  # re-solves with 10x the damping before a linearisation is declared a minimum
 
 

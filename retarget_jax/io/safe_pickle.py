@@ -95,7 +95,8 @@ def _bounded(fn: Any, name: str) -> Any:
     return call
 
 
-def _array_bytes(shape: Any, dtype: Any) -> int:
+def _check_array_size(shape: Any, dtype: Any) -> None:
+    """Refuse an array call whose shape and dtype ask for more than MAX_CALL_ARRAY_BYTES."""
     try:
         dims = (int(shape),) if isinstance(shape, int | np.integer) else tuple(int(n) for n in shape)
         itemsize = np.dtype(dtype).itemsize
@@ -106,7 +107,8 @@ def _array_bytes(shape: Any, dtype: Any) -> int:
     total = itemsize
     for n in dims:
         total *= n
-    return total
+    if total > MAX_CALL_ARRAY_BYTES:
+        raise pickle.UnpicklingError(f"array of shape {shape} asks for more than {MAX_CALL_ARRAY_BYTES} bytes")
 
 
 def _reconstruct_bounded(subtype: Any, shape: Any, dtype: Any) -> Any:
@@ -114,14 +116,12 @@ def _reconstruct_bounded(subtype: Any, shape: Any, dtype: Any) -> Any:
         subtype = np.ndarray
     if subtype is not np.ndarray:
         raise pickle.UnpicklingError(f"_reconstruct of {subtype!r}, not a numpy array")
-    if _array_bytes(shape, dtype) > MAX_CALL_ARRAY_BYTES:
-        raise pickle.UnpicklingError(f"array of shape {shape} asks for more than {MAX_CALL_ARRAY_BYTES} bytes")
+    _check_array_size(shape, dtype)
     return _reconstruct(subtype, shape, dtype)
 
 
 def _ndarray_bounded(shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> Any:
-    if _array_bytes(shape, dtype) > MAX_CALL_ARRAY_BYTES:
-        raise pickle.UnpicklingError(f"array of shape {shape} asks for more than {MAX_CALL_ARRAY_BYTES} bytes")
+    _check_array_size(shape, dtype)
     return np.ndarray(shape, dtype, *args, **kwargs)
 
 

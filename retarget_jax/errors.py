@@ -76,3 +76,10 @@ class SolveError(RetargetError, RuntimeError):
     """A solve could not be set up (shapes, buckets) on the host."""
 
     error_type = "solve"
+
+
+class RenderError(RetargetError, RuntimeError):
+    """A result cannot be rendered: no offscreen OpenGL backend, no video encoder, or a
+    frame outside the clip."""
+
+    error_type = "render"

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "is_temp_file"]
+__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "is_temp_file"]
 
 _TMP_MARK = ".tmp"
 
@@ -34,16 +34,32 @@ def atomic_write(path: str | os.PathLike[str], suffix: str | None = None) -> Ite
     the suffix of ``path``), because some writers (``np.savez`` given a *name*) append
     one. The file is created with mode 0o666 minus the umask, like ``open(path, "wb")``.
     """
+    with atomic_path(path, suffix) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """A temporary path that replaces ``path`` only if the block succeeds, for writers that
+    take a file name rather than a handle (an external encoder such as ffmpeg).
+
+    The block must have written the file when it ends; it is then fsync'd, renamed onto
+    ``path`` and the directory fsync'd. On error the temporary file is removed and the old
+    file is untouched. :func:`atomic_write` is this with an open handle.
+    """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     suffix = final.suffix if suffix is None else suffix
     tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}{_TMP_MARK}{suffix}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            os.fsync(fd)  # the inode's data, whichever descriptor wrote it
+        finally:
+            os.close(fd)
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

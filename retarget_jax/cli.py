@@ -6,6 +6,8 @@
         [--config run.yaml] --output-dir OUT [--force] [--max-workers N]
     retarget-jax evaluate --result R.npz --output R.metrics.json
     retarget-jax evaluate --batch-manifest M.json --output-dir D [--output evaluation_manifest.json]
+    retarget-jax render --result R.npz [--source S] --output R.mp4 [--frames 0,100 --output-dir D]
+    retarget-jax report --evaluation-manifest D/evaluation_manifest.json --output report.html
 
 ``retarget`` reads one file, retargets it (or, for a robot-space format, loads it) and
 writes one result. The output format follows the file name (``.npz`` result,
@@ -14,7 +16,9 @@ writes one result. The output format follows the file name (``.npz`` result,
 config and semantics as ``python -m retarget_jax.run`` (resume, ``batch_manifest.json``,
 buckets, windows); ``--config`` is a YAML file of RunConfig keys, the flags override it.
 ``evaluate`` writes metrics reports (:mod:`retarget_jax.metrics.report`): of one result,
-or of every result a batch manifest lists, with an evaluation manifest.
+or of every result a batch manifest lists, with an evaluation manifest. ``render`` draws a
+result offscreen (:mod:`retarget_jax.render`): an MP4 and/or PNG stills. ``report`` writes
+the HTML report of an evaluated batch (:mod:`retarget_jax.report`).
 Errors are printed as ``error: <ErrorClass>: <message>`` with exit status 2.
 """
 
@@ -304,6 +308,74 @@ def _evaluate_manifest(args: argparse.Namespace, contact_bodies) -> int:
     return 0
 
 
+def render_options(args: argparse.Namespace):
+    """RenderOptions of the ``render`` flags (ConfigError for a bad value)."""
+    from retarget_jax.render import RenderOptions
+
+    return RenderOptions(width=args.width, height=args.height, layout=args.layout, distance=args.distance,
+                         azimuth=args.azimuth, elevation=args.elevation, fps=args.fps,
+                         contacts=not args.no_contacts, penetration=not args.no_penetration,
+                         label=not args.no_label)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from retarget_jax.errors import ConfigError
+    from retarget_jax.render import (
+        parse_frames,
+        render_stem,
+        render_stills,
+        render_video,
+        skeleton_from_source,
+    )
+
+    t0 = time.perf_counter()
+    if not args.output and not args.frames:
+        raise ConfigError("render: give --output R.mp4 (a video), --frames 0,100,200 (PNG stills), or both")
+    if args.output and Path(args.output).suffix.lower() != ".mp4":
+        raise ConfigError(f"render --output {args.output}: a video is written as .mp4; for PNG stills use "
+                          "--frames with --output-dir")
+    options = render_options(args)  # before any file is read: a bad flag fails at once
+    path = Path(args.result)
+    result, robot = _load_for_evaluation(path, args.format, args.robot)
+    skeleton = None
+    if args.source:
+        skeleton = skeleton_from_source(result, robot, args.source, fmt=args.source_format, recipe=args.recipe,
+                                        joint_map=args.joint_map, body_model_dir=args.body_model_dir)
+    name = Path(str(result.provenance.get("source_path") or path)).name
+    summary: dict = {"result": str(path), "frames_in_clip": result.num_frames}
+    if args.frames:
+        frames = parse_frames(args.frames, result.num_frames)
+        out_dir = Path(args.output_dir) if args.output_dir else path.parent
+        stem = render_stem(path)
+        stills = render_stills(result, robot, frames, out_dir, stem=stem, options=options, skeleton=skeleton,
+                               name=name)
+        summary["stills"] = [str(s) for s in stills]
+    if args.output:
+        summary["video"] = str(render_video(result, robot, args.output, options=options, skeleton=skeleton,
+                                            name=name, progress=not args.no_progress))
+    from retarget_jax.render import gl_backend
+
+    summary.update(backend=gl_backend(), width=options.width, height=options.height,
+                   seconds=round(time.perf_counter() - t0, 2))
+    print(json.dumps(summary))
+    return 0
+
+
+def add_render_flags(p: argparse.ArgumentParser) -> None:
+    """The look of a render (shared by ``render`` and ``report``)."""
+    p.add_argument("--width", type=int, default=640, help="pixels (even; default 640)")
+    p.add_argument("--height", type=int, default=480, help="pixels (even; default 480)")
+    p.add_argument("--layout", default="overlay", choices=("overlay", "beside", "robot"),
+                   help="source skeleton drawn inside the robot (default), beside it, or not at all")
+    p.add_argument("--distance", type=float, help="camera distance in metres (default: from the robot's height)")
+    p.add_argument("--azimuth", type=float, default=135.0, help="camera azimuth in degrees (default 135)")
+    p.add_argument("--elevation", type=float, default=-18.0, help="camera elevation in degrees (default -18)")
+    p.add_argument("--fps", type=float, help="video frame rate (default: the result's; lower keeps every k-th frame)")
+    p.add_argument("--no-contacts", action="store_true", help="do not highlight stance feet")
+    p.add_argument("--no-penetration", action="store_true", help="do not mark penetrating geoms")
+    p.add_argument("--no-label", action="store_true", help="no clip name, frame counter or legend on the image")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="retarget-jax", description="GPU-batched motion retargeting.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -354,6 +426,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--chunk-size", type=int, default=256, help="results loaded and evaluated at a time")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     e.set_defaults(func=_evaluate)
+    v = sub.add_parser("render", help="offscreen video or PNG stills of a result (robot, scaled source skeleton, "
+                                      "contacts, penetrations); MUJOCO_GL=egl (default) or osmesa")
+    v.add_argument("--result", required=True, help="result file (see --format)")
+    v.add_argument("--output", "-o", help="video file (.mp4)")
+    v.add_argument("--frames", help="PNG stills of these frames, e.g. 0,100,200 (negative counts from the end)")
+    v.add_argument("--output-dir", help="where stills go (default: beside the result), as <stem>.frame_<t>.png")
+    v.add_argument("--format", "-f", default="npz", choices=("npz", "gmr_pkl", "mjlab_npz", "seed_csv"),
+                   help="result file format (default npz, the package's own result)")
+    v.add_argument("--robot", "-r", help="robot name or MJCF path (default: the result's; required for "
+                                         "robot-space formats)")
+    v.add_argument("--source", "-s", help="the source motion file: draw its whole skeleton, scaled as the solver "
+                                          "saw it (default: the result's targets)")
+    v.add_argument("--source-format", help="format of --source (default: the result's provenance)")
+    v.add_argument("--recipe", help="recipe of the solve (default: the result's provenance)")
+    v.add_argument("--joint-map", help="joint map of --source (for --source-format bvh)")
+    v.add_argument("--body-model-dir", help="SMPL/SMPL-H/SMPL-X model files for --source")
+    add_render_flags(v)
+    v.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    v.set_defaults(func=_render)
+    from retarget_jax.report.cli import add_report_parser
+
+    add_report_parser(sub)
     f = sub.add_parser("formats", help="list the input formats")
     f.set_defaults(func=_formats)
     return ap

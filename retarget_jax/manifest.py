@@ -37,6 +37,8 @@ from retarget_jax.errors import ConfigError, MotionFormatError
 MANIFEST_SCHEMA_VERSION = 1
 BATCH_MANIFEST_NAME = "batch_manifest.json"
 EVALUATION_MANIFEST_NAME = "evaluation_manifest.json"
+#: The settings of a batch run as YAML, written beside its batch manifest (reports show it).
+RUN_CONFIG_NAME = "run_config.yaml"
 BATCH_STATUSES: tuple[str, ...] = ("success", "skipped", "failed")
 EVALUATION_STATUSES: tuple[str, ...] = ("success", "partial", "skipped", "failed")
 

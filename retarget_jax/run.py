@@ -129,6 +129,20 @@ class OutputConfig:
 
 
 @dataclasses.dataclass
+class RenderConfig:
+    """``render``: after the batch, draw every clip it solved or loaded (retarget_jax.render):
+    ``render.video=true`` writes ``<result>.mp4`` beside each result, ``render.stills=[0,-1]``
+    PNG stills ``<result>.frame_<t>.png`` (negative frames count from the end)."""
+
+    video: bool = False
+    stills: list[int] = dataclasses.field(default_factory=list)
+    width: int = 640
+    height: int = 480
+    layout: str = "overlay"  # overlay | beside | robot (no skeleton)
+    fps: float | None = None  # video rate; None = the result's
+
+
+@dataclasses.dataclass
 class RunConfig:
     name: str = "run"
     robot: RobotConfig = dataclasses.field(default_factory=RobotConfig)
@@ -144,6 +158,7 @@ class RunConfig:
     terrain: str | None = None  # height field .npz (heights, origin, cell); None = flat z = 0
     batch: BatchConfig = dataclasses.field(default_factory=BatchConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
     # Persistent XLA compilation cache: a second run of the same shapes skips compiling.
     jax_cache_dir: str | None = "~/.cache/retarget_jax/xla"
 
@@ -220,7 +235,7 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
     from retarget_jax.batch.worker import RetargetWorker
     from retarget_jax.errors import ConfigError
     from retarget_jax.formats import MotionFormat
-    from retarget_jax.manifest import BATCH_MANIFEST_NAME, manifest_path
+    from retarget_jax.manifest import BATCH_MANIFEST_NAME, RUN_CONFIG_NAME, manifest_path
     from retarget_jax.pipeline import ProblemSettings
     from retarget_jax.problem.compile import JointVelocityLimits
     from retarget_jax.problem.contacts import ContactThresholds
@@ -241,6 +256,7 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
         contact_thresholds=ContactThresholds(c.height_on, c.height_off, c.speed_on, c.speed_off, c.min_duration),
         joint_velocity_limits=JointVelocityLimits(cfg.limits.joint_velocity, dict(cfg.limits.joint_velocity_per_joint)),
         terrain=load_height_field(cfg.terrain) if cfg.terrain else None)
+    render_opts = _render_options(cfg)  # a bad render setting fails before any work
     b = cfg.batch
     mpath = out_dir / BATCH_MANIFEST_NAME
     worker = RetargetWorker(
@@ -256,6 +272,10 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
                          process_count=proc.count, barrier=proc.barrier, merge_timeout_s=d.merge_timeout_s)
     print(f"[retarget_jax] {len(jobs)} job(s), {fmt.value} -> {robot.name}, output {out_dir}"
           + (f", process {proc.index + 1} of {proc.count}" if proc.count > 1 else ""), flush=True)
+    if proc.index == 0:  # the settings of this run, for reports (retarget-jax report)
+        from retarget_jax.io import atomic_write_text
+
+        atomic_write_text(out_dir / RUN_CONFIG_NAME, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     manifest = runner.run(jobs, worker, mpath, max_workers=b.max_workers, force=b.force, input_dir=input_dir,
                           output_dir=str(out_dir), pattern=pattern)
     failed = [{"source": r.motion, "job_id": r.job_id, "error_type": r.error_type, "message": r.message}
@@ -266,6 +286,8 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
     summary = {"written": written, "failed": failed, "frames": frames, "manifest": str(mpath),
                "success": manifest.success_count, "skipped": manifest.skipped_count,
                "failed_count": manifest.failed_count, "seconds": round(time.perf_counter() - t0, 2)}
+    if render_opts is not None and proc.index == 0:
+        summary["rendered"], summary["render_failed"] = _render_outputs(cfg, manifest, mpath, robot, render_opts)
     for f in failed:
         print(f"  FAILED {f['job_id']}: {f['error_type']}: {f['message']}", file=sys.stderr)
     print(f"[retarget_jax] {manifest.success_count} solved or loaded, {manifest.skipped_count} skipped, "
@@ -275,6 +297,54 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
     if len(written) > 12:
         print(f"  ... and {len(written) - 12} more (see the manifest)")
     return summary
+
+
+def _render_options(cfg: RunConfig):
+    """RenderOptions of ``render`` (None when nothing is to be rendered)."""
+    r = cfg.render
+    if not r.video and not r.stills:
+        return None
+    from retarget_jax.render import RenderOptions
+
+    return RenderOptions(width=r.width, height=r.height, layout=r.layout, fps=r.fps)
+
+
+def _render_outputs(cfg: RunConfig, manifest, mpath: Path, robot, options) -> tuple[list[str], list[dict]]:
+    """Draw every result the batch wrote or kept: ``<result>.mp4`` and/or stills beside it.
+    A clip that cannot be drawn is reported and the others still are."""
+    from tqdm import tqdm
+
+    from retarget_jax.errors import RetargetError
+    from retarget_jax.io import load_result, read_robot_motion
+    from retarget_jax.manifest import manifest_path
+    from retarget_jax.render import parse_frames, render_stem, render_stills, render_video
+
+    done: list[str] = []
+    failed: list[dict] = []
+    records = [r for r in manifest.records if r.status in ("success", "skipped") and r.output]
+    for rec in tqdm(records, desc="render", unit="clip", file=sys.stderr, disable=not cfg.batch.progress):
+        outputs = [manifest_path(mpath, o) for o in rec.provenance.get("outputs", [rec.output])]
+        path = next((o for o in outputs if o.suffix == ".npz" and not o.name.endswith(".mjlab.npz")), outputs[0])
+        stem = render_stem(path)
+        try:
+            if path.name.endswith(".mjlab.npz"):
+                result = read_robot_motion(path, "mjlab_npz", robot)
+            elif path.suffix == ".pkl":
+                result = read_robot_motion(path, "gmr_pkl", robot)
+            else:
+                result = load_result(path)
+            name = Path(rec.motion).name
+            if cfg.render.stills:
+                frames = parse_frames(list(cfg.render.stills), result.num_frames, where="render.stills")
+                done += [str(p) for p in render_stills(result, robot, frames, path.parent, stem=stem,
+                                                       options=options, name=name)]
+            if cfg.render.video:
+                done.append(str(render_video(result, robot, path.with_name(f"{stem}.mp4"), options=options,
+                                             name=name)))
+        except (RetargetError, OSError) as e:
+            failed.append({"job_id": rec.job_id, "error_type": type(e).__name__, "message": str(e)})
+            print(f"  RENDER FAILED {rec.job_id}: {type(e).__name__}: {e}", file=sys.stderr)
+    return done, failed
 
 
 def typed_config(cfg: DictConfig) -> RunConfig:

@@ -235,7 +235,7 @@ class ResultRenderer:
         m = copy.copy(robot.mj_model)  # own visual settings; geom and body ids stay the robot's
         m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), opts.width)
         m.vis.global_.offheight = max(int(m.vis.global_.offheight), opts.height)
-        m.vis.quality.shadowsize = 2048
+        m.vis.quality.shadowsize = 1024
         m.light_castshadow[:] = 0  # one shadow pass at most: ours (_add_light)
         m.vis.headlight.ambient[:] = 0.35
         m.vis.headlight.diffuse[:] = 0.45

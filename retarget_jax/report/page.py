@@ -157,8 +157,8 @@ def _settings(d: PageData) -> str:
         out.append(_table(["setting", "value"], rows, cls="settings"))
     if d.run_config:
         path, text = d.run_config
-        out.append(f"<h3>Run config <code>{esc(path)}</code></h3>")
-        out.append(f'<pre class="run-config">{esc(text)}</pre>')
+        out.append(f"<details><summary>Run config <code>{esc(path)}</code></summary>")  # long: folded
+        out.append(f'<pre class="run-config">{esc(text)}</pre></details>')
     else:
         out.append('<p class="muted">No run_config.yaml beside the batch manifest.</p>')
     return "\n".join(out)
@@ -252,8 +252,8 @@ def _directions(d: PageData) -> str:
 
 def render_page(d: PageData) -> str:
     """The whole page (UTF-8 text)."""
-    nav = ['<a href="#settings">settings</a>', '<a href="#evaluation">evaluation</a>',
-           '<a href="#metrics">metrics</a>', '<a href="#clips">worst clips</a>']
+    nav = ['<a href="#evaluation">evaluation</a>', '<a href="#metrics">metrics</a>',
+           '<a href="#clips">worst clips</a>', '<a href="#settings">settings</a>']
     toc = "".join(f'<li><a href="#{esc(v.anchor)}">{esc(v.series.name)}</a></li>' for v in d.series)
     parts = [
         "<!DOCTYPE html>",
@@ -264,13 +264,13 @@ def render_page(d: PageData) -> str:
         f'<p class="muted">Evaluation manifest <code>{esc(d.evaluation_manifest)}</code>; generated '
         f"{esc(d.generated_at)} by retarget_jax {esc(d.package_version)}; {d.worst} worst clip(s) per metric.</p>",
         f"<nav>{''.join(nav)}</nav>",
-        _settings(d),
         _evaluation(d),
         '<h2 id="metrics">Metrics</h2>',
         _directions(d),
         f"<ul>{toc}</ul>" if toc else '<p class="muted">No metric values: no clip has a readable report.</p>',
         *(_series(d, v) for v in d.series),
         _clips(d),
+        _settings(d),  # last: what a reviewer reads after the worst clips
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"

@@ -296,6 +296,10 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
         print(f"  {w}")
     if len(written) > 12:
         print(f"  ... and {len(written) - 12} more (see the manifest)")
+    if "rendered" in summary:
+        print(f"[retarget_jax] rendered {len(summary['rendered'])} file(s) beside the results"
+              + (f", {len(summary['render_failed'])} clip(s) could not be drawn" if summary["render_failed"] else ""),
+              flush=True)
     return summary
 
 

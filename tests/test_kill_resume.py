@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from inputs import synthetic_trajectory
 
 from retarget_jax.io import load_result, write_gmr_pkl
 from retarget_jax.io.atomic import is_temp_file
-from retarget_jax.manifest import BatchManifest
+from retarget_jax.manifest import RUN_CONFIG_NAME, BatchManifest
 from retarget_jax.result import RetargetingResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +134,11 @@ def test_kill_9_at_ten_random_moments_of_a_30_clip_run(tmp_path, g1):
         for rel, stat in snap.items():
             if not rel.endswith(".mjlab.npz"):
                 assert last[rel] == stat, f"{rel} was rewritten after a kill"
-    # nothing but outputs, the manifest and leftovers of writes cut by a kill
+    # nothing but outputs, the manifest, the run's settings and leftovers of writes cut by a kill
     for p in out.rglob("*"):
         if p.is_file():
-            assert is_temp_file(p) or p.name == "batch_manifest.json" or p.suffix == ".npz", p
+            assert is_temp_file(p) or p.name in ("batch_manifest.json", RUN_CONFIG_NAME) or p.suffix == ".npz", p
+    # the settings, rewritten at every start, are whole: the same as the uninterrupted run's but for its folder
+    settings, ref_settings = (yaml.safe_load((d / RUN_CONFIG_NAME).read_text()) for d in (out, ref))
+    assert settings["output"].pop("dir") == str(out) and ref_settings["output"].pop("dir") == str(ref)
+    assert settings == ref_settings

@@ -401,7 +401,8 @@ def test_each_worst_clip_is_rendered_once_and_failures_are_noted(batch, tmp_path
         assert robot.name == result.robot == "unitree_g1" and options == "OPTS"
         return atomic_write_bytes(output, _png_bytes(len(calls["sheet"])))
 
-    def render_video(result, robot, output, *, options=None, progress=False):
+    def render_video(result, robot, output, *, options=None, name=None, progress=False):
+        assert name is not None and options == "OPTS"
         calls["video"].append(result.num_frames)
         return atomic_write_bytes(output, b"mp4")
 

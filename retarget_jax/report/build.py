@@ -19,7 +19,6 @@ import collections
 import dataclasses
 import glob
 import hashlib
-import inspect
 import os
 import re
 import sys
@@ -329,19 +328,6 @@ def _renderer():
     return render, None
 
 
-def _render_kwargs(fn: Any, render_options: Any, job_id: str) -> dict[str, Any]:
-    """Keyword arguments for a renderer function: the options if given, and the job id as
-    the name printed on the frames where the function takes one (else it prints its own)."""
-    kwargs: dict[str, Any] = {} if render_options is None else {"options": render_options}
-    try:
-        takes_name = "name" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        takes_name = False
-    if takes_name:
-        kwargs["name"] = job_id
-    return kwargs
-
-
 def _clip_views(worst_in: dict[str, list[page.Link]], by_id: dict[str, ClipReport], anchors: dict[str, str],
                 assets: Path, html_dir: Path, *, render: bool, videos: bool, render_options: Any,
                 progress: bool) -> tuple[list[page.ClipView], str | None, dict[str, int]]:
@@ -368,15 +354,12 @@ def _clip_views(worst_in: dict[str, list[page.Link]], by_id: dict[str, ClipRepor
             still, video = assets / "stills" / f"{slug}.png", assets / "videos" / f"{slug}.mp4"
             try:
                 result, robot = _load_clip(rpath)
-                sheet = renderer.render_contact_sheet
-                sheet(result, robot, still, **_render_kwargs(sheet, render_options, job_id))
+                renderer.render_contact_sheet(result, robot, still, options=render_options, name=job_id)
                 counts["stills"] += 1
                 still_url = page.href(still, html_dir)
                 links.append(page.Link("still", still_url))
                 if videos:
-                    video_fn = renderer.render_video
-                    video_fn(result, robot, video, progress=False,
-                             **_render_kwargs(video_fn, render_options, job_id))
+                    renderer.render_video(result, robot, video, options=render_options, name=job_id, progress=False)
                     counts["videos"] += 1
                     links.append(page.Link("rendered video", page.href(video, html_dir)))
             except (RetargetError, OSError) as e:

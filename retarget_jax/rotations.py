@@ -67,29 +67,47 @@ def quat_to_mat(q):
 
 
 def mat_to_quat(R):
-    """Rotation matrix (..., 3, 3) -> unit quaternion (..., 4), w >= 0 (host only, numpy)."""
-    R = np.asarray(R, dtype=np.float64)
-    shape = R.shape[:-2]
-    R = R.reshape(-1, 3, 3)
-    q = np.empty((R.shape[0], 4))
-    tr = np.trace(R, axis1=1, axis2=2)
-    for i in range(R.shape[0]):
-        m = R[i]
-        if tr[i] > 0:
-            s = np.sqrt(tr[i] + 1.0) * 2
-            q[i] = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-        elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-            s = np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-            q[i] = [(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s]
-        elif m[1, 1] > m[2, 2]:
-            s = np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-            q[i] = [(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s]
-        else:
-            s = np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-            q[i] = [(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s]
-    q *= np.where(q[:, :1] < 0, -1.0, 1.0)
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    return q.reshape(*shape, 4)
+    """Rotation matrix (..., 3, 3) -> unit quaternion (..., 4), w >= 0; numpy or jax.
+
+    Branch-free (jit-able): all four of Shepperd's forms are computed and, per matrix,
+    the one built on the largest of 1 + tr, 1 + 2 R_ii - tr is kept (the best conditioned).
+    """
+    xp = _xp(R)
+    if xp is np:
+        R = np.asarray(R, dtype=np.float64)
+    m00, m01, m02 = R[..., 0, 0], R[..., 0, 1], R[..., 0, 2]
+    m10, m11, m12 = R[..., 1, 0], R[..., 1, 1], R[..., 1, 2]
+    m20, m21, m22 = R[..., 2, 0], R[..., 2, 1], R[..., 2, 2]
+    tr = m00 + m11 + m22
+    # 4 q_k^2 for k = w, x, y, z
+    d = xp.stack([1.0 + tr, 1.0 + 2.0 * m00 - tr, 1.0 + 2.0 * m11 - tr, 1.0 + 2.0 * m22 - tr], axis=-1)
+    cands = xp.stack([
+        xp.stack([d[..., 0], m21 - m12, m02 - m20, m10 - m01], axis=-1),
+        xp.stack([m21 - m12, d[..., 1], m01 + m10, m02 + m20], axis=-1),
+        xp.stack([m02 - m20, m01 + m10, d[..., 2], m12 + m21], axis=-1),
+        xp.stack([m10 - m01, m02 + m20, m12 + m21, d[..., 3]], axis=-1),
+    ], axis=-2)  # (..., 4, 4): row k is 4 q_k q
+    k = xp.argmax(d, axis=-1)
+    onehot = (xp.arange(4) == k[..., None]).astype(cands.dtype)
+    q = xp.sum(onehot[..., :, None] * cands, axis=-2)
+    q = q / xp.linalg.norm(q, axis=-1, keepdims=True)
+    return q * xp.where(q[..., :1] < 0, -1.0, 1.0)
+
+
+def continuous_quat(q, axis: int = 0):
+    """Quaternions (..., 4) with one sign along ``axis`` (a frame axis; the 4 components
+    are the last axis): the first along it has w >= 0 and each next one is negated where
+    its dot product with the previous one is negative. q and -q are the same rotation;
+    this keeps a trajectory from jumping between them. Numpy or jax."""
+    xp = _xp(q)
+    axis = axis % q.ndim
+    first = xp.take(q, xp.asarray([0]), axis=axis) if xp is not np else np.take(q, [0], axis=axis)
+    n = q.shape[axis]
+    prev = xp.take(q, xp.arange(0, n - 1), axis=axis)
+    nxt = xp.take(q, xp.arange(1, n), axis=axis)
+    dots = xp.sum(prev * nxt, axis=-1, keepdims=True)
+    signs = xp.concatenate([xp.where(first[..., :1] < 0, -1.0, 1.0), xp.where(dots < 0, -1.0, 1.0)], axis=axis)
+    return q * xp.cumprod(signs, axis=axis).astype(q.dtype)
 
 
 def axis_angle_to_quat(axis, angle):

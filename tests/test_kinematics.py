@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from retarget_jax.errors import RobotModelError, UnknownNameError
-from retarget_jax.robots import forward_kinematics, integrate, load_robot, point_jacobians
+from retarget_jax.robots import body_frames, integrate, load_robot, point_jacobians
 from retarget_jax.robots.spec import BUILTIN_ROBOTS
-from retarget_jax.rotations import quat_conj, quat_log, quat_mul, quat_rotate
+from retarget_jax.rotations import mat_to_quat, quat_conj, quat_log, quat_mul
 
 NUM_CONFIGS = 24
 POS_ATOL = 1e-5  # metres
@@ -70,6 +70,12 @@ def assert_quat_close_up_to_sign(q, q_ref, atol):
 
 def tree_as(tree, dtype):
     return jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
+
+
+def forward_kinematics(tree, qpos):
+    """body_frames as (xpos, xquat, anchors, axes), the layout MuJoCo's data has."""
+    f = body_frames(tree, qpos)
+    return f.xpos, mat_to_quat(f.xmat), f.anchor, f.axis
 
 
 def check_fk_against_mujoco(robot, qpos, ours):
@@ -250,13 +256,13 @@ def test_fk_matches_mjx(g1):
 
 def _jacobians_and_fd(tree, qpos, bodies, offsets, eps):
     """Analytic (K, 3, nv) linear and angular Jacobians, and their central differences."""
-    fk = forward_kinematics(tree, qpos)
-    pts = fk[0][bodies] + quat_rotate(fk[1][bodies], offsets)
+    fk = body_frames(tree, qpos)
+    pts = fk.xpos[bodies] + jnp.einsum("kij,kj->ki", fk.xmat[bodies], offsets)
     Jlin, Jang = point_jacobians(tree, fk, bodies, pts)
 
     def points_and_quats(delta):
-        x, xq, _, _ = forward_kinematics(tree, integrate(qpos, delta))
-        return x[bodies] + quat_rotate(xq[bodies], offsets), xq[bodies]
+        f = body_frames(tree, integrate(qpos, delta))
+        return f.xpos[bodies] + jnp.einsum("kij,kj->ki", f.xmat[bodies], offsets), mat_to_quat(f.xmat[bodies])
 
     nv = qpos.shape[0] - 1
     E = eps * jnp.eye(nv, dtype=qpos.dtype)

@@ -20,11 +20,11 @@ from retarget_jax.metrics import batch as mb
 from retarget_jax.metrics.batch import (
     CORE_KEYS,
     MetricBatch,
-    body_poses,
     evaluate_batch,
     metric_geometry,
 )
 from retarget_jax.result import RetargetingResult, SolveStatus
+from retarget_jax.robots.kinematics import body_poses
 
 FPS = 50.0
 FEET = ("left_ankle_roll_link", "right_ankle_roll_link")

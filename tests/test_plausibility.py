@@ -19,7 +19,7 @@ from retarget_jax.problem.contacts import (
     load_contact_plan,
     stance_foot_speed,
 )
-from retarget_jax.robots import forward_kinematics, load_robot
+from retarget_jax.robots import body_frames, load_robot
 from retarget_jax.robots.collision import (
     HeightField,
     collision_arrays,
@@ -57,8 +57,8 @@ def test_ground_clearance_and_pair_distances_match_mujoco(name, x64):
     d = mujoco.MjData(m)
     col = collision_arrays(robot, dtype=jnp.float64)
     assert len(robot.collision.pairs) >= 1 and robot.collision.source.endswith("collision.yaml")
-    fn = jax.jit(lambda q: (ground_clearance(col, *forward_kinematics(robot.tree, q)[:2], _flat(jnp.float64))[0],
-                            self_collision(col, *forward_kinematics(robot.tree, q)[:2])[0]))
+    fn = jax.jit(lambda q: (ground_clearance(col, *body_frames(robot.tree, q)[:2], _flat(jnp.float64))[0],
+                            self_collision(col, *body_frames(robot.tree, q)[:2])[0]))
     rng = np.random.default_rng(0)
     point_geom = np.asarray(col.point_geom)
     for _ in range(6):

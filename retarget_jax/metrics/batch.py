@@ -50,9 +50,8 @@ from retarget_jax.robots.collision import (
     ground_clearance,
     self_collision,
 )
-from retarget_jax.robots.kinematics import body_poses
+from retarget_jax.robots.kinematics import body_frames
 from retarget_jax.robots.spec import KinematicTree, RobotSpec
-from retarget_jax.rotations import quat_rotate
 from retarget_jax.solve.batch import bucket_length
 
 #: A contact link is in contact when its lowest ground point is closer than this (m).
@@ -333,18 +332,18 @@ def metric_geometry(
 TRACE_COUNT = 0
 
 
-def _frame(geo: MetricGeometry, target_body: tuple[int, ...], qpos, xpos, xquat, target, target_valid,
+def _frame(geo: MetricGeometry, target_body: tuple[int, ...], qpos, xpos, xmat, target, target_valid,
            offset):
-    """Per-frame quantities for one frame (qpos (nq,), body poses (B, 3), (B, 4))."""
+    """Per-frame quantities for one frame (qpos (nq,), body positions (B, 3) and rotations (B, 3, 3))."""
     col = geo.collision
     dt = qpos.dtype
     if col.point_pos.shape[0]:
-        clear, _, _ = ground_clearance(col, xpos, xquat, geo.terrain)  # (P,)
+        clear, _, _ = ground_clearance(col, xpos, xmat, geo.terrain)  # (P,)
         ground = jnp.maximum(0.0, -jnp.min(clear))
     else:
         clear, ground = jnp.zeros((0,), dt), jnp.zeros((), dt)
     if col.num_pairs:
-        dist, _, _, _ = self_collision(col, xpos, xquat)  # (C,)
+        dist, _, _, _ = self_collision(col, xpos, xmat)  # (C,)
         self_depth = jnp.maximum(0.0, jnp.max(-dist))
     else:
         self_depth = jnp.zeros((), dt)
@@ -356,7 +355,7 @@ def _frame(geo: MetricGeometry, target_body: tuple[int, ...], qpos, xpos, xquat,
         link_clear, link_xy = jnp.zeros((0,), dt), jnp.zeros((0, 2), dt)
     if target_body:
         b = jnp.asarray(target_body)
-        pts = xpos[b] + quat_rotate(xquat[b], offset)  # (K, 3)
+        pts = xpos[b] + jnp.einsum("kij,kj->ki", xmat[b], offset)  # (K, 3)
         d = pts - target
         # sqrt of a masked square: an invalid target (value 0) gives a finite, unused number
         err = jnp.sqrt(jnp.sum(d * d, axis=-1))
@@ -381,10 +380,10 @@ def _masked_max(x, w):
 def _clip(geo: MetricGeometry, target_body, qpos, mask, fps, contacts, has_plan, target, target_valid,
           offset):
     """Metrics of one clip: qpos (T, nq), mask (T,), contacts (T, F), targets (T, K, 3)."""
-    xpos, xquat = body_poses(geo.tree, qpos)  # (T, B, 3), (T, B, 4)
+    frames = body_frames(geo.tree, qpos)  # (T, B, 3), (T, B, 3, 3)
     ground, self_depth, link_clear, link_xy, err, viol = jax.vmap(
-        lambda q, p, r, t, v: _frame(geo, target_body, q, p, r, t, v, offset))(qpos, xpos, xquat, target,
-                                                                               target_valid)
+        lambda q, p, r, t, v: _frame(geo, target_body, q, p, r, t, v, offset))(qpos, frames.xpos, frames.xmat,
+                                                                               target, target_valid)
     real = mask > 0
     T = qpos.shape[0]
     dt = qpos.dtype

@@ -41,7 +41,6 @@ import numpy as np
 import yaml
 
 from retarget_jax.errors import ConfigError, UnknownNameError
-from retarget_jax.rotations import quat_rotate
 
 _RIM_SAMPLES = 8
 
@@ -264,16 +263,17 @@ def ground_height(hf: HeightField, xy: jnp.ndarray):
 # --------------------------------------------------------------------------- jit functions
 
 
-def ground_points_world(col: CollisionArrays, xpos, xquat):
-    """World centres (P, 3) of the ground points for body poses xpos (B, 3), xquat (B, 4)."""
-    b = jnp.asarray(col.point_body, jnp.int32)
-    return xpos[b] + quat_rotate(xquat[b], col.point_pos)
+def ground_points_world(col: CollisionArrays, xpos, xmat):
+    """World centres (P, 3) of the ground points for body poses xpos (B, 3), xmat (B, 3, 3)."""
+    b = np.asarray(col.point_body, np.int32)
+    return xpos[b] + jnp.einsum("pij,pj->pi", xmat[b], col.point_pos)
 
 
-def ground_clearance(col: CollisionArrays, xpos, xquat, terrain: HeightField):
+def ground_clearance(col: CollisionArrays, xpos, xmat, terrain: HeightField):
     """Signed clearance (P,) of each ground point above the terrain (negative = below),
-    the world centres (P, 3) and the terrain gradient (P, 2) there."""
-    c = ground_points_world(col, xpos, xquat)
+    the world centres (P, 3) and the terrain gradient (P, 2) there (body rotations
+    ``xmat`` (B, 3, 3), see :func:`retarget_jax.robots.kinematics.body_frames`)."""
+    c = ground_points_world(col, xpos, xmat)
     h, dh = ground_height(terrain, c[:, :2])
     return c[:, 2] - col.point_radius - h, c, dh
 
@@ -304,13 +304,12 @@ def segment_closest_points(p0, p1, q0, q1, eps: float = 1e-12):
     return s, t
 
 
-def self_collision(col: CollisionArrays, xpos, xquat):
+def self_collision(col: CollisionArrays, xpos, xmat):
     """Per declared pair: surface distance (C,) (negative = penetration depth), the closest
     points on the two segments (C, 3) each, and the unit normal from b to a (C, 3)."""
-    ba, bb = jnp.asarray(col.body_a, jnp.int32), jnp.asarray(col.body_b, jnp.int32)
-    qa, qb = xquat[ba][:, None], xquat[bb][:, None]
-    ea = xpos[ba][:, None] + quat_rotate(qa, col.cap_a)
-    eb = xpos[bb][:, None] + quat_rotate(qb, col.cap_b)
+    ba, bb = np.asarray(col.body_a, np.int32), np.asarray(col.body_b, np.int32)
+    ea = xpos[ba][:, None] + jnp.einsum("cij,ckj->cki", xmat[ba], col.cap_a)
+    eb = xpos[bb][:, None] + jnp.einsum("cij,ckj->cki", xmat[bb], col.cap_b)
     s, t = segment_closest_points(ea[:, 0], ea[:, 1], eb[:, 0], eb[:, 1])
     ca = ea[:, 0] + s[:, None] * (ea[:, 1] - ea[:, 0])
     cb = eb[:, 0] + t[:, None] * (eb[:, 1] - eb[:, 0])

@@ -165,9 +165,9 @@ def test_frame_residual_jacobian_matches_manifold_fd(p64, x64):
 
 
 def _features(problem, q):
-    from retarget_jax.robots import forward_kinematics
+    from retarget_jax.robots import body_frames
 
-    soles, Js = costs.sole_points(problem, forward_kinematics(problem.robot.tree, q), jacobian=True)
+    soles, Js = costs.sole_points(problem, body_frames(problem.robot.tree, q), jacobian=True)
     return soles[:, :2], Js[:, :2, :]
 
 
@@ -445,14 +445,14 @@ def test_no_retrace_when_only_traced_values_change(batch_abc, out_abc):
 
 def _stance_slide_and_depths(problem, qpos):
     """Mean stance sole speed (m/s), lowest geom clearance (m), deepest pair distance (m)."""
-    from retarget_jax.robots import forward_kinematics
+    from retarget_jax.robots import body_frames
     from retarget_jax.robots.collision import ground_clearance, self_collision
 
     col = problem.robot.collision
-    fk = jax.vmap(lambda q: forward_kinematics(problem.robot.tree, q))(qpos)
-    soles = jax.vmap(lambda a, b: costs.sole_points(problem, (a, b), jacobian=False)[0])(fk[0], fk[1])
-    clear = jax.vmap(lambda a, b: ground_clearance(col, a, b, problem.clip.terrain)[0])(fk[0], fk[1])
-    dist = jax.vmap(lambda a, b: self_collision(col, a, b)[0])(fk[0], fk[1])
+    fk = body_frames(problem.robot.tree, qpos)
+    soles = jax.vmap(lambda f: costs.sole_points(problem, f, jacobian=False)[0])(fk)
+    clear = jax.vmap(lambda a, b: ground_clearance(col, a, b, problem.clip.terrain)[0])(fk.xpos, fk.xmat)
+    dist = jax.vmap(lambda a, b: self_collision(col, a, b)[0])(fk.xpos, fk.xmat)
     _, stance = costs.pair_masks(problem)
     st = np.asarray(stance)[:, np.asarray(problem.sole_foot)]
     v = np.linalg.norm(np.diff(np.asarray(soles)[..., :2], axis=0), axis=-1) * float(problem.clip.fps)
@@ -490,8 +490,8 @@ def test_nan_clip_is_isolated_from_batch_mates(problems, motions, g1, lafan1_g1_
     bad = compile_problem(RetargetingProblem(dataclasses.replace(m, positions=pos), lafan1_g1_recipe, g1))
     with_nan = jax.device_get(solve_batch(make_batch(problems["a"], bad, problems["c"])))
     reference = jax.device_get(solve_batch(make_batch(problems["a"], problems["a"], problems["c"])))
-    assert list(with_nan.solve.status) == [SolveStatus.CONVERGED, SolveStatus.INVALID_INPUT,
-                                            SolveStatus.CONVERGED]
+    assert int(with_nan.solve.status[1]) == SolveStatus.INVALID_INPUT
+    assert all(SolveStatus.ok(int(with_nan.solve.status[i])) for i in (0, 2))
     assert np.all(np.isfinite(with_nan.solve.qpos[1]))
     for i in (0, 2):
         for a, b in zip(jax.tree.leaves(with_nan), jax.tree.leaves(reference), strict=True):
@@ -543,7 +543,9 @@ def test_converges_and_lowers_cost(batch_abc, out_abc):
         q0 = q0.at[:, 7:].set(jnp.clip(q0[:, 7:], problem.robot.q_lower, problem.robot.q_upper))
         return costs.total_cost(problem, q0) / jnp.sum(problem.clip.frame_mask)
 
-    assert list(out_abc.solve.status) == [SolveStatus.CONVERGED] * 3
+    # the default schedule (a fixed number of full-rate iterations after the coarse level)
+    # ends in an ok status: converged, or max_iterations when its last step still helped
+    assert all(SolveStatus.ok(int(s)) for s in out_abc.solve.status), out_abc.solve.status
     for i in range(3):
         c0 = float(initial_cost(unstack_clip(batch_abc, i)))  # padded: one compile for all three
         assert np.isfinite(c0) and 0 < out_abc.solve.cost[i] < 0.5 * c0, (i, c0, out_abc.solve.cost[i])

@@ -30,7 +30,7 @@ from retarget_jax.errors import ConfigError, SolveError
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.problem import RetargetingProblem, compile_problem
 from retarget_jax.result import SolveStatus
-from retarget_jax.robots import forward_kinematics
+from retarget_jax.robots import body_poses
 from retarget_jax.rotations import quat_conj, quat_exp, quat_mul, quat_rotate
 from retarget_jax.solve import costs
 from retarget_jax.solve.batch import solve_many
@@ -259,7 +259,7 @@ def test_host_fk_matches_jax_fk_on_random_g1_configurations(g1, x64):
     root_quat /= np.linalg.norm(root_quat, axis=-1, keepdims=True)
     qpos = np.concatenate([rng.uniform(-1, 1, (n, 3)), root_quat, rng.uniform(lo, hi, (n, g1.num_dof))], -1)
     tree = jax.tree.map(lambda a: np.asarray(a, np.float64), g1.tree)
-    xpos_j, xquat_j, _, _ = jax.jit(jax.vmap(lambda q: forward_kinematics(tree, q)))(qpos)
+    xpos_j, xquat_j = jax.jit(lambda q: body_poses(tree, q))(qpos)
     xpos, xquat = host_forward_kinematics(g1, qpos)
     assert xpos.shape == (n, len(g1.body_names), 3) and xquat.shape == (n, len(g1.body_names), 4)
     np.testing.assert_allclose(xpos, np.asarray(xpos_j), rtol=0, atol=1e-5)

@@ -22,9 +22,21 @@ a_t (:func:`triple_residual`): accelerations of root position, root orientation,
 Every term has a traced weight (0 switches it off without recompiling). Frames with mask
 0 (padding) contribute nothing. Tangent layout: see robots.spec. The triple terms make
 the normal equations block-pentadiagonal (:func:`retarget_jax.solve.linalg.block_banded_solve`).
+
+:func:`normal_equations` assembles them for the solver, cheaply: one FK per frame
+(:func:`retarget_jax.robots.kinematics.body_frames`), Jacobian rows only for the lowest
+ground points off the feet and the closest self-collision pairs (the others' smoothed
+hinges are flat zeros), and every row on a foot (stance sole heights, sole slide, the
+feet's own ground points) in the 6-D space of that foot's twist. :func:`frame_residual`,
+:func:`pair_residual` and :func:`triple_residual` give every row with its full Jacobian
+(tests check them against finite differences, and the normal equations against the dense
+system they make); :func:`total_cost` sums them.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,12 +44,17 @@ import numpy as np
 
 from retarget_jax.problem.compile import CompiledProblem, _scaled_figure
 from retarget_jax.robots.collision import ground_clearance, ground_height, self_collision
-from retarget_jax.robots.kinematics import forward_kinematics, point_jacobians, projected_jacobians
+from retarget_jax.robots.kinematics import (
+    BodyFrames,
+    body_frames,
+    point_jacobians,
+    projected_jacobians,
+)
 from retarget_jax.rotations import (
+    mat_to_quat,
     quat_conj,
     quat_log,
     quat_mul,
-    quat_rotate,
     quat_to_mat,
     so3_right_jacobian_inv,
 )
@@ -97,114 +114,132 @@ def triple_masks(problem: CompiledProblem):
     return m[:-2] * m[1:-1] * m[2:]
 
 
-def sole_points(problem: CompiledProblem, fk, *, jacobian: bool):
+def sole_points(problem: CompiledProblem, frames: BodyFrames, *, jacobian: bool):
     """World sole points (Ks, 3) of the contact links and, if asked, their linear
-    Jacobians (Ks, 3, nv)."""
-    xpos, xquat = fk[0], fk[1]
-    sb = jnp.asarray(problem.sole_body, jnp.int32)
-    soles = xpos[sb] + quat_rotate(xquat[sb], problem.clip.sole_offset)
+    Jacobians (Ks, 3, nv), for one frame's :class:`BodyFrames`."""
+    sb = np.asarray(problem.sole_body, np.int32)
+    soles = frames.xpos[sb] + jnp.einsum("kij,kj->ki", frames.xmat[sb], problem.clip.sole_offset)
     if not jacobian:
         return soles, None
-    J, _ = point_jacobians(problem.robot.tree, fk, sb, soles)
+    J, _ = point_jacobians(problem.robot.tree, frames, sb, soles)
     return soles, J
 
 
-def _height_rows(points, J, terrain):
-    """Height above the terrain (k,) of world points (k, 3), and its Jacobian (k, nv) from
-    the points' linear Jacobians (k, 3, nv) (None: no Jacobian)."""
-    h, dh = ground_height(terrain, points[:, :2])
-    z = points[:, 2] - h
-    if J is None:
-        return z, None
-    return z, J[:, 2, :] - jnp.einsum("ki,kin->kn", dh, J[:, :2, :])
+class _FrameRows(NamedTuple):
+    """One frame's residual rows and what their Jacobians are built from."""
+
+    frames: BodyFrames
+    pts: jnp.ndarray  # (Kp, 3) tracked points
+    r_pos: jnp.ndarray  # (Kp, 3)
+    sp: jnp.ndarray  # (Kp,) sqrt weights of the position rows
+    e: jnp.ndarray  # (Kr, 3) orientation errors log(R_target^T R_body)
+    r_rot: jnp.ndarray  # (Kr, 3)
+    sr: jnp.ndarray  # (Kr,)
+    r_post: jnp.ndarray  # (n,)
+    sq: jnp.ndarray  # (n,)
+    clear: jnp.ndarray  # (P,) ground clearance of every ground point
+    centres: jnp.ndarray  # (P, 3)
+    up_g: jnp.ndarray  # (P, 3) terrain normal direction (-dh/dx, -dh/dy, 1)
+    r_ground: jnp.ndarray  # (P,)
+    w_ground: jnp.ndarray  # (P,) d r_ground / d clearance
+    soles: jnp.ndarray  # (Ks, 3)
+    up_s: jnp.ndarray  # (Ks, 3)
+    r_contact: jnp.ndarray  # (Ks,)
+    sc: jnp.ndarray  # (Ks,)
+    gap: jnp.ndarray  # (C,) pair distance minus margin
+    ca: jnp.ndarray  # (C, 3) closest points
+    cb: jnp.ndarray
+    normal: jnp.ndarray  # (C, 3) from b to a
+    r_self: jnp.ndarray  # (C,)
+    w_self: jnp.ndarray  # (C,) d r_self / d distance
+
+
+def _frame_rows(problem: CompiledProblem, qpos, tpos, tquat, masks) -> _FrameRows:
+    """Every residual row of one frame (see the module docstring), from one FK."""
+    c, rob = problem.clip, problem.robot
+    col = rob.collision
+    f = body_frames(rob.tree, qpos)
+    mask, pvalid, rvalid, stance = masks
+    pb = np.asarray(problem.pos_body, np.int32)
+    rb = np.asarray(problem.rot_body, np.int32)
+    pts = f.xpos[pb] + jnp.einsum("kij,kj->ki", f.xmat[pb], c.pos_offset)
+    sp = jnp.sqrt(c.pos_weight) * pvalid * mask
+    # orientation: e = log(R_target^T R_body)
+    rel = jnp.einsum("kji,kjl->kil", quat_to_mat(tquat), f.xmat[rb])
+    e = quat_log(mat_to_quat(rel))
+    sr = jnp.sqrt(c.rot_weight) * rvalid * mask
+    sq = jnp.sqrt(c.posture_weight) * mask
+    # ground: every collision geom's lowest point above the terrain
+    clear, centres, dh = ground_clearance(col, f.xpos, f.xmat, c.terrain)
+    sg = jnp.sqrt(c.ground_weight) * mask
+    hg, dhg = _soft_hinge(clear)
+    # contact: stance soles at their flat-foot height
+    soles, _ = sole_points(problem, f, jacobian=False)
+    h_s, dh_s = ground_height(c.terrain, soles[:, :2])
+    foot = np.asarray(problem.sole_foot, np.int32)
+    sc = jnp.sqrt(c.contact_height_weight * c.sole_scale) * stance[foot] * mask
+    # self-collision: declared pairs kept their margin apart
+    dist, ca, cb, normal = self_collision(col, f.xpos, f.xmat)
+    gap = dist - col.margin
+    hs, dhs = _soft_hinge(gap)
+    ss = jnp.sqrt(c.self_collision_weight) * mask
+    up = lambda d: jnp.concatenate([-d, jnp.ones_like(d[:, :1])], axis=1)  # noqa: E731
+    return _FrameRows(
+        frames=f, pts=pts, r_pos=sp[:, None] * (pts - tpos), sp=sp, e=e, r_rot=sr[:, None] * e, sr=sr,
+        r_post=sq * (qpos[7:] - rob.q_default), sq=sq,
+        clear=clear, centres=centres, up_g=up(dh), r_ground=sg * hg, w_ground=sg * dhg,
+        soles=soles, up_s=up(dh_s), r_contact=sc * (soles[:, 2] - h_s - c.sole_rest_z), sc=sc,
+        gap=gap, ca=ca, cb=cb, normal=normal, r_self=ss * hs, w_self=ss * dhs)
+
+
+def _rot_rows(problem: CompiledProblem, rows: _FrameRows):
+    """Jacobians (Kr, 3, nv) of the orientation rows. A world angular velocity w of the
+    body gives R_body <- exp([w]) R_body = R_body exp([R_body^T w]), so
+    de = Jr^-1(e) R_body^T w and d e / d tangent = Jr^-1(e) R_body^T J_ang."""
+    rb = np.asarray(problem.rot_body, np.int32)
+    f = rows.frames
+    _, Jang = point_jacobians(problem.robot.tree, f, rb, f.xpos[rb])
+    return rows.sr[:, None, None] * (so3_right_jacobian_inv(rows.e) @ jnp.swapaxes(f.xmat[rb], -1, -2) @ Jang)
 
 
 def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobian: bool, features: bool = False):
     """Residual (m,) of one frame, and its Jacobian (m, nv) if asked.
 
-    With ``features``, also returns what the pair terms need of this frame (one FK
-    serves both): the horizontal sole positions (Ks, 2) and their Jacobians (Ks, 2, nv)
-    (None without ``jacobian``), as a last element ``(xy, Jxy)``.
+    Rows: tracked positions (3 Kp), orientations (3 Kr), posture (n), every ground point
+    (P), stance sole heights (Ks), every self-collision pair (C). With ``features``, also
+    returns what the pair terms need of this frame (one FK serves both): the horizontal
+    sole positions (Ks, 2) and their Jacobians (Ks, 2, nv) (None without ``jacobian``), as
+    a last element ``(xy, Jxy)``.
 
     ``masks`` is one frame of :func:`frame_masks`: the frame's padding mask, the validity
     of each position and orientation target in it, and the stance of each foot.
-
-    Orientation residual e = log(R_target^T R_body). A world angular velocity w of the
-    body gives R_body <- exp([w]) R_body = R_body exp([R_body^T w]), so
-    de = Jr^-1(e) R_body^T w and d e / d tangent = Jr^-1(e) R_body^T J_ang.
     Distances between capsules are differentiated at fixed closest points (their motion
     along the surfaces does not change the distance to first order): d dist = n.(v_a - v_b).
     """
-    out = _frame_terms(problem, qpos, tpos, tquat, masks, jacobian=jacobian)
-    (r_a, r_b), (rp, sp), feats = out[0], out[1], out[-1]
-    r = jnp.concatenate([r_a, rp, r_b])
+    rows = _frame_rows(problem, qpos, tpos, tquat, masks)
+    r = jnp.concatenate([rows.r_pos.reshape(-1), rows.r_rot.reshape(-1), rows.r_post, rows.r_ground,
+                         rows.r_contact, rows.r_self])
     if not jacobian:
-        return (r, feats) if features else r
-    J_a, J_b = out[2]
-    n = rp.shape[0]
-    Jpost = jnp.concatenate([jnp.zeros((n, 6), qpos.dtype), jnp.diag(sp)], axis=1)
-    J = jnp.concatenate([J_a, Jpost, J_b])
-    return (r, J, feats) if features else (r, J)
-
-
-def _frame_terms(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobian: bool):
-    """The rows of :func:`frame_residual` in three parts: ``(r_a, r_b)`` the dense rows
-    (tracking; ground, contact, self-collision), ``(r_post, s_post)`` the posture rows
-    (diagonal Jacobian ``s_post`` on the joints), then, with ``jacobian``, ``(J_a, J_b)``,
-    and last the pair features ``(xy, Jxy)``. The posture rows are kept apart so that
-    the normal equations add them as a diagonal instead of a dense product."""
-    c, rob = problem.clip, problem.robot
-    col = rob.collision
-    tree = rob.tree
-    fk = forward_kinematics(tree, qpos)
-    xpos, xquat = fk[0], fk[1]
-    pb = jnp.asarray(problem.pos_body, jnp.int32)
-    rb = jnp.asarray(problem.rot_body, jnp.int32)
-    qp = xquat[pb]
-    pts = xpos[pb] + quat_rotate(qp, c.pos_offset)
-    mask, pvalid, rvalid, stance = masks
-    sp = (jnp.sqrt(c.pos_weight) * pvalid)[:, None] * mask
-    sr = (jnp.sqrt(c.rot_weight) * rvalid)[:, None] * mask
-    sq = jnp.sqrt(c.posture_weight) * mask
-    qr = xquat[rb]
-    e = quat_log(quat_mul(quat_conj(tquat), qr))
-    # ground: every collision geom's lowest point above the terrain
-    clear, centres, dh = ground_clearance(col, xpos, xquat, c.terrain)
-    sg = jnp.sqrt(c.ground_weight) * mask
-    hg, dhg = _soft_hinge(clear)
-    # contact: stance soles at their flat-foot height
-    soles, Js = sole_points(problem, fk, jacobian=jacobian)
-    zs, Jz = _height_rows(soles, Js, c.terrain)
-    foot = jnp.asarray(problem.sole_foot, jnp.int32)
-    sc = jnp.sqrt(c.contact_height_weight * c.sole_scale) * stance[foot] * mask
-    # self-collision: declared pairs kept their margin apart
-    dist, ca, cb, normal = self_collision(col, xpos, xquat)
-    hs, dhs = _soft_hinge(dist - col.margin)
-    ss = jnp.sqrt(c.self_collision_weight) * mask
-    r_a = jnp.concatenate([(sp * (pts - tpos)).reshape(-1), (sr * e).reshape(-1)])
-    r_b = jnp.concatenate([sg * hg, sc * (zs - c.sole_rest_z), ss * hs])
-    post = (sq * (qpos[7:] - rob.q_default), sq)
-    feats = (soles[:, :2], None if Js is None else Js[:, :2, :])
-    if not jacobian:
-        return (r_a, r_b), post, feats
-    Jlin, _ = point_jacobians(tree, fk, pb, pts)
-    _, Jang = point_jacobians(tree, fk, rb, xpos[rb])
-    # Ground and self-collision rows are one direction each: project before building.
-    up = jnp.concatenate([-dh, jnp.ones_like(dh[:, :1])], axis=1)
-    Jgz = projected_jacobians(tree, fk, jnp.asarray(col.point_body, jnp.int32), centres, up)
-    Jd = (projected_jacobians(tree, fk, jnp.asarray(col.body_a, jnp.int32), ca, normal)
-          - projected_jacobians(tree, fk, jnp.asarray(col.body_b, jnp.int32), cb, normal))
-    Jrot = so3_right_jacobian_inv(e) @ jnp.swapaxes(quat_to_mat(qr), -1, -2) @ Jang
-    J_a = jnp.concatenate([
-        (sp[:, :, None] * Jlin).reshape(-1, Jlin.shape[-1]),
-        (sr[:, :, None] * Jrot).reshape(-1, Jrot.shape[-1]),
+        return (r, (rows.soles[:, :2], None)) if features else r
+    tree, col, f = problem.robot.tree, problem.robot.collision, rows.frames
+    nv = qpos.shape[0] - 1
+    pb = np.asarray(problem.pos_body, np.int32)
+    Jlin, _ = point_jacobians(tree, f, pb, rows.pts)
+    _, Js = sole_points(problem, f, jacobian=True)
+    Jz = Js[:, 2, :] - jnp.einsum("ki,kin->kn", -rows.up_s[:, :2], Js[:, :2, :])
+    Jg = projected_jacobians(tree, f, np.asarray(col.point_body, np.int32), rows.centres, rows.up_g)
+    Jd = (projected_jacobians(tree, f, np.asarray(col.body_a, np.int32), rows.ca, rows.normal)
+          - projected_jacobians(tree, f, np.asarray(col.body_b, np.int32), rows.cb, rows.normal))
+    n = nv - 6
+    J = jnp.concatenate([
+        (rows.sp[:, None, None] * Jlin).reshape(-1, nv),
+        _rot_rows(problem, rows).reshape(-1, nv),
+        jnp.concatenate([jnp.zeros((n, 6), qpos.dtype), jnp.diag(rows.sq)], axis=1),
+        rows.w_ground[:, None] * Jg,
+        rows.sc[:, None] * Jz,
+        rows.w_self[:, None] * Jd,
     ])
-    J_b = jnp.concatenate([
-        (sg * dhg)[:, None] * Jgz,
-        sc[:, None] * Jz,
-        (ss * dhs)[:, None] * Jd,
-    ])
-    return (r_a, r_b), post, (J_a, J_b), feats
+    return (r, J, (rows.soles[:, :2], Js[:, :2, :])) if features else (r, J)
 
 
 def _velocity(q0, q1):
@@ -228,6 +263,16 @@ def _velocity_jacobians(d, dq_rel, nv, dtype):
     return -eye.at[3:6, 3:6].set(Jri @ E.T), eye.at[3:6, 3:6].set(Jri)
 
 
+def _joint_speed(problem: CompiledProblem, v, pmask):
+    """Joint-speed rows (n,) (excess over the limit, rad/s) and their derivative (n,)
+    with respect to the joints' tangent difference."""
+    c = problem.clip
+    speed = v[6:] * c.fps
+    excess = speed - jnp.clip(speed, -c.velocity_limit, c.velocity_limit)
+    sv = jnp.sqrt(c.velocity_weight) * pmask
+    return sv * excess, sv * c.fps * (excess != 0).astype(v.dtype)
+
+
 def pair_residual(problem: CompiledProblem, q0, q1, f0, f1, masks, *, jacobian: bool):
     """Residual between consecutive frames, and d/dq0, d/dq1 if asked.
 
@@ -239,13 +284,11 @@ def pair_residual(problem: CompiledProblem, q0, q1, f0, f1, masks, *, jacobian: 
     pmask, stance = masks
     scale = jnp.sqrt(c.smooth_weight) * c.fps * pmask
     v, d, dq_rel = _velocity(q0, q1)
-    foot = jnp.asarray(problem.sole_foot, jnp.int32)
+    foot = np.asarray(problem.sole_foot, np.int32)
     sl = jnp.sqrt(c.contact_slide_weight * c.sole_scale) * c.fps * stance[foot]
     slide = sl[:, None] * (f1[0] - f0[0])
-    speed = v[6:] * c.fps
-    excess = speed - jnp.clip(speed, -c.velocity_limit, c.velocity_limit)
-    sv = jnp.sqrt(c.velocity_weight) * pmask
-    r = jnp.concatenate([scale * v, slide.reshape(-1), sv * excess])
+    r_v, active = _joint_speed(problem, v, pmask)
+    r = jnp.concatenate([scale * v, slide.reshape(-1), r_v])
     if not jacobian:
         return r
     nv = v.shape[0]
@@ -253,7 +296,6 @@ def pair_residual(problem: CompiledProblem, q0, q1, f0, f1, masks, *, jacobian: 
     Js0 = (sl[:, None, None] * f0[1]).reshape(-1, nv)
     Js1 = (sl[:, None, None] * f1[1]).reshape(-1, nv)
     n = nv - 6
-    active = sv * c.fps * (excess != 0).astype(q0.dtype)
     Jv = jnp.concatenate([jnp.zeros((n, 6), q0.dtype), jnp.diag(active)], axis=1)
     JA = jnp.concatenate([scale[:, None] * A, -Js0, -Jv])
     JB = jnp.concatenate([scale[:, None] * B, Js1, Jv])
@@ -277,16 +319,12 @@ def triple_residual(problem: CompiledProblem, q0, q1, q2, mask, *, jacobian: boo
     return r, -s * A01, s * (A12 - B01), s * B12
 
 
-def _stack_frames(problem: CompiledProblem, qpos, tpos, tquat, *, jacobian: bool):
-    return jax.vmap(lambda q, p, o, m: frame_residual(problem, q, p, o, m, jacobian=jacobian, features=True))(
-        qpos, tpos, tquat, frame_masks(problem))
-
-
 def total_cost(problem: CompiledProblem, qpos: jnp.ndarray, tpos=None, tquat=None) -> jnp.ndarray:
     """F(x) for one clip: qpos (T, nq)."""
     if tpos is None:
         tpos, tquat = targets(problem)
-    r, (xy, _) = _stack_frames(problem, qpos, tpos, tquat, jacobian=False)
+    r, (xy, _) = jax.vmap(lambda q, p, o, m: frame_residual(problem, q, p, o, m, jacobian=False, features=True))(
+        qpos, tpos, tquat, frame_masks(problem))
     rp = jax.vmap(lambda a, b, fa, fb, m: pair_residual(problem, a, b, (fa, None), (fb, None), m, jacobian=False))(
         qpos[:-1], qpos[1:], xy[:-1], xy[1:], pair_masks(problem))
     ra = jax.vmap(lambda a, b, c, m: triple_residual(problem, a, b, c, m, jacobian=False))(
@@ -319,33 +357,24 @@ def _dmat_tvec(A, x):
 
 
 def _expand(diag, blk):
-    """(T, nv), (T, 3, 3) -> dense (T, nv, nv)."""
+    """(..., nv), (..., 3, 3) -> dense (..., nv, nv)."""
     nv = diag.shape[-1]
-    M = diag[:, :, None] * jnp.eye(nv, dtype=diag.dtype)
-    return M.at[:, 3:6, 3:6].add(blk)
+    pad = [(0, 0)] * (blk.ndim - 2) + [(3, nv - 6), (3, nv - 6)]
+    return diag[..., :, None] * jnp.eye(nv, dtype=diag.dtype) + jnp.pad(blk, pad)
 
 
-def _pair_terms(problem: CompiledProblem, q0, q1, f0, f1, masks):
-    """One pair's contributions: diag-block parts (Daa, Dbb, Dba), the dense slide rows
-    (J0, J1, r_slide), the gradients (ga, gb) of the diag-block rows and the cost."""
+def _pair_smooth_terms(problem: CompiledProblem, q0, q1, masks):
+    """One pair's smoothness and joint-speed contributions as diag-block parts (Daa, Dbb,
+    Dba), their gradients (ga, gb) and their cost (the slide rows: :func:`_slide_terms`)."""
     c = problem.clip
-    pmask, stance = masks
+    pmask, _ = masks
     scale = jnp.sqrt(c.smooth_weight) * c.fps * pmask
     v, d, dq_rel = _velocity(q0, q1)
     nv = v.shape[0]
     Jri = so3_right_jacobian_inv(d)
     A = _dmat(-jnp.ones(nv, q0.dtype), -Jri @ quat_to_mat(dq_rel).T)
     B = _dmat(jnp.ones(nv, q0.dtype), Jri)
-    foot = jnp.asarray(problem.sole_foot, jnp.int32)
-    sl = jnp.sqrt(c.contact_slide_weight * c.sole_scale) * c.fps * stance[foot]
-    r_s = (sl[:, None] * (f1[0] - f0[0])).reshape(-1)
-    J0 = -(sl[:, None, None] * f0[1]).reshape(-1, nv)
-    J1 = (sl[:, None, None] * f1[1]).reshape(-1, nv)
-    speed = v[6:] * c.fps
-    excess = speed - jnp.clip(speed, -c.velocity_limit, c.velocity_limit)
-    sv = jnp.sqrt(c.velocity_weight) * pmask
-    r_v = sv * excess
-    active = sv * c.fps * (excess != 0).astype(q0.dtype)
+    r_v, active = _joint_speed(problem, v, pmask)
     w = scale * scale
     pad = jnp.zeros(6, q0.dtype)
     a2 = jnp.concatenate([pad, active * active])
@@ -354,10 +383,10 @@ def _pair_terms(problem: CompiledProblem, q0, q1, f0, f1, masks):
     Dba = _dmat_tmul(B, w, A)
     Daa, Dbb, Dba = (Daa[0] + a2, Daa[1]), (Dbb[0] + a2, Dbb[1]), (Dba[0] - a2, Dba[1])
     gv = jnp.concatenate([pad, active * r_v])
-    ga = _dmat_tvec(A, scale * scale * v) - gv
-    gb = _dmat_tvec(B, scale * scale * v) + gv
-    cost = jnp.sum((scale * v) ** 2) + jnp.sum(r_s * r_s) + jnp.sum(r_v * r_v)
-    return (Daa, Dbb, Dba), (J0, J1, r_s), (ga, gb), cost
+    ga = _dmat_tvec(A, w * v) - gv
+    gb = _dmat_tvec(B, w * v) + gv
+    cost = jnp.sum((scale * v) ** 2) + jnp.sum(r_v * r_v)
+    return (Daa, Dbb, Dba), (ga, gb), cost
 
 
 def _triple_terms(problem: CompiledProblem, q0, q1, q2, mask):
@@ -382,44 +411,186 @@ def _triple_terms(problem: CompiledProblem, q0, q1, q2, mask):
     return D, L1, L2, g, jnp.sum(w * acc * acc)
 
 
-def normal_equations(problem: CompiledProblem, qpos, tpos, tquat):
+def foot_groups(problem: CompiledProblem):
+    """Static tables of the feet (the recipe's contact links, ``sole_body``): each foot's
+    body (F,), the collision ground points rigidly attached to a foot (its own and those
+    on hinge-less bodies below it, like the T1's contact spheres) with their foot (Pf,),
+    and the other ground points (Pn,). Rows on a foot move with its 6-D twist, so their
+    Gauss-Newton blocks are built in that twist's space (see :func:`normal_equations`)."""
+    return _foot_groups(problem.robot.tree.parents, problem.robot.tree.body_dof, problem.sole_body,
+                        problem.sole_foot, problem.robot.collision.point_body)
+
+
+@functools.lru_cache(maxsize=64)
+def _foot_groups(parents, body_dof, sole_body, sole_foot, point_body):
+    nfeet = max(sole_foot, default=-1) + 1
+    feet = [-1] * nfeet
+    for b, f in zip(sole_body, sole_foot, strict=True):
+        feet[f] = b
+    rigid_foot = {}  # body -> foot whose twist it shares
+    for b, p in enumerate(parents):
+        if b in feet:
+            rigid_foot[b] = feet.index(b)
+        elif p >= 0 and p in rigid_foot and body_dof[b] < 0:
+            rigid_foot[b] = rigid_foot[p]
+    on_foot = tuple(k for k, b in enumerate(point_body) if b in rigid_foot)
+    other = tuple(k for k, b in enumerate(point_body) if b not in rigid_foot)
+    return tuple(feet), on_foot, tuple(rigid_foot[point_body[k]] for k in on_foot), other
+
+
+def _twist_rows(dirs, offsets):
+    """Rows (k, 6) mapping a body twist (origin velocity v, world angular velocity w) to
+    the velocity of points at world ``offsets`` (k, 3) from the origin along ``dirs``
+    (k, 3): u . (v + w x r) = u . v + (r x u) . w."""
+    return jnp.concatenate([dirs, jnp.cross(offsets, dirs)], axis=-1)
+
+
+def _top_rows(values, k: int | None):
+    """Indices of the k smallest ``values`` (all of them when k is None or not smaller)."""
+    n = values.shape[0]
+    if k is None or k >= n:
+        return np.arange(n)
+    return jax.lax.top_k(-values, k)[1]
+
+
+def _frame_linearization(problem: CompiledProblem, qpos, tpos, tquat, masks, ground_rows, collision_rows):
+    """One frame's part of the normal equations.
+
+    Returns ``(D (nv, nv), g (nv,), cost, Jb (F, 6, nv), Mf (F, 6, 6), gf (F, 6),
+    soles (Ks, 3), foot_x (F, 3))``: J^T J and J^T r of the dense rows (tracking, the
+    ``ground_rows`` lowest ground points off the feet, the ``collision_rows`` closest
+    self-collision pairs) plus the posture diagonal; the feet's twist Jacobians with the
+    Gram matrix and gradient of their rows in twist space (their ground points, stance
+    sole heights); and what the slide terms need. The cost counts every row.
+    """
+    rows = _frame_rows(problem, qpos, tpos, tquat, masks)
+    tree, col, f = problem.robot.tree, problem.robot.collision, rows.frames
+    dtype = qpos.dtype
+    nv = qpos.shape[0] - 1
+    feet, on_foot, on_foot_foot, other = foot_groups(problem)
+    cost = sum(jnp.sum(r * r) for r in (rows.r_pos, rows.r_rot, rows.r_post, rows.r_ground, rows.r_contact,
+                                        rows.r_self))
+    # dense rows
+    pb = np.asarray(problem.pos_body, np.int32)
+    Jlin, _ = point_jacobians(tree, f, pb, rows.pts)
+    J = [(rows.sp[:, None, None] * Jlin).reshape(-1, nv), _rot_rows(problem, rows).reshape(-1, nv)]
+    r = [rows.r_pos.reshape(-1), rows.r_rot.reshape(-1)]
+    if other:
+        oth = np.asarray(other, np.int32)
+        sel = jnp.asarray(oth)[_top_rows(rows.clear[oth], ground_rows)]
+        body = jnp.asarray(col.point_body, jnp.int32)[sel]
+        J.append(rows.w_ground[sel][:, None] * projected_jacobians(tree, f, body, rows.centres[sel], rows.up_g[sel]))
+        r.append(rows.r_ground[sel])
+    if col.num_pairs:
+        sel = _top_rows(rows.gap, collision_rows)
+        ba = jnp.asarray(col.body_a, jnp.int32)[sel]
+        bb = jnp.asarray(col.body_b, jnp.int32)[sel]
+        Jd = (projected_jacobians(tree, f, ba, rows.ca[sel], rows.normal[sel])
+              - projected_jacobians(tree, f, bb, rows.cb[sel], rows.normal[sel]))
+        J.append(rows.w_self[sel][:, None] * Jd)
+        r.append(rows.r_self[sel])
+    J = jnp.concatenate(J)
+    r = jnp.concatenate(r)
+    pad = jnp.zeros(6, dtype)
+    D = J.T @ J + jnp.diag(jnp.concatenate([pad, rows.sq * rows.sq]))
+    g = J.T @ r + jnp.concatenate([pad, rows.sq * rows.r_post])
+    # feet: rows on a foot in the 6-D space of its twist
+    F = len(feet)
+    fb = np.asarray(feet, np.int32)
+    lin, ang = point_jacobians(tree, f, fb, f.xpos[fb])
+    Jb = jnp.concatenate([lin, ang], axis=1)  # (F, 6, nv)
+    foot = np.asarray(problem.sole_foot, np.int32)
+    onehot = jnp.asarray(np.eye(F, dtype=np.float32)[foot], dtype)  # (Ks, F)
+    U = rows.sc[:, None] * _twist_rows(rows.up_s, rows.soles - f.xpos[fb[foot]])  # (Ks, 6)
+    res = rows.r_contact
+    if on_foot:
+        idx = np.asarray(on_foot, np.int32)
+        fidx = np.asarray(on_foot_foot, np.int32)
+        Ug = rows.w_ground[idx][:, None] * _twist_rows(rows.up_g[idx], rows.centres[idx] - f.xpos[fb[fidx]])
+        U = jnp.concatenate([U, Ug])
+        res = jnp.concatenate([res, rows.r_ground[idx]])
+        onehot = jnp.concatenate([onehot, jnp.asarray(np.eye(F, dtype=np.float32)[fidx], dtype)])
+    Mf = jnp.einsum("kf,ki,kj->fij", onehot, U, U)
+    gf = jnp.einsum("kf,ki,k->fi", onehot, U, res)
+    return D, g, cost, Jb, Mf, gf, rows.soles, f.xpos[fb]
+
+
+def _slide_terms(problem: CompiledProblem, soles0, soles1, fx0, fx1, masks):
+    """Sole slide rows of one pair (t, t+1) in the feet's twist spaces: the Gram blocks
+    M00 (F, 6, 6) at t, M11 at t+1, the cross block M10 = G1^T G0, the gradients g0, g1
+    (F, 6) and the cost. A sole point k at r_k from its foot's origin moves horizontally
+    by P (v + w x r_k) for a twist (v, w), P = [[1,0,0],[0,1,0]]."""
+    c = problem.clip
+    _, stance = masks
+    foot = np.asarray(problem.sole_foot, np.int32)
+    F = len(foot_groups(problem)[0])
+    sl = jnp.sqrt(c.contact_slide_weight * c.sole_scale) * c.fps * stance[foot]
+    r = sl[:, None] * (soles1[:, :2] - soles0[:, :2])  # (Ks, 2)
+    ex = jnp.broadcast_to(jnp.eye(3, dtype=soles0.dtype)[:2], (soles0.shape[0], 2, 3))
+
+    def rows(soles, fx):  # (Ks, 2, 6): horizontal velocity rows of each sole point
+        return jnp.concatenate([ex, jnp.cross((soles - fx[foot])[:, None, :], ex)], axis=-1)
+
+    G0 = -sl[:, None, None] * rows(soles0, fx0)
+    G1 = sl[:, None, None] * rows(soles1, fx1)
+    onehot = jnp.asarray(np.eye(F, dtype=np.float32)[foot], soles0.dtype)
+    M00 = jnp.einsum("kf,kai,kaj->fij", onehot, G0, G0)
+    M11 = jnp.einsum("kf,kai,kaj->fij", onehot, G1, G1)
+    M10 = jnp.einsum("kf,kai,kaj->fij", onehot, G1, G0)
+    g0 = jnp.einsum("kf,kai,ka->fi", onehot, G0, r)
+    g1 = jnp.einsum("kf,kai,ka->fi", onehot, G1, r)
+    return M00, M11, M10, g0, g1, jnp.sum(r * r)
+
+
+def normal_equations(problem: CompiledProblem, qpos, tpos, tquat, *, ground_rows: int | None = None,
+                     collision_rows: int | None = None):
     """Gauss-Newton blocks of the block-pentadiagonal system: D (T, nv, nv); L1 (T, nv, nv)
     with L1[t] = H[t, t-1]; L2 (T, nv, nv) with L2[t] = H[t, t-2]; gradient g (T, nv);
-    and the cost F."""
-    T = qpos.shape[0]
-    (r_a, r_b), (rp, sp), (J_a, J_b), (xy, Jxy) = jax.vmap(
-        lambda q, p, o, m: _frame_terms(problem, q, p, o, m, jacobian=True))(qpos, tpos, tquat, frame_masks(problem))
-    J = jnp.concatenate([J_a, J_b], axis=1)
-    r = jnp.concatenate([r_a, r_b], axis=1)
-    D = jnp.einsum("tmi,tmj->tij", J, J)
-    g = jnp.einsum("tmi,tm->ti", J, r)
+    and the cost F (every row counts).
+
+    ``ground_rows`` / ``collision_rows``: per frame, only the lowest ground points off the
+    feet and the closest self-collision pairs get Jacobian rows (None: all of them). A
+    row left out is one whose smoothed hinge is ~0 and flat (see :func:`_soft_hinge`): it
+    adds nothing to g or H. Rows on the feet (stance soles, slide, the feet's ground
+    points) are assembled in each foot's 6-D twist space, J^T J = Jb^T (G^T G) Jb, which
+    is exact and costs two small products per foot instead of one per row.
+    """
+    dtype = qpos.dtype
+    D, g, cf, Jb, Mf, gf, soles, fx = jax.vmap(
+        lambda q, p, o, m: _frame_linearization(problem, q, p, o, m, ground_rows, collision_rows))(
+        qpos, tpos, tquat, frame_masks(problem))
     nv = D.shape[-1]
-    pad = jnp.zeros((T, 6), qpos.dtype)
-    # diagonal and 3x3 root-block accumulators (posture rows, pair and triple terms)
-    dD = jnp.concatenate([pad, sp * sp], axis=1)
-    bD = jnp.zeros((T, 3, 3), qpos.dtype)
-    g = g + jnp.concatenate([pad, sp * rp], axis=1)
-    (Daa, Dbb, Dba), (J0, J1, r_s), (ga, gb), cp = jax.vmap(
-        lambda a, b, fa, fb, ja, jb, m: _pair_terms(problem, a, b, (fa, ja), (fb, jb), m))(
-        qpos[:-1], qpos[1:], xy[:-1], xy[1:], Jxy[:-1], Jxy[1:], pair_masks(problem))
-    dD = dD.at[:-1].add(Daa[0]).at[1:].add(Dbb[0])
-    bD = bD.at[:-1].add(Daa[1]).at[1:].add(Dbb[1])
-    dL1 = jnp.zeros((T, nv), qpos.dtype).at[1:].set(Dba[0])
-    bL1 = jnp.zeros((T, 3, 3), qpos.dtype).at[1:].set(Dba[1])
-    g = g.at[:-1].add(ga + jnp.einsum("tki,tk->ti", J0, r_s)).at[1:].add(gb + jnp.einsum("tki,tk->ti", J1, r_s))
-    D = D.at[:-1].add(jnp.einsum("tki,tkj->tij", J0, J0)).at[1:].add(jnp.einsum("tki,tkj->tij", J1, J1))
-    L1 = jnp.zeros_like(D).at[1:].set(jnp.einsum("tki,tkj->tij", J1, J0))
+    pm = pair_masks(problem)
+    (Daa, Dbb, Dba), (ga, gb), cp = jax.vmap(lambda a, b, m: _pair_smooth_terms(problem, a, b, m))(
+        qpos[:-1], qpos[1:], pm)
+    M00, M11, M10, g0, g1, cs = jax.vmap(lambda a, b, xa, xb, m: _slide_terms(problem, a, b, xa, xb, m))(
+        soles[:-1], soles[1:], fx[:-1], fx[1:], pm)
     Dt, L1t, L2t, gt, ca = jax.vmap(lambda a, b, c, m: _triple_terms(problem, a, b, c, m))(
         qpos[:-2], qpos[1:-1], qpos[2:], triple_masks(problem))
-    for off in range(3):
-        dD = dD.at[off:off + T - 2].add(Dt[off][0])
-        bD = bD.at[off:off + T - 2].add(Dt[off][1])
-        g = g.at[off:off + T - 2].add(gt[off])
-    dL1 = dL1.at[1:-1].add(L1t[0][0]).at[2:].add(L1t[1][0])
-    bL1 = bL1.at[1:-1].add(L1t[0][1]).at[2:].add(L1t[1][1])
-    D = D + _expand(dD, bD)
-    L1 = L1 + _expand(dL1, bL1)
-    L2 = _expand(jnp.zeros((T, nv), qpos.dtype).at[2:].set(L2t[0]),
-                 jnp.zeros((T, 3, 3), qpos.dtype).at[2:].set(L2t[1]))
-    cost = jnp.sum(r * r) + jnp.sum(rp * rp) + jnp.sum(cp) + jnp.sum(ca)
+    zf = jnp.zeros_like(M00[:1])
+    Mf = Mf + jnp.concatenate([M00, zf]) + jnp.concatenate([zf, M11])
+    zg = jnp.zeros_like(g0[:1])
+    gf = gf + jnp.concatenate([g0, zg]) + jnp.concatenate([zg, g1])
+
+    def shift(x, k, front):  # place a (T - k, ...) array at frames [0, T-k) or [k, T)
+        z = jnp.zeros((k, *x.shape[1:]), x.dtype)
+        return jnp.concatenate([x, z] if front else [z, x])
+
+    # diagonals and 3x3 root blocks of the pair and triple terms, per frame
+    dD = shift(Daa[0], 1, True) + shift(Dbb[0], 1, False)
+    bD = shift(Daa[1], 1, True) + shift(Dbb[1], 1, False)
+    g = g + shift(ga, 1, True) + shift(gb, 1, False)
+    for off in range(3):  # frames t-1, t, t+1 of triple t
+        dD = dD + jnp.concatenate([jnp.zeros((off, nv), dtype), Dt[off][0], jnp.zeros((2 - off, nv), dtype)])
+        bD = bD + jnp.concatenate([jnp.zeros((off, 3, 3), dtype), Dt[off][1], jnp.zeros((2 - off, 3, 3), dtype)])
+        g = g + jnp.concatenate([jnp.zeros((off, nv), dtype), gt[off], jnp.zeros((2 - off, nv), dtype)])
+    dL1 = shift(Dba[0], 1, False) + shift(shift(L1t[0][0], 1, True), 1, False) + shift(L1t[1][0], 2, False)
+    bL1 = shift(Dba[1], 1, False) + shift(shift(L1t[0][1], 1, True), 1, False) + shift(L1t[1][1], 2, False)
+    # feet: D_t += sum_f Jb^T M Jb, g_t += sum_f Jb^T gf, L1_{t+1} += sum_f Jb_{t+1}^T M10 Jb_t
+    MJ = jnp.einsum("tfab,tfbj->tfaj", Mf, Jb)
+    D = D + jnp.einsum("tfai,tfaj->tij", Jb, MJ) + _expand(dD, bD)
+    g = g + jnp.einsum("tfai,tfa->ti", Jb, gf)
+    cost = jnp.sum(cf) + jnp.sum(cp) + jnp.sum(cs) + jnp.sum(ca)
+    L1 = shift(jnp.einsum("tfai,tfab,tfbj->tij", Jb[1:], M10, Jb[:-1]), 1, False) + _expand(dL1, bL1)
+    L2 = _expand(shift(L2t[0], 2, False), shift(L2t[1], 2, False))
     return D, L1, L2, g, cost

@@ -20,11 +20,12 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from retarget_jax.motion.canonical import hip_heading
 from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.result import SolveStatus
-from retarget_jax.robots.kinematics import forward_kinematics, integrate
+from retarget_jax.robots.kinematics import body_frames, integrate
 from retarget_jax.rotations import quat_rotate
 from retarget_jax.solve.costs import (
     frame_masks,
@@ -40,23 +41,45 @@ from retarget_jax.solve.costs import (
 )
 from retarget_jax.solve.linalg import block_banded_solve
 
-_RETRIES = 8  # re-solves with 10x the damping before a linearisation is declared a minimum
+_RETRIES = 8  # consecutive rejected steps (damping x2, x4, ...) before a point is declared a minimum
+_FIXED_MAX = 4  # a full-rate solve after a coarse start of at most this many iterations runs them all
+_CONVERGED_DAMPING = 1e-3  # the stopping tests count only for steps taken at this damping or less
 
 
 class SolverOptions(eqx.Module):
-    """Solver settings. ``max_iters`` is static; tolerances and damping are traced."""
+    """Solver settings. Static (they change the compiled program): the iteration caps,
+    the coarse level's stride, and how many ground / self-collision rows get Jacobians.
+    Traced (a change never recompiles): tolerances and damping.
 
-    max_iters: int = eqx.field(static=True, default=50)
+    The solve runs in two levels: first the clip sampled every ``coarse_stride`` frames
+    (``coarse_iters`` iterations at most; a stride of 1 or 0 iterations skips it), from
+    the default pose; its solution, interpolated to every frame, starts the full-rate
+    solve (``max_iters`` iterations at most). See ``benchmarks/iterations_quality.py`` for
+    the measurements behind the defaults.
+    """
+
+    max_iters: int = eqx.field(static=True, default=2)
+    coarse_stride: int = eqx.field(static=True, default=4)
+    coarse_iters: int = eqx.field(static=True, default=30)
+    #: per frame, Jacobian rows for the lowest ground points off the feet (None: all)
+    ground_rows: int | None = eqx.field(static=True, default=8)
+    #: per frame, Jacobian rows for the closest declared self-collision pairs (None: all)
+    collision_rows: int | None = eqx.field(static=True, default=8)
     rtol: float | jnp.ndarray = 1e-4  # stop when an accepted step lowers F by less than rtol*F
     step_tol: float | jnp.ndarray = 1e-4  # ... or moves no coordinate by more than this (m, rad)
     damping: float | jnp.ndarray = 1e-2  # initial Marquardt damping, relative to diag(H)
+    refine_damping: float | jnp.ndarray = 1e-4  # ... of the full-rate solve after a coarse start
+    #: the damping of an unknown scales max(its curvature, damping_floor x the frame's mean
+    #: curvature): directions with almost no curvature are still damped
+    damping_floor: float | jnp.ndarray = 0.01
+    coarse_rtol: float | jnp.ndarray = 1e-3  # the coarse level's rtol (its result is only a start)
     bound_tol: float | jnp.ndarray = 1e-6  # a joint this close to a bound counts as active
 
 
 class SolveOutput(eqx.Module):
     qpos: jnp.ndarray  # (T, nq)
     cost: jnp.ndarray  # () mean per-frame objective
-    iterations: jnp.ndarray  # () int32
+    iterations: jnp.ndarray  # () int32, full-rate iterations (the coarse level's are not counted)
     status: jnp.ndarray  # () int32
 
 
@@ -97,7 +120,7 @@ def _step(qpos, delta):
 
 def _restrict(free, D, L1, L2):
     """The banded system on the free directions only: rows and columns of held
-    unknowns (``free`` 0, shape (T, nv)) become identity rows."""
+    unknowns (``free`` 0, shape (T, nv)) become identity rows (implicit differentiation)."""
     eye = jnp.eye(D.shape[-1], dtype=D.dtype)
     D = D * (free[:, :, None] * free[:, None, :]) + (1.0 - free)[:, :, None] * eye
     L1 = L1 * (free[:, :, None] * jnp.roll(free, 1, axis=0)[:, None, :])
@@ -105,8 +128,146 @@ def _restrict(free, D, L1, L2):
     return D, L1, L2
 
 
+def _levenberg_marquardt(problem: CompiledProblem, q0, tpos, tquat, options: SolverOptions, max_iters: int,
+                         done0, damping, rtol, *, fixed: bool = False):
+    """Projected Levenberg-Marquardt from q0: at most ``max_iters`` steps.
+
+    One linearisation per iteration, at the point just tried: the normal equations give
+    its cost too, so an accepted point's linearisation is the next step's (FK and
+    Jacobians once per iteration, no separate cost pass, and one copy of the linearisation
+    in the compiled loop). The damping follows the gain ratio rho = actual / predicted
+    decrease (Nielsen's rule): a step the quadratic model predicted well lowers it up to
+    tenfold, a rejected one raises it by 2, 4, 8, ... so that one bad region does not
+    leave the solve crawling under a large damping afterwards.
+
+    ``fixed``: run exactly ``max_iters`` passes (a clip that has converged keeps its
+    point) as a loop of static length. The last pass then skips proposing a step that
+    would never be tried (a real branch: the pass index is the same for every clip of a
+    vmapped batch), which pays where the iterations are few and the frames many.
+
+    Returns (q, cost, iterations, done).
+    """
+    dtype = q0.dtype
+    mask = problem.clip.frame_mask
+    nv = q0.shape[1] - 1
+    tiny = jnp.finfo(dtype).tiny
+    big = jnp.asarray(1e12, dtype)
+
+    def linearize(q):
+        return normal_equations(problem, q, tpos, tquat, ground_rows=options.ground_rows,
+                                collision_rows=options.collision_rows)
+
+    def propose(q, lin, lam):
+        """The damped projected-Newton step from q, and the decrease its model predicts."""
+        D, L1, L2, g, _ = lin
+        # Projected Newton: a joint resting on a bound whose descent direction points out
+        # of its range is held for this step. Otherwise the step couples every other
+        # joint to a move the projection then undoes, and LM crawls (or stalls) on
+        # clips with active limits. A held unknown (and every unknown of a padding
+        # frame) gets a huge diagonal and no gradient: its step is ~0, and eliminating it
+        # changes the others' equations by O(1 / big).
+        j = q[:, 7:]
+        held = (((j <= problem.robot.q_lower + options.bound_tol) & (g[:, 6:] > 0))
+                | ((j >= problem.robot.q_upper - options.bound_tol) & (g[:, 6:] < 0)))
+        free = jnp.concatenate([jnp.ones_like(g[:, :6]), (~held).astype(dtype)], axis=1) * mask[:, None]
+        # Marquardt damping: lam scales each unknown's own curvature (at least
+        # damping_floor x the frame's mean), so one lam suits root metres, joint radians
+        # and every weight scale, and directions with almost no curvature are damped too.
+        diag = jnp.diagonal(D, axis1=1, axis2=2)
+        damp = lam * jnp.maximum(diag, options.damping_floor * jnp.mean(diag, axis=1, keepdims=True))
+        damp = damp + 1e-9 * (1.0 + jnp.max(diag))
+        gf = g * free
+        Dl = D + ((free * damp + (1.0 - free) * big)[:, :, None] * jnp.eye(nv, dtype=dtype))
+        delta = -block_banded_solve(Dl, L1, L2, gf) * free
+        # F = |r|^2: its gradient is 2 g and its Gauss-Newton Hessian 2 H. With
+        # (H + damp) delta = -g: predicted decrease -2 g.d - d.H.d = -g.d + d.damp.d.
+        pred = -jnp.sum(gf * delta) + jnp.sum(damp * delta * delta)
+        return _project(problem, _step(q, delta)), pred
+
+    def cond(s):
+        *_, it, done, started = s
+        return ~started | ((~done) & (it < max_iters))
+
+    def body(s, last=None):
+        q, lin, q_try, pred, lam, nu, rejects, it, done, started = s
+        lin_try = linearize(q_try)
+        cost, cost_try = lin[-1], lin_try[-1]
+        first = ~started  # the start point: nothing to compare with yet
+        ok = (jnp.isfinite(cost_try) & ((cost_try < cost) | first)) & ~done
+        rho = (cost - cost_try) / jnp.maximum(pred, tiny)
+        rel = (cost - cost_try) / jnp.maximum(cost_try, tiny)
+        moved = jnp.max(jnp.abs(q_try - q))  # the move actually made (projection included)
+        # A small decrease means little is left only where the step was nearly Gauss-Newton:
+        # under a large damping (after rejected steps) every step is short.
+        converged = ok & ~first & (lam <= _CONVERGED_DAMPING) & ((rel < rtol) | (moved < options.step_tol))
+        rejects = jnp.where(ok, 0, rejects + 1)
+        stuck = rejects > _RETRIES  # a (local) minimum: no damping brings a decrease
+        shrink = jnp.maximum(0.1, 1.0 - (2.0 * jnp.clip(rho, 0.0, 1.0) - 1.0) ** 3)
+        lam = jnp.where(first, lam, jnp.where(ok, jnp.maximum(lam * shrink, 1e-9), lam * nu))
+        nu = jnp.where(ok, 2.0, nu * 2.0)
+        q = jnp.where(ok, q_try, q)
+        lin = jax.tree.map(lambda a, b: jnp.where(ok, a, b), lin_try, lin)
+        if last is None:
+            q_next, pred = propose(q, lin, lam)
+        else:
+            q_next, pred = jax.lax.cond(last, lambda: (q, pred), lambda: propose(q, lin, lam))
+        it = it + (~first & ~done).astype(jnp.int32)
+        # a start whose cost is not finite is not solved (the status says diverged)
+        done = done | converged | stuck | (first & ~ok)
+        return q, lin, q_next, pred, lam, nu, rejects, it, done, jnp.ones_like(started)
+
+    # the start values derive from the problem, so that under shard_map they vary over
+    # the clip axis like every other loop carry
+    varying = jnp.sum(q0[:1, :1]) * 0
+    zero = varying.astype(jnp.int32)
+    T = q0.shape[0]
+    block = jnp.zeros((T, nv, nv), dtype)
+    lin0 = jax.tree.map(lambda z: z + varying, (block, block, block, jnp.zeros((T, nv), dtype),
+                                                 jnp.asarray(jnp.inf, dtype)))
+    lam0 = jnp.asarray(damping, dtype) + varying
+    state = (q0, lin0, q0, varying, lam0, varying + 2.0, zero, zero, done0, zero > 0)
+    # the first pass linearises the start and is not an iteration
+    if fixed:
+        state = jax.lax.fori_loop(0, max_iters + 1, lambda i, s: body(s, last=i == max_iters), state)
+    else:
+        state = jax.lax.while_loop(cond, body, state)
+    q, lin, *_, it, done, _ = state
+    return q, lin[-1], it, done
+
+
+def coarse_problem(problem: CompiledProblem, stride: int) -> CompiledProblem:
+    """The clip sampled every ``stride`` frames (frames 0, s, 2s, ...; the rate divided by
+    s). Per-clip quantities (scales, weights, offsets) are the clip's own, so the coarse
+    problem is the same objective on fewer frames: every term is per second (velocities,
+    accelerations) or per frame, and all sums shrink by the same factor."""
+    c = problem.clip
+    sub = lambda a: a[::stride]  # noqa: E731
+    clip = eqx.tree_at(
+        lambda c: (c.human_pos, c.human_quat, c.frame_mask, c.pos_valid, c.rot_valid, c.stance, c.fps),
+        c, (sub(c.human_pos), sub(c.human_quat), sub(c.frame_mask), sub(c.pos_valid), sub(c.rot_valid),
+            sub(c.stance), c.fps / stride))
+    return eqx.tree_at(lambda p: p.clip, problem, clip)
+
+
+def upsample(qc: jnp.ndarray, mask_c: jnp.ndarray, stride: int, T: int) -> jnp.ndarray:
+    """(T, nq) from a coarse solution ``qc`` (Tc, nq) on frames 0, s, 2s, ...: root
+    position and joints linear between coarse frames, the root quaternion by normalised
+    linear blend in one hemisphere; beyond the last real coarse frame, held."""
+    Tc = qc.shape[0]
+    t = np.arange(T)
+    i0 = t // stride
+    frac = jnp.asarray((t % stride) / stride, qc.dtype)
+    i1 = np.minimum(i0 + 1, Tc - 1)
+    frac = frac * (mask_c[i1] > 0) * (i1 > i0)
+    a, b = qc[i0], qc[i1]
+    lin = a + frac[:, None] * (b - a)
+    qa, qb = a[:, 3:7], b[:, 3:7]
+    qb = jnp.where(jnp.sum(qa * qb, axis=-1, keepdims=True) < 0, -qb, qb)
+    quat = qa + frac[:, None] * (qb - qa)
+    return lin.at[:, 3:7].set(quat / jnp.linalg.norm(quat, axis=-1, keepdims=True))
+
+
 def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput:
-    dtype = problem.clip.human_pos.dtype
     finite = jnp.all(jnp.isfinite(problem.clip.human_pos)) & jnp.all(jnp.isfinite(problem.clip.human_quat))
     # A clip with non-finite input is not solved; zeros keep its arithmetic finite so
     # that nothing leaks into vmapped batch-mates, and its status says why.
@@ -118,70 +279,19 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
     tpos, tquat = targets(clean)
     q0 = _project(clean, initial_guess(clean, tpos, tquat))
     mask = clean.clip.frame_mask
-    nv = q0.shape[1] - 1
-    eye = jnp.eye(nv, dtype=dtype)
-    pad_eye = (1.0 - mask)[:, None, None] * eye
-
-    def cond(s):
-        q, cost, lam, it, done = s
-        return (~done) & (it < options.max_iters)
-
-    def body(s):
-        q, cost, lam, it, done = s
-        D, L1, L2, g, _ = normal_equations(clean, q, tpos, tquat)
-        # Projected Newton: a joint resting on a bound whose descent direction points out
-        # of its range is held for this step. Otherwise the step couples every other
-        # joint to a move the projection then undoes, and LM crawls (or stalls) on
-        # clips with active limits.
-        j = q[:, 7:]
-        held = (((j <= clean.robot.q_lower + options.bound_tol) & (g[:, 6:] > 0))
-                | ((j >= clean.robot.q_upper - options.bound_tol) & (g[:, 6:] < 0)))
-        free = jnp.concatenate([jnp.ones_like(g[:, :6]), (~held).astype(dtype)], axis=1)
-        D, L1, L2 = _restrict(free, D, L1, L2)
-        # Marquardt damping: lam scales each unknown's own curvature, so one lam suits
-        # root metres, joint radians and every weight scale (no runs of rejected steps
-        # while an absolute lam climbs to the size of diag(H)); a tiny floor keeps
-        # unknowns without curvature solvable.
-        diag = jnp.diagonal(D, axis1=1, axis2=2)
-        floor = 1e-9 * (1.0 + jnp.max(diag))
-
-        def trial(lam):
-            Dl = D + pad_eye + (lam * diag + floor)[:, :, None] * eye
-            delta = -block_banded_solve(Dl, L1, L2, g * free) * mask[:, None]
-            q_new = _project(clean, _step(q, delta))
-            return q_new, total_cost(clean, q_new, tpos, tquat)
-
-        def better(c):
-            return jnp.isfinite(c) & (c < cost)
-
-        # A rejected step raises lam and re-solves with the same Jacobians: a retry costs
-        # one banded solve and one cost, not a new linearisation.
-        def retry(t):
-            _, _, lam, k = t
-            lam = lam * 10.0
-            return *trial(lam), lam, k + 1
-
-        # (traced once: the loop's first pass is the trial at lam itself). The start cost is
-        # derived from the carried cost so that it varies over shard_map's clip axis like it.
-        ok_init = cost == cost
-        q_new, cost_new, lam, _ = jax.lax.while_loop(
-            lambda t: (t[3] == 0) | (~better(t[1]) & (t[3] <= _RETRIES)), retry,
-            (q, jnp.where(ok_init, jnp.inf, cost), lam / 10.0, jnp.asarray(0, jnp.int32)))
-        ok = better(cost_new)
-        rel = (cost - cost_new) / jnp.maximum(cost, jnp.finfo(dtype).tiny)
-        # the move actually made (a joint held at its bound by the projection does not move)
-        moved = jnp.max(jnp.abs(q_new - q))
-        converged = ok & ((rel < options.rtol) | (moved < options.step_tol))
-        stuck = ~ok  # no lam up to 10**_RETRIES times larger lowers F: a (local) minimum
-        q = jnp.where(ok, q_new, q)
-        cost = jnp.where(ok, cost_new, cost)
-        lam = jnp.maximum(lam * 0.3, 1e-9)
-        return q, cost, lam, it + 1, converged | stuck
-
-    cost0 = total_cost(clean, q0, tpos, tquat)
-    lam0 = jnp.asarray(options.damping, dtype)
-    q, cost, lam, it, done = jax.lax.while_loop(
-        cond, body, (q0, cost0, lam0, jnp.asarray(0, jnp.int32), ~finite))
+    T = q0.shape[0]
+    s = options.coarse_stride
+    coarse = s > 1 and options.coarse_iters > 0 and T > 2 * s
+    if coarse:
+        cp = coarse_problem(clean, s)
+        qc, _, _, _ = _levenberg_marquardt(cp, q0[::s], tpos[::s], tquat[::s], options, options.coarse_iters,
+                                           ~finite, options.damping, options.coarse_rtol)
+        q0 = _project(clean, upsample(qc, cp.clip.frame_mask, s, T))
+        damping = options.refine_damping
+    else:
+        damping = options.damping
+    q, cost, it, done = _levenberg_marquardt(clean, q0, tpos, tquat, options, options.max_iters, ~finite, damping,
+                                             options.rtol, fixed=coarse and options.max_iters <= _FIXED_MAX)
     nframes = jnp.maximum(jnp.sum(mask), 1.0)
     status = jnp.where(
         ~finite, SolveStatus.INVALID_INPUT,
@@ -212,8 +322,8 @@ def _hessian_blocks(problem: CompiledProblem, qstar):
 
     def pair_cost(d01, qa, qb, m):
         xa, xb = integrate(qa, d01[:nv]), integrate(qb, d01[nv:])
-        fa = sole_points(problem, forward_kinematics(problem.robot.tree, xa), jacobian=False)[0][:, :2]
-        fb = sole_points(problem, forward_kinematics(problem.robot.tree, xb), jacobian=False)[0][:, :2]
+        fa = sole_points(problem, body_frames(problem.robot.tree, xa), jacobian=False)[0][:, :2]
+        fb = sole_points(problem, body_frames(problem.robot.tree, xb), jacobian=False)[0][:, :2]
         r = pair_residual(problem, xa, xb, (fa, None), (fb, None), m, jacobian=False)
         return jnp.sum(r * r)
 

@@ -9,7 +9,7 @@ import os
 # process shares the cores (one solve took 29 s instead of 2.3 s next to a niced
 # process). The CPU benchmarks therefore run XLA single-threaded and use one process
 # per core for parallelism.
-SINGLE_THREAD_CPU = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
+SINGLE_THREAD_CPU = ("--xla_cpu_multi_thread_eigen=false",)
 
 
 def select_platform(device: str) -> None:
@@ -19,6 +19,6 @@ def select_platform(device: str) -> None:
         os.environ["JAX_PLATFORMS"] = "cpu"
     elif device == "gpu":
         os.environ["JAX_PLATFORMS"] = "cuda"
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    os.environ["XLA_FLAGS"] = " ".join(flags + [f for f in SINGLE_THREAD_CPU if f.split("=")[0] not in
-                                                 {g.split("=")[0] for g in flags}])
+    from retarget_jax.xla_flags import configure_xla
+
+    configure_xla(SINGLE_THREAD_CPU)

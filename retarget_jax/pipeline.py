@@ -116,7 +116,8 @@ def solve_clips(clips: Sequence[PreparedClip], options: SolverOptions | None = N
     """Solve prepared clips in bucketed batches; a clip longer than ``window`` frames is
     split into overlapping windows solved in the same batches and stitched
     (:mod:`retarget_jax.batch.windows`). ``window=None`` solves every clip whole.
-    ``fixed_batch`` pads every batch to ``max_batch`` clips (one program per bucket)."""
+    ``fixed_batch`` pads every batch to a power of two of at most ``max_batch`` clips
+    (:func:`~retarget_jax.solve.batch.batch_rows`: a few programs per bucket)."""
     from retarget_jax.batch.windows import solve_windowed
 
     options = options or SolverOptions()
@@ -145,6 +146,7 @@ def retarget_motions(
     terrain: HeightField | None = None,
     window: int | None = None,
     overlap: int = 32,
+    fixed_batch: bool = False,
 ) -> list[RetargetingResult | ClipFailure]:
     """Retarget many clips of one recipe; one entry per input, in order.
 
@@ -152,7 +154,8 @@ def retarget_motions(
     clip's own rate); the result records the source rate in its provenance.
     ``contacts``: an explicit ContactPlan per clip (None entries, or None for all, are
     detected from the source with ``contact_thresholds``); a plan follows its clip through
-    resampling (nearest source frame). ``window``/``overlap``: see :func:`solve_clips`.
+    resampling (nearest source frame). ``window``/``overlap``/``fixed_batch``: see
+    :func:`solve_clips`.
     """
     settings = ProblemSettings(weights or CostWeights(), fps, contact_thresholds or ContactThresholds(),
                                joint_velocity_limits or JointVelocityLimits(), terrain)
@@ -169,7 +172,7 @@ def retarget_motions(
             out[i] = ClipFailure(m.source_path, e.error_type, str(e))
     if clips:
         results = solve_clips(clips, options, buckets=buckets, max_batch=max_batch, window=window,
-                              overlap=overlap)
+                              overlap=overlap, fixed_batch=fixed_batch)
         for i, res in zip(ok_idx, results, strict=True):
             out[i] = res
     return out

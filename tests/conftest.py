@@ -18,8 +18,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import jax
-import pytest
+from retarget_jax.xla_flags import configure_xla
+
+configure_xla()  # the compiler options the package's entry points use (before JAX computes)
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 SHARED_DATA_ENV = "RETARGET_JAX_SHARED_DATA"
 CACHE_DIR_ENV = "RETARGET_JAX_CACHE_DIR"

@@ -30,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from retarget_jax.errors import SolveError
 from retarget_jax.problem.compile import CompiledProblem
-from retarget_jax.robots.kinematics import forward_kinematics
+from retarget_jax.robots.kinematics import body_poses
 from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions, solve
 
 DEFAULT_BUCKETS: tuple[int, ...] = (64, 128, 192, 256, 320, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
@@ -55,14 +55,17 @@ def pad_problem(problem: CompiledProblem, T_pad: int) -> CompiledProblem:
         return problem
     n = T_pad - T
 
+    # host numpy, not eager jax ops: each distinct shape of an eager op is its own compile
     def edge(a):
-        return jnp.concatenate([a, jnp.repeat(a[-1:], n, axis=0)], axis=0)
+        a = np.asarray(a)
+        return np.concatenate([a, np.repeat(a[-1:], n, axis=0)], axis=0)
 
+    mask = np.asarray(c.frame_mask)
     clip = eqx.tree_at(
         lambda c: (c.human_pos, c.human_quat, c.pos_valid, c.rot_valid, c.stance, c.frame_mask),
         c,
         (edge(c.human_pos), edge(c.human_quat), edge(c.pos_valid), edge(c.rot_valid), edge(c.stance),
-         jnp.concatenate([c.frame_mask, jnp.zeros(n, c.frame_mask.dtype)])),
+         np.concatenate([mask, np.zeros(n, mask.dtype)])),
     )
     return eqx.tree_at(lambda p: p.clip, problem, clip)
 
@@ -74,7 +77,7 @@ def stack_problems(problems: Sequence[CompiledProblem]) -> CompiledProblem:
     for p in problems[1:]:
         if eqx.partition(eqx.tree_at(lambda q: q.clip, p, None), eqx.is_array)[1] != static0:
             raise SolveError("clips in one batch must share recipe and robot (same index tables)")
-    clip = jax.tree.map(lambda *xs: jnp.stack(xs), *[p.clip for p in problems])
+    clip = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[p.clip for p in problems])
     return eqx.tree_at(lambda p: p.clip, first, clip)
 
 
@@ -97,7 +100,7 @@ def _in_axes(batch: CompiledProblem) -> CompiledProblem:
 
 def _solve_and_fk(problem: CompiledProblem, options: SolverOptions):
     out = solve(problem, options)
-    xpos, xquat, _, _ = jax.vmap(lambda q: forward_kinematics(problem.robot.tree, q))(out.qpos)
+    xpos, xquat = body_poses(problem.robot.tree, out.qpos)
     return out, xpos, xquat
 
 
@@ -243,14 +246,24 @@ def solve_batch(batch: CompiledProblem, options: SolverOptions | None = None,
     return out
 
 
+def batch_rows(n: int, max_batch: int) -> int:
+    """Rows of a padded call holding ``n`` clips: the next power of two, at most
+    ``max_batch`` (which need not be one). A stream of batches of any size then uses at
+    most log2(max_batch) + 1 programs per bucket, and a call never pays for more than
+    twice its clips: one clip costs what one clip costs."""
+    if n < 1 or max_batch < 1:
+        raise SolveError(f"batch_rows: expected n >= 1 and max_batch >= 1, got n={n}, max_batch={max_batch}")
+    return min(max_batch, 1 << (n - 1).bit_length())
+
+
 def solve_many(problems: Sequence[CompiledProblem], options: SolverOptions | None = None,
                buckets: Sequence[int] = DEFAULT_BUCKETS, max_batch: int = 64,
                devices: Sequence[jax.Device] | None = None, fixed_batch: bool = False):
     """Group clips by bucket, solve each group; returns a list of (SolveOutput, xpos, xquat)
     per input clip, trimmed back to its own length, as numpy arrays.
 
-    ``fixed_batch`` pads every call to ``max_batch`` clips (repeating the last), so a
-    stream of batches of any size uses one compiled program per bucket (the batch
+    ``fixed_batch`` pads every call to :func:`batch_rows` clips (repeating the last), so
+    a stream of batches of any size uses a few compiled programs per bucket (the batch
     driver's setting); otherwise a call has as many rows as it has clips.
 
     Each call is split over ``devices`` (default: every local device, see
@@ -271,7 +284,7 @@ def solve_many(problems: Sequence[CompiledProblem], options: SolverOptions | Non
         for s in range(0, len(idx), max_batch):
             chunk = idx[s:s + max_batch]
             # pad before stacking (the last clip again), so the stacked batch needs no more
-            rows = max_batch if fixed_batch else len(chunk)
+            rows = batch_rows(len(chunk), max_batch) if fixed_batch else len(chunk)
             padded = chunk + chunk[-1:] * (rows - len(chunk))
             padded += padded[-1:] * (-len(padded) % multiple)
             batch = stack_problems([pad_problem(problems[i], Tb) for i in padded])

@@ -60,14 +60,17 @@ def _retarget(args: argparse.Namespace) -> int:
         result = read_robot_motion(args.input, fmt, robot)
         summary = {"frames": result.num_frames, "fps": result.fps, "solved": False}
     else:
-        if args.cache_dir:
-            import jax
-
-            jax.config.update("jax_compilation_cache_dir", str(Path(args.cache_dir).expanduser()))
+        from retarget_jax.config import run_settings
         from retarget_jax.pipeline import ClipFailure, retarget_motions
         from retarget_jax.problem import load_recipe
-        from retarget_jax.solve import SolverOptions
+        from retarget_jax.problem.contacts import load_contact_plan
 
+        cfg = retarget_config(args)
+        if cfg.jax_cache_dir:
+            import jax
+
+            jax.config.update("jax_compilation_cache_dir", str(Path(cfg.jax_cache_dir).expanduser()))
+        rs = run_settings(cfg)
         motion = read_motion(args.input, fmt, joint_map=args.joint_map, body_model_dir=args.body_model_dir,
                              gender=args.gender)
         recipe = load_recipe(args.recipe or default_recipe(fmt, robot.name, motion))
@@ -76,13 +79,13 @@ def _retarget(args: argparse.Namespace) -> int:
               + (f", resampled to {args.fps:g} fps" if args.fps else ""), file=sys.stderr, flush=True)
         print("[retarget-jax] compiling and solving (the first solve of a shape compiles; later runs "
               "reuse the cache)...", file=sys.stderr, flush=True)
-        from retarget_jax.problem import CostWeights
-        from retarget_jax.problem.contacts import load_contact_plan
-
         plans = [load_contact_plan(args.contacts, recipe.ground_joints, motion.num_frames)] if args.contacts else None
-        weights = CostWeights().without_plausibility() if args.no_plausibility else CostWeights()
-        (result,) = retarget_motions([motion], recipe, robot, fps=args.fps, weights=weights, contacts=plans,
-                                     options=SolverOptions(max_iters=args.max_iters))
+        p = rs.problem
+        (result,) = retarget_motions([motion], recipe, robot, fps=p.fps, weights=p.weights, contacts=plans,
+                                     contact_thresholds=p.contact_thresholds,
+                                     joint_velocity_limits=p.joint_velocity_limits, terrain=p.terrain,
+                                     options=rs.options, buckets=rs.buckets, max_batch=rs.max_batch,
+                                     window=rs.window, overlap=rs.overlap, fixed_batch=True)
         if isinstance(result, ClipFailure):
             print(f"error: {result.error_type}: {result.message}", file=sys.stderr)
             return 2
@@ -103,6 +106,22 @@ def _retarget(args: argparse.Namespace) -> int:
                    seconds=round(time.perf_counter() - t0, 2))
     print(json.dumps(summary))
     return 0
+
+
+def retarget_config(args: argparse.Namespace):
+    """The RunConfig of ``retarget-jax retarget``: the schema's defaults (the library's,
+    see :mod:`retarget_jax.config`), then the flags. The Hydra driver starts from the same
+    schema, so both solve a clip with the same options, windows and batch rows."""
+    from retarget_jax.config import RunConfig
+
+    cfg = RunConfig()
+    cfg.input.format = args.format
+    cfg.input.fps = args.fps
+    if args.max_iters is not None:
+        cfg.solver.max_iters = args.max_iters
+    cfg.plausibility = not args.no_plausibility
+    cfg.jax_cache_dir = args.cache_dir or None
+    return cfg
 
 
 def batch_config(args: argparse.Namespace):
@@ -390,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--body-model-dir", help="SMPL/SMPL-H/SMPL-X model files (default: built-in neutral skeletons)")
     r.add_argument("--gender", choices=("neutral", "male", "female"), help="override the file's gender")
     r.add_argument("--fps", type=float, default=None, help="resample to this rate first (default: keep)")
-    r.add_argument("--max-iters", type=int, default=50, help="Gauss-Newton iterations at most")
+    r.add_argument("--max-iters", type=int, default=None,
+                   help="full-rate Levenberg-Marquardt iterations (default: solver.max_iters of the run config)")
     r.add_argument("--contacts", help="explicit ContactPlan (.npz with stance (T, F), or .csv); default: detected")
     r.add_argument("--no-plausibility", action="store_true",
                    help="switch off the ground, contact, self-collision, joint-speed and acceleration terms")
@@ -454,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from retarget_jax.xla_flags import configure_xla
+
+    configure_xla()  # before JAX computes anything (see retarget_jax.xla_flags)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

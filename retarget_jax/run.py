@@ -7,7 +7,6 @@ before any work starts, naming the key.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -16,183 +15,11 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from retarget_jax.config import RunConfig, run_robot, run_settings
 from retarget_jax.problem.recipe import config_dir
-from retarget_jax.solve.batch import DEFAULT_BUCKETS
-
-
-@dataclasses.dataclass
-class RobotConfig:
-    """Config group ``robot``: ``robot=unitree_g1|unitree_h1|booster_t1``, or any MJCF with
-    ``robot.mjcf=<file.xml>`` (named after the file unless ``robot.name`` is set)."""
-
-    name: str | None = None
-    mjcf: str | None = None
-
-
-@dataclasses.dataclass
-class InputConfig:
-    """Config group ``source`` (package ``input``): what to read and how."""
-
-    path: str | None = None  # file or directory; None = the embedded demo walk
-    format: str = "bvh_lafan1"  # see retarget_jax.formats (the CLI's --format names)
-    pattern: str | None = None  # inside a directory; None = the format's default (**/*.bvh, ...)
-    joint_map: str | None = None  # shipped map name or YAML file (required for format bvh)
-    fps: float | None = None  # resample every clip to this rate on exact times; None = keep
-    demo_frames: int = 150
-
-
-@dataclasses.dataclass
-class BodyModelConfig:
-    dir: str | None = None  # SMPL/SMPL-H/SMPL-X model files; None = built-in neutral skeletons
-    gender: str | None = None  # override the files' gender (neutral, male, female)
-
-
-@dataclasses.dataclass
-class WeightsConfig:
-    """Cost weights (retarget_jax.problem.CostWeights); 0 switches a term off."""
-
-    smooth: float = 1.0  # multiplies the three smooth_* weights (one knob for sweeps)
-    smooth_position: float = 0.02
-    smooth_rotation: float = 0.005
-    smooth_joint: float = 0.002
-    accel_position: float = 2e-5
-    accel_rotation: float = 1e-5
-    accel_joint: float = 1e-5
-    posture: float = 0.02
-    ground: float = 1000.0  # every collision geom above the ground
-    contact_height: float = 50.0  # stance soles on the ground, level
-    contact_slide: float = 10.0  # stance soles not sliding
-    self_collision: float = 2000.0  # declared geom pairs kept apart
-    joint_velocity: float = 1.0  # joint speeds within their limits
-
-
-@dataclasses.dataclass
-class SolverConfig:
-    """Config group ``solver``: iterations, tolerances and the cost weights."""
-
-    max_iters: int = 50
-    rtol: float = 1e-5
-    damping: float = 1e-2
-    weights: WeightsConfig = dataclasses.field(default_factory=WeightsConfig)
-
-
-@dataclasses.dataclass
-class ContactsConfig:
-    """ContactPlan: detected from the source (thresholds, see retarget_jax.problem.contacts),
-    or given by ``path`` (an .npz/.csv plan for a single input file)."""
-
-    path: str | None = None
-    height_on: float = 0.03
-    height_off: float = 0.05
-    speed_on: float = 0.30
-    speed_off: float = 0.45
-    min_duration: float = 0.1
-
-
-@dataclasses.dataclass
-class LimitsConfig:
-    joint_velocity: float = 20.0  # rad/s, every joint
-    joint_velocity_per_joint: dict[str, float] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class DistributedConfig:
-    """Multi-process runs (retarget_jax.batch.distributed): with ``enabled`` every process
-    calls jax.distributed.initialize() (coordinator from SLURM / Open MPI, or the fields)."""
-
-    enabled: bool = False
-    coordinator_address: str | None = None
-    num_processes: int | None = None
-    process_id: int | None = None
-    merge_timeout_s: float = 86400.0
-
-
-@dataclasses.dataclass
-class BatchConfig:
-    """Config group ``batch``: how the driver feeds the device (retarget_jax.batch)."""
-
-    max_batch: int = 64  # clips (or windows) per device batch
-    buckets: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_BUCKETS))
-    window: int | None = 1024  # longer clips: overlapping windows, solved together, stitched
-    overlap: int = 64  # frames shared by consecutive windows
-    prefetch: int | None = None  # prepared clips held at most (memory bound); None = 4 * max_batch
-    max_workers: int | None = None  # threads reading and preparing files; None = Python's default
-    force: bool = False  # redo jobs whose outputs exist
-    progress: bool = True  # progress bar (clips, frames/s, ETA) on stderr
-    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
-
-
-@dataclasses.dataclass
-class OutputConfig:
-    dir: str | None = None  # None = Hydra's run directory (outputs/<name>), or outputs/<name> outside Hydra
-    formats: list[str] = dataclasses.field(default_factory=lambda: ["npz"])
-
-
-@dataclasses.dataclass
-class RenderConfig:
-    """``render``: after the batch, draw every clip it solved or loaded (retarget_jax.render):
-    ``render.video=true`` writes ``<result>.mp4`` beside each result, ``render.stills=[0,-1]``
-    PNG stills ``<result>.frame_<t>.png`` (negative frames count from the end)."""
-
-    video: bool = False
-    stills: list[int] = dataclasses.field(default_factory=list)
-    width: int = 640
-    height: int = 480
-    layout: str = "overlay"  # overlay | beside | robot (no skeleton)
-    fps: float | None = None  # video rate; None = the result's
-
-
-@dataclasses.dataclass
-class RunConfig:
-    name: str = "run"
-    robot: RobotConfig = dataclasses.field(default_factory=RobotConfig)
-    recipe: str | None = None  # None = the shipped recipe for the input's family and the robot
-    input: InputConfig = dataclasses.field(default_factory=InputConfig)
-    body_model: BodyModelConfig = dataclasses.field(default_factory=BodyModelConfig)
-    solver: SolverConfig = dataclasses.field(default_factory=SolverConfig)
-    # False zeroes every physical-plausibility weight (acceleration, ground, contacts,
-    # self-collision, joint speed): the plain tracking problem, for comparison
-    plausibility: bool = True
-    contacts: ContactsConfig = dataclasses.field(default_factory=ContactsConfig)
-    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
-    terrain: str | None = None  # height field .npz (heights, origin, cell); None = flat z = 0
-    batch: BatchConfig = dataclasses.field(default_factory=BatchConfig)
-    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
-    render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
-    # Persistent XLA compilation cache: a second run of the same shapes skips compiling.
-    jax_cache_dir: str | None = "~/.cache/retarget_jax/xla"
-
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
 _ = MISSING
-
-
-def _robot(cfg: RunConfig):
-    from retarget_jax.errors import ConfigError
-    from retarget_jax.robots import load_robot
-    from retarget_jax.robots.spec import BUILTIN_ROBOTS
-
-    if cfg.robot.mjcf:
-        return load_robot(Path(cfg.robot.mjcf).expanduser(), name=cfg.robot.name)
-    if cfg.robot.name:
-        return load_robot(cfg.robot.name)
-    if cfg.input.path is None:
-        return load_robot("unitree_g1")  # the embedded demo walk
-    raise ConfigError(f"no robot given for the {cfg.input.format} input {cfg.input.path}: the driver does not "
-                      f"guess one. Set robot=<{'|'.join(BUILTIN_ROBOTS)}> (Hydra), --robot (CLI), or robot.mjcf")
-
-
-def _weights(cfg: RunConfig):
-    """CostWeights of the config: ``smooth`` multiplies the three smooth_* weights, and
-    ``plausibility=false`` zeroes the plausibility terms."""
-    from retarget_jax.problem import CostWeights
-
-    w = dataclasses.asdict(cfg.solver.weights)
-    smooth = w.pop("smooth")
-    for k in ("smooth_position", "smooth_rotation", "smooth_joint"):
-        w[k] *= smooth
-    weights = CostWeights(**w)
-    return weights if cfg.plausibility else weights.without_plausibility()
 
 
 def _jobs(cfg: RunConfig, out_dir: Path, robot_name: str, config_path: str | None):
@@ -225,6 +52,9 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
     """
     import logging
 
+    from retarget_jax.xla_flags import configure_xla
+
+    configure_xla()  # before JAX computes anything (see retarget_jax.xla_flags)
     import jax
 
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
@@ -236,35 +66,24 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
     from retarget_jax.errors import ConfigError
     from retarget_jax.formats import MotionFormat
     from retarget_jax.manifest import BATCH_MANIFEST_NAME, RUN_CONFIG_NAME, manifest_path
-    from retarget_jax.pipeline import ProblemSettings
-    from retarget_jax.problem.compile import JointVelocityLimits
-    from retarget_jax.problem.contacts import ContactThresholds
-    from retarget_jax.robots.collision import load_height_field
-    from retarget_jax.solve import SolverOptions
 
     t0 = time.perf_counter()
     fmt = MotionFormat.parse(cfg.input.format, where="input.format")
-    robot = _robot(cfg)
+    robot = run_robot(cfg)
     out_dir = Path(cfg.output.dir or f"outputs/{cfg.name}").expanduser()
     jobs, input_dir, pattern = _jobs(cfg, out_dir, robot.name, config_path)
     if cfg.contacts.path is not None and len(jobs) != 1:
         raise ConfigError(f"contacts.path gives one clip's plan, but the input has {len(jobs)} clips")
-    weights = _weights(cfg)
+    rs = run_settings(cfg)
     c = cfg.contacts
-    settings = ProblemSettings(
-        weights=weights, fps=cfg.input.fps,
-        contact_thresholds=ContactThresholds(c.height_on, c.height_off, c.speed_on, c.speed_off, c.min_duration),
-        joint_velocity_limits=JointVelocityLimits(cfg.limits.joint_velocity, dict(cfg.limits.joint_velocity_per_joint)),
-        terrain=load_height_field(cfg.terrain) if cfg.terrain else None)
     render_opts = _render_options(cfg)  # a bad render setting fails before any work
     b = cfg.batch
     mpath = out_dir / BATCH_MANIFEST_NAME
     worker = RetargetWorker(
-        robot=robot, motion_format=fmt, manifest_path=mpath, settings=settings,
-        options=SolverOptions(max_iters=cfg.solver.max_iters, rtol=cfg.solver.rtol, damping=cfg.solver.damping),
+        robot=robot, motion_format=fmt, manifest_path=mpath, settings=rs.problem, options=rs.options,
         recipe=cfg.recipe, formats=list(cfg.output.formats) or ["npz"], joint_map=cfg.input.joint_map,
         body_model_dir=cfg.body_model.dir, gender=cfg.body_model.gender, contacts_path=c.path,
-        buckets=tuple(b.buckets), max_batch=b.max_batch, window=b.window, overlap=b.overlap,
+        buckets=rs.buckets, max_batch=rs.max_batch, window=rs.window, overlap=rs.overlap,
         demo_frames=cfg.input.demo_frames)
     d = b.distributed
     proc = distributed.initialize(d.enabled, d.coordinator_address, d.num_processes, d.process_id, d.merge_timeout_s)

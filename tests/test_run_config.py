@@ -60,9 +60,13 @@ def test_unknown_keys_fail_before_any_work():
 
 
 def test_config_groups_select_robot_source_solver_and_batch():
+    import yaml
+
     cfg = _compose(["robot=unitree_h1", "source=amass", "solver=fast", "batch=gpu"])
+    fast = yaml.safe_load((config_dir() / "solver" / "fast.yaml").read_text())
     assert cfg.robot.name == "unitree_h1" and cfg.input.format == "amass" and cfg.input.fps == 30
-    assert cfg.solver.max_iters == 20 and cfg.batch.max_batch == 1024
+    assert cfg.solver.max_iters == fast["max_iters"] != _compose([]).solver.max_iters
+    assert cfg.batch.max_batch == 1024
     assert _compose([]).robot.name is None  # no default robot: a run over files must name one
     cfg = _compose(["+experiment=amass", "robot=booster_t1", "solver.weights.smooth=10"])
     assert cfg.robot.name == "booster_t1" and cfg.solver.weights.smooth == 10.0
@@ -81,10 +85,10 @@ def test_a_run_over_files_without_a_robot_refuses_before_any_work(tmp_path):
 
 def test_smooth_multiplies_the_three_velocity_weights():
     cfg = _compose(["+experiment=demo", "solver.weights.smooth=0.5"])
+    from retarget_jax.config import cost_weights
     from retarget_jax.problem import CostWeights
-    from retarget_jax.run import _weights
 
-    w = _weights(cfg)
+    w = cost_weights(cfg)
     base = CostWeights()
     assert (w.smooth_position, w.smooth_rotation, w.smooth_joint) == pytest.approx(
         (0.5 * base.smooth_position, 0.5 * base.smooth_rotation, 0.5 * base.smooth_joint))
@@ -129,3 +133,61 @@ def test_the_shipped_slurm_launcher_config_composes():
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (4, 1, 1)
     run = typed_config(cfg)
     assert run.batch.distributed.enabled and run.batch.max_batch == 1024
+
+
+def test_config_defaults_are_the_library_defaults():
+    """The schema takes its solver, weight, contact and limit defaults from the library types
+    (one source of truth): the default run config builds exactly the library's defaults."""
+    import dataclasses
+
+    from retarget_jax.config import run_settings
+    from retarget_jax.problem import CostWeights, JointVelocityLimits
+    from retarget_jax.problem.contacts import ContactThresholds
+    from retarget_jax.solve import SolverOptions
+
+    for cfg in (RunConfig(), _compose([]), _compose(["+experiment=demo"])):
+        rs = run_settings(cfg)
+        assert rs.options == SolverOptions()
+        assert rs.problem.weights == CostWeights()
+        assert rs.problem.contact_thresholds == ContactThresholds()
+        assert rs.problem.joint_velocity_limits == JointVelocityLimits()
+    # every SolverOptions / CostWeights field is a config key (none forgotten)
+    keys = {f.name for f in dataclasses.fields(RunConfig().solver)}
+    assert {f.name for f in dataclasses.fields(SolverOptions)} <= keys
+    assert {f.name for f in dataclasses.fields(CostWeights)} <= {f.name for f in dataclasses.fields(
+        RunConfig().solver.weights)}
+    # an override reaches the options
+    assert run_settings(_compose(["solver.max_iters=5", "solver.rtol=0.003"])).options == SolverOptions(
+        max_iters=5, rtol=0.003)
+
+
+def _cut_bvh(src, dst, frames: int) -> None:
+    lines = src.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if line.strip().lower().startswith("frames:"))
+    dst.write_text("\n".join(lines[:i] + [f"Frames: {frames}", lines[i + 1]] + lines[i + 2:i + 2 + frames]) + "\n")
+
+
+def test_both_front_doors_solve_a_clip_with_the_same_settings(tmp_path, shared_data_dir):
+    """``retarget-jax retarget`` and ``python -m retarget_jax.run`` build their settings with
+    the same function (retarget_jax.config.run_settings) and write the same trajectory for
+    the same clip (real LAFAN1 capture, cut to 60 frames: the 64-frame bucket)."""
+    from retarget_jax.cli import build_parser, main, retarget_config
+    from retarget_jax.config import run_settings
+
+    clip = tmp_path / "clip.bvh"
+    _cut_bvh(shared_data_dir / "lafan1_skeleton_clip_a.bvh", clip, 60)
+    args = build_parser().parse_args(["retarget", str(clip), "--format", "bvh_lafan1", "--robot", "unitree_g1",
+                                      "--output", str(tmp_path / "cli.npz"), "--cache-dir", ""])
+    hydra_cfg = _compose(["+experiment=lafan1_g1", f"input.path={clip}", f"output.dir={tmp_path / 'run'}",
+                          "output.formats=[npz]", "jax_cache_dir=null", "batch.progress=false"])
+    a, b = run_settings(retarget_config(args)), run_settings(hydra_cfg)
+    assert a.options == b.options and a.problem == b.problem
+    assert (a.buckets, a.max_batch, a.window, a.overlap) == (b.buckets, b.max_batch, b.window, b.overlap)
+    assert main(["retarget", str(clip), "--format", "bvh_lafan1", "--robot", "unitree_g1", "--output",
+                 str(tmp_path / "cli.npz"), "--cache-dir", ""]) == 0
+    summary = execute(hydra_cfg)
+    assert summary["success"] == 1
+    via_cli, via_run = load_result(tmp_path / "cli.npz"), load_result(tmp_path / "run" / "clip.npz")
+    assert via_cli.num_frames == via_run.num_frames == 60
+    np.testing.assert_array_equal(via_cli.qpos, via_run.qpos)
+    np.testing.assert_array_equal(via_cli.body_pos_w, via_run.body_pos_w)

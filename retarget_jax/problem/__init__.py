@@ -4,6 +4,7 @@ from retarget_jax.problem.compile import (
     ClipArrays,
     CompiledProblem,
     CostWeights,
+    JointVelocityLimits,
     RetargetingProblem,
     RobotArrays,
     compile_problem,
@@ -16,5 +17,5 @@ from retarget_jax.problem.recipe import (
     recipe_from_dict,
 )
 
-__all__ = ["ClipArrays", "CompiledProblem", "CostWeights", "RetargetingProblem", "RobotArrays",
+__all__ = ["ClipArrays", "CompiledProblem", "CostWeights", "JointVelocityLimits", "RetargetingProblem", "RobotArrays",
            "compile_problem", "Recipe", "ScaleGroup", "TargetSpec", "load_recipe", "recipe_from_dict"]

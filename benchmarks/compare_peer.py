@@ -3,6 +3,7 @@
 
     python benchmarks/compare_peer.py --quick           # 2 clips x 240 frames, < 5 min on 2 CPU cores
     python benchmarks/compare_peer.py --clips 8 --frames 300 --device gpu
+    python benchmarks/compare_peer.py --long            # the whole 7184-frame clip, file to written result
 
 Clips are windows of ``lafan1_skeleton_clip_a.bvh`` (real LAFAN1 capture, 30 fps) from the
 shared data folder (``--data`` or ``$RETARGET_JAX_SHARED_DATA``), retargeted to the G1 with
@@ -16,6 +17,14 @@ weights, joint ranges); both results are scored by our own metrics (``evaluate_r
   the mapped end-effectors (targets on bodies that are no other target's ancestor: feet
   and wrists) and for all targets;
 * jerk (rad/s^3): mean absolute third difference of the joint angles.
+
+``--long`` instead takes the whole clip from its file to a written result, both ways, as a
+user would: ours reads the BVH, prepares it and solves it as ``retarget-jax retarget``
+does (the run settings of :mod:`retarget_jax.config`: overlapping windows, batched) and
+writes the result npz, timed twice in one process (the first call compiles, unless the
+persistent cache already holds the programs); the peer reads and prepares the same file,
+solves frame by frame and writes its result the same way. Wall seconds cover file to
+file; quality is scored as above.
 
 Prints a table, writes JSON (``--output``) and ends with one JSON line on stdout.
 """
@@ -39,6 +48,7 @@ CLIP = "lafan1_skeleton_clip_a.bvh"
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="2 clips of 240 frames (overrides --clips/--frames)")
+    p.add_argument("--long", action="store_true", help="the whole clip, file to written result, both solvers")
     p.add_argument("--clips", type=int, default=8, help="windows of the clip to solve (default 8)")
     p.add_argument("--frames", type=int, default=300, help="frames per window (default 300)")
     p.add_argument("--data", default=os.environ.get("RETARGET_JAX_SHARED_DATA")
@@ -172,9 +182,101 @@ def solve_ours_parallel(clips, args, nproc):
     return first_s, times, solved
 
 
+def run_long(args) -> int:
+    """``--long``: the whole clip from file to written result, ours and the peer's."""
+    import tempfile
+
+    import jax
+    import numpy as np
+    from peer_mink import solve_clip
+
+    from retarget_jax.config import RunConfig, run_settings
+    from retarget_jax.formats import read_motion
+    from retarget_jax.io import write_result
+    from retarget_jax.metrics.report import evaluate_results
+    from retarget_jax.pipeline import finish_clip, prepare_clip, retarget_motions
+    from retarget_jax.problem.recipe import load_recipe
+    from retarget_jax.result import SolveStatus
+    from retarget_jax.robots.kinematics import host_forward_kinematics
+    from retarget_jax.robots.spec import load_robot
+    from retarget_jax.solve.gauss_newton import SolveOutput
+
+    path = Path(args.data) / CLIP
+    if not path.is_file():
+        raise SystemExit(f"compare_peer: {path} not found (pass --data or set RETARGET_JAX_SHARED_DATA)")
+    robot, recipe = load_robot("unitree_g1"), load_recipe("lafan1_g1")
+    cfg = RunConfig()
+    cfg.input.format = "bvh_lafan1"
+    rs = run_settings(cfg)
+    out_dir = Path(tempfile.mkdtemp(prefix="rj_compare_long_"))
+
+    def ours():
+        motion = read_motion(path, "bvh_lafan1")
+        p = rs.problem
+        (result,) = retarget_motions([motion], recipe, robot, fps=p.fps, weights=p.weights,
+                                     contact_thresholds=p.contact_thresholds,
+                                     joint_velocity_limits=p.joint_velocity_limits, options=rs.options,
+                                     buckets=rs.buckets, max_batch=rs.max_batch, window=rs.window,
+                                     overlap=rs.overlap, fixed_batch=True)
+        write_result(result, out_dir / "ours.npz", "npz")
+        return result
+
+    t0 = time.perf_counter()
+    ours_result = ours()
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ours_result = ours()
+    ours_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    clip = prepare_clip(read_motion(path, "bvh_lafan1"), recipe, robot, rs.problem)
+    run = solve_clip(clip.compiled, robot)
+    out = SolveOutput(qpos=run.qpos, cost=np.float64("nan"), iterations=np.int32(run.iterations),
+                      status=np.int32(SolveStatus.CONVERGED))
+    peer_result = finish_clip(clip, (out, *host_forward_kinematics(robot, run.qpos)))
+    write_result(peer_result, out_dir / "peer.npz", "npz")
+    peer_s = time.perf_counter() - t0
+
+    ee = end_effector_targets(robot, ours_result.target_body_names)
+
+    def score(r):
+        rep = evaluate_results([r], robot)[0]["metrics"]
+        return {"tracking_error_end_effectors": float(np.nanmean(point_errors(r, robot, ee))),
+                "tracking_error_all": float(rep["tracking_error"]["value"]["mean"]),
+                "jerk": float(rep["jerk"]["value"]), "foot_sliding": float(rep["foot_sliding"]["value"]),
+                "penetration_max": float(rep["penetration"]["value"]["max"])}
+
+    frames = ours_result.num_frames
+    q_ours, q_peer = score(ours_result), score(peer_result)
+    device = jax.devices()[0]
+    name = f"{device.platform} ({os.cpu_count()} cores, {platform.machine()})"
+    print(f"{CLIP}: {frames} frames, unitree_g1, lafan1_g1, file to written result; device {name}")
+    print(f"ours: first call {first_s:.1f} s (compiles unless cached), steady {ours_s:.2f} s = "
+          f"{frames / ours_s:.0f} frames/s; peer (mink per-frame IK): {peer_s:.2f} s = {frames / peer_s:.0f} frames/s")
+    for k in q_ours:
+        scale = 1e3 if k.startswith(("tracking", "penetration")) else 1.0
+        print(f"  {k:30s} ours {q_ours[k] * scale:9.3f}   peer {q_peer[k] * scale:9.3f}")
+    line = {"mode": "long", "frames": frames, "ours_first_s": round(first_s, 2), "ours_s": round(ours_s, 3),
+            "peer_s": round(peer_s, 3), "ratio": round(peer_s / ours_s, 2), "device": name, "ours": q_ours,
+            "peer": q_peer}
+    outp = Path(args.output.format(device=device.platform)).with_name(f"compare_peer_long_{device.platform}.json")
+    outp.parent.mkdir(parents=True, exist_ok=True)
+    outp.write_text(json.dumps(line, indent=2))
+    print(json.dumps(line))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     select_platform(args.device)
+    if args.long:
+        import jax
+
+        if args.compilation_cache:
+            jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+        else:
+            jax.config.update("jax_enable_compilation_cache", False)
+        return run_long(args)
     import jax
     import numpy as np
 

@@ -20,7 +20,7 @@ from retarget_jax.errors import InvalidMotionError
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.rotations import quat_slerp
 
-__all__ = ["resample", "resample_times"]
+__all__ = ["bracket", "resample", "resample_at", "resample_times"]
 
 _EPS = 1e-9
 
@@ -31,6 +31,21 @@ def resample_times(times: np.ndarray, fps: float) -> np.ndarray:
     span = float(times[-1] - times[0])
     n = int(np.floor(span * fps + _EPS)) + 1
     return times[0] + np.arange(n, dtype=np.float64) / fps
+
+
+def bracket(src_t: np.ndarray, out_t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each output time, the source samples ``i0 <= i1`` that bracket it and the
+    fraction ``a`` between them (``out = (1 - a) src[i0] + a src[i1]``); a time on a
+    source sample (within 1e-9 s) takes that sample alone (``i0 == i1``, ``a == 0``)."""
+    src_t = np.asarray(src_t, dtype=np.float64)
+    out_t = np.asarray(out_t, dtype=np.float64)
+    i1 = np.clip(np.searchsorted(src_t, out_t - _EPS, side="left"), 0, src_t.shape[0] - 1)
+    i0 = np.clip(i1 - 1, 0, None)
+    on_sample = np.abs(src_t[i1] - out_t) <= _EPS
+    i0 = np.where(on_sample, i1, i0)
+    dt = src_t[i1] - src_t[i0]
+    a = np.where(dt > 0, (out_t - src_t[i0]) / np.where(dt > 0, dt, 1.0), 0.0)
+    return i0, i1, a
 
 
 def resample(motion: HumanMotion, fps: float | None) -> HumanMotion:
@@ -44,14 +59,15 @@ def resample(motion: HumanMotion, fps: float | None) -> HumanMotion:
     uniform = np.allclose(np.diff(src_t), 1.0 / motion.fps, rtol=0, atol=1e-9) if motion.num_frames > 1 else True
     if uniform and abs(fps - motion.fps) < 1e-9:
         return motion
-    out_t = resample_times(src_t, fps)
-    # bracketing source samples i0 <= i1 and the fraction between them
-    i1 = np.clip(np.searchsorted(src_t, out_t - _EPS, side="left"), 0, motion.num_frames - 1)
-    i0 = np.clip(i1 - 1, 0, None)
-    on_sample = np.abs(src_t[i1] - out_t) <= _EPS
-    i0 = np.where(on_sample, i1, i0)
-    dt = src_t[i1] - src_t[i0]
-    a = np.where(dt > 0, (out_t - src_t[i0]) / np.where(dt > 0, dt, 1.0), 0.0)
+    return resample_at(motion, resample_times(src_t, fps), fps)
+
+
+def resample_at(motion: HumanMotion, times: np.ndarray, fps: float) -> HumanMotion:
+    """The motion sampled at ``times`` (seconds on the motion's own clock, increasing, within
+    its span), labelled ``fps``; the new motion's timestamps are ``times``. Positions
+    interpolate linearly and orientations by SLERP between the bracketing samples."""
+    out_t = np.asarray(times, dtype=np.float64)
+    i0, i1, a = bracket(motion.times, out_t)
 
     pos = np.asarray(motion.positions, np.float64)
     new_pos = (1.0 - a)[:, None, None] * pos[i0] + a[:, None, None] * pos[i1]

@@ -8,6 +8,8 @@
     retarget-jax evaluate --batch-manifest M.json --output-dir D [--output evaluation_manifest.json]
     retarget-jax render --result R.npz [--source S] --output R.mp4 [--frames 0,100 --output-dir D]
     retarget-jax report --evaluation-manifest D/evaluation_manifest.json --output report.html
+    retarget-jax motionlib build ROOT OUT --motion-config train.yaml --target smpl   # docs/motionlib.md
+    retarget-jax view LIBRARY_OR_RESULT_DIR
 
 ``retarget`` reads one file, retargets it (or, for a robot-space format, loads it) and
 writes one result. The output format follows the file name (``.npz`` result,
@@ -468,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     from retarget_jax.report.cli import add_report_parser
 
     add_report_parser(sub)
+    from retarget_jax.motionlib.cli import add_parsers as add_motionlib_parsers
+
+    add_motionlib_parsers(sub)  # motionlib build | info | export, and view
     f = sub.add_parser("formats", help="list the input formats")
     f.set_defaults(func=_formats)
     return ap

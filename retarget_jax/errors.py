@@ -83,3 +83,29 @@ class RenderError(RetargetError, RuntimeError):
     frame outside the clip."""
 
     error_type = "render"
+
+
+class MotionConfigError(ConfigError):
+    """A motion-library config (``motions: [{file, fps, weight, sub_motions}]``) is invalid;
+    the message names the YAML file and the field (``motions[3].sub_motions[0].timings.end``)."""
+
+    error_type = "motion_config"
+
+    def __init__(self, path: object, field: str | None, message: str) -> None:
+        self.path = str(path)
+        self.field = field
+        where = self.path + (f", field '{field}'" if field else "")
+        super().__init__(f"{where}: {message}")
+
+
+class SliceError(RetargetError, ValueError):
+    """A sub-motion slice lies outside its clip, or leaves fewer frames than a state needs."""
+
+    error_type = "slice"
+
+
+class MotionLibFormatError(MotionFormatError):
+    """A packaged motion library (or a per-motion state file) cannot be used: not an npz,
+    a missing or malformed field, inconsistent lengths."""
+
+    error_type = "motionlib_format"

@@ -410,7 +410,7 @@ def robot_states(robot, qpos: np.ndarray, fps: float, *, contacts: np.ndarray | 
         mujoco.mj_comVel(m, d)
         xpos[t], xquat[t] = d.xpos[1:], d.xquat[1:]
         for b in range(1, m.nbody):
-            mujoco.mj_objectVelocity(m, d, mujoco.mjtObj.mjOBJ_BODY, b, res, 0)
+            mujoco.mj_objectVelocity(m, d, mujoco.mjtObj.mjOBJ_XBODY, b, res, 0)  # at the body frame origin (mjOBJ_BODY: its COM)
             ang[t, b - 1], lin[t, b - 1] = res[:3], res[3:]
     if contacts is None:
         contacts, contact_body_names = np.zeros((T, 0), bool), ()

@@ -179,7 +179,7 @@ def _hemisphere(r: float, z0: float, sign: float, k: int = 6) -> list[tuple[floa
 
 def geom_mesh(m: mujoco.MjModel, g: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Triangle mesh of geom ``g`` in its own frame, or None (planes, height fields)."""
-    t, s = m.geom_type[g], m.geom_size[g]
+    t, s = int(m.geom_type[g]), m.geom_size[g]  # int: a numpy int is not ``in`` a tuple of mjtGeom
     G = mujoco.mjtGeom
     if t == G.mjGEOM_BOX:
         v = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float32) * s

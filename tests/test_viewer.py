@@ -1,0 +1,127 @@
+"""Tests for retarget_jax.motionlib.viewer: geometry and jerk on known inputs, the panel's
+controls, and a screenshot of the page in headless Chromium showing the figure.
+
+The screenshot test needs viser (the ``viewer`` extra, in the test extras) and a Chromium
+binary (``apt-get install chromium``, not a Python package); it skips, saying which, where
+either is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+from test_motionlib import TRAIN, write_config, write_tree
+
+from retarget_jax.motionlib import BuildOptions, build_libraries
+from retarget_jax.motionlib.viewer import ROBOT_COLOR, frame_jerk, geom_mesh, load_motions
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+                 if shutil.which(n)), None)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("viewer")
+    write_tree(d / "amass")
+    cfg = write_config(d / "train.yaml", TRAIN[:1])
+    s = build_libraries(d / "amass", d / "out", [cfg], BuildOptions(target="smpl"), progress=False)
+    return Path(s.libraries["train"][0])
+
+
+def test_frame_jerk_of_a_cubic_is_six():
+    fps = 50.0
+    t = np.arange(20) / fps
+    q = np.stack([t**3, -2 * t**3, t], axis=1)  # third derivatives 6, -12, 0
+    j = frame_jerk(q, fps)
+    np.testing.assert_allclose(j[1:-2], 12.0, rtol=1e-6)
+    assert j[0] == 0 and j[-2:].tolist() == [0, 0] and frame_jerk(q[:3], fps).tolist() == [0, 0, 0]
+
+
+def test_geom_meshes_fill_their_geoms():
+    xml = """<mujoco><worldbody><body><freejoint/>
+      <geom name="box" type="box" size=".1 .2 .3"/><geom name="capsule" type="capsule" size=".05 .2"/>
+      <geom name="cylinder" type="cylinder" size=".04 .1"/><geom name="sphere" type="sphere" size=".07"/>
+    </body><geom name="plane" type="plane" size="1 1 .1"/></worldbody></mujoco>"""
+    m = mujoco.MjModel.from_xml_string(xml)
+    expect = {"box": [.1, .2, .3], "capsule": [.05, .05, .25], "cylinder": [.04, .04, .1], "sphere": [.07, .07, .07]}
+    for name, half in expect.items():
+        v, f = geom_mesh(m, m.geom(name).id)
+        np.testing.assert_allclose(np.abs(v).max(axis=0), half, rtol=1e-6)
+        assert f.max() < len(v) and len(f) >= 12
+        # closed and outward: the signed volume is positive
+        vol = np.einsum("ij,ij->i", v[f[:, 0]], np.cross(v[f[:, 1]], v[f[:, 2]])).sum() / 6
+        assert vol > 0
+    assert geom_mesh(m, m.geom("plane").id) is None
+
+
+def test_load_motions_of_a_library_and_of_result_files(library, tmp_path, g1, g1_trajectory):
+    motions, model = load_motions(library)
+    assert [m.name for m in motions] == ["SubjectA/walk_00_poses@0-1.5", "SubjectA/walk_00_poses@1-2.5"]
+    assert model.nbody - 1 == len(motions[0].body_names) == 24 and motions[1].metrics["weight"] == 3.0
+    from retarget_jax.io import save_result
+
+    save_result(g1_trajectory, tmp_path / "a" / "clip.npz")
+    motions, model = load_motions(tmp_path)
+    assert len(motions) == 1 and motions[0].metrics["robot"] == "unitree_g1" and model.nbody - 1 == 30
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(180)
+def test_page_in_headless_chromium_shows_the_figure(library, tmp_path):
+    pytest.importorskip("viser", reason="the viewer needs viser (pip install 'retarget-jax[viewer]')")
+    if CHROMIUM is None:
+        pytest.skip("no headless Chromium on PATH (apt-get install chromium): the screenshot test needs a browser")
+    from PIL import Image
+
+    from retarget_jax.motionlib.viewer import FLAG_COLOR, serve
+
+    port = _free_port()
+    viewer = serve(library, port=port, jerk_threshold=1e12, block=False)
+    try:
+        # the panel's controls, driven as the page's callbacks drive them
+        assert viewer.motion.name.endswith("@0-1.5") and viewer.playing
+        t0 = viewer.time_s
+        time.sleep(0.5)
+        assert viewer.time_s != t0  # playing
+        viewer.g_play.value = False
+        viewer.playing = False
+        viewer._select(1)
+        assert viewer.motion.name.endswith("@1-2.5") and viewer.g_time.max == pytest.approx(1.5)
+        viewer.g_jerk.value = 0.0  # every frame with jerk > 0 is flagged
+        viewer._update_flags()
+        assert "of 46 frames over 0: 1-43" in viewer.g_flags.content
+        viewer._show(0)
+        assert not viewer._flagged and all(tuple(m.color) == ROBOT_COLOR for m in viewer.meshes)
+        viewer._next_flag()
+        assert viewer.frame == 1 and viewer._flagged and all(tuple(m.color) == FLAG_COLOR for m in viewer.meshes)
+        viewer.g_jerk.value = 1e12
+        viewer._select(0)
+        shot = tmp_path / "viewer.png"
+        cmd = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
+               "--enable-unsafe-swiftshader", "--hide-scrollbars", "--window-size=900,600",
+               f"--screenshot={shot}", "--virtual-time-budget=5000", f"http://127.0.0.1:{port}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert shot.is_file(), proc.stderr[-2000:]
+    finally:
+        viewer.stop()
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert img.std() > 10  # not a blank page
+    scene = img[:, : int(img.shape[1] * 0.6)]  # the panel sits on the right
+    r, g, b = scene[..., 0], scene[..., 1], scene[..., 2]
+    magenta = (r > 110) & (b > 110) & (g < 0.6 * np.minimum(r, b))  # the figure's colour, shaded
+    assert ROBOT_COLOR == (200, 40, 200)
+    assert magenta.mean() > 0.002, f"{magenta.sum()} figure pixels in the scene"
+    ys, xs = np.nonzero(magenta)
+    assert np.ptp(ys) > 0.15 * img.shape[0]  # a standing figure, not a stray pixel

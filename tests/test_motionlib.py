@@ -591,3 +591,19 @@ def test_cli_info_and_hydra_compose(smpl, capsys):
     assert (opts.target, opts.shards, opts.max_iters, opts.output_fps) == ("unitree_g1", 4, 3, 30.0)
     with initialize(version_base="1.3", config_path=None), pytest.raises(Exception, match="Could not override 'shard'"):
         hcompose(config_name="motionlib", overrides=["shard=4"])
+
+
+def test_smplx_target_poses_the_fingers_from_the_hand_parameters(tree, tmp_path):
+    from retarget_jax.body_models.neutral import XML_TO_CANONICAL
+
+    cfg = write_config(tmp_path / "hands.yaml", [TRAIN[4]])  # SMPL-X standing, 'pose_hand' layout
+    s = build_libraries(tree["root"], tmp_path / "out", [cfg], BuildOptions(target="smplx"), progress=False)
+    lib = load_library(s.libraries["hands"][0])
+    fig = figure("smplx")
+    assert lib.body_names == fig.body_names and len(lib.body_names) == 52 and lib.infos[0]["hand_bodies_posed"] == 30
+    hand = np.linspace(-0.2, 0.2, 90).reshape(30, 3)  # as written by write_tree, constant over time
+    for k, name in ((0, "L_Index1"), (14, "L_Thumb3"), (15, "R_Index1")):
+        b = lib.body_names.index(name)
+        np.testing.assert_allclose(lib.frames["dof_pos"][:, 3 * (b - 1):3 * b], np.tile(hand[k] @ XML_TO_CANONICAL,
+                                                                                          (lib.total_frames, 1)),
+                                   atol=1e-6)

@@ -245,7 +245,8 @@ def _solve_rows(items: list[tuple[_Source, Any, float]], options: BuildOptions, 
             continue
         results = retarget_motions([items[i][1] for i in idx], recipe, robot,
                                    options=SolverOptions(max_iters=int(options.max_iters)),
-                                   window=options.window, overlap=int(options.overlap))
+                                   window=options.window, overlap=int(options.overlap),
+                                   max_batch=int(options.max_batch))
         for i, res in zip(idx, results, strict=True):
             if isinstance(res, ClipFailure):
                 err = RetargetError(res.message)

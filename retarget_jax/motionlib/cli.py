@@ -50,6 +50,7 @@ def add_parsers(subparsers: Any) -> None:
                                                            "0 = whole clips)")
     b.add_argument("--overlap", type=int, default=64, help="frames shared by consecutive windows (default 64)")
     b.add_argument("--chunk", type=int, default=256, help="motions per solve call (default 256)")
+    b.add_argument("--max-batch", type=int, default=64, help="clips per device batch of the solve (default 64)")
     b.add_argument("--contact-speed", type=float, default=0.15, help="body-model contact speed threshold, m/s")
     b.add_argument("--contact-height", type=float, default=0.1, help="body-model contact height threshold, m")
     b.add_argument("--protomotions", action="store_true", help="also write each library in ProtoMotions' "
@@ -83,7 +84,7 @@ def build_options(args: argparse.Namespace):
                         force_remake=args.force_remake, format=args.format, prefix=args.prefix,
                         body_model_dir=args.body_model_dir, gender=args.gender, joint_map=args.joint_map,
                         recipe=args.recipe, max_iters=args.max_iters, window=args.window or None,
-                        overlap=args.overlap, chunk=args.chunk,
+                        overlap=args.overlap, chunk=args.chunk, max_batch=args.max_batch,
                         contacts=ContactRule(speed=args.contact_speed, height=args.contact_height))
 
 

@@ -206,6 +206,7 @@ class BuildOptions:
         max_iters: solver iterations (robot targets).
         window, overlap: long clips are solved in overlapping windows (robot targets).
         chunk: rows solved per call (bounds memory and the work a kill can lose).
+        max_batch: clips per device batch of the solve (robot targets).
         contacts: the contact rule of body-model targets.
     """
 
@@ -223,6 +224,7 @@ class BuildOptions:
     window: int | None = 1024
     overlap: int = 64
     chunk: int = 256
+    max_batch: int = 64
     contacts: ContactRule = dataclasses.field(default_factory=ContactRule)
 
     def __post_init__(self) -> None:
@@ -231,8 +233,9 @@ class BuildOptions:
             raise ConfigError(f"output_fps: frame rate {bad}")
         if int(self.shards) < 1:
             raise ConfigError(f"shards must be >= 1, got {self.shards}")
-        if int(self.max_iters) < 1 or int(self.chunk) < 1:
-            raise ConfigError(f"max_iters and chunk must be >= 1, got {self.max_iters} and {self.chunk}")
+        if min(int(self.max_iters), int(self.chunk), int(self.max_batch)) < 1:
+            raise ConfigError(f"max_iters, chunk and max_batch must be >= 1, got {self.max_iters}, {self.chunk} "
+                              f"and {self.max_batch}")
         if not self.prefix or "/" in self.prefix:
             raise ConfigError(f"prefix must be a plain file-name prefix, got {self.prefix!r}")
 

@@ -42,6 +42,7 @@ class MotionLibRunConfig:
     window: int | None = 1024
     overlap: int = 64
     chunk: int = 256
+    max_batch: int = 64
     contact_speed: float = 0.15
     contact_height: float = 0.1
     protomotions: bool = False  # also write <library>.pt in ProtoMotions' layout (needs torch)
@@ -62,7 +63,7 @@ def build_options(cfg: MotionLibRunConfig) -> BuildOptions:
                         force_remake=cfg.force_remake, format=cfg.format, prefix=cfg.prefix,
                         body_model_dir=cfg.body_model_dir, gender=cfg.gender, joint_map=cfg.joint_map,
                         recipe=cfg.recipe, max_iters=cfg.max_iters, window=cfg.window or None, overlap=cfg.overlap,
-                        chunk=cfg.chunk, contacts=ContactRule(speed=cfg.contact_speed, height=cfg.contact_height))
+                        chunk=cfg.chunk, max_batch=cfg.max_batch, contacts=ContactRule(speed=cfg.contact_speed, height=cfg.contact_height))
 
 
 def execute(cfg: MotionLibRunConfig) -> dict:

@@ -222,6 +222,9 @@ class MotionViewer:
         if missing:
             raise RetargetError(f"the motions' bodies {missing[:5]} are not in the model's ({', '.join(names[:8])}, ...)")
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
+        root = np.asarray(motions[0].body_pos_w[0, 0], float)  # look at the first motion's start
+        self.server.initial_camera.look_at = (float(root[0]), float(root[1]), 0.8 * float(root[2]))
+        self.server.initial_camera.position = (float(root[0]) + 2.2, float(root[1]) - 2.2, 1.3 * float(root[2]) + 0.4)
         self.index, self.frame, self.time_s, self.playing, self.speed = 0, 0, 0.0, True, 1.0
         self._lock = threading.RLock()
         self._stop = threading.Event()

@@ -8,15 +8,22 @@ either is missing.
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import mujoco
 import numpy as np
 import pytest
+from PIL import Image
 from test_motionlib import TRAIN, write_config, write_tree
 
 from retarget_jax.motionlib import BuildOptions, build_libraries
@@ -78,13 +85,64 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.timeout(180)
+def _figure_pixels(img: np.ndarray) -> np.ndarray:
+    """Mask of the figure's colour (shaded magenta) in the scene part of a screenshot (the
+    left 60%: viser's panel sits on the right)."""
+    scene = img[:, : int(img.shape[1] * 0.6)].astype(int)
+    r, g, b = scene[..., 0], scene[..., 1], scene[..., 2]
+    return (r > 110) & (b > 110) & (g < 0.6 * np.minimum(r, b))
+
+
+def _screenshots(url: str, profile: Path, deadline_s: float):
+    """Open ``url`` in headless Chromium and take a screenshot every second (through the
+    DevTools protocol, in real time: the page's scene arrives over a websocket after it
+    loads) until one shows the figure or the deadline passes; returns the last as an RGB
+    array. Chromium runs in its own process group and is killed whole at the end, so no
+    browser process outlives the test."""
+    from websockets.sync.client import connect  # a dependency of viser
+
+    cmd = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
+           "--enable-unsafe-swiftshader", "--hide-scrollbars", "--no-first-run", f"--user-data-dir={profile}",
+           "--window-size=900,600", "--remote-debugging-port=0", "about:blank"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    end = time.monotonic() + deadline_s
+    try:
+        active = profile / "DevToolsActivePort"
+        while not (active.is_file() and active.read_text().strip()):
+            assert time.monotonic() < end and proc.poll() is None, "Chromium did not start its DevTools server"
+            time.sleep(0.05)
+        port = int(active.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            target = next(t for t in json.load(r) if t["type"] == "page")
+        with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=10) as ws:
+            ids = iter(range(1, 1_000_000))
+
+            def call(method: str, **params):
+                i = next(ids)
+                ws.send(json.dumps({"id": i, "method": method, "params": params}))
+                while True:
+                    msg = json.loads(ws.recv(timeout=max(1.0, end - time.monotonic())))
+                    if msg.get("id") == i:
+                        assert "error" not in msg, msg
+                        return msg["result"]
+
+            call("Page.navigate", url=url)
+            while True:
+                time.sleep(1.0)
+                png = base64.b64decode(call("Page.captureScreenshot", format="png")["data"])
+                img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+                if _figure_pixels(img).mean() > 0.002 or time.monotonic() > end:
+                    return img
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.timeout(240)
 def test_page_in_headless_chromium_shows_the_figure(library, tmp_path):
     pytest.importorskip("viser", reason="the viewer needs viser (pip install 'retarget-jax[viewer]')")
     if CHROMIUM is None:
         pytest.skip("no headless Chromium on PATH (apt-get install chromium): the screenshot test needs a browser")
-    from PIL import Image
-
     from retarget_jax.motionlib.viewer import FLAG_COLOR, serve
 
     port = _free_port()
@@ -108,20 +166,13 @@ def test_page_in_headless_chromium_shows_the_figure(library, tmp_path):
         assert viewer.frame == 1 and viewer._flagged and all(tuple(m.color) == FLAG_COLOR for m in viewer.meshes)
         viewer.g_jerk.value = 1e12
         viewer._select(0)
-        shot = tmp_path / "viewer.png"
-        cmd = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
-               "--enable-unsafe-swiftshader", "--hide-scrollbars", "--window-size=900,600",
-               f"--screenshot={shot}", "--virtual-time-budget=5000", f"http://127.0.0.1:{port}"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        assert shot.is_file(), proc.stderr[-2000:]
+        img = _screenshots(f"http://127.0.0.1:{port}", tmp_path / "profile", deadline_s=90)
+        Image.fromarray(img).save(tmp_path / "viewer.png")  # kept with the test's tmp_path, for a look
     finally:
         viewer.stop()
-    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert img.std() > 10  # not a blank page
-    scene = img[:, : int(img.shape[1] * 0.6)]  # the panel sits on the right
-    r, g, b = scene[..., 0], scene[..., 1], scene[..., 2]
-    magenta = (r > 110) & (b > 110) & (g < 0.6 * np.minimum(r, b))  # the figure's colour, shaded
     assert ROBOT_COLOR == (200, 40, 200)
-    assert magenta.mean() > 0.002, f"{magenta.sum()} figure pixels in the scene"
-    ys, xs = np.nonzero(magenta)
+    figure = _figure_pixels(img)
+    assert figure.mean() > 0.002, f"{figure.sum()} figure pixels in the scene"
+    ys, _ = np.nonzero(figure)
     assert np.ptp(ys) > 0.15 * img.shape[0]  # a standing figure, not a stray pixel

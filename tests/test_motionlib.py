@@ -316,6 +316,17 @@ def test_sampling_frequencies_follow_the_weights(smpl):
     assert kstest(t / d, "uniform").pvalue > 1e-3  # uniform over each motion's length
 
 
+def test_zero_weight_motions_are_never_sampled(smpl):
+    lib = load_library(smpl["summary"].libraries["train"][0])
+    lib.motion_weight = np.array([0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 1.0, 0.0])  # the last one too (CDF tail)
+    ml = MotionLib(lib)
+    for ids in (np.asarray(ml.sample_motions(jax.random.key(5), 20_000)),
+                ml.sample_motions_numpy(np.random.default_rng(5), 20_000)):
+        counts = np.bincount(ids, minlength=8)
+        assert counts[[0, 2, 4, 5, 7]].sum() == 0
+        assert chisquare(counts[[1, 3, 6]], 20_000 * np.array([0.25, 0.5, 0.25])).pvalue > 1e-3
+
+
 def test_query_does_not_retrace_for_new_times_or_a_library_of_the_same_shape(smpl):
     from retarget_jax.motionlib.query import _get_state
 

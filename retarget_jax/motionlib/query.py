@@ -60,26 +60,25 @@ assert MotionState._fields == tuple(FRAME_FIELDS)
 
 class LibraryArrays(eqx.Module):
     """The arrays a query reads (all traced): per-frame fields (N, ...), per-motion starts,
-    lengths, rates, durations and log sampling weights (M,)."""
+    lengths, rates, durations and the cumulative distribution of the weights (M,)."""
 
     frames: dict
     motion_start: jax.Array
     motion_num_frames: jax.Array
     motion_fps: jax.Array
     motion_duration: jax.Array
-    log_weight: jax.Array
+    weight_cdf: jax.Array
 
     @classmethod
     def from_library(cls, lib: MotionLibrary, xp=jnp, dtype=np.float32) -> LibraryArrays:
         """Device arrays (``xp=jnp``, float32) or host arrays (``xp=np``, any float dtype)."""
         frames = {k: xp.asarray(v if v.dtype == np.bool_ else v.astype(dtype)) for k, v in lib.frames.items()}
-        with np.errstate(divide="ignore"):
-            log_w = np.log(lib.motion_weight / lib.motion_weight.sum())
+        cdf = np.cumsum(lib.motion_weight) / lib.motion_weight.sum()
         return cls(frames=frames, motion_start=xp.asarray(lib.motion_start.astype(np.int32)),
                    motion_num_frames=xp.asarray(lib.motion_num_frames.astype(np.int32)),
                    motion_fps=xp.asarray(lib.motion_fps.astype(dtype)),
                    motion_duration=xp.asarray(lib.motion_duration_s.astype(dtype)),
-                   log_weight=xp.asarray(log_w.astype(dtype)))
+                   weight_cdf=xp.asarray(cdf.astype(dtype)))
 
 
 def _xp(x):
@@ -144,8 +143,13 @@ def _get_state(arrays: LibraryArrays, motion_ids: jax.Array, times: jax.Array) -
 
 
 @functools.partial(jax.jit, static_argnums=2)
-def _sample_motions(log_weight: jax.Array, key: jax.Array, n: int) -> jax.Array:
-    return jax.random.categorical(key, log_weight, shape=(n,)).astype(jnp.int32)
+def _sample_motions(cdf: jax.Array, key: jax.Array, n: int) -> jax.Array:
+    # inverse CDF: O(n log M), where a Gumbel argmax (jax.random.categorical) is O(n M)
+    u = jax.random.uniform(key, (n,), dtype=cdf.dtype)
+    ids = jnp.searchsorted(cdf, u, side="right").astype(jnp.int32)
+    # float round-off can leave cdf[-1] a hair below 1, or put u past a zero-weight tail
+    last = jnp.max(jnp.where(jnp.diff(cdf, prepend=0.0) > 0, jnp.arange(cdf.shape[0]), 0))
+    return jnp.minimum(ids, last)
 
 
 @jax.jit
@@ -197,7 +201,7 @@ class MotionLib:
 
     def sample_motions(self, key: jax.Array, n: int) -> jax.Array:
         """``n`` motion ids drawn with probability proportional to the weights."""
-        return _sample_motions(self.arrays.log_weight, key, int(n))
+        return _sample_motions(self.arrays.weight_cdf, key, int(n))
 
     def sample_times(self, key: jax.Array, motion_ids: jax.Array, truncate_time: float = 0.0) -> jax.Array:
         """A time uniform in ``[0, duration - truncate_time]`` of each motion."""

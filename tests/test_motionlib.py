@@ -226,6 +226,27 @@ def test_build_manifest_failed_rows_and_the_rest_builds(built):
     assert train.motion_slice_start_s[5] == 0.25 and train.motion_slice_end_s[5] == pytest.approx(0.25 + 45 / 30)
 
 
+def test_unreadable_and_malformed_files_are_failed_rows_naming_file_and_field(tree, tmp_path):
+    root = tmp_path / "amass"
+    shutil.copytree(tree["root"] / "SubjectA", root / "SubjectA")
+    (root / "bad").mkdir()
+    (root / "bad/truncated.npz").write_bytes((root / TRAIN[0][0]).read_bytes()[:200])
+    with np.load(root / TRAIN[0][0]) as z:
+        fields = {k: z[k] for k in z.files}
+    fields["trans"][5, 2] = np.nan
+    np.savez(root / "bad/nan.npz", **fields)
+    np.savez(root / "bad/shape.npz", betas=np.zeros(16))  # an AMASS *_stagei.npz: no motion
+    cfg = write_config(tmp_path / "bad.yaml", [TRAIN[0], ("bad/truncated.npz", 1.0, None, []),
+                                                ("bad/nan.npz", 1.0, None, []), ("bad/shape.npz", 1.0, None, [])])
+    s = build_libraries(root, tmp_path / "out", [cfg], BuildOptions(target="smpl"), progress=False)
+    assert (s.success, s.failed) == (2, 3) and load_library(s.libraries["bad"][0]).num_motions == 2
+    rec = BatchManifest.load(tmp_path / "out" / MANIFEST_NAME).records_by_id()
+    assert {rec[f"bad/0000{i}"].error_type for i in (2, 3, 4)} == {"motion_format"}
+    assert "truncated.npz: not a readable .npz archive" in rec["bad/00002"].message
+    assert "nan.npz, field 'trans': NaN or infinite value at frame 5" in rec["bad/00003"].message
+    assert "shape.npz, field 'poses': not a motion file" in rec["bad/00004"].message
+
+
 def test_library_equals_per_motion_files(built):
     files = _states_files(built["out"])
     lib = load_library(built["summary"].libraries["train"][0])

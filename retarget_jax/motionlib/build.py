@@ -354,9 +354,10 @@ def build_libraries(source_root: str | os.PathLike, output_dir: str | os.PathLik
     written: list[str] = []
     where: dict[str, str] = {}  # job id -> library file
     total_frames = total_bytes = 0
+    ours = {p.name for c in configs for p in library_paths(out, options.prefix, c.name, options.shards)}
     for c in configs:
         ok = [r for r in c.rows if sources[r.source_key].status in ("success", "skipped")]
-        paths = _stale_cleanup(out, options, c.name)
+        paths = _stale_cleanup(out, options, c.name, ours)
         if not ok:
             warnings.warn(f"{c.path}: no motion of this config could be built; no library written", stacklevel=2)
             continue
@@ -450,11 +451,11 @@ def _library_is(path: Path, content_key: str) -> bool:
         return False
 
 
-def _stale_cleanup(out: Path, options: BuildOptions, config: str) -> list[Path]:
+def _stale_cleanup(out: Path, options: BuildOptions, config: str, keep: set[str]) -> list[Path]:
     """This config's library paths; library files of an earlier build with another shard
-    count are removed, so ``*_slurmrank`` never mixes two builds."""
+    count are removed (never one this build writes: ``keep``), so ``*_slurmrank`` never
+    mixes two builds."""
     paths = library_paths(out, options.prefix, config, options.shards)
-    keep = {p.name for p in paths}
     stem = f"{options.prefix}_{config}"
     for p in out.glob(f"{stem}*.npz"):
         rest = p.name[len(stem):-len(".npz")]

@@ -147,7 +147,7 @@ def _settings(options: BuildOptions, model_hash: str) -> dict[str, Any]:
         s.update(body_model_dir=str(Path(options.body_model_dir).resolve()) if options.body_model_dir else None,
                  gender=options.gender, contacts=dataclasses.asdict(options.contacts))
     else:
-        s.update(recipe=options.recipe, max_iters=int(options.max_iters), window=options.window,
+        s.update(recipe=options.recipe, max_iters=options.max_iters, window=options.window,
                  overlap=int(options.overlap), body_model_dir=options.body_model_dir, gender=options.gender,
                  joint_map=options.joint_map)
     return s
@@ -244,7 +244,7 @@ def _solve_rows(items: list[tuple[_Source, Any, float]], options: BuildOptions, 
                 out[i] = e
             continue
         results = retarget_motions([items[i][1] for i in idx], recipe, robot,
-                                   options=SolverOptions(max_iters=int(options.max_iters)),
+                                   options=SolverOptions() if options.max_iters is None else SolverOptions(max_iters=int(options.max_iters)),
                                    window=options.window, overlap=int(options.overlap),
                                    max_batch=int(options.max_batch))
         for i, res in zip(idx, results, strict=True):

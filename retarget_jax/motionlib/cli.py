@@ -45,7 +45,8 @@ def add_parsers(subparsers: Any) -> None:
     b.add_argument("--gender", choices=("neutral", "male", "female"), help="override the files' gender")
     b.add_argument("--joint-map", help="joint map for bvh / keypoints inputs")
     b.add_argument("--recipe", help="retargeting recipe for robot targets (default: the shipped one)")
-    b.add_argument("--max-iters", type=int, default=50, help="solver iterations (robot targets; default 50)")
+    b.add_argument("--max-iters", type=int, default=None,
+                   help="full-rate solver iterations (robot targets; default: the solver's)")
     b.add_argument("--window", type=int, default=1024, help="longer clips are solved in windows (default 1024; "
                                                            "0 = whole clips)")
     b.add_argument("--overlap", type=int, default=64, help="frames shared by consecutive windows (default 64)")

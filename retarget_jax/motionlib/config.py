@@ -203,7 +203,7 @@ class BuildOptions:
         body_model_dir, gender: SMPL-family model files (default: built-in neutral skeletons).
         joint_map: joint map for ``bvh`` / ``keypoints`` inputs.
         recipe: retargeting recipe for robot targets (default: the shipped one for the format).
-        max_iters: solver iterations (robot targets).
+        max_iters: full-rate solver iterations (robot targets; None: the solver's default).
         window, overlap: long clips are solved in overlapping windows (robot targets).
         chunk: rows solved per call (bounds memory and the work a kill can lose).
         max_batch: clips per device batch of the solve (robot targets).
@@ -220,7 +220,7 @@ class BuildOptions:
     gender: str | None = None
     joint_map: str | None = None
     recipe: str | None = None
-    max_iters: int = 50
+    max_iters: int | None = None
     window: int | None = 1024
     overlap: int = 64
     chunk: int = 256
@@ -233,7 +233,7 @@ class BuildOptions:
             raise ConfigError(f"output_fps: frame rate {bad}")
         if int(self.shards) < 1:
             raise ConfigError(f"shards must be >= 1, got {self.shards}")
-        if min(int(self.max_iters), int(self.chunk), int(self.max_batch)) < 1:
+        if min(int(self.max_iters or 1), int(self.chunk), int(self.max_batch)) < 1:
             raise ConfigError(f"max_iters, chunk and max_batch must be >= 1, got {self.max_iters}, {self.chunk} "
                               f"and {self.max_batch}")
         if not self.prefix or "/" in self.prefix:

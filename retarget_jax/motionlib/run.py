@@ -38,7 +38,7 @@ class MotionLibRunConfig:
     gender: str | None = None
     joint_map: str | None = None
     recipe: str | None = None
-    max_iters: int = 50
+    max_iters: int | None = None  # None: the solver's default
     window: int | None = 1024
     overlap: int = 64
     chunk: int = 256

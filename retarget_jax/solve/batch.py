@@ -219,9 +219,11 @@ def _solve_padded(batch: CompiledProblem, options: SolverOptions,
     if _one_clip_per_device(mesh) and _batch_size(batch) > mesh.size:
         mesh = None  # more clips than CPU devices: one device, as before (see above)
     if mesh is None:
-        if devices is not None:  # explicit devices: run on the first
-            batch = jax.device_put(batch, devices[0])
-        return _solve_batch_jit(batch, options)
+        # numpy leaves (stack_problems builds in numpy) and device arrays are one jit
+        # signature: put every array leaf on the device first
+        arrays, rest = eqx.partition(batch, eqx.is_array)
+        arrays = jax.device_put(arrays, None if devices is None else devices[0])
+        return _solve_batch_jit(eqx.combine(arrays, rest), options)
     batch = shard_batch(_pad_batch(batch, mesh.size), mesh)
     # array leaves of the options are scalars: replicate them, so that an array committed
     # to some other device cannot clash with the mesh (Python numbers are left to jit)

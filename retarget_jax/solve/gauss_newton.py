@@ -54,13 +54,18 @@ class SolverOptions(eqx.Module):
     The solve runs in two levels: first the clip sampled every ``coarse_stride`` frames
     (``coarse_iters`` iterations at most; a stride of 1 or 0 iterations skips it), from
     the default pose; its solution, interpolated to every frame, starts the full-rate
-    solve (``max_iters`` iterations at most). See ``benchmarks/iterations_quality.py`` for
+    solve (``max_iters`` iterations at most). Buckets shorter than ``coarse_min_frames``
+    are solved at full rate only, from the default pose, with both budgets. See ``benchmarks/iterations_quality.py`` for
     the measurements behind the defaults.
     """
 
     max_iters: int = eqx.field(static=True, default=2)
     coarse_stride: int = eqx.field(static=True, default=4)
     coarse_iters: int = eqx.field(static=True, default=30)
+    #: buckets shorter than this skip the coarse level (a few coarse frames are too sparse
+    #: in time to be a reliable start) and spend both budgets at full rate from the default
+    #: pose: max_iters + coarse_iters iterations, stopping on rtol / step_tol
+    coarse_min_frames: int = eqx.field(static=True, default=128)
     #: per frame, Jacobian rows for the lowest ground points off the feet (None: all)
     ground_rows: int | None = eqx.field(static=True, default=8)
     #: per frame, Jacobian rows for the closest declared self-collision pairs (None: all)
@@ -281,7 +286,9 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
     mask = clean.clip.frame_mask
     T = q0.shape[0]
     s = options.coarse_stride
-    coarse = s > 1 and options.coarse_iters > 0 and T > 2 * s
+    two_level = s > 1 and options.coarse_iters > 0
+    coarse = two_level and T >= max(options.coarse_min_frames, 2 * s + 1)
+    budget = options.max_iters + (options.coarse_iters if two_level and not coarse else 0)
     if coarse:
         cp = coarse_problem(clean, s)
         qc, _, _, _ = _levenberg_marquardt(cp, q0[::s], tpos[::s], tquat[::s], options, options.coarse_iters,
@@ -290,7 +297,7 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
         damping = options.refine_damping
     else:
         damping = options.damping
-    q, cost, it, done = _levenberg_marquardt(clean, q0, tpos, tquat, options, options.max_iters, ~finite, damping,
+    q, cost, it, done = _levenberg_marquardt(clean, q0, tpos, tquat, options, budget, ~finite, damping,
                                              options.rtol, fixed=coarse and options.max_iters <= _FIXED_MAX)
     nframes = jnp.maximum(jnp.sum(mask), 1.0)
     status = jnp.where(

@@ -59,7 +59,7 @@ class SolverOptions(eqx.Module):
     the measurements behind the defaults.
     """
 
-    max_iters: int = eqx.field(static=True, default=2)
+    max_iters: int = eqx.field(static=True, default=3)
     coarse_stride: int = eqx.field(static=True, default=4)
     coarse_iters: int = eqx.field(static=True, default=30)
     #: buckets shorter than this skip the coarse level (a few coarse frames are too sparse

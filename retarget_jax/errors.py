@@ -109,3 +109,23 @@ class MotionLibFormatError(MotionFormatError):
     a missing or malformed field, inconsistent lengths."""
 
     error_type = "motionlib_format"
+
+
+class DatasetSpecError(ConfigError):
+    """A dataset spec (``retarget-jax dataset build --spec``) is invalid: an unknown key, a
+    value of the wrong type or range, a missing input. Names the file and the key."""
+
+    error_type = "dataset_spec"
+
+    def __init__(self, path: object, field: str | None, message: str) -> None:
+        self.path = str(path)
+        self.field = field
+        where = self.path + (f", key '{field}'" if field else "")
+        super().__init__(f"{where}: {message}")
+
+
+class FkCheckError(RetargetError, ValueError):
+    """A clip's stored body poses disagree with MuJoCo forward kinematics of its joint
+    positions beyond the check-fk thresholds."""
+
+    error_type = "fk_check"

@@ -140,9 +140,6 @@ class DatasetSpec:
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def source(self, name: str) -> SourceSpec:
-        return next(s for s in self.sources if s.name == name)
-
 
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):

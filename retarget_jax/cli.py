@@ -10,6 +10,7 @@
     retarget-jax report --evaluation-manifest D/evaluation_manifest.json --output report.html
     retarget-jax motionlib build ROOT OUT --motion-config train.yaml --target smpl   # docs/motionlib.md
     retarget-jax view LIBRARY_OR_RESULT_DIR
+    retarget-jax dataset build --spec spec.yaml | reshard ... | check-fk ...  (docs/datasets.md)
 
 ``retarget`` reads one file, retargets it (or, for a robot-space format, loads it) and
 writes one result. The output format follows the file name (``.npz`` result,
@@ -473,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     from retarget_jax.motionlib.cli import add_parsers as add_motionlib_parsers
 
     add_motionlib_parsers(sub)  # motionlib build | info | export, and view
+    from retarget_jax.dataset.cli import add_parsers as add_dataset_parsers
+
+    add_dataset_parsers(sub)  # dataset build | reshard | check-fk (docs/datasets.md)
     f = sub.add_parser("formats", help="list the input formats")
     f.set_defaults(func=_formats)
     return ap

@@ -425,7 +425,12 @@ def test_g1_states_come_from_the_solve(g1):
     lib = load_library(g1["summary"].libraries["train"][0])
     assert lib.metadata["model"]["name"] == "unitree_g1" and len(lib.body_names) == 30 and len(lib.dof_names) == 29
     assert lib.contact_body_names == ("left_ankle_roll_link", "right_ankle_roll_link")
-    assert all(i["solved"] and i["status"] in ("converged", "max_iterations") and i["iterations"] <= 2
+    # max_iters=2 (_build); clips in a bucket below coarse_min_frames are solved at
+    # full rate only, with the coarse level's budget too
+    from retarget_jax.solve import SolverOptions
+
+    budget = 2 + SolverOptions().coarse_iters
+    assert all(i["solved"] and i["status"] in ("converged", "max_iterations") and 1 <= i["iterations"] <= budget
                for i in lib.infos)
     assert all(np.isfinite(i["metrics"]["tracking_error_mean_m"]) for i in lib.infos)
     m = lib.motion(0)  # the stored body poses are the MuJoCo FK of the stored root and joints

@@ -275,7 +275,8 @@ def _stage1(spec: DatasetSpec, src: SourceSpec, jobs, out: Path, robot, options,
     else:
         worker = _retarget_worker(spec, src, robot, options, mpath)
     reused = 0 if redo else sum(Path(j.output).exists() for j in jobs)
-    runner = BatchRunner(chunk_size=spec.batch.max_batch, progress=progress, log=log)
+    # prefetch one batch: a build holds at most one batch of prepared clips (and one shard)
+    runner = BatchRunner(chunk_size=spec.batch.max_batch, prefetch=spec.batch.max_batch, progress=progress, log=log)
     manifest = runner.run(jobs, worker, mpath, max_workers=threads, force=redo, input_dir=str(src.input),
                           output_dir=str(folder))
     return {r.job_id: r for r in manifest.records}, reused

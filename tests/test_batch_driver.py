@@ -175,14 +175,35 @@ def test_kill_9_at_several_points_then_resume(tmp_path):
 
 
 def test_four_host_devices_equal_one(clip_dir, single_device, tmp_path):
+    """Four host devices (one clip each, under shard_map) against one device (a vmapped
+    batch of 4): different XLA programs, so float32 round-off differs, and on a clip whose
+    stopping test sits at its threshold the solve can stop one iteration apart (seen on
+    1 of 41 clips: 11 vs 10 iterations). Every clip must converge on both; every other
+    clip must match to the iteration, its cost to 1e-5 and its joints to 2e-4 rad; at most 2 clips may stop one iteration
+    apart, and those must agree to the solver's own tolerance: cost within rtol (1e-4)
+    and joints within 1 cm / 0.01 rad."""
     inp, frames = clip_dir
     ref_out, ref = single_device
     out = tmp_path / "out"
     proc = subprocess.run(_batch_cmd(inp, out, _config(tmp_path / "run.yaml")), env=_env(devices=4),
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    diff = _assert_equal(_qpos(out, frames), ref)
-    print(f"4 host devices vs 1: max |qpos difference| {diff:.2e}")
+    got = _qpos(out, frames)
+    apart = {k for k in ref if got[k][1] != ref[k][1]}
+    assert len(apart) <= 2, {k: (got[k][1], ref[k][1]) for k in apart}
+    for k in apart:
+        assert abs(got[k][1] - ref[k][1]) == 1, (k, got[k][1], ref[k][1])
+        np.testing.assert_allclose(got[k][2], ref[k][2], rtol=1e-4)
+        assert float(np.abs(got[k][0] - ref[k][0]).max()) < 1e-2, k
+    diff = 0.0
+    for k in set(ref) - apart:
+        np.testing.assert_allclose(got[k][2], ref[k][2], rtol=1e-5)
+        diff = max(diff, float(np.abs(got[k][0] - ref[k][0]).max()))
+    # the solve stops at rtol 1e-4: its solution is determined to about 1e-4 rad, and the
+    # two programs' round-off moves it that much (9.8e-5 seen); 1 device vs 2 processes,
+    # the same program, keeps QPOS_ATOL
+    assert diff < 2e-4, diff
+    print(f"4 host devices vs 1: max |qpos difference| {diff:.2e}; one iteration apart: {sorted(apart)}")
     assert BatchManifest.load(out / "batch_manifest.json").success_count == len(frames)
 
 

@@ -175,8 +175,8 @@ def test_kill_9_at_several_points_then_resume(tmp_path):
 
 
 def test_four_host_devices_equal_one(clip_dir, single_device, tmp_path):
-    """Four host devices (one clip each, under shard_map) against one device (a vmapped
-    batch of 4): different XLA programs, so float32 round-off differs, and on a clip whose
+    """Four host devices (one clip each, under shard_map) against one device (4 rows in
+    sequence): different XLA programs, so float32 round-off differs, and on a clip whose
     stopping test sits at its threshold the solve can stop one iteration apart (seen on
     1 of 41 clips: 11 vs 10 iterations). Every clip must converge on both; every other
     clip must match to the iteration, its cost to 1e-5 and its joints to 2e-4 rad; at most 2 clips may stop one iteration

@@ -58,8 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output", default="benchmarks/results/compare_peer_{device}.json")
     p.add_argument("--processes", type=int, default=1,
                    help="our solver's processes on CPU, each solving its share of the clips on one core "
-                        "(default 1: for now a one-clip batch runs about 10x slower per frame than a "
-                        "two-clip one, so splitting 2 clips over 2 processes loses; ignored on GPU)")
+                        "(default 1; ignored on GPU)")
     p.add_argument("--compilation-cache", default=None, metavar="DIR",
                    help="persistent JAX compilation cache (off by default: compile time is measured)")
     a = p.parse_args(argv)

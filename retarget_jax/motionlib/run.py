@@ -22,6 +22,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from retarget_jax.motionlib.config import BuildOptions, ContactRule
 
+# defaults come from the library's own types, never copied by hand
+_BUILD = {f.name: f.default for f in dataclasses.fields(BuildOptions)}
+_CONTACT = ContactRule()
+
 
 @dataclasses.dataclass
 class MotionLibRunConfig:
@@ -29,22 +33,22 @@ class MotionLibRunConfig:
     output_dir: str = MISSING
     motion_configs: list[str] = MISSING  # one library per config (train, val, ...)
     target: str = "smpl"  # smpl | smplx | unitree_g1 | unitree_h1 | booster_t1 | <robot.xml>
-    output_fps: float = 30.0
-    shards: int = 1
-    force_remake: bool = False
-    format: str = "amass"
-    prefix: str = "amass"
-    body_model_dir: str | None = None
-    gender: str | None = None
-    joint_map: str | None = None
-    recipe: str | None = None
-    max_iters: int | None = None  # None: the solver's default
-    window: int | None = 1024
-    overlap: int = 64
-    chunk: int = 256
-    max_batch: int = 64
-    contact_speed: float = 0.15
-    contact_height: float = 0.1
+    output_fps: float = _BUILD["output_fps"]
+    shards: int = _BUILD["shards"]
+    force_remake: bool = _BUILD["force_remake"]
+    format: str = _BUILD["format"]
+    prefix: str = _BUILD["prefix"]
+    body_model_dir: str | None = _BUILD["body_model_dir"]
+    gender: str | None = _BUILD["gender"]
+    joint_map: str | None = _BUILD["joint_map"]
+    recipe: str | None = _BUILD["recipe"]
+    max_iters: int | None = _BUILD["max_iters"]  # None: the solver's default
+    window: int | None = _BUILD["window"]
+    overlap: int = _BUILD["overlap"]
+    chunk: int = _BUILD["chunk"]
+    max_batch: int = _BUILD["max_batch"]
+    contact_speed: float = _CONTACT.speed
+    contact_height: float = _CONTACT.height
     protomotions: bool = False  # also write <library>.pt in ProtoMotions' layout (needs torch)
     cache_dir: str | None = "~/.cache/retarget_jax/xla"
     progress: bool = True

@@ -85,17 +85,24 @@ class RenderError(RetargetError, RuntimeError):
     error_type = "render"
 
 
-class MotionConfigError(ConfigError):
-    """A motion-library config (``motions: [{file, fps, weight, sub_motions}]``) is invalid;
-    the message names the YAML file and the field (``motions[3].sub_motions[0].timings.end``)."""
+class _FileFieldError(ConfigError):
+    """A config file whose ``field`` (``_noun``: how its own docs call one) is invalid:
+    keeps ``path`` and ``field`` and names both in the message."""
 
-    error_type = "motion_config"
+    _noun = "field"
 
     def __init__(self, path: object, field: str | None, message: str) -> None:
         self.path = str(path)
         self.field = field
-        where = self.path + (f", field '{field}'" if field else "")
+        where = self.path + (f", {self._noun} '{field}'" if field else "")
         super().__init__(f"{where}: {message}")
+
+
+class MotionConfigError(_FileFieldError):
+    """A motion-library config (``motions: [{file, fps, weight, sub_motions}]``) is invalid;
+    the message names the YAML file and the field (``motions[3].sub_motions[0].timings.end``)."""
+
+    error_type = "motion_config"
 
 
 class SliceError(RetargetError, ValueError):
@@ -111,17 +118,12 @@ class MotionLibFormatError(MotionFormatError):
     error_type = "motionlib_format"
 
 
-class DatasetSpecError(ConfigError):
+class DatasetSpecError(_FileFieldError):
     """A dataset spec (``retarget-jax dataset build --spec``) is invalid: an unknown key, a
     value of the wrong type or range, a missing input. Names the file and the key."""
 
     error_type = "dataset_spec"
-
-    def __init__(self, path: object, field: str | None, message: str) -> None:
-        self.path = str(path)
-        self.field = field
-        where = self.path + (f", key '{field}'" if field else "")
-        super().__init__(f"{where}: {message}")
+    _noun = "key"
 
 
 class FkCheckError(RetargetError, ValueError):

@@ -30,6 +30,7 @@ from retarget_jax.problem.compile import (
     compile_problem,
 )
 from retarget_jax.problem.contacts import ContactPlan, ContactThresholds, stance_foot_speed
+from retarget_jax.problem.limbs import recipe_limbs, unit
 from retarget_jax.problem.recipe import Recipe
 from retarget_jax.result import RetargetingResult, SolveStatus
 from retarget_jax.robots.collision import HeightField
@@ -251,4 +252,21 @@ def _to_result(prob: RetargetingProblem, cp, so, xpos, xquat) -> RetargetingResu
         target_offset_b=np.asarray(cp.clip.pos_offset, np.float64),
         contacts=stance,
         contact_body_names=tuple(prob.recipe.ground_bodies),
+        **_limb_fields(prob, cp),
     )
+
+
+def _limb_fields(prob: RetargetingProblem, cp) -> dict:
+    """The result's limb fields: names, end bodies and points, and the unscaled human
+    bone directions per frame (NaN where a joint is missing)."""
+    names = tuple(lb.limb.name for lb in recipe_limbs(prob.recipe))
+    if not names:
+        return {}
+    ja = [a for a, _ in cp.limb_joint]
+    jb = [b for _, b in cp.limb_joint]
+    h = np.asarray(cp.clip.human_pos, np.float64)
+    hdir = unit(h[:, jb] - h[:, ja])
+    hdir = np.where(np.asarray(cp.clip.limb_valid, bool)[..., None], hdir, np.nan)
+    bodies = prob.robot.body_names
+    return {"limb_names": names, "limb_body_names": tuple((bodies[a], bodies[b]) for a, b in cp.limb_body),
+            "limb_offset_b": np.asarray(cp.clip.limb_offset, np.float64), "limb_human_dir": hdir}

@@ -58,6 +58,11 @@ class RetargetingResult:
         contacts: (T, F) bool ContactPlan the solve used (True = the foot is in stance),
             or None when no plan is known (a robot-space file loaded without a solve).
         contact_body_names: (F,) robot contact link of each foot column of ``contacts``.
+        limb_names: (L,) limbs of the recipe (names of retarget_jax.motion.skeleton.LIMBS).
+        limb_body_names: (L, 2) robot bodies at each limb's proximal and distal ends.
+        limb_offset_b: (L, 2, 3) the limb's end points, each in its body's frame, or None.
+        limb_human_dir: (T, L, 3) unit direction of the unscaled human bone, or None; NaN
+            where either joint is missing in that frame.
     """
 
     fps: float
@@ -78,6 +83,10 @@ class RetargetingResult:
     target_offset_b: np.ndarray | None = None
     contacts: np.ndarray | None = None
     contact_body_names: tuple[str, ...] = ()
+    limb_names: tuple[str, ...] = ()
+    limb_body_names: tuple[tuple[str, str], ...] = ()
+    limb_offset_b: np.ndarray | None = None
+    limb_human_dir: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:

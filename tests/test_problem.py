@@ -139,7 +139,7 @@ def test_lateral_scale_group_stretches_only_the_hip_width():
     from retarget_jax.motion.demo import demo_motion
     from retarget_jax.motion.skeleton import HumanJoint as J
     from retarget_jax.problem import RetargetingProblem, compile_problem, load_recipe
-    from retarget_jax.problem.compile import _scaled_figure
+    from retarget_jax.problem.compile import scaled_figure
     from retarget_jax.robots import load_robot
     from retarget_jax.solve.costs import scaled_human
 
@@ -158,7 +158,7 @@ def test_lateral_scale_group_stretches_only_the_hip_width():
         np.testing.assert_allclose(aw, lateral * av, rtol=1e-5)
         np.testing.assert_allclose(w - aw[:, None] * axis, root * (v - av[:, None] * axis), atol=1e-6)
     pos, _, _ = canonicalize(m)
-    twin = _scaled_figure(pos, np.asarray(c.bone_scale, np.float64), np.asarray(c.bone_lateral_scale, np.float64),
+    twin = scaled_figure(pos, np.asarray(c.bone_scale, np.float64), np.asarray(c.bone_lateral_scale, np.float64),
                           root, np.asarray(c.root_anchor, np.float64))
     twin[..., 2] += float(c.z_offset)
     np.testing.assert_allclose(twin, sh, atol=1e-5)

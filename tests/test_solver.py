@@ -124,13 +124,17 @@ def active_everywhere(problem):
     terrain = eqx.tree_at(lambda h: (h.heights, h.origin, h.cell), problem.clip.terrain,
                           (0.25 + 0.08 * x - 0.05 * y + 0.01 * x * y, jnp.asarray([-1.3, -1.2], dt), jnp.asarray(0.5, dt)))
     p = replace_clip(problem, terrain=terrain, stance=jnp.ones_like(problem.clip.stance),
-                     velocity_limit=jnp.full_like(problem.clip.velocity_limit, 0.5))
+                     velocity_limit=jnp.full_like(problem.clip.velocity_limit, 0.5),
+                     limb_weight=jnp.full_like(problem.clip.limb_weight, 0.7))
     return eqx.tree_at(lambda q: q.robot.collision.margin, p, jnp.asarray(0.3, dt))
 
 
 def _frame_jacobian_and_fd(problem, q, tp, tq, eps):
     ones = lambda k: jnp.ones(k, q.dtype)  # noqa: E731
-    mask = (ones(()), ones(len(problem.pos_body)), ones(len(problem.rot_body)), ones(problem.clip.stance.shape[1]))
+    L = len(problem.limb_body)
+    hdir = costs.frame_masks(problem)[5][0]  # the human's limb directions of frame 0
+    mask = (ones(()), ones(len(problem.pos_body)), ones(len(problem.rot_body)), ones(problem.clip.stance.shape[1]),
+            ones(L), hdir)
     r, J = costs.frame_residual(problem, q, tp, tq, mask, jacobian=True)
     f = lambda d: costs.frame_residual(problem, integrate(q, d), tp, tq, mask, jacobian=False)  # noqa: E731
     nv = q.shape[0] - 1
@@ -149,17 +153,20 @@ def test_frame_residual_jacobian_matches_manifold_fd(p64, x64):
     p = active_everywhere(p64)
     col = p.robot.collision
     Kp, Kr, n = len(p.pos_body), len(p.rot_body), 29
-    P, Ks, C = col.point_pos.shape[0], len(p.sole_body), col.num_pairs
+    P, Ks, C, L = col.point_pos.shape[0], len(p.sole_body), col.num_pairs, len(p.limb_body)
+    assert L == 9  # every limb of the recipe has direction rows
     for t in (0, 5, T_GRAD - 1):
         q, tp, tq = nontrivial_qpos(p, t, rng)
         r, J, J_fd, angles = (np.asarray(a) for a in check(p, q, tp, tq, 1e-6))
         assert angles.max() < 2.5, "test configuration too close to a log-map singularity"
         assert angles.max() > 0.1  # and far from the trivial one
-        assert J.shape == (Kp * 3 + Kr * 3 + n + P + Ks + C, 35)
+        assert J.shape == (Kp * 3 + Kr * 3 + n + P + Ks + C + 3 * L, 35)
         # every kind of row is exercised: some geoms below the terrain, pairs inside the margin
         start = Kp * 3 + Kr * 3 + n
-        ground, contact, pairs = r[start:start + P], r[start + P:start + P + Ks], r[start + P + Ks:]
+        ground, contact = r[start:start + P], r[start + P:start + P + Ks]
+        pairs, limbs = r[start + P + Ks:start + P + Ks + C], r[start + P + Ks + C:]
         assert (ground != 0).sum() >= 5 and (pairs != 0).sum() >= 3 and (contact != 0).all()
+        assert (np.abs(limbs.reshape(L, 3)).sum(axis=1) > 1e-3).all()
         scale = max(1.0, np.abs(J_fd).max())
         np.testing.assert_allclose(J, J_fd, rtol=0, atol=1e-6 * scale)
 

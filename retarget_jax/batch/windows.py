@@ -19,8 +19,7 @@ Slice (:func:`slice_problem`): the *compiled* problem is cut, not the motion, so
 window keeps its clip's per-clip quantities (bone and root scales, root anchor, height
 offset, weights, terrain) computed once from the whole clip; the windows are the same
 optimisation problem restricted to their frames. Only the per-frame arrays of
-:class:`~retarget_jax.problem.compile.ClipArrays` are cut (``human_pos``, ``human_quat``,
-``frame_mask``, ``pos_valid``, ``rot_valid``, ``stance``).
+:class:`~retarget_jax.problem.compile.ClipArrays` are cut (:data:`~retarget_jax.problem.compile.PER_FRAME_FIELDS`).
 
 Stitch (:func:`stitch_qpos`): each window has a weight that is 1 on its own frames and
 ramps over its overlaps, up from the previous window and down to the next, with the
@@ -56,7 +55,7 @@ import mujoco
 import numpy as np
 
 from retarget_jax.errors import ConfigError, SolveError
-from retarget_jax.problem.compile import CompiledProblem
+from retarget_jax.problem.compile import PER_FRAME_FIELDS, CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import host_forward_kinematics
 from retarget_jax.robots.spec import RobotSpec
@@ -75,7 +74,6 @@ __all__ = [
 ]
 
 #: The ClipArrays fields with a leading frame axis T; every other field is per clip.
-PER_FRAME_FIELDS: tuple[str, ...] = ("human_pos", "human_quat", "frame_mask", "pos_valid", "rot_valid", "stance")
 
 Span = tuple[int, int]
 

@@ -35,6 +35,10 @@ target_body_names     (K,) or (0,) unicode, optional (written with target_pos_w)
 target_offset_b       (K, 3)       float, optional: tracked point in the body frame
 contacts              (T, F)       bool, optional: the ContactPlan's stance flags
 contact_body_names    (F,)         unicode, required with contacts
+limb_names            (L,)         unicode, optional: the recipe's limbs
+limb_body_names       (L, 2)       unicode, with limb_names: bodies at each limb's ends
+limb_offset_b         (L, 2, 3)    float, with limb_names: the end points in their bodies
+limb_human_dir        (T, L, 3)    float, with limb_names: unit human bone directions (NaN: missing)
 ===================== ============ ===========================================
 
 Values are not checked beyond ``fps`` (a diverged clip legitimately holds NaN).
@@ -62,6 +66,7 @@ PROVENANCE_KEYS = ("source_path", "config_hash", "package_version")
 
 _FLOAT_ARRAYS = ("root_pos", "root_quat_wxyz", "dof_pos", "body_pos_w", "body_quat_w")
 _NAME_ARRAYS = ("dof_names", "body_names")
+_LIMB_KEYS = ("limb_names", "limb_body_names", "limb_offset_b", "limb_human_dir")
 _SCALARS = {  # key -> (numpy dtype kinds accepted, in words)
     "schema_version": ("iu", "integer"),
     "fps": ("fiu", "number"),
@@ -79,7 +84,7 @@ REQUIRED_KEYS: tuple[str, ...] = (
     + _STRINGS
 )
 OPTIONAL_KEYS: tuple[str, ...] = ("target_pos_w", "target_body_names", "target_offset_b", "contacts",
-                                  "contact_body_names")
+                                  "contact_body_names", *_LIMB_KEYS)
 
 
 # --------------------------------------------------------------------------- encoding helpers
@@ -135,6 +140,12 @@ def result_to_arrays(
     if result.contacts is not None:
         arrays["contacts"] = np.asarray(result.contacts, dtype=bool)
         arrays["contact_body_names"] = str_array(result.contact_body_names)
+    if result.limb_names:
+        arrays["limb_names"] = str_array(result.limb_names)
+        arrays["limb_body_names"] = np.array([[str(a), str(b)] for a, b in result.limb_body_names],
+                                             dtype=np.str_).reshape(-1, 2)
+        arrays["limb_offset_b"] = np.asarray(result.limb_offset_b, np.float64)
+        arrays["limb_human_dir"] = np.asarray(result.limb_human_dir, np.float64)
     check_result_arrays(arrays, where)
     return arrays
 
@@ -182,7 +193,7 @@ def check_result_arrays(arrays: Mapping[str, np.ndarray], where: object) -> None
             a = arrays[key]
             if a.ndim != 1 or (a.dtype.kind != "U" and a.size):
                 raise fail(key, "a (N,) unicode array", f"shape {a.shape} dtype {a.dtype}")
-    for key in (*_FLOAT_ARRAYS, "target_pos_w", "target_offset_b"):
+    for key in (*_FLOAT_ARRAYS, "target_pos_w", "target_offset_b", "limb_offset_b", "limb_human_dir"):
         if key in arrays and arrays[key].dtype.kind != "f":
             raise fail(key, "a floating-point array", f"dtype {arrays[key].dtype}")
 
@@ -225,6 +236,18 @@ def check_result_arrays(arrays: Mapping[str, np.ndarray], where: object) -> None
         if names is None:
             raise MotionFormatError(where, "required when contacts is present", field="contact_body_names")
         expected["contacts"] = ("(T, F)", (T, names.shape[0]))
+    present = [k for k in _LIMB_KEYS if k in arrays]
+    if present and len(present) != len(_LIMB_KEYS):
+        missing = [k for k in _LIMB_KEYS if k not in arrays][0]
+        raise MotionFormatError(where, f"required with {present[0]}", field=missing)
+    if present:
+        if arrays["limb_names"].ndim != 1 or arrays["limb_body_names"].dtype.kind != "U":
+            raise fail("limb_body_names", "(L, 2) unicode names with (L,) limb_names",
+                       f"shape {arrays['limb_body_names'].shape} dtype {arrays['limb_body_names'].dtype}")
+        L = arrays["limb_names"].shape[0]
+        expected["limb_body_names"] = ("(L, 2)", (L, 2))
+        expected["limb_offset_b"] = ("(L, 2, 3)", (L, 2, 3))
+        expected["limb_human_dir"] = ("(T, L, 3)", (T, L, 3))
     for key, (symbolic, shape) in expected.items():
         found = arrays[key].shape
         if found != shape:
@@ -307,4 +330,8 @@ def load_result(path: str | os.PathLike[str]) -> RetargetingResult:
         target_offset_b=a.get("target_offset_b"),
         contacts=a.get("contacts"),
         contact_body_names=tuple(a["contact_body_names"].tolist()) if "contact_body_names" in a else (),
+        limb_names=tuple(a["limb_names"].tolist()) if "limb_names" in a else (),
+        limb_body_names=tuple((str(x), str(y)) for x, y in a["limb_body_names"].tolist()) if "limb_names" in a else (),
+        limb_offset_b=a.get("limb_offset_b"),
+        limb_human_dir=a.get("limb_human_dir"),
     )

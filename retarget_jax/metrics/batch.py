@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from retarget_jax.errors import ConfigError
+from retarget_jax.motion.skeleton import LIMBS
+from retarget_jax.problem.limbs import unit
 from retarget_jax.result import RetargetingResult
 from retarget_jax.robots.collision import (
     CollisionArrays,
@@ -82,6 +84,10 @@ CORE_KEYS: tuple[str, ...] = (
     "joint_limit_violation_max",
     "joint_limit_violation_fraction",
     "jerk",
+    "limb_direction_mean",
+    "limb_direction_p5",
+    "limb_direction_samples",
+    *(f"limb_direction_{stat}_{limb.name}" for limb in LIMBS for stat in ("mean", "p5")),
 )
 
 
@@ -130,6 +136,12 @@ class MetricBatch(eqx.Module):
     target: jnp.ndarray  # (B, T, K, 3) world target positions, m (0 where invalid)
     target_valid: jnp.ndarray  # (B, T, K) 1 = target tracked in that frame
     target_offset: jnp.ndarray  # (B, K, 3) tracked point in its body frame, m
+    #: limbs, one slot per entry of retarget_jax.motion.skeleton.LIMBS (L = 9): a result's
+    #: own limbs fill their slots, the others stay invalid
+    limb_body: jnp.ndarray  # (B, L, 2) int, body index at each limb's ends
+    limb_offset: jnp.ndarray  # (B, L, 2, 3) the end points in their bodies, m
+    limb_dir: jnp.ndarray  # (B, T, L, 3) unit direction of the unscaled human bone (0: invalid)
+    limb_valid: jnp.ndarray  # (B, T, L) 1 = both of the limb's human joints present
     #: (K,) body index of each target.
     target_body: tuple[int, ...] = eqx.field(static=True)
     #: (F,) body index of each contact link (column of ``contacts``).
@@ -211,6 +223,11 @@ class MetricBatch(eqx.Module):
         target = np.zeros((B, T, K, 3))
         valid = np.zeros((B, T, K))
         offset = np.zeros((B, K, 3))
+        L = len(LIMBS)
+        limb_body = np.zeros((B, L, 2), np.int32)
+        limb_offset = np.zeros((B, L, 2, 3))
+        limb_dir = np.zeros((B, T, L, 3))
+        limb_valid = np.zeros((B, T, L))
         for i in range(B):
             r = results[min(i, len(results) - 1)]
             n = r.num_frames
@@ -231,13 +248,31 @@ class MetricBatch(eqx.Module):
                 valid[i, :n] = ok
                 if r.target_offset_b is not None:
                     offset[i] = np.asarray(r.target_offset_b, np.float64).reshape(K, 3)
+            if r.limb_names and r.limb_human_dir is not None:
+                _fill_limbs(r, robot, names[i], limb_body[i], limb_offset[i], limb_dir[i, :n], limb_valid[i, :n])
 
         def f(a):
             return jnp.asarray(a, dtype)
 
         return cls(qpos=f(qpos), frame_mask=f(mask), fps=f(fps), contacts=f(contacts), has_plan=f(has_plan),
                    target=f(target), target_valid=f(valid), target_offset=f(offset),
-                   target_body=target_body, contact_bodies=contact_idx)
+                   limb_body=jnp.asarray(limb_body), limb_offset=f(limb_offset), limb_dir=f(limb_dir),
+                   limb_valid=f(limb_valid), target_body=target_body, contact_bodies=contact_idx)
+
+
+def _fill_limbs(r: RetargetingResult, robot: RobotSpec, name: str, body, offset, direction, valid) -> None:
+    """Put a result's limbs into their slots of :data:`LIMBS` (host, in place)."""
+    slots = [limb.name for limb in LIMBS]
+    hdir = np.asarray(r.limb_human_dir, np.float64)
+    for k, limb in enumerate(r.limb_names):
+        if limb not in slots:
+            raise ConfigError(f"{name}: unknown limb '{limb}' in limb_names; known: {slots}")
+        j = slots.index(limb)
+        body[j] = [robot.body_index(b, where=f"{name}: limb_body_names") for b in r.limb_body_names[k]]
+        offset[j] = np.asarray(r.limb_offset_b, np.float64)[k]
+        ok = np.isfinite(hdir[:, k]).all(axis=-1)
+        direction[:, j] = np.where(ok[:, None], hdir[:, k], 0.0)
+        valid[:, j] = ok
 
 
 def _result_name(r: RetargetingResult, i: int, ids: Sequence[str] | None) -> str:
@@ -377,9 +412,19 @@ def _masked_max(x, w):
     return jnp.max(jnp.where(w, x, 0.0), initial=0.0)
 
 
+def _limb_cosines(frames, limb_body, limb_offset, limb_dir):
+    """(T, L) cosine between each robot limb segment and the human bone's direction."""
+    def ends(k):
+        b = limb_body[:, k]
+        return frames.xpos[:, b] + jnp.einsum("tlij,lj->tli", frames.xmat[:, b], limb_offset[:, k])
+
+    return jnp.sum(unit(ends(1) - ends(0)) * limb_dir, axis=-1)
+
+
 def _clip(geo: MetricGeometry, target_body, qpos, mask, fps, contacts, has_plan, target, target_valid,
-          offset):
-    """Metrics of one clip: qpos (T, nq), mask (T,), contacts (T, F), targets (T, K, 3)."""
+          offset, limb_body, limb_offset, limb_dir, limb_valid):
+    """Metrics of one clip: qpos (T, nq), mask (T,), contacts (T, F), targets (T, K, 3),
+    limbs (L, 2) bodies, (L, 2, 3) offsets, (T, L, 3) human directions, (T, L) validity."""
     frames = body_frames(geo.tree, qpos)  # (T, B, 3), (T, B, 3, 3)
     ground, self_depth, link_clear, link_xy, err, viol = jax.vmap(
         lambda q, p, r, t, v: _frame(geo, target_body, q, p, r, t, v, offset))(qpos, frames.xpos, frames.xmat,
@@ -435,6 +480,18 @@ def _clip(geo: MetricGeometry, target_body, qpos, mask, fps, contacts, has_plan,
     else:
         out["tracking_error_mean"] = out["tracking_error_p95"] = out["tracking_samples"] = zero
 
+    # limb directions: cosine to the unscaled human bone, over real frames where both joints are
+    cos = _limb_cosines(frames, limb_body, limb_offset, limb_dir)
+    ok = real[:, None] & (limb_valid > 0)
+    out["limb_direction_mean"], n_ok = _masked_mean(cos, ok)
+    out["limb_direction_p5"] = jnp.where(n_ok > 0, jnp.nanpercentile(jnp.where(ok, cos, jnp.nan), 5.0), 0.0)
+    out["limb_direction_samples"] = n_ok.astype(dt)
+    for k, limb in enumerate(LIMBS):
+        m, n_k = _masked_mean(cos[:, k], ok[:, k])
+        out[f"limb_direction_mean_{limb.name}"] = m
+        p5 = jnp.nanpercentile(jnp.where(ok[:, k], cos[:, k], jnp.nan), 5.0)
+        out[f"limb_direction_p5_{limb.name}"] = jnp.where(n_k > 0, p5, 0.0)
+
     # joint limits
     out["joint_limit_violation_max"] = _masked_max(viol, real[:, None])
     frame_viol = (jnp.max(viol, axis=1, initial=0.0) > geo.limit_tolerance).astype(dt)
@@ -479,6 +536,11 @@ def evaluate_batch(batch: MetricBatch, geometry: MetricGeometry) -> dict[str, jn
       real frames with a joint past its range by more than ``limit_tolerance``.
     - ``jerk`` (rad/s^3): mean over joints and over t with frames t..t+3 real of
       |q[t+3] - 3 q[t+2] + 3 q[t+1] - q[t]| fps^3; 0 with fewer than 4 frames.
+    - ``limb_direction_mean`` / ``_p5`` (cosine, 1 = same direction): between each robot
+      limb segment (the points the recipe attaches the limb's two joints to) and the
+      unscaled human bone, over real frames and limbs with both joints present
+      (``limb_direction_samples`` counts them); per limb as ``limb_direction_mean_<limb>``
+      and ``limb_direction_p5_<limb>`` (names: retarget_jax.motion.skeleton.LIMBS).
     - ``contact_links`` (F), ``has_plan`` (0/1): for the host's applicability checks.
 
     Shape mismatches between batch and geometry raise ConfigError while tracing.
@@ -493,7 +555,8 @@ def evaluate_batch(batch: MetricBatch, geometry: MetricGeometry) -> dict[str, jn
                           f"{geometry.contact_bodies}; build it with metric_geometry(robot, batch.contact_bodies)")
     clip = jax.vmap(lambda *a: _clip(geometry, batch.target_body, *a))
     return clip(batch.qpos, batch.frame_mask, batch.fps, batch.contacts, batch.has_plan, batch.target,
-                batch.target_valid, batch.target_offset)
+                batch.target_valid, batch.target_offset, batch.limb_body, batch.limb_offset, batch.limb_dir,
+                batch.limb_valid)
 
 
 def evaluate_results_core(

@@ -189,3 +189,18 @@ def _jerk(ctx: MetricContext) -> MetricValue:
     if ctx.core["frames"] < 4:
         return ctx.not_applicable("fewer than 4 frames")
     return ctx.core["jerk"]
+
+
+@register_metric("limb_direction", unit="cosine",
+                 description="cosine between each robot limb (thighs, shins, upper arms, forearms, trunk: the "
+                             "segment between the points the recipe attaches the two joints to) and the "
+                             "unscaled human bone, mean and 5th percentile over frames, overall and per limb")
+def _limb_direction(ctx: MetricContext) -> MetricValue:
+    c = ctx.core
+    if c.get("limb_direction_samples", 0.0) < 1:
+        return ctx.not_applicable("the result has no limbs with both joints in the source")
+    out = {"mean": c["limb_direction_mean"], "p5": c["limb_direction_p5"]}
+    for limb in ctx.result.limb_names:
+        out[f"{limb}_mean"] = c[f"limb_direction_mean_{limb}"]
+        out[f"{limb}_p5"] = c[f"limb_direction_p5_{limb}"]
+    return out

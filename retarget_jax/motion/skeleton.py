@@ -7,6 +7,7 @@ once, on the host, with errors that list the valid choices.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 
@@ -52,6 +53,32 @@ class HumanJoint(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclasses.dataclass(frozen=True)
+class Limb:
+    """A human bone from ``proximal`` to ``distal``, named for the report: the direction
+    metric and cost (:mod:`retarget_jax.problem.limbs`) compare it with the robot's."""
+
+    name: str
+    proximal: HumanJoint
+    distal: HumanJoint
+
+
+#: The limbs the metric reports and the direction cost follows, in report order.
+LIMBS: tuple[Limb, ...] = (
+    Limb("left_thigh", HumanJoint.LEFT_HIP, HumanJoint.LEFT_KNEE),
+    Limb("right_thigh", HumanJoint.RIGHT_HIP, HumanJoint.RIGHT_KNEE),
+    Limb("left_shin", HumanJoint.LEFT_KNEE, HumanJoint.LEFT_ANKLE),
+    Limb("right_shin", HumanJoint.RIGHT_KNEE, HumanJoint.RIGHT_ANKLE),
+    Limb("left_upper_arm", HumanJoint.LEFT_SHOULDER, HumanJoint.LEFT_ELBOW),
+    Limb("right_upper_arm", HumanJoint.RIGHT_SHOULDER, HumanJoint.RIGHT_ELBOW),
+    Limb("left_forearm", HumanJoint.LEFT_ELBOW, HumanJoint.LEFT_WRIST),
+    Limb("right_forearm", HumanJoint.RIGHT_ELBOW, HumanJoint.RIGHT_WRIST),
+    Limb("trunk", HumanJoint.PELVIS, HumanJoint.SPINE_UPPER),
+)
+
+LIMB_NAMES: tuple[str, ...] = tuple(limb.name for limb in LIMBS)
 
 
 # LAFAN1 BVH joint names -> roles. LAFAN1 has 22 joints; all map. The same table as the

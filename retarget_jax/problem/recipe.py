@@ -22,7 +22,9 @@ import numpy as np
 import yaml
 
 from retarget_jax.errors import ConfigError, UnknownNameError
-from retarget_jax.motion.skeleton import HumanJoint
+from retarget_jax.motion.skeleton import LIMBS, HumanJoint
+
+LIMB_NAMES = tuple(limb.name for limb in LIMBS)
 
 
 def source_conventions(name: str) -> Mapping[HumanJoint, np.ndarray]:
@@ -53,6 +55,9 @@ class TargetSpec:
     joint (keypoints, a skeleton of unknown conventions), ask for the body as it is in
     the robot's reference pose, turned to the hips' heading, instead of dropping the
     target: a foot stays level rather than free to roll into the floor.
+    ``rotation_offset`` (orientation targets): a rotation vector (radians, axis times
+    angle, in the body frame) applied after the derived offset; 0 by hand,
+    fitted by ``retarget-jax calibrate``.
     """
 
     human: HumanJoint
@@ -64,6 +69,7 @@ class TargetSpec:
     flat_with: HumanJoint | None = None
     level_with: tuple[HumanJoint, ...] = ()
     level_if_unknown: bool = False
+    rotation_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +94,8 @@ class ScaleGroup:
     # set wider than a scaled human's: SMPL's hip bones also drop 9 cm from the root
     # joint, and that drop must not be stretched with the width.
     lateral: bool = False
+    #: multiplies the measured ratio (1 by hand; ``retarget-jax calibrate`` fits it)
+    factor: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,11 +112,16 @@ class Recipe:
     default_pose: Mapping[str, float]
     ground_joints: tuple[HumanJoint, ...]  # human joints that touch the floor (ankles)
     ground_bodies: tuple[str, ...]  # robot bodies that carry the soles
+    #: metres added to the measured vertical shift that puts the soles on the floor
+    ground_offset: float = 0.0
+    #: per-limb multipliers of the direction cost (names: retarget_jax.motion.skeleton.LIMBS;
+    #: unlisted limbs 1, 0 switches one off)
+    limb_weights: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 _KNOWN_KEYS = {
     "name", "robot", "source_conventions", "description", "root", "targets", "scale_groups", "root_scale_group",
-    "robot_reference_pose", "default_pose", "ground",
+    "robot_reference_pose", "default_pose", "ground", "limbs",
 }
 
 
@@ -139,15 +152,17 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
                 level_with=tuple(HumanJoint.parse(j, where=f"{where}: targets[{i}].level_with")
                                  for j in t.get("level_with", ())),
                 level_if_unknown=bool(t.get("level_if_unknown", False)),
+                rotation_offset=tuple(float(x) for x in t.get("rotation_offset", (0.0, 0.0, 0.0))),
             ))
-            if len(targets[-1].offset) != 3:
-                raise ConfigError(f"{where}: targets[{i}].offset must have 3 numbers")
+            for key in ("offset", "rotation_offset"):
+                if len(getattr(targets[-1], key)) != 3:
+                    raise ConfigError(f"{where}: targets[{i}].{key} must have 3 numbers")
             if targets[-1].position_weight < 0 or targets[-1].orientation_weight < 0:
                 raise ConfigError(f"{where}: targets[{i}]: weights must be >= 0")
         groups = []
         for gname, g in dict(d["scale_groups"]).items():
             g = dict(g)
-            _check_keys(g, {"human_chain", "robot_chain", "bones", "measure", "robot_offset", "lateral"},
+            _check_keys(g, {"human_chain", "robot_chain", "bones", "measure", "robot_offset", "lateral", "factor"},
                         f"{where}: scale_groups.{gname}")
             measure = str(g.get("measure", "chain"))
             if measure not in ("chain", "straight"):
@@ -162,9 +177,19 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
                           for j in g["bones"])
             groups.append(ScaleGroup(str(gname), hc, rc, bones, measure,
                                      tuple(float(x) for x in g.get("robot_offset", (0, 0, 0))),  # type: ignore[arg-type]
-                                     bool(g.get("lateral", False))))
+                                     bool(g.get("lateral", False)), float(g.get("factor", 1.0))))
+            if not (np.isfinite(groups[-1].factor) and groups[-1].factor > 0):
+                raise ConfigError(f"{where}: scale_groups.{gname}.factor must be finite and > 0, "
+                                  f"got {groups[-1].factor}")
         root = dict(d["root"])
         ground = dict(d.get("ground", {}))
+        _check_keys(ground, {"human", "bodies", "offset"}, f"{where}: ground")
+        limbs = {str(k): float(v) for k, v in dict(d.get("limbs") or {}).items()}
+        for k, v in limbs.items():
+            if k not in LIMB_NAMES:
+                raise UnknownNameError("limb", k, list(LIMB_NAMES), where=f"{where}: limbs")
+            if not (np.isfinite(v) and v >= 0):
+                raise ConfigError(f"{where}: limbs.{k} must be finite and >= 0, got {v}")
         return Recipe(
             name=str(d["name"]),
             robot=str(d["robot"]),
@@ -179,6 +204,8 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
             ground_joints=tuple(HumanJoint.parse(j, where=f"{where}: ground.human")
                                 for j in ground.get("human", ())),
             ground_bodies=tuple(str(b) for b in ground.get("bodies", ())),
+            ground_offset=float(ground.get("offset", 0.0)),
+            limb_weights=limbs,
         )
     except UnknownNameError:  # a KeyError too, but it is not a missing key
         raise

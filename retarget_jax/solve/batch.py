@@ -29,7 +29,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from retarget_jax.errors import SolveError
-from retarget_jax.problem.compile import CompiledProblem
+from retarget_jax.problem.compile import PER_FRAME_FIELDS, CompiledProblem
 from retarget_jax.robots.kinematics import body_poses
 from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions, solve
 
@@ -61,12 +61,9 @@ def pad_problem(problem: CompiledProblem, T_pad: int) -> CompiledProblem:
         return np.concatenate([a, np.repeat(a[-1:], n, axis=0)], axis=0)
 
     mask = np.asarray(c.frame_mask)
-    clip = eqx.tree_at(
-        lambda c: (c.human_pos, c.human_quat, c.pos_valid, c.rot_valid, c.stance, c.frame_mask),
-        c,
-        (edge(c.human_pos), edge(c.human_quat), edge(c.pos_valid), edge(c.rot_valid), edge(c.stance),
-         np.concatenate([mask, np.zeros(n, mask.dtype)])),
-    )
+    padded = tuple(np.concatenate([mask, np.zeros(n, mask.dtype)]) if f == "frame_mask" else edge(getattr(c, f))
+                   for f in PER_FRAME_FIELDS)
+    clip = eqx.tree_at(lambda c: tuple(getattr(c, f) for f in PER_FRAME_FIELDS), c, padded)
     return eqx.tree_at(lambda p: p.clip, problem, clip)
 
 

@@ -7,6 +7,8 @@ frame triples (t-1, t, t+1):
 
 r_t (:func:`frame_residual`), per frame:
   - tracking: position targets (3 per point), orientation targets (3 per body, log map);
+  - limb directions: per limb (:mod:`retarget_jax.problem.limbs`), the robot segment's unit
+    vector minus the unscaled human bone's (3 per limb, scale-free);
   - posture: a weak prior towards the recipe's default joint angles;
   - ground: the depth below the terrain of every collision geom's lowest point (0 above,
     through a 2 mm smoothed hinge);
@@ -42,7 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from retarget_jax.problem.compile import CompiledProblem, _scaled_figure
+from retarget_jax.problem.compile import CompiledProblem, scaled_figure
+from retarget_jax.problem.limbs import unit
 from retarget_jax.robots.collision import ground_clearance, ground_height, self_collision
 from retarget_jax.robots.kinematics import (
     BodyFrames,
@@ -78,7 +81,7 @@ def scaled_human(problem: CompiledProblem) -> jnp.ndarray:
     anchor, and the whole figure shifted so the robot's soles meet the floor. Numpy or
     jax, like the problem's arrays."""
     c = problem.clip
-    return _scaled_figure(c.human_pos, c.bone_scale, c.bone_lateral_scale, c.root_scale, c.root_anchor,
+    return scaled_figure(c.human_pos, c.bone_scale, c.bone_lateral_scale, c.root_scale, c.root_anchor,
                           problem.human_parents) + c.z_offset * _UP
 
 
@@ -93,11 +96,16 @@ def targets(problem: CompiledProblem):
 
 
 def frame_masks(problem: CompiledProblem):
-    """Per-frame masks for :func:`frame_residual`: (frame (T,), position targets (T, Kp),
-    orientation targets (T, Kr), stance (T, F)). A target whose human joint is missing in
-    a frame is 0."""
+    """Per-frame inputs of :func:`frame_residual` besides the targets: (frame mask (T,),
+    position-target validity (T, Kp), orientation-target validity (T, Kr), stance (T, F),
+    limb validity (T, L), the human's unit limb directions (T, L, 3)). A target or limb
+    whose human joint is missing in a frame is 0. The limb directions are those of the
+    unscaled human bones (a scale changes lengths, not directions)."""
     c = problem.clip
-    return c.frame_mask, c.pos_valid, c.rot_valid, c.stance
+    ja = [a for a, _ in problem.limb_joint]
+    jb = [b for _, b in problem.limb_joint]
+    hdir = unit(c.human_pos[:, jb] - c.human_pos[:, ja])
+    return c.frame_mask, c.pos_valid, c.rot_valid, c.stance, c.limb_valid, hdir
 
 
 def pair_masks(problem: CompiledProblem):
@@ -152,6 +160,12 @@ class _FrameRows(NamedTuple):
     normal: jnp.ndarray  # (C, 3) from b to a
     r_self: jnp.ndarray  # (C,)
     w_self: jnp.ndarray  # (C,) d r_self / d distance
+    limb_a: jnp.ndarray  # (L, 3) robot points at the limbs' proximal ends
+    limb_b: jnp.ndarray  # (L, 3) ... and distal ends
+    limb_u: jnp.ndarray  # (L, 3) unit robot segment direction
+    limb_len: jnp.ndarray  # (L,) robot segment length
+    r_dir: jnp.ndarray  # (L, 3) sqrt weight x (robot unit direction - human unit direction)
+    sd: jnp.ndarray  # (L,) sqrt weights of the direction rows
 
 
 def _frame_rows(problem: CompiledProblem, qpos, tpos, tquat, masks) -> _FrameRows:
@@ -159,7 +173,7 @@ def _frame_rows(problem: CompiledProblem, qpos, tpos, tquat, masks) -> _FrameRow
     c, rob = problem.clip, problem.robot
     col = rob.collision
     f = body_frames(rob.tree, qpos)
-    mask, pvalid, rvalid, stance = masks
+    mask, pvalid, rvalid, stance, lvalid, hdir = masks
     pb = np.asarray(problem.pos_body, np.int32)
     rb = np.asarray(problem.rot_body, np.int32)
     pts = f.xpos[pb] + jnp.einsum("kij,kj->ki", f.xmat[pb], c.pos_offset)
@@ -183,13 +197,39 @@ def _frame_rows(problem: CompiledProblem, qpos, tpos, tquat, masks) -> _FrameRow
     gap = dist - col.margin
     hs, dhs = _soft_hinge(gap)
     ss = jnp.sqrt(c.self_collision_weight) * mask
+    # limb directions: unit robot segment vs the human bone's
+    la = np.asarray([a for a, _ in problem.limb_body], np.int32)
+    lb = np.asarray([b for _, b in problem.limb_body], np.int32)
+    ends_a = f.xpos[la] + jnp.einsum("kij,kj->ki", f.xmat[la], c.limb_offset[:, 0])
+    ends_b = f.xpos[lb] + jnp.einsum("kij,kj->ki", f.xmat[lb], c.limb_offset[:, 1])
+    seg = ends_b - ends_a
+    seg_len = jnp.sqrt(jnp.sum(seg * seg, axis=-1))
+    u = seg / jnp.maximum(seg_len, 1e-9)[:, None]
+    sd = jnp.sqrt(c.limb_weight) * lvalid * mask
     up = lambda d: jnp.concatenate([-d, jnp.ones_like(d[:, :1])], axis=1)  # noqa: E731
     return _FrameRows(
         frames=f, pts=pts, r_pos=sp[:, None] * (pts - tpos), sp=sp, e=e, r_rot=sr[:, None] * e, sr=sr,
         r_post=sq * (qpos[7:] - rob.q_default), sq=sq,
         clear=clear, centres=centres, up_g=up(dh), r_ground=sg * hg, w_ground=sg * dhg,
         soles=soles, up_s=up(dh_s), r_contact=sc * (soles[:, 2] - h_s - c.sole_rest_z), sc=sc,
-        gap=gap, ca=ca, cb=cb, normal=normal, r_self=ss * hs, w_self=ss * dhs)
+        gap=gap, ca=ca, cb=cb, normal=normal, r_self=ss * hs, w_self=ss * dhs,
+        limb_a=ends_a, limb_b=ends_b, limb_u=u, limb_len=seg_len, r_dir=sd[:, None] * (u - hdir), sd=sd)
+
+
+def _dir_rows(problem: CompiledProblem, rows: _FrameRows):
+    """Jacobians (L, 3, nv) of the limb-direction rows: d u = (I - u u^T) / |v| d v for
+    the segment v = b - a, so d r / d tangent = sd (I - u u^T) / |v| (J_b - J_a)."""
+    tree, f = problem.robot.tree, rows.frames
+    if not problem.limb_body:
+        return jnp.zeros((0, 3, tree.dof_ancestor.shape[-1] + 6), rows.r_dir.dtype)
+    la = np.asarray([a for a, _ in problem.limb_body], np.int32)
+    lb = np.asarray([b for _, b in problem.limb_body], np.int32)
+    Ja, _ = point_jacobians(tree, f, la, rows.limb_a)
+    Jb, _ = point_jacobians(tree, f, lb, rows.limb_b)
+    u = rows.limb_u
+    P = jnp.eye(3, dtype=u.dtype) - u[:, :, None] * u[:, None, :]
+    scale = rows.sd / jnp.maximum(rows.limb_len, 1e-9)
+    return scale[:, None, None] * (P @ (Jb - Ja))
 
 
 def _rot_rows(problem: CompiledProblem, rows: _FrameRows):
@@ -206,7 +246,7 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobi
     """Residual (m,) of one frame, and its Jacobian (m, nv) if asked.
 
     Rows: tracked positions (3 Kp), orientations (3 Kr), posture (n), every ground point
-    (P), stance sole heights (Ks), every self-collision pair (C). With ``features``, also
+    (P), stance sole heights (Ks), every self-collision pair (C), limb directions (3 L). With ``features``, also
     returns what the pair terms need of this frame (one FK serves both): the horizontal
     sole positions (Ks, 2) and their Jacobians (Ks, 2, nv) (None without ``jacobian``), as
     a last element ``(xy, Jxy)``.
@@ -218,7 +258,7 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobi
     """
     rows = _frame_rows(problem, qpos, tpos, tquat, masks)
     r = jnp.concatenate([rows.r_pos.reshape(-1), rows.r_rot.reshape(-1), rows.r_post, rows.r_ground,
-                         rows.r_contact, rows.r_self])
+                         rows.r_contact, rows.r_self, rows.r_dir.reshape(-1)])
     if not jacobian:
         return (r, (rows.soles[:, :2], None)) if features else r
     tree, col, f = problem.robot.tree, problem.robot.collision, rows.frames
@@ -238,6 +278,7 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobi
         rows.w_ground[:, None] * Jg,
         rows.sc[:, None] * Jz,
         rows.w_self[:, None] * Jd,
+        _dir_rows(problem, rows).reshape(-1, nv),
     ])
     return (r, J, (rows.soles[:, :2], Js[:, :2, :])) if features else (r, J)
 
@@ -469,12 +510,15 @@ def _frame_linearization(problem: CompiledProblem, qpos, tpos, tquat, masks, gro
     nv = qpos.shape[0] - 1
     feet, on_foot, on_foot_foot, other = foot_groups(problem)
     cost = sum(jnp.sum(r * r) for r in (rows.r_pos, rows.r_rot, rows.r_post, rows.r_ground, rows.r_contact,
-                                        rows.r_self))
+                                        rows.r_self, rows.r_dir))
     # dense rows
     pb = np.asarray(problem.pos_body, np.int32)
     Jlin, _ = point_jacobians(tree, f, pb, rows.pts)
     J = [(rows.sp[:, None, None] * Jlin).reshape(-1, nv), _rot_rows(problem, rows).reshape(-1, nv)]
     r = [rows.r_pos.reshape(-1), rows.r_rot.reshape(-1)]
+    if problem.limb_body:
+        J.append(_dir_rows(problem, rows).reshape(-1, nv))
+        r.append(rows.r_dir.reshape(-1))
     if other:
         oth = np.asarray(other, np.int32)
         sel = jnp.asarray(oth)[_top_rows(rows.clear[oth], ground_rows)]

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from retarget_jax.motion.canonical import hip_heading
-from retarget_jax.problem.compile import CompiledProblem
+from retarget_jax.problem.compile import PER_FRAME_FIELDS, CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import body_frames, integrate
 from retarget_jax.rotations import quat_rotate
@@ -254,11 +254,8 @@ def coarse_problem(problem: CompiledProblem, stride: int) -> CompiledProblem:
     problem is the same objective on fewer frames: every term is per second (velocities,
     accelerations) or per frame, and all sums shrink by the same factor."""
     c = problem.clip
-    sub = lambda a: a[::stride]  # noqa: E731
-    clip = eqx.tree_at(
-        lambda c: (c.human_pos, c.human_quat, c.frame_mask, c.pos_valid, c.rot_valid, c.stance, c.fps),
-        c, (sub(c.human_pos), sub(c.human_quat), sub(c.frame_mask), sub(c.pos_valid), sub(c.rot_valid),
-            sub(c.stance), c.fps / stride))
+    clip = eqx.tree_at(lambda c: (*(getattr(c, f) for f in PER_FRAME_FIELDS), c.fps), c,
+                       (*(getattr(c, f)[::stride] for f in PER_FRAME_FIELDS), c.fps / stride))
     return eqx.tree_at(lambda p: p.clip, problem, clip)
 
 

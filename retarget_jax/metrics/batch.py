@@ -184,8 +184,8 @@ class MetricBatch(eqx.Module):
             dtype: float dtype of the arrays (default :func:`default_float_dtype`).
 
         Raises:
-            ConfigError naming the result when it does not fit the batch; UnknownNameError
-            for a body name that the robot lacks.
+            ConfigError: naming the result when it does not fit the batch.
+            UnknownNameError: for a body name that the robot lacks.
         """
         results = list(results)
         if not results:

@@ -107,9 +107,9 @@ def evaluate_results(
         progress: called with the number of results just reported, after each group.
 
     Raises:
-        ConfigError when a result is not of ``robot`` (checked before any work), or when
-        ``ids`` / ``paths`` do not have one entry per result. Failures of a group's pass or
-        of a plugin are reported in the reports (status ``partial``), never raised.
+        ConfigError: when a result is not of ``robot`` (checked before any work), or when
+            ``ids`` / ``paths`` do not have one entry per result. Failures of a group's pass
+            or of a plugin are reported in the reports (status ``partial``), never raised.
     """
     results = list(results)
     n = len(results)

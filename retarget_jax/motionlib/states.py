@@ -107,7 +107,8 @@ class MotionStates:
         body_pos_w (T, B, 3), body_quat_w (T, B, 4) wxyz: body origins and frames, world.
         body_lin_vel_w, body_ang_vel_w (T, B, 3): their velocities, world frame.
         contacts (T, F) bool: foot contact flags of ``contact_body_names``.
-        body_names (B,), dof_names (n,), contact_body_names (F,).
+        body_names (B,), dof_names (n,), contact_body_names (F,): the names of the bodies,
+            joints and contact links.
         info: JSON-able facts (source file, slice, source fps, solve status, metrics).
     """
 

@@ -89,11 +89,11 @@ def build_report(evaluation_manifest: str | os.PathLike, output_html: str | os.P
         progress: a progress bar on stderr while rendering.
 
     Raises:
-        ConfigError for bad options (``worst`` < 1, ``videos`` without ``render``, an
-        output path that is a folder, matplotlib missing); MotionFormatError naming the
-        file when the evaluation manifest is missing or malformed. A malformed per-clip
-        report, a missing batch manifest or a clip that cannot be rendered is reported on
-        the page instead.
+        ConfigError: for bad options (``worst`` < 1, ``videos`` without ``render``, an
+            output path that is a folder, matplotlib missing).
+        MotionFormatError: naming the file when the evaluation manifest is missing or
+            malformed. A malformed per-clip report, a missing batch manifest or a clip that
+            cannot be rendered is reported on the page instead.
     """
     return generate_report(evaluation_manifest, output_html, worst=worst, render=render, videos=videos,
                            render_options=render_options, progress=progress).html

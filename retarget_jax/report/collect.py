@@ -62,9 +62,9 @@ def load_metrics_report(path: str | os.PathLike) -> dict:
     """Read one metrics report and check what a batch report uses of it.
 
     Raises:
-        MotionFormatError naming the file (and the field) when it is missing, is not
-        UTF-8 JSON, is not a metrics report of schema 1, or has a malformed ``metrics``
-        entry (a value that is not a number, a dict of numbers or null).
+        MotionFormatError: naming the file (and the field) when it is missing, is not
+            UTF-8 JSON, is not a metrics report of schema 1, or has a malformed ``metrics``
+            entry (a value that is not a number, a dict of numbers or null).
     """
     path = Path(path)
     try:

@@ -98,7 +98,7 @@ def default_recipe(fmt: str | MotionFormat, robot: str, motion: HumanMotion | No
     """
     f = MotionFormat.parse(fmt)
     if robot not in ROBOT_SHORT_NAMES:
-        raise ConfigError(f"no shipped recipe for robot '{robot}'; write one (see the README, "
+        raise ConfigError(f"no shipped recipe for robot '{robot}'; write one (see docs/robots.md, "
                           f"'Adding a robot') and pass it with --recipe / recipe=")
     family = f.family
     if motion is not None and (motion.orientations is None or motion.conventions is None):

@@ -3,7 +3,7 @@ naming the file and the field, and in a batch run costs its own job only.
 
 Each case below is generated here (nothing ships with the repository). The first test
 reads each case through the entry point a run uses and pins the error class, the file and
-the field; the README's "Bad input and the errors it gets" table lists the same cases.
+the field; the "Bad input and the errors it gets" table of docs/batch.md lists the same cases.
 The driver tests then run bad files beside good ones through ``retarget-jax batch`` (in
 process, one device, the 64-frame bucket and batch of 4 of tests/test_batch_driver.py, so
 the solver program comes from the persistent compilation cache) and check that every bad

@@ -161,7 +161,7 @@ def test_keypoints_with_missing_joints_and_frames(tmp_path, robot_name):
 
 
 def test_a_user_robot_from_an_mjcf_path_and_a_recipe_file(tmp_path, g1, capsys):
-    """The README's 'Adding a robot' path: an MJCF file outside the package and a recipe
+    """The 'Adding a robot' path of docs/robots.md: an MJCF file outside the package and a recipe
     YAML that names it, used from the command line without touching code."""
     import shutil
 

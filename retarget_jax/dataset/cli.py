@@ -28,7 +28,7 @@ def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
                                           "MuJoCo FK.")
     sub = d.add_subparsers(dest="dataset_command", required=True)
     b = sub.add_parser("build", help="retarget, filter, split and shard every source of a spec")
-    b.add_argument("--spec", "-s", required=True, help="the dataset spec (YAML; every key: README, Training datasets)")
+    b.add_argument("--spec", "-s", required=True, help="the dataset spec (YAML; every key: docs/datasets.md, The spec)")
     b.add_argument("--output-root", "-o", help="the dataset goes to <output-root>/<name> (default outputs/datasets)")
     b.add_argument("--force", action="store_true", help="redo every clip (default: reuse clips/ from earlier runs)")
     b.add_argument("--jobs", "-j", type=int, help="host threads reading and preparing clips")

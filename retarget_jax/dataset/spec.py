@@ -6,7 +6,7 @@ Stage: dataset (after the batch driver). Host code only; nothing here compiles o
 problem fails before any work, as a :class:`~retarget_jax.errors.DatasetSpecError` that
 names the file and the key (``sources[2].weight``), what was expected and what was found;
 an unknown key lists the valid ones. Relative ``input`` paths are resolved against the
-spec file's folder. The reference table of every key is in the README (Training datasets).
+spec file's folder. The reference table of every key is in docs/datasets.md (The spec).
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ FEET = ("left_ankle_roll_link", "right_ankle_roll_link")
 TARGETS = ("pelvis", "left_wrist_yaw_link", "right_knee_link")
 BUILTIN = {"optimization_cost": "1", "foot_sliding": "m/s", "contact_preservation": "fraction",
            "penetration": "m", "tracking_error": "m",
-           "joint_limit_violation": {"max_rad": "rad", "fraction_of_frames": "fraction"}, "jerk": "rad/s^3"}
+           "joint_limit_violation": {"max_rad": "rad", "fraction_of_frames": "fraction"}, "jerk": "rad/s^3",
+           "limb_direction": "cosine"}
 
 
 def make_result(robot, seed: int, T: int = 16) -> RetargetingResult:
@@ -55,6 +56,14 @@ def make_result(robot, seed: int, T: int = 16) -> RetargetingResult:
     targets = pos[:, idx] + rng.normal(scale=0.02, size=(T, len(idx), 3))
     targets[3, 1] = np.nan
     contacts = rng.uniform(size=(T, 2)) < 0.6
+    # the left upper arm's human bone: the robot's own segment, turned 0.3 rad in frames 0-7
+    ia, ib = robot.body_names.index("left_shoulder_roll_link"), robot.body_names.index("left_elbow_link")
+    seg = pos[:, ib] - pos[:, ia]
+    u = seg / np.linalg.norm(seg, axis=-1, keepdims=True)
+    perp = np.cross(u, [0.0, 0.0, 1.0])
+    perp /= np.linalg.norm(perp, axis=-1, keepdims=True)
+    turn = np.where(np.arange(T) < 8, 0.3, 0.0)[:, None]
+    hdir = np.cos(turn) * u + np.sin(turn) * perp
     return RetargetingResult(
         fps=30.0, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=robot.dof_names,
         body_names=robot.body_names, body_pos_w=pos, body_quat_w=rot, status=SolveStatus.MAX_ITERATIONS,
@@ -62,7 +71,9 @@ def make_result(robot, seed: int, T: int = 16) -> RetargetingResult:
         provenance={"source_path": f"motions/clip{seed}.bvh", "recipe": "lafan1_g1", "config_hash": "abc123",
                     "weights": {"position": 1.0, "smooth": 0.1}, "contact_plan": {"source": "detected"}},
         target_pos_w=targets, target_body_names=TARGETS, target_offset_b=np.zeros((len(idx), 3)),
-        contacts=contacts, contact_body_names=FEET)
+        contacts=contacts, contact_body_names=FEET, limb_names=("left_upper_arm",),
+        limb_body_names=(("left_shoulder_roll_link", "left_elbow_link"),), limb_offset_b=np.zeros((1, 2, 3)),
+        limb_human_dir=hdir[:, None])
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +133,13 @@ def test_report_fields_units_and_values(g1, clip, report):
     assert m["tracking_error"]["value"]["p95"] == pytest.approx(ref["tracking_error_p95_m"], rel=1e-4)
     assert m["jerk"]["value"] == pytest.approx(ref["jerk_mean_abs_rad_s3"], rel=1e-3)
     assert m["joint_limit_violation"]["value"]["max_rad"] == 0.0
+    # half the frames at 0.3 rad from the human bone, half along it
+    T = clip.num_frames
+    limb = m["limb_direction"]["value"]
+    assert limb["mean"] == pytest.approx((np.cos(0.3) + 1.0) / 2, abs=1e-5)
+    assert limb["left_upper_arm_mean"] == pytest.approx(limb["mean"], abs=1e-9)
+    assert limb["p5"] == pytest.approx(np.percentile(np.r_[np.full(8, np.cos(0.3)), np.ones(T - 8)], 5), abs=1e-5)
+    assert set(limb) == {"mean", "p5", "left_upper_arm_mean", "left_upper_arm_p5"}
 
 
 def test_write_report_is_strict_json_with_sorted_keys(tmp_path, report):
@@ -210,10 +228,10 @@ def test_cli_robot_space_file_metrics_not_applicable(tmp_path, g1_trajectory, ca
     rep = json.loads(out.read_text())
     assert rep["status"] == "success"
     m = rep["metrics"]
-    for name in ("optimization_cost", "foot_sliding", "contact_preservation", "tracking_error"):
+    for name in ("optimization_cost", "foot_sliding", "contact_preservation", "tracking_error", "limb_direction"):
         assert m[name]["value"] is None and m[name]["not_applicable"], name
     assert m["penetration"]["value"]["max"] >= 0 and m["jerk"]["value"] > 0
-    assert len(rep["warnings"]) == 4
+    assert len(rep["warnings"]) == 5
 
 
 def test_cli_errors_are_typed(tmp_path, capsys):

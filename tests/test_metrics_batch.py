@@ -200,6 +200,38 @@ def clips(g1):
     expect["plan"] = (T + k) / (2 * T)
     expect["foot_lowest"] = [[lowest_z(robot, q, foot_geoms(robot, f)) for f in FEET] for q in out["plan"].qpos]
 
+    # (h) limbs: human bones at known angles theta (per frame and limb) from the robot's own
+    # segments (MuJoCo FK), turned about an axis perpendicular to the segment; one limb has
+    # frames without its joints (NaN) and one limb of LIMBS is absent (its slot stays empty)
+    T = 28
+    dof = random_dof(robot, rng, T, 0.3, 0.7)
+    root = np.c_[np.zeros(T), np.zeros(T), np.full(T, 0.75)]
+    pos, rot = forward_kinematics(robot, root, np.tile([1.0, 0, 0, 0], (T, 1)), dof)
+    limbs = (("left_upper_arm", "left_shoulder_roll_link", "left_elbow_link"),
+             ("right_thigh", "right_hip_roll_link", "right_knee_link"),
+             ("trunk", "pelvis", "torso_link"))
+    offs = rng.normal(scale=0.03, size=(len(limbs), 2, 3))
+    theta = rng.uniform(0.0, 1.2, size=(T, len(limbs)))
+    hdir = np.empty((T, len(limbs), 3))
+    for t in range(T):
+        for k, (_, a, b) in enumerate(limbs):
+            ia, ib = robot.body_names.index(a), robot.body_names.index(b)
+            seg = (pos[t, ib] + _rot(rot[t, ib], offs[k, 1])) - (pos[t, ia] + _rot(rot[t, ia], offs[k, 0]))
+            u = seg / np.linalg.norm(seg)
+            axis = np.cross(u, rng.normal(size=3))
+            axis /= np.linalg.norm(axis)
+            c, s_ = np.cos(theta[t, k]), np.sin(theta[t, k])
+            hdir[t, k] = c * u + s_ * np.cross(axis, u)  # Rodrigues, axis perpendicular to u
+    missing = np.zeros((T, len(limbs)), bool)
+    missing[[2, 9, 10, 20], 1] = True
+    hdir[missing] = np.nan
+    r = make_result(robot, root, dof)
+    r.limb_names = tuple(name for name, _, _ in limbs)
+    r.limb_body_names = tuple((a, b) for _, a, b in limbs)
+    r.limb_offset_b, r.limb_human_dir = offs, hdir
+    out["limbs"] = r
+    expect["limbs"] = (np.cos(theta), ~missing)
+
     names = list(out)
     with jax.enable_x64(True):
         batch = MetricBatch.from_results([out[k] for k in names], robot, length=64)
@@ -326,7 +358,9 @@ def test_padding_changes_nothing_and_no_retrace(g1, clips, x64):
     moved = batch.__class__(qpos=batch.qpos + 0.01, frame_mask=batch.frame_mask, fps=batch.fps * 2,
                             contacts=1.0 - batch.contacts, has_plan=batch.has_plan, target=batch.target,
                             target_valid=batch.target_valid, target_offset=batch.target_offset,
-                            target_body=batch.target_body, contact_bodies=batch.contact_bodies)
+                            limb_body=batch.limb_body, limb_offset=batch.limb_offset, limb_dir=-batch.limb_dir,
+                            limb_valid=batch.limb_valid, target_body=batch.target_body,
+                            contact_bodies=batch.contact_bodies)
     res = evaluate_batch(moved, geo)
     assert mb.TRACE_COUNT == before and evaluate_batch._cache_size() == cache
     assert float(res["foot_sliding"][0]) == pytest.approx(0.0, abs=1e-9)  # contacts flipped: swing
@@ -342,3 +376,20 @@ def test_mismatched_results_raise_naming_the_result(g1, clips):
         MetricBatch.from_results([wrong], g1)
     with pytest.raises(ConfigError, match="do not fit"):
         MetricBatch.from_results([r["track"]], g1, length=10)
+
+
+def test_limb_direction_known_angles(clips):
+    """Cosines of hand-built human bones at known angles from the robot's segments: mean and
+    5th percentile per limb and overall, frames without the joints left out."""
+    v = clips["values"]["limbs"]
+    cos, ok = clips["expect"]["limbs"]
+    assert v["limb_direction_samples"] == ok.sum()
+    assert v["limb_direction_mean"] == pytest.approx(cos[ok].mean(), abs=1e-9)
+    assert v["limb_direction_p5"] == pytest.approx(np.percentile(cos[ok], 5), abs=1e-9)
+    for k, name in enumerate(("left_upper_arm", "right_thigh", "trunk")):
+        c = cos[ok[:, k], k]
+        assert v[f"limb_direction_mean_{name}"] == pytest.approx(c.mean(), abs=1e-9), name
+        assert v[f"limb_direction_p5_{name}"] == pytest.approx(np.percentile(c, 5), abs=1e-9), name
+    assert v["limb_direction_mean_left_forearm"] == 0.0  # a limb the result does not have
+    # clips without limbs: no samples
+    assert clips["values"]["static"]["limb_direction_samples"] == 0

@@ -60,6 +60,25 @@ def test_masked_samples_counts_frames_and_joints(tmp_path):
     assert masked_note({"masked_frames": 0, "masked_joints": 0}) == "" == masked_note({})
 
 
+def test_nan_in_a_bvh_channel_masks_the_joint_and_those_below_it(tmp_path):
+    """NaN in the left forearm's rotation for 3 frames: the elbow and the wrist it carries
+    are masked (and filled) in those frames, 3 frames of 2 joints."""
+    import dataclasses
+
+    from test_bvh import lafan1_like_clip
+
+    from retarget_jax.motion.bvh import read_bvh_format, write_bvh
+
+    clip = lafan1_like_clip(T=20)
+    j = clip.joint_names.index("LeftForeArm")
+    frames = clip.frames.copy()
+    frames[5:8, clip.channel_start[j]] = np.nan
+    write_bvh(tmp_path / "nan.bvh", dataclasses.replace(clip, frames=frames))
+    m = read_bvh_format(tmp_path / "nan.bvh", "bvh_lafan1")
+    assert masked_samples(m) == {"masked_frames": 3, "masked_joints": 2,
+                                 "masked_per_joint": {"left_elbow": 3, "left_wrist": 3}}
+
+
 @pytest.fixture(scope="module")
 def batch_run(tmp_path_factory):
     """Three keypoint clips, the middle one with NaN holes, through ``retarget-jax batch``."""

@@ -718,8 +718,9 @@ def motion_from_clip(
         )
     pos, quat = forward_kinematics(clip)
     # the named End Sites ride after the joints (index J + k), with their joint's orientation
-    site_clip = dataclasses.replace(clip, end_site_parents=clip.end_site_parents[sites],
-                                    end_site_offsets=np.asarray(clip.end_site_offsets).reshape(-1, 3)[sites])
+    site_clip = dataclasses.replace(
+        clip, end_site_parents=np.asarray(clip.end_site_parents, dtype=np.int64).reshape(-1)[sites],
+        end_site_offsets=np.asarray(clip.end_site_offsets, dtype=np.float64).reshape(-1, 3)[sites])
     site_parents = np.asarray(site_clip.end_site_parents, dtype=np.int64)
     all_parents = np.concatenate([clip.parents, site_parents])
     pos = np.concatenate([pos, end_site_positions(site_clip, pos, quat)], axis=1)

@@ -540,10 +540,10 @@ def write_bvh(path: str | os.PathLike, clip: BvhClip) -> None:
     if clip.frames.ndim != 2 or clip.frames.shape[1] != C:
         raise ValueError(f"frames must be (T, {C}), got {clip.frames.shape}")
     sites: list[list[int]] = [[] for _ in range(J)]
-    for e, p in enumerate(np.asarray(clip.end_site_parents, dtype=np.int64).reshape(-1)):
-        if not 0 <= p < J:
-            raise ValueError(f"End Site {e} belongs to joint {p}; the clip has {J} joints")
-        sites[int(p)].append(e)
+    for e, owner in enumerate(np.asarray(clip.end_site_parents, dtype=np.int64).reshape(-1)):
+        if not 0 <= owner < J:
+            raise ValueError(f"End Site {e} belongs to joint {owner}; the clip has {J} joints")
+        sites[int(owner)].append(e)
     site_offsets = np.asarray(clip.end_site_offsets, dtype=np.float64).reshape(-1, 3)
     children: list[list[int]] = [[] for _ in range(J)]
     for j, p in enumerate(parents):

@@ -568,7 +568,7 @@ def measured_chain(group: ScaleGroup, present: Set[HumanJoint], targets: Sequenc
     mapped: dict[HumanJoint, tuple[str, tuple[float, float, float]]] = {}
     for t in targets:
         if t.position_weight > 0:
-            mapped.setdefault(t.human, (t.body, tuple(t.offset)))
+            mapped.setdefault(t.human, (t.body, t.offset))
     path = _canonical_path(start, end)
     best: MeasuredChain | None = None
     bones = 0

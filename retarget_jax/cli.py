@@ -96,12 +96,18 @@ def _retarget(args: argparse.Namespace) -> int:
             print(f"error: SolveError: {args.input}: the solve returned status "
                   f"'{result.provenance.get('status_name')}'; nothing written", file=sys.stderr)
             return 2
+        from retarget_jax.manifest import masked_note
         from retarget_jax.metrics import recipe_metrics
 
         m = recipe_metrics(result, robot, recipe)
+        note = masked_note(result.provenance)
+        if note:  # masked samples were filled for the solve: say so
+            print(f"[retarget-jax] {args.input}: {note}", file=sys.stderr, flush=True)
         summary = {"frames": result.num_frames, "fps": result.fps, "solved": True,
                    "status": result.provenance.get("status_name"), "iterations": result.iterations,
                    "final_cost": result.final_cost, "source_fps": result.provenance.get("source_fps"),
+                   "masked_frames": result.provenance.get("masked_frames", 0),
+                   "masked_joints": result.provenance.get("masked_joints", 0),
                    **{k: round(v, 5) for k, v in m.items() if k.startswith(("tracking", "upright", "joint_limit"))}}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_result(result, out, out_fmt)
@@ -178,8 +184,10 @@ def _batch(args: argparse.Namespace) -> int:
 
     cfg = batch_config(args)
     summary = execute(cfg, config_path=str(Path(args.config).resolve()) if args.config else None)
-    print(json.dumps({k: summary[k] for k in ("manifest", "success", "skipped", "failed_count", "frames",
-                                             "seconds")}))
+    out = {k: summary[k] for k in ("manifest", "success", "skipped", "failed_count", "frames", "seconds")}
+    # how many clips had masked (NaN, missing) samples filled; execute() printed which
+    out["masked_clips"] = len(summary.get("masked", []))
+    print(json.dumps(out))
     return 0 if summary["failed_count"] == 0 else 1
 
 

@@ -12,7 +12,9 @@ rename), so a reader sees the old manifest or the new one, never half of one.
 
 Batch record status: ``success`` (the result was written), ``skipped`` (the result was
 already there and was kept), ``failed`` (no result; ``message`` and ``error_type`` say
-why). Evaluation record status: ``success`` / ``partial`` (a report was written; partial
+why). A solved record's ``provenance`` counts the source samples that were masked (NaN,
+missing) and filled for the solve: ``masked_frames``, ``masked_joints`` (0 when none) and
+``masked_per_joint`` (role -> frames); :func:`masked_note` words them. Evaluation record status: ``success`` / ``partial`` (a report was written; partial
 = some metric failed, see the report's warnings), ``skipped`` (the batch job failed, so
 there is no result to evaluate), ``failed`` (the batch record promises a result but the
 file is missing or unreadable; ``message`` says why).
@@ -192,7 +194,8 @@ class BatchRunRecord:
         started_at, finished_at: ISO 8601 UTC, or None.
         message: what happened (the error message of a failed job).
         error_type: the error's ``error_type`` / class name for a failed job, else None.
-        provenance: the result's provenance (JSON-able), or {}.
+        provenance: the result's provenance (JSON-able), or {}; a solved job's includes
+            ``masked_frames`` / ``masked_joints`` (counts, see the module docstring).
     """
 
     job_id: str
@@ -208,15 +211,44 @@ class BatchRunRecord:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def masked_frames(self) -> int:
+        """Frames of the source with masked (NaN, missing) samples filled for the solve."""
+        return int(self.provenance.get("masked_frames", 0))
+
+    @property
+    def masked_joints(self) -> int:
+        """Joints of the source with masked samples filled for the solve."""
+        return int(self.provenance.get("masked_joints", 0))
+
     @classmethod
     def _parse(cls, r: _Reader) -> BatchRunRecord:
+        prov = r.get("provenance", dict, required=False, nullable=True) or {}
+        p = _Reader(r.path, prov, f"{r.prefix}provenance.")
+        for key in MASKED_COUNTS:
+            if key in prov:
+                p.count(key)
         return cls(job_id=r.get("job_id", str), motion=r.get("motion", str),
                    output=r.get("output", str, nullable=True), status=r.status("status", BATCH_STATUSES),
                    started_at=r.get("started_at", str, required=False, nullable=True),
                    finished_at=r.get("finished_at", str, required=False, nullable=True),
                    message=r.get("message", str, required=False, default="") or "",
                    error_type=r.get("error_type", str, required=False, nullable=True),
-                   provenance=r.get("provenance", dict, required=False, nullable=True) or {})
+                   provenance=prov)
+
+
+#: the provenance counts of masked and filled source samples (non-negative integers)
+MASKED_COUNTS: tuple[str, ...] = ("masked_frames", "masked_joints")
+
+
+def masked_note(provenance: Mapping[str, Any]) -> str:
+    """``"filled 12 masked frames (3 joints)"`` for a provenance that records masked
+    samples filled for the solve; ``""`` when there were none (or none are recorded)."""
+    frames, joints = (int(provenance.get(k) or 0) for k in MASKED_COUNTS)
+    if frames <= 0:
+        return ""
+    return (f"filled {frames} masked frame{'s' if frames != 1 else ''} "
+            f"({joints} joint{'s' if joints != 1 else ''})")
 
 
 class _Counted:

@@ -19,7 +19,7 @@ import numpy as np
 
 import retarget_jax
 from retarget_jax.errors import InvalidMotionError, RetargetError
-from retarget_jax.motion.canonical import canonical_index
+from retarget_jax.motion.canonical import canonical_index, masked_samples
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.motion.resample import resample
 from retarget_jax.problem.compile import (
@@ -246,6 +246,8 @@ def _to_result(prob: RetargetingProblem, cp, so, xpos, xquat) -> RetargetingResu
             "status_name": SolveStatus.name(int(so.status)),
             "weights": dataclasses.asdict(prob.weights),
             "contact_plan": _contact_summary(prob, cp, stance),
+            # samples masked out of the targets and interpolated for the scaled figure
+            **masked_samples(prob.motion),
         },
         target_pos_w=np.asarray(tpos, np.float64),
         target_body_names=tuple(robot.body_names[b] for b in cp.pos_body),

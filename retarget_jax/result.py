@@ -49,7 +49,10 @@ class RetargetingResult:
         final_cost: mean per-frame objective at the solution.
         iterations: solver iterations taken.
         robot: robot name.
-        provenance: source path, config hash, package version, recipe, ... (JSON-able).
+        provenance: source path, config hash, package version, recipe, ... (JSON-able);
+            a solved result also counts the source samples that were masked and filled
+            (``masked_frames``, ``masked_joints``, ``masked_per_joint``; see
+            :func:`retarget_jax.motion.canonical.masked_samples`).
         target_pos_w: (T, K, 3) scaled human targets the solve tracked, or None; NaN
             where the target's human joint is missing in that frame (not tracked there).
         target_body_names: (K,) robot body each target is attached to.

@@ -65,7 +65,12 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
     from retarget_jax.batch.worker import RetargetWorker
     from retarget_jax.errors import ConfigError
     from retarget_jax.formats import MotionFormat
-    from retarget_jax.manifest import BATCH_MANIFEST_NAME, RUN_CONFIG_NAME, manifest_path
+    from retarget_jax.manifest import (
+        BATCH_MANIFEST_NAME,
+        RUN_CONFIG_NAME,
+        manifest_path,
+        masked_note,
+    )
 
     t0 = time.perf_counter()
     fmt = MotionFormat.parse(cfg.input.format, where="input.format")
@@ -102,7 +107,11 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
     written = [str(manifest_path(mpath, o)) for r in manifest.records if r.status == "success"
                for o in r.provenance.get("outputs", [r.output])]
     frames = sum(int(r.provenance.get("frames", 0)) for r in manifest.records if r.status == "success")
-    summary = {"written": written, "failed": failed, "frames": frames, "manifest": str(mpath),
+    # clips whose masked (NaN, missing) samples were filled for the solve: said, not silent
+    masked = [{"job_id": r.job_id, "motion": r.motion, "masked_frames": r.masked_frames,
+               "masked_joints": r.masked_joints, "note": masked_note(r.provenance)}
+              for r in manifest.records if r.status == "success" and r.masked_frames > 0]
+    summary = {"written": written, "failed": failed, "frames": frames, "masked": masked, "manifest": str(mpath),
                "success": manifest.success_count, "skipped": manifest.skipped_count,
                "failed_count": manifest.failed_count, "seconds": round(time.perf_counter() - t0, 2)}
     if render_opts is not None and proc.index == 0:
@@ -111,6 +120,8 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
         print(f"  FAILED {f['job_id']}: {f['error_type']}: {f['message']}", file=sys.stderr)
     print(f"[retarget_jax] {manifest.success_count} solved or loaded, {manifest.skipped_count} skipped, "
           f"{manifest.failed_count} failed; {frames} frames in {summary['seconds']} s; manifest {mpath}", flush=True)
+    for m in masked:
+        print(f"  {m['job_id']}: {m['note']}")
     for w in written[:12]:
         print(f"  {w}")
     if len(written) > 12:

@@ -35,7 +35,8 @@ from retarget_jax.robots.spec import RobotSpec
 from retarget_jax.solve.batch import DEFAULT_BUCKETS, bucket_length
 from retarget_jax.solve.gauss_newton import SolverOptions
 
-PROVENANCE_KEYS = ("config_hash", "recipe", "robot", "package_version", "status_name", "source_fps")
+PROVENANCE_KEYS = ("config_hash", "recipe", "robot", "package_version", "status_name", "source_fps",
+                   "masked_frames", "masked_joints", "masked_per_joint")
 
 
 @dataclasses.dataclass

@@ -3,10 +3,12 @@
 Layers:
 
 * :func:`parse_bvh` reads the text into a :class:`BvhClip` (joint names, parents,
-  offsets, channel specs, the raw (T, C) channel matrix and the frame time) and checks
-  its structure, naming the file and the line of anything malformed.
+  offsets, channel specs, the raw (T, C) channel matrix, the frame time and the End
+  Sites) and checks its structure, naming the file and the line of anything malformed.
 * :func:`read_bvh` runs forward kinematics, converts units and the up axis, and keeps
   the joints named in a joint map, giving a :class:`HumanMotion` (Z-up, metres, wxyz).
+  A map may name an End Site as ``<joint name>/End`` (many rigs carry wrists, toes or
+  the head top only as End Sites): it becomes a position-only joint.
 * :func:`read_bvh_format` reads a named format (``bvh_lafan1``, ``bvh_nokov``,
   ``bvh_hc_mocap``, or ``bvh`` with any joint map, e.g. ``mixamo``): the format's joint
   map file (:mod:`retarget_jax.motion.joint_maps`) gives the names, units, up axis and
@@ -36,12 +38,18 @@ import numpy as np
 
 from retarget_jax.errors import ConfigError, MotionFormatError, UnknownNameError
 from retarget_jax.motion.human_motion import HumanMotion, fps_problem
-from retarget_jax.motion.joint_maps import JointMap, load_joint_map, shipped_joint_maps
+from retarget_jax.motion.joint_maps import (
+    END_SITE_SUFFIX,
+    JointMap,
+    is_end_site_name,
+    load_joint_map,
+    shipped_joint_maps,
+)
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP, HumanJoint
 from retarget_jax.rotations import euler_to_quat, quat_mul, quat_normalize, quat_rotate
 
 __all__ = ["AUTO", "BVH_FORMATS", "BvhClip", "parse_bvh", "read_bvh", "read_bvh_format", "write_bvh",
-           "motion_from_clip", "forward_kinematics",
+           "motion_from_clip", "forward_kinematics", "end_site_positions", "END_SITE_SUFFIX",
            "Y_UP_TO_Z_UP", "Q_Y_UP_TO_Z_UP"]
 
 # Y-up -> Z-up: the proper rotation about +X by +90 degrees, (x, y, z) -> (x, -z, y).
@@ -69,6 +77,11 @@ class BvhClip:
         channel_start: (J,) column of each joint's first channel in ``frames``.
         frames: (T, C) float64 channel values, C = total number of channels.
         frame_time: seconds per frame (> 0).
+        end_site_parents: (E,) the joint each End Site is written in, in file order.
+        end_site_offsets: (E, 3) OFFSET of each End Site from its joint, file units.
+
+    End Sites have no channels: an End Site sits at its joint's pose plus its OFFSET.
+    A joint map names one as ``<joint name>/End`` (:attr:`end_site_names`).
     """
 
     path: str
@@ -79,10 +92,23 @@ class BvhClip:
     channel_start: np.ndarray
     frames: np.ndarray
     frame_time: float
+    end_site_parents: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    end_site_offsets: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 3)))
 
     @property
     def num_frames(self) -> int:
         return int(self.frames.shape[0])
+
+    @property
+    def end_site_names(self) -> tuple[str, ...]:
+        """(E,) ``<joint name>/End`` of each End Site; a joint's second and later End Sites
+        (rare) are ``/End2``, ``/End3``, ..."""
+        seen: dict[int, int] = {}
+        out = []
+        for p in self.end_site_parents:
+            k = seen[int(p)] = seen.get(int(p), 0) + 1
+            out.append(f"{self.joint_names[int(p)]}{END_SITE_SUFFIX}{k if k > 1 else ''}")
+        return tuple(out)
 
     @property
     def fps(self) -> float:
@@ -171,6 +197,8 @@ def _parse_hierarchy(tk: _Tokens):
     parents: list[int] = []
     offsets: list[tuple[float, float, float]] = []
     channels: list[tuple[str, ...]] = []
+    site_parents: list[int] = []
+    site_offsets: list[tuple[float, float, float]] = []
 
     def parse_offset(line: int) -> tuple[float, float, float]:
         vals = tk.rest_of_line(line)
@@ -184,14 +212,17 @@ def _parse_hierarchy(tk: _Tokens):
         if tok[0] != "{":
             raise tk.error(f"expected '{{' after {after}, found '{tok[0]}'", tok[1])
 
-    def parse_end_site(line: int) -> None:
+    def parse_end_site(joint: int, line: int) -> None:
         expect_open("End Site", line)
+        offset = (0.0, 0.0, 0.0)  # an End Site without OFFSET sits on its joint
         while True:
             tok, ln = tk.next("End Site body")
             if tok == "}":
+                site_parents.append(joint)
+                site_offsets.append(offset)
                 return
             if tok.upper() == "OFFSET":
-                parse_offset(ln)
+                offset = parse_offset(ln)
             else:
                 raise tk.error(f"unexpected '{tok}' in End Site (opened at line {line})", ln)
 
@@ -239,7 +270,7 @@ def _parse_hierarchy(tk: _Tokens):
                 site = tk.next("'Site' after 'End'")
                 if site[0].upper() != "SITE":
                     raise tk.error(f"expected 'End Site', found 'End {site[0]}'", ln)
-                parse_end_site(ln)
+                parse_end_site(idx, ln)
             elif key == "ROOT":
                 raise tk.error(
                     f"ROOT inside joint '{name}' (opened at line {kind_line}); "
@@ -316,7 +347,7 @@ def _parse_hierarchy(tk: _Tokens):
         raise tk.error("HIERARCHY has no ROOT joint", tk.motion_line or tk.last_line, "HIERARCHY")
     if tk.motion_line is None:
         raise tk.error("missing MOTION section after HIERARCHY", tk.last_line, "MOTION")
-    return names, parents, offsets, channels
+    return names, parents, offsets, channels, site_parents, site_offsets
 
 
 _FRAMES_RE = re.compile(r"^\s*Frames\s*:\s*(.*?)\s*$", re.IGNORECASE)
@@ -453,7 +484,7 @@ def parse_bvh(path: str | os.PathLike) -> BvhClip:
         raise MotionFormatError(path, "empty file", line=1)
     lines = text.split("\n")  # not splitlines(): form feeds etc. must not shift line numbers
     tk = _Tokens(path, lines)
-    names, parents, offsets, channels = _parse_hierarchy(tk)
+    names, parents, offsets, channels, site_parents, site_offsets = _parse_hierarchy(tk)
     assert tk.motion_line is not None
     motion_rest = _TOKEN.findall(lines[tk.motion_line - 1])[1:]
     if motion_rest:
@@ -476,6 +507,8 @@ def parse_bvh(path: str | os.PathLike) -> BvhClip:
         channel_start=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64),
         frames=frames,
         frame_time=dt,
+        end_site_parents=np.asarray(site_parents, dtype=np.int64),
+        end_site_offsets=np.asarray(site_offsets, dtype=np.float64).reshape(-1, 3),
     )
 
 
@@ -491,12 +524,13 @@ def write_bvh(path: str | os.PathLike, clip: BvhClip) -> None:
     """Write a :class:`BvhClip` as a BVH text file that :func:`parse_bvh` reads back exactly.
 
     Joints are written depth first (children inside their parents, in ``clip`` order
-    among siblings), each leaf with a zero End Site; the frame columns follow the written
-    joint order. ``clip.path`` is ignored.
+    among siblings), each with its End Sites after its child joints; a leaf without an
+    End Site gets a zero one (so such a clip reads back with it). The frame columns
+    follow the written joint order. ``clip.path`` is ignored.
 
     Raises:
-        ValueError: a parent that does not come before its child, or frames whose
-            width is not the total channel count.
+        ValueError: a parent that does not come before its child, frames whose width is
+            not the total channel count, or an End Site of no joint.
     """
     J = len(clip.joint_names)
     parents = [int(p) for p in clip.parents]
@@ -505,6 +539,12 @@ def write_bvh(path: str | os.PathLike, clip: BvhClip) -> None:
     C = sum(len(c) for c in clip.channels)
     if clip.frames.ndim != 2 or clip.frames.shape[1] != C:
         raise ValueError(f"frames must be (T, {C}), got {clip.frames.shape}")
+    sites: list[list[int]] = [[] for _ in range(J)]
+    for e, owner in enumerate(np.asarray(clip.end_site_parents, dtype=np.int64).reshape(-1)):
+        if not 0 <= owner < J:
+            raise ValueError(f"End Site {e} belongs to joint {owner}; the clip has {J} joints")
+        sites[int(owner)].append(e)
+    site_offsets = np.asarray(clip.end_site_offsets, dtype=np.float64).reshape(-1, 3)
     children: list[list[int]] = [[] for _ in range(J)]
     for j, p in enumerate(parents):
         if p >= 0:
@@ -521,8 +561,10 @@ def write_bvh(path: str | os.PathLike, clip: BvhClip) -> None:
         order.append(j)
         for c in children[j]:
             emit(c, depth + 1)
-        if not children[j]:
-            out.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET 0.0 0.0 0.0", f"{ind}  }}"])
+        offsets = [site_offsets[e] for e in sites[j]] or ([] if children[j] else [np.zeros(3)])
+        for off in offsets:
+            out.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET {' '.join(_num(v) for v in off)}",
+                        f"{ind}  }}"])
         out.append(f"{ind}}}")
 
     for j in range(J):
@@ -573,6 +615,23 @@ def forward_kinematics(clip: BvhClip) -> tuple[np.ndarray, np.ndarray]:
     return pos, quat_normalize(quat)
 
 
+def end_site_positions(clip: BvhClip, pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
+    """(T, E, 3) world positions of the End Sites, file units and axes, from the joints'
+    world poses ``pos`` (T, J, 3) and ``quat`` (T, J, 4) of :func:`forward_kinematics`:
+    p_site = p_joint + R_joint offset (an End Site has no channels of its own)."""
+    sp = np.asarray(clip.end_site_parents, dtype=np.int64)
+    return pos[:, sp] + quat_rotate(quat[:, sp], np.asarray(clip.end_site_offsets, np.float64).reshape(-1, 3))
+
+
+def _check_end_site_names(clip: BvhClip, joint_map: Mapping[str, HumanJoint | str], where: str = "") -> None:
+    """Every ``<joint>/End`` name of the map is an End Site or a joint of the file."""
+    known = set(clip.joint_names) | set(clip.end_site_names)
+    for name in joint_map:
+        if is_end_site_name(name) and name not in known:
+            raise UnknownNameError("BVH End Site", name, [*clip.joint_names, *clip.end_site_names],
+                                   where=f"{clip.path}, {where or 'joint map'}, field 'joints.{name}'")
+
+
 class _Auto:
     """Marker for ``read_bvh(conventions=...)``'s default; see there."""
 
@@ -602,7 +661,12 @@ def read_bvh(
         path: the BVH file.
         joint_map: BVH joint name -> role. Joints not in it are dropped silently; the
             kept joints stay in file order and their parents are re-indexed to the nearest
-            kept ancestor.
+            kept ancestor. An End Site is named ``<joint name>/End``
+            (:attr:`BvhClip.end_site_names`): a named one becomes a position-only joint
+            after the file's joints, at its joint's pose plus its OFFSET, with its joint's
+            orientation (it has no rotation of its own) and no entry in the motion's
+            ``conventions`` (no orientation target is built from it). Unnamed End Sites
+            are ignored.
         length_scale: multiplies every length (0.01: centimetres -> metres).
         up_axis: "y" (rotate +90 degrees about +X, (x, y, z) -> (x, -z, y)) or "z" (as is).
         source_format: recorded on the motion.
@@ -618,6 +682,8 @@ def read_bvh(
     Raises:
         FileNotFoundError: the file does not exist.
         MotionFormatError: malformed file, or no joint of the file is in ``joint_map``.
+        UnknownNameError: ``joint_map`` names an End Site (``.../End``) the file does not
+            have; lists the file's joint and End Site names.
     """
     return motion_from_clip(parse_bvh(path), joint_map=joint_map, length_scale=length_scale,
                             up_axis=up_axis, source_format=source_format, conventions=conventions)
@@ -636,15 +702,30 @@ def motion_from_clip(
     axis = up_axis.lower()
     if axis not in ("y", "z"):
         raise UnknownNameError("up axis", up_axis, ["y", "z"], where=clip.path)
-    keep = [j for j, name in enumerate(clip.joint_names) if name in joint_map]
+    _check_end_site_names(clip, joint_map)
+    J = len(clip.joint_names)
+    file_joints = set(clip.joint_names)
+    # a joint of the file that happens to be spelled like an End Site wins
+    sites = [e for e, name in enumerate(clip.end_site_names) if name in joint_map and name not in file_joints]
+    keep = [j for j, name in enumerate(clip.joint_names) if name in joint_map] + [J + k for k in range(len(sites))]
     if not keep:
+        ends = f"; End Sites: {', '.join(clip.end_site_names)}" if clip.end_site_names else ""
         raise MotionFormatError(
             clip.path,
             "no joint of the file is in the joint map; file joints: "
-            f"{', '.join(clip.joint_names)}; map expects: {', '.join(sorted(joint_map))}",
+            f"{', '.join(clip.joint_names)}{ends}; map expects: {', '.join(sorted(joint_map))}",
             field="joint_map",
         )
     pos, quat = forward_kinematics(clip)
+    # the named End Sites ride after the joints (index J + k), with their joint's orientation
+    site_clip = dataclasses.replace(
+        clip, end_site_parents=np.asarray(clip.end_site_parents, dtype=np.int64).reshape(-1)[sites],
+        end_site_offsets=np.asarray(clip.end_site_offsets, dtype=np.float64).reshape(-1, 3)[sites])
+    site_parents = np.asarray(site_clip.end_site_parents, dtype=np.int64)
+    all_parents = np.concatenate([clip.parents, site_parents])
+    pos = np.concatenate([pos, end_site_positions(site_clip, pos, quat)], axis=1)
+    quat = np.concatenate([quat, quat[:, site_parents]], axis=1)
+    all_names = (*clip.joint_names, *(clip.end_site_names[e] for e in sites))
     pos = pos[:, keep] * float(length_scale)
     quat = quat[:, keep]
     if axis == "y":
@@ -654,9 +735,9 @@ def motion_from_clip(
     new_index = {j: i for i, j in enumerate(keep)}
     parents = []
     for j in keep:
-        p = int(clip.parents[j])
+        p = int(all_parents[j])
         while p >= 0 and p not in new_index:
-            p = int(clip.parents[p])
+            p = int(all_parents[p])
         parents.append(new_index[p] if p >= 0 else -1)
 
     if isinstance(conventions, _Auto):
@@ -666,9 +747,13 @@ def motion_from_clip(
         from retarget_jax.motion.conventions import get_conventions
 
         conventions = get_conventions(conventions)
+    if conventions is not None and sites:
+        # an End Site's frame is its joint's, not the frame the table gives its role
+        site_roles = {HumanJoint.parse(joint_map[all_names[J + e]]) for e in range(len(sites))}
+        conventions = {r: c for r, c in conventions.items() if r not in site_roles}
 
     finite = np.isfinite(pos).all(axis=-1) & np.isfinite(quat).all(axis=-1)
-    names = tuple(clip.joint_names[j] for j in keep)
+    names = tuple(all_names[j] for j in keep)
     return HumanMotion(
         joint_names=tuple(HumanJoint.parse(joint_map[n], where=clip.path) for n in names),
         parents=np.asarray(parents, dtype=np.int64),
@@ -739,6 +824,7 @@ def read_bvh_format(
             f"file joints: {', '.join(clip.joint_names)}",
             field="joint_map",
         )
+    _check_end_site_names(clip, jm.joints, f"joint map {jm.path or jm.name}")
     return motion_from_clip(
         clip,
         joint_map=jm.joints,

@@ -9,6 +9,8 @@ parent table below; a role the source lacks is filled with its nearest present a
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from retarget_jax.errors import InvalidMotionError
@@ -60,6 +62,23 @@ def _fill_in_time(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
     for k in range(x.shape[1]):
         out[~ok, k] = np.interp(t[~ok], t[ok], x[ok, k])
     return out
+
+
+def masked_samples(motion: HumanMotion) -> dict[str, Any]:
+    """What :func:`canonicalize` fills in a motion: its samples marked invalid in
+    ``valid`` (NaN read from a file, an occluded keypoint, a dropped frame), counted so
+    that a result can say so (nothing is filled silently).
+
+    Returns a JSON-able dict: ``masked_frames``, the frames with any masked sample;
+    ``masked_joints``, the motion's joints with any masked sample; ``masked_per_joint``,
+    role -> masked frames of each such joint. All zero / empty when nothing is masked.
+    A role the source does not have at all is not counted: it is absent, not masked.
+    """
+    invalid = ~motion.valid_mask
+    per_joint = invalid.sum(axis=0)
+    return {"masked_frames": int(invalid.any(axis=1).sum()),
+            "masked_joints": int(np.count_nonzero(per_joint)),
+            "masked_per_joint": {j.value: int(n) for j, n in zip(motion.joint_names, per_joint, strict=True) if n}}
 
 
 def canonicalize(motion: HumanMotion) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:

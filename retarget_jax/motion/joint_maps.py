@@ -16,6 +16,19 @@ maps to is simply absent from the motion. ``conventions`` names the table of the
 skeleton's joint frames in its reference T-pose; ``null`` means the frames are unknown
 (or the zero pose is no T-pose) and the solver tracks positions only.
 
+**BVH End Sites.** Many rigs carry wrists, hands, toes or the head top only as End Sites
+(a joint's closing ``End Site { OFFSET ... }``, no channels). A map names one as its
+joint's name plus ``/End``::
+
+    joints: {forearm.L: left_elbow, forearm.L/End: left_wrist, foot.L/End: left_toe, ...}
+
+The BVH reader then gives that role a position-only joint at the joint's pose plus the
+End Site's OFFSET; it takes the joint's orientation (an End Site has no rotation of its
+own) and is left out of the conventions table, so no orientation target is built from it.
+A joint's second End Site, if any, is ``/End2``. End Sites the map does not name are
+ignored; naming one the file lacks raises
+:class:`~retarget_jax.errors.UnknownNameError` with the file's joint and End Site names.
+
 ``length_unit`` and ``up_axis`` describe BVH files. Keypoint sequences are metres, Z-up
 by their format, so :func:`~retarget_jax.motion.keypoints.read_keypoints` uses a map's
 ``joints`` only.
@@ -31,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -43,9 +57,11 @@ from retarget_jax.errors import ConfigError, UnknownNameError
 from retarget_jax.motion.skeleton import HumanJoint
 
 __all__ = [
+    "END_SITE_SUFFIX",
     "JointMap",
     "LENGTH_UNITS",
     "joint_map_from_dict",
+    "is_end_site_name",
     "joint_maps_dir",
     "load_joint_map",
     "shipped_joint_maps",
@@ -61,6 +77,14 @@ LENGTH_UNITS: Mapping[str, float] = types.MappingProxyType({
 UP_AXES = ("y", "z")
 _KEYS = ("name", "description", "length_unit", "up_axis", "conventions", "joints")
 _REQUIRED = ("length_unit", "up_axis", "joints")
+#: A BVH End Site is named as its joint's name plus this suffix: ``forearm.L/End``.
+END_SITE_SUFFIX = "/End"
+_END_SITE_NAME = re.compile(re.escape(END_SITE_SUFFIX) + r"\d*$")
+
+
+def is_end_site_name(name: str) -> bool:
+    """Whether a source joint name names a BVH End Site (``<joint>/End``, ``<joint>/End2``)."""
+    return bool(_END_SITE_NAME.search(name))
 
 
 def _err(where: str, field: str | None, message: str) -> ConfigError:
@@ -99,6 +123,10 @@ class JointMap:
         for src, role in dict(self.joints).items():
             if not isinstance(src, str) or not src.strip():
                 raise _err(where, "joints", f"source joint names must be non-empty strings, found {src!r}")
+            if is_end_site_name(src) and not _END_SITE_NAME.sub("", src).strip():
+                raise _err(where, f"joints.{src}",
+                           f"an End Site is named after its joint, '<joint name>{END_SITE_SUFFIX}'; "
+                           f"'{src}' names no joint")
             r = HumanJoint.parse(role, where=f"{where}, field 'joints.{src}'")
             if r in seen:
                 raise _err(where, f"joints.{src}",

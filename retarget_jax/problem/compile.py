@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence, Set
 from typing import ClassVar
 
 import equinox as eqx
@@ -38,9 +38,10 @@ from retarget_jax.motion.canonical import (
     hip_heading,
 )
 from retarget_jax.motion.human_motion import HumanMotion
-from retarget_jax.motion.skeleton import HumanJoint
+from retarget_jax.motion.skeleton import CANONICAL_PARENT, HumanJoint
 from retarget_jax.problem.contacts import ContactPlan, ContactThresholds, detect_contacts
-from retarget_jax.problem.recipe import Recipe, source_conventions
+from retarget_jax.problem.limbs import recipe_limbs
+from retarget_jax.problem.recipe import Recipe, ScaleGroup, TargetSpec, source_conventions
 from retarget_jax.robots.collision import (
     CollisionArrays,
     HeightField,
@@ -48,7 +49,6 @@ from retarget_jax.robots.collision import (
     flat_ground,
     geom_ground_points,
 )
-from retarget_jax.problem.limbs import recipe_limbs
 from retarget_jax.robots.spec import KinematicTree, RobotSpec, _geom_lowest_z as geom_lowest_z
 from retarget_jax.rotations import (
     _xp,
@@ -386,16 +386,14 @@ def measure_scales(src: _Source, recipe: Recipe, robot: RobotSpec) -> Scales:
     bone_scale = np.full(J, np.nan)
     lateral_scale = np.full(J, np.nan)
     for g in recipe.scale_groups:
-        # A source without one end of the chain (say, no left wrist) is measured on the
-        # mirrored chain; the robot is symmetric and so, to this accuracy, are people.
-        chain = g.human_chain
-        if not set(chain) <= present and {_mirror(j) for j in chain} <= present:
-            chain = (_mirror(chain[0]), _mirror(chain[1]))
-        if not set(chain) <= present:
+        measured = measured_chain(g, present, recipe.targets)
+        if measured is None:
             raise InvalidMotionError(
                 f"{motion.source_path or '<motion>'}: scale group '{g.name}' is measured on "
-                f"{g.human_chain[0].value}->{g.human_chain[1].value} (or its mirror), which the motion lacks; "
+                f"{g.human_chain[0].value}->{g.human_chain[1].value} (or its mirror), of which the motion has "
+                f"not even one bone ending at a joint a recipe position target tracks; "
                 f"joints: {[j.value for j in motion.joint_names]}")
+        chain = measured.human
         if g.measure == "chain":
             human_len = motion.chain_length(chain[1], chain[0])
         else:
@@ -404,12 +402,13 @@ def measure_scales(src: _Source, recipe: Recipe, robot: RobotSpec) -> Scales:
             dist = dist[np.isfinite(dist)]
             human_len = float(np.median(dist)) if dist.size else float("nan")
         a = robot.body_index(g.robot_chain[0], where=f"{where}: scale_groups.{g.name}")
-        b = robot.body_index(g.robot_chain[1], where=f"{where}: scale_groups.{g.name}")
+        b = robot.body_index(measured.robot_body, where=f"{where}: scale_groups.{g.name}")
         start = src.ref_xpos[a] + quat_rotate(src.ref_xquat[a], np.asarray(g.robot_offset, np.float64))
-        robot_len = float(np.linalg.norm(src.ref_xpos[b] - start))
+        end = src.ref_xpos[b] + quat_rotate(src.ref_xquat[b], np.asarray(measured.robot_offset, np.float64))
+        robot_len = float(np.linalg.norm(end - start))
         if not (human_len > 1e-6 and np.isfinite(human_len)):
             raise InvalidMotionError(
-                f"{motion.source_path}: segment chain {g.human_chain[0].value}->{g.human_chain[1].value} "
+                f"{motion.source_path}: segment chain {chain[0].value}->{chain[1].value} "
                 f"has length {human_len}; cannot derive scale group '{g.name}'")
         group_scale[g.name] = g.factor * robot_len / human_len
         for bone in g.bones:
@@ -632,3 +631,71 @@ def _mirror(role: HumanJoint) -> HumanJoint:
     if v.startswith("right_"):
         return HumanJoint("left_" + v[6:])
     return role
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuredChain:
+    """Where a scale group is measured: the human joints ``human`` (start, end) of the
+    motion, against the robot from the group's ``robot_chain[0]`` (plus its
+    ``robot_offset``) to the point ``robot_offset`` in body ``robot_body``, at the
+    robot's reference pose. ``partial``: the end is short of the group's own end joint."""
+
+    human: tuple[HumanJoint, HumanJoint]
+    robot_body: str
+    robot_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    partial: bool = False
+
+
+def _canonical_path(start: HumanJoint, end: HumanJoint) -> list[HumanJoint]:
+    """The canonical parent path start -> end (both included); [start] when start is no
+    ancestor of end."""
+    path = [end]
+    while path[-1] != start and CANONICAL_PARENT[path[-1]] is not None:
+        path.append(CANONICAL_PARENT[path[-1]])  # type: ignore[arg-type]
+    return path[::-1] if path[-1] == start else [start]
+
+
+def measured_chain(group: ScaleGroup, present: Set[HumanJoint], targets: Sequence[TargetSpec]
+                   ) -> MeasuredChain | None:
+    """The chain a scale group is measured on, for a motion whose joints with valid
+    samples are ``present``; None when not even one bone of it is there.
+
+    In order: the group's ``human_chain``; its mirror (the robot is symmetric and so, to
+    this accuracy, are people); else the part of the chain the skeleton has (a rig without
+    wrists measures its arms shoulder to elbow): from ``human_chain[0]`` along the
+    canonical parent path toward ``human_chain[1]`` to the furthest present joint that a
+    recipe position target tracks (a joint the skeleton lacks on the way is spanned by
+    its own bone), on whichever side gives more bones (this side on a tie). The robot
+    length then ends at that target's body and offset, on the group's side (the target
+    of the mirrored joint when the human side is mirrored).
+
+    Args:
+        group: the scale group.
+        present: the motion's roles with at least one valid sample.
+        targets: the recipe's targets.
+    """
+    start, end = group.human_chain
+    if {start, end} <= present:
+        return MeasuredChain((start, end), group.robot_chain[1])
+    if {_mirror(start), _mirror(end)} <= present:
+        return MeasuredChain((_mirror(start), _mirror(end)), group.robot_chain[1])
+    # only a position target says where on the robot the joint is (an orientation-only
+    # target's body, say the G1 torso_link for spine_upper, may sit far from it)
+    mapped: dict[HumanJoint, tuple[str, tuple[float, float, float]]] = {}
+    for t in targets:
+        if t.position_weight > 0:
+            mapped.setdefault(t.human, (t.body, t.offset))
+    path = _canonical_path(start, end)
+    best: MeasuredChain | None = None
+    bones = 0
+    for flip in (False, True):
+        side = [_mirror(j) for j in path] if flip else path
+        if side[0] not in present:
+            continue
+        for k in range(len(path) - 1, bones, -1):  # the furthest end first; more bones than found
+            if side[k] in present and path[k] in mapped:
+                body, offset = mapped[path[k]]
+                best, bones = MeasuredChain((side[0], side[k]), body, offset, partial=True), k
+                break
+    return best
+

@@ -1,10 +1,10 @@
 """Limb direction against the other quality figures, for a sweep of the direction weight.
 
     python benchmarks/limb_direction.py [--clip ../shared/data/lafan1_skeleton_clip_a.bvh]
-        [--robot unitree_g1] [--weights 0 0.5 1 2] [--frames N] [--json out.json]
+        [--robot unitree_g1] [--weights 0 0.1 0.2 0.3 0.5] [--set contact_slide=10] [--json out.json]
 
 Retargets one clip once per ``CostWeights.direction`` value (everything else at its
-default) and prints, per value: the limb-direction cosine (mean over limbs and frames,
+default, or as ``--set`` says) and prints, per value: the limb-direction cosine (mean over limbs and frames,
 the lowest per-limb mean, the 5th percentile, the upper arms and thighs), foot sliding,
 ground penetration, joint-limit violation, jerk, and the end-effector error (wrists and
 ankles: distance of the tracked point from its scaled human target, mean over frames).
@@ -47,8 +47,9 @@ def main(argv=None) -> int:
     ap.add_argument("--format", default="bvh_lafan1")
     ap.add_argument("--robot", default="unitree_g1")
     ap.add_argument("--recipe", default=None, help="recipe name or file (default: the format's for the robot)")
-    ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
-    ap.add_argument("--frames", type=int, default=None, help="use the first N frames only")
+    ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5])
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="other CostWeights for every row (e.g. contact_slide=10, the weight before 0.2)")
     ap.add_argument("--json", default=None, help="write the rows here")
     args = ap.parse_args(argv)
 
@@ -67,20 +68,20 @@ def main(argv=None) -> int:
 
     robot = load_robot(args.robot)
     motion = read_motion(args.clip, args.format)
-    if args.frames:
-        motion = motion.slice(0, args.frames) if hasattr(motion, "slice") else motion
     recipe = load_recipe(args.recipe or default_recipe(args.format, robot.name, motion))
+    others = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     rows = []
     for w in args.weights:
         t0 = time.perf_counter()
-        (res,) = retarget_motions([motion], recipe, robot, weights=dataclasses.replace(CostWeights(), direction=w))
+        weights = dataclasses.replace(CostWeights(), **others, direction=w)
+        (res,) = retarget_motions([motion], recipe, robot, weights=weights)
         secs = time.perf_counter() - t0
         (rep,) = evaluate_results([res], robot)
         m = rep["metrics"]
         ld = m["limb_direction"]["value"]
         per_limb = {limb.name: ld[f"{limb.name}_mean"] for limb in LIMBS if f"{limb.name}_mean" in ld}
         rows.append({
-            "direction_weight": w, "seconds": round(secs, 1), "frames": res.num_frames,
+            "direction_weight": w, "weights": dataclasses.asdict(weights), "seconds": round(secs, 1), "frames": res.num_frames,
             "limb_mean": ld["mean"], "limb_p5": ld["p5"], "limb_min_mean": min(per_limb.values()),
             "per_limb_mean": per_limb,
             "per_limb_p5": {limb.name: ld[f"{limb.name}_p5"] for limb in LIMBS if f"{limb.name}_p5" in ld},
@@ -93,7 +94,8 @@ def main(argv=None) -> int:
             "end_effector_error": end_effector_error(res, recipe),
         })
     base = rows[0]
-    print(f"{Path(args.clip).name} -> {robot.name}, {base['frames']} frames, recipe {recipe.name}")
+    print(f"{Path(args.clip).name} -> {robot.name}, {base['frames']} frames, recipe {recipe.name}, "
+          f"other weights {others or 'default'}")
     print("| direction | limb mean | lowest limb | limb p5 | L/R upper arm | L/R thigh | sliding m/s | ground pen mm "
           "| joint limit rad | jerk | EE error mm | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
               f"| {r['jerk']:.2f} | {1000 * r['end_effector_error']:.1f} | {r['seconds']} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"clip": args.clip, "robot": robot.name, "recipe": recipe.name,
-                                               "rows": rows}, indent=2))
+                                               "set": others, "rows": rows}, indent=2))
     return 0
 
 

@@ -58,14 +58,19 @@ class HumanJoint(str, enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class Limb:
     """A human bone from ``proximal`` to ``distal``, named for the report: the direction
-    metric and cost (:mod:`retarget_jax.problem.limbs`) compare it with the robot's."""
+    metric and cost (:mod:`retarget_jax.problem.limbs`) compare it with the robot's.
+    ``weight``: its default multiplier of the direction cost (a recipe's ``limbs`` overrides)."""
 
     name: str
     proximal: HumanJoint
     distal: HumanJoint
+    weight: float = 1.0
 
 
-#: The limbs the metric reports and the direction cost follows, in report order.
+#: The limbs the metric reports and the direction cost follows, in report order. The
+#: forearms are reported but not weighted by default: their direction is already fixed by
+#: the elbow and wrist positions every recipe tracks, and weighting it too drew the G1's
+#: hands 6.7 cm into each other on the LAFAN1 test clip (benchmarks/limb_direction.py).
 LIMBS: tuple[Limb, ...] = (
     Limb("left_thigh", HumanJoint.LEFT_HIP, HumanJoint.LEFT_KNEE),
     Limb("right_thigh", HumanJoint.RIGHT_HIP, HumanJoint.RIGHT_KNEE),
@@ -73,8 +78,8 @@ LIMBS: tuple[Limb, ...] = (
     Limb("right_shin", HumanJoint.RIGHT_KNEE, HumanJoint.RIGHT_ANKLE),
     Limb("left_upper_arm", HumanJoint.LEFT_SHOULDER, HumanJoint.LEFT_ELBOW),
     Limb("right_upper_arm", HumanJoint.RIGHT_SHOULDER, HumanJoint.RIGHT_ELBOW),
-    Limb("left_forearm", HumanJoint.LEFT_ELBOW, HumanJoint.LEFT_WRIST),
-    Limb("right_forearm", HumanJoint.RIGHT_ELBOW, HumanJoint.RIGHT_WRIST),
+    Limb("left_forearm", HumanJoint.LEFT_ELBOW, HumanJoint.LEFT_WRIST, weight=0.0),
+    Limb("right_forearm", HumanJoint.RIGHT_ELBOW, HumanJoint.RIGHT_WRIST, weight=0.0),
     Limb("trunk", HumanJoint.PELVIS, HumanJoint.SPINE_UPPER),
 )
 

@@ -50,7 +50,7 @@ def _attachment(recipe: Recipe, joint: HumanJoint) -> TargetSpec | None:
 
 def recipe_limbs(recipe: Recipe) -> tuple[RecipeLimb, ...]:
     """The limbs of :data:`LIMBS` whose two joints the recipe attaches to the robot, with
-    their weight (``recipe.limb_weights``, default 1). Limbs a recipe does not map are left
+    their weight (``recipe.limb_weights``, else the limb's default ``weight``). Limbs a recipe does not map are left
     out: they have no robot segment to compare."""
     out = []
     for limb in LIMBS:
@@ -58,7 +58,7 @@ def recipe_limbs(recipe: Recipe) -> tuple[RecipeLimb, ...]:
         if a is None or b is None or a.body == b.body:
             continue
         out.append(RecipeLimb(limb, a.body, a.offset, b.body, b.offset,
-                              float(recipe.limb_weights.get(limb.name, 1.0))))
+                              float(recipe.limb_weights.get(limb.name, limb.weight))))
     return tuple(out)
 
 

@@ -115,7 +115,7 @@ class Recipe:
     #: metres added to the measured vertical shift that puts the soles on the floor
     ground_offset: float = 0.0
     #: per-limb multipliers of the direction cost (names: retarget_jax.motion.skeleton.LIMBS;
-    #: unlisted limbs 1, 0 switches one off)
+    #: unlisted limbs take the table's default, 1 but 0 for the forearms; 0 switches one off)
     limb_weights: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 

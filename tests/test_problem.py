@@ -13,6 +13,7 @@ from retarget_jax.errors import ConfigError, UnknownNameError
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.motion.skeleton import HumanJoint
 from retarget_jax.problem import RetargetingProblem, compile_problem, recipe_from_dict
+from retarget_jax.problem.limbs import recipe_limbs
 from retarget_jax.problem.recipe import config_dir
 
 
@@ -162,3 +163,95 @@ def test_lateral_scale_group_stretches_only_the_hip_width():
                           root, np.asarray(c.root_anchor, np.float64))
     twin[..., 2] += float(c.z_offset)
     np.testing.assert_allclose(twin, sh, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- fitted recipe values
+
+
+def test_fitted_recipe_values_move_the_compiled_arrays(recipe_dict, lafan1_g1_recipe, g1, walk):
+    """A group's ``factor`` multiplies its measured ratio, ``ground.offset`` adds to the
+    vertical shift, a target's ``rotation_offset`` turns its offset in the body frame, and
+    ``limbs`` sets per-limb direction weights; neutral values change nothing."""
+    from retarget_jax.rotations import quat_exp, quat_mul
+
+    d = copy.deepcopy(recipe_dict)
+    d["scale_groups"]["arms"]["factor"] = 1.1
+    d["ground"]["offset"] = 0.02
+    rv = [0.1, -0.2, 0.05]
+    d["targets"][0]["rotation_offset"] = rv  # pelvis: orientation target 0
+    d["limbs"] = {"trunk": 0.0, "left_forearm": 2.0}
+    fitted = recipe_from_dict(d)
+    base = compile_problem(RetargetingProblem(walk, lafan1_g1_recipe, g1)).clip
+    fit = compile_problem(RetargetingProblem(walk, fitted, g1))
+    c = fit.clip
+    elbow, knee = walk.index("left_elbow"), walk.index("left_knee")
+    assert float(c.bone_scale[elbow]) == pytest.approx(1.1 * float(base.bone_scale[elbow]), rel=1e-6)
+    assert float(c.bone_scale[knee]) == pytest.approx(float(base.bone_scale[knee]), rel=1e-6)
+    assert float(c.z_offset) == pytest.approx(float(base.z_offset) + 0.02, abs=1e-6)
+    want = quat_mul(np.asarray(base.rot_offset[0], np.float64), quat_exp(np.asarray(rv)))
+    np.testing.assert_allclose(np.asarray(c.rot_offset[0]), want, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(c.rot_offset[1:]), np.asarray(base.rot_offset[1:]), atol=1e-7)
+    names = [lb.limb.name for lb in recipe_limbs(fitted)]
+    w = dict(zip(names, np.asarray(c.limb_weight).tolist(), strict=True))
+    default = 0.2  # CostWeights.direction
+    assert w["trunk"] == 0.0 and w["left_forearm"] == pytest.approx(2 * default)
+    assert w["right_forearm"] == 0.0 and w["left_thigh"] == pytest.approx(default)
+
+
+@pytest.mark.parametrize("patch, match", [
+    (lambda d: d.setdefault("limbs", {}).update(left_tail=1.0), r"limbs: limb 'left_tail' not found"),
+    (lambda d: d.setdefault("limbs", {}).update(trunk=-1.0), r"limbs\.trunk must be finite and >= 0"),
+    (lambda d: d["scale_groups"]["arms"].update(factor=0.0), r"scale_groups\.arms\.factor must be finite and > 0"),
+    (lambda d: d["targets"][0].update(rotation_offset=[0.1, 0.2]), r"targets\[0\]\.rotation_offset must have 3"),
+    (lambda d: d["ground"].update(hieght=0.1), r"ground: unknown key"),
+])
+def test_bad_fitted_values_are_config_errors(recipe_dict, patch, match):
+    d = copy.deepcopy(recipe_dict)
+    patch(d)
+    with pytest.raises((ConfigError, UnknownNameError), match=match):
+        recipe_from_dict(d)
+
+
+# --------------------------------------------------------------------------- compile steps
+
+
+def test_compile_steps_on_hand_built_inputs(lafan1_g1_recipe, g1, walk):
+    """The named steps of compile_problem, called on their own: scales from a hand-built
+    clip whose leg chain is known, the ground shift from hand-set heights, position-target
+    shifts, and the limbs' static tables."""
+    from retarget_jax.motion.canonical import canonical_index
+    from retarget_jax.problem import compile as cm
+
+    src = cm.resolve_source(RetargetingProblem(walk, lafan1_g1_recipe, g1))
+    assert src.root_joint == canonical_index(HumanJoint.PELVIS) and HumanJoint.LEFT_WRIST in src.present
+    scales = cm.measure_scales(src, lafan1_g1_recipe, g1)
+    # legs: the G1's hip-roll -> ankle-roll length at the reference pose over the human's chain
+    a, b = g1.body_index("left_hip_roll_link"), g1.body_index("left_ankle_roll_link")
+    robot_len = float(np.linalg.norm(src.ref_xpos[b] - src.ref_xpos[a]))
+    assert scales.group["legs"] == pytest.approx(robot_len / walk.chain_length("left_ankle", "left_hip"), rel=1e-9)
+    assert scales.root == scales.group["legs"]
+    # ground: hand-set heights of the scaled figure, ankles 10 cm and 8 cm at rest
+    T, J = walk.num_frames, scales.bone.shape[0]
+    z = np.full((T, J), 0.5)
+    z[:, canonical_index(HumanJoint.LEFT_ANKLE)] = 0.10
+    z[:, canonical_index(HumanJoint.RIGHT_ANKLE)] = 0.08
+    z_offset, floor = cm.ground_shift(src, lafan1_g1_recipe, g1, z)
+    assert floor == pytest.approx(0.08)
+    z2, _ = cm.ground_shift(src, lafan1_g1_recipe, g1, z + 0.05)  # the human 5 cm higher: the shift drops 5 cm
+    assert z2 == pytest.approx(z_offset - 0.05)
+    # toes lifted to the ankle's floor height; the pelvis lowered to hip height
+    z[:, canonical_index(HumanJoint.LEFT_TOE)] = 0.03
+    z[:, canonical_index(HumanJoint.PELVIS)] = 0.95
+    z[:, canonical_index(HumanJoint.LEFT_HIP)] = z[:, canonical_index(HumanJoint.RIGHT_HIP)] = 0.90
+    pos_t = [t for t in lafan1_g1_recipe.targets if t.position_weight > 0]
+    dz = dict(zip([t.human for t in pos_t], cm.position_target_shifts(src, pos_t, z, 0.08), strict=True))
+    assert dz[HumanJoint.LEFT_TOE] == pytest.approx(0.05) and dz[HumanJoint.PELVIS] == pytest.approx(-0.05)
+    assert dz[HumanJoint.LEFT_KNEE] == 0.0
+    # limbs: body pairs of the recipe's targets, validity where both joints are
+    valid = np.ones((T, J), bool)
+    valid[3, canonical_index(HumanJoint.LEFT_ELBOW)] = False
+    bodies, joints, offsets, weights, ok = cm.limb_arrays(lafan1_g1_recipe, g1, valid, 0.5)
+    upper = joints.index((canonical_index(HumanJoint.LEFT_SHOULDER), canonical_index(HumanJoint.LEFT_ELBOW)))
+    assert bodies[upper] == (g1.body_index("left_shoulder_roll_link"), g1.body_index("left_elbow_link"))
+    assert weights[upper] == 0.5 and offsets.shape == (len(joints), 2, 3)
+    assert not ok[3, upper] and ok[4, upper] and ok[3].sum() == len(joints) - 2  # upper arm and forearm

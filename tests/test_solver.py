@@ -337,7 +337,8 @@ def test_solution_gradient_matches_finite_differences(p64, g1, x64):
     opts = tight_options()
     solve_fn = eqx.filter_jit(solve)
     out = solve_fn(p64, opts)
-    assert int(out.status) == SolveStatus.CONVERGED and int(out.iterations) < opts.max_iters
+    # a bucket this short has no coarse level and spends both budgets at full rate
+    assert int(out.status) == SolveStatus.CONVERGED and int(out.iterations) < opts.max_iters + opts.coarse_iters
     qstar = np.asarray(out.qpos)
     lo, hi = np.asarray(p64.robot.q_lower), np.asarray(p64.robot.q_upper)
     dist = np.minimum(qstar[:, 7:] - lo, hi - qstar[:, 7:])
@@ -366,12 +367,16 @@ def test_solution_gradient_matches_finite_differences(p64, g1, x64):
         ("human_pos", (5, pelvis, 0), 1e-4),
         ("human_pos", (3, knee, 2), 1e-4),
         ("human_pos", (8, wrist, 1), 1e-4),
-        ("pos_weight", (0,), 1e-4),
-        ("pos_weight", (6,), 1e-4),
-        ("pos_weight", (12,), 1e-4),
+        # weights are O(1): a 1e-3 step keeps the difference of two converged solves well
+        # above their convergence noise (at 1e-4, pos_weight[6]'s FD moved by 2e-3 relative
+        # between steps while the 1e-3 step agreed with the implicit gradient to 7e-5)
+        ("pos_weight", (0,), 1e-3),
+        ("pos_weight", (6,), 1e-3),
+        ("pos_weight", (12,), 1e-3),
         ("root_scale", (), 1e-5),
         ("bone_scale", (knee,), 1e-5),
         ("bone_scale", (wrist,), 1e-5),
+        ("limb_weight", (4,), 1e-3),  # the left upper arm's direction term
     ]
     for field, idx, eps in cases:
         base = getattr(p64.clip, field)

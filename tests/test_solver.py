@@ -404,6 +404,9 @@ def test_bucket_length():
 
 
 def test_padded_batch_equals_clips_solved_one_by_one(problems, out_abc, solve_one):
+    from retarget_jax.arrays import annotation_errors
+
+    assert annotation_errors(out_abc.solve) == []  # a real batched output fits SolveOutput's annotations
     for i, (key, T) in enumerate((("a", 40), ("b", 52), ("c", 40))):
         assert problems[key].num_frames == T
         alone = solve_one(problems[key], SolverOptions())

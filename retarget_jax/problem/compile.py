@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from retarget_jax.arrays import AnyArray, Float
 from retarget_jax.errors import ConfigError, InvalidMotionError
 from retarget_jax.motion.canonical import (
     CANONICAL_JOINTS,
@@ -136,9 +137,9 @@ class RobotArrays(eqx.Module):
     """What the solver needs of the robot: shared by every clip in a batch."""
 
     tree: KinematicTree
-    q_lower: jnp.ndarray  # (n,)
-    q_upper: jnp.ndarray  # (n,)
-    q_default: jnp.ndarray  # (n,)
+    q_lower: Float[AnyArray, "n"]
+    q_upper: Float[AnyArray, "n"]
+    q_default: Float[AnyArray, "n"]
     collision: CollisionArrays  # ground points of every collision geom, declared pairs
 
 
@@ -147,40 +148,41 @@ class ClipArrays(eqx.Module):
 
     The fields in :data:`PER_FRAME_FIELDS` have a leading frame axis T: padding, windows
     and the solver's coarse level cut or extend those and keep the rest.
+    Axis letters: :mod:`retarget_jax.arrays`.
     """
 
-    human_pos: jnp.ndarray  # (T, J, 3) world, metres
-    human_quat: jnp.ndarray  # (T, J, 4) wxyz (identity where the source has none)
-    frame_mask: jnp.ndarray  # (T,) 1 for real frames, 0 for padding
-    pos_valid: jnp.ndarray  # (T, Kp) 1 where the position target's joint is in the source
-    rot_valid: jnp.ndarray  # (T, Kr) 1 where the orientation target's joint frame is known
-    fps: jnp.ndarray  # ()
-    bone_scale: jnp.ndarray  # (J,) scale of the bone from each joint's parent to it
-    bone_lateral_scale: jnp.ndarray  # (J,) scale of its component along the hip axis
-    root_scale: jnp.ndarray  # () scale of the root trajectory about root_anchor
-    root_anchor: jnp.ndarray  # (3,) point the root trajectory is scaled about (z = 0)
-    z_offset: jnp.ndarray  # () vertical shift putting the robot's soles on the floor
-    pos_offset: jnp.ndarray  # (Kp, 3) tracked point in the body frame
-    pos_target_dz: jnp.ndarray  # (Kp,) vertical shift of the scaled human target
-    pos_weight: jnp.ndarray  # (Kp,)
-    rot_offset: jnp.ndarray  # (Kr, 4) R_target = R_human * rot_offset
-    rot_weight: jnp.ndarray  # (Kr,)
-    limb_offset: jnp.ndarray  # (L, 2, 3) the limb's two robot points, each in its body's frame
-    limb_weight: jnp.ndarray  # (L,) direction-cost weight of each limb
-    limb_valid: jnp.ndarray  # (T, L) 1 where both of the limb's human joints are valid
-    smooth_weight: jnp.ndarray  # (nv,)
-    accel_weight: jnp.ndarray  # (nv,)
-    posture_weight: jnp.ndarray  # (n,)
-    stance: jnp.ndarray  # (T, F) ContactPlan: 1 where foot f is in stance
-    sole_offset: jnp.ndarray  # (Ks, 3) sole points in their foot body's frame
-    sole_rest_z: jnp.ndarray  # (Ks,) height of each sole point above its foot's lowest, flat foot
-    sole_scale: jnp.ndarray  # (Ks,) 1 / number of sole points of its foot (per-foot weights)
-    ground_weight: jnp.ndarray  # ()
-    contact_height_weight: jnp.ndarray  # ()
-    contact_slide_weight: jnp.ndarray  # ()
-    self_collision_weight: jnp.ndarray  # ()
-    velocity_limit: jnp.ndarray  # (n,) rad/s
-    velocity_weight: jnp.ndarray  # ()
+    human_pos: Float[AnyArray, "*batch T J 3"]  # world, metres
+    human_quat: Float[AnyArray, "*batch T J 4"]  # wxyz (identity where the source has none)
+    frame_mask: Float[AnyArray, "*batch T"]  # 1 for real frames, 0 for padding
+    pos_valid: Float[AnyArray, "*batch T Kp"]  # 1 where the position target's joint is in the source
+    rot_valid: Float[AnyArray, "*batch T Kr"]  # 1 where the orientation target's joint frame is known
+    fps: Float[AnyArray, "*batch"]
+    bone_scale: Float[AnyArray, "*batch J"]  # scale of the bone from each joint's parent to it
+    bone_lateral_scale: Float[AnyArray, "*batch J"]  # scale of its component along the hip axis
+    root_scale: Float[AnyArray, "*batch"]  # scale of the root trajectory about root_anchor
+    root_anchor: Float[AnyArray, "*batch 3"]  # point the root trajectory is scaled about (z = 0)
+    z_offset: Float[AnyArray, "*batch"]  # vertical shift putting the robot's soles on the floor
+    pos_offset: Float[AnyArray, "*batch Kp 3"]  # tracked point in the body frame
+    pos_target_dz: Float[AnyArray, "*batch Kp"]  # vertical shift of the scaled human target
+    pos_weight: Float[AnyArray, "*batch Kp"]
+    rot_offset: Float[AnyArray, "*batch Kr 4"]  # R_target = R_human * rot_offset
+    rot_weight: Float[AnyArray, "*batch Kr"]
+    limb_offset: Float[AnyArray, "*batch L 2 3"]  # the limb's two robot points, each in its body's frame
+    limb_weight: Float[AnyArray, "*batch L"]  # direction-cost weight of each limb
+    limb_valid: Float[AnyArray, "*batch T L"]  # 1 where both of the limb's human joints are valid
+    smooth_weight: Float[AnyArray, "*batch nv"]
+    accel_weight: Float[AnyArray, "*batch nv"]
+    posture_weight: Float[AnyArray, "*batch n"]
+    stance: Float[AnyArray, "*batch T F"]  # ContactPlan: 1 where foot f is in stance
+    sole_offset: Float[AnyArray, "*batch Ks 3"]  # sole points in their foot body's frame
+    sole_rest_z: Float[AnyArray, "*batch Ks"]  # height of each sole point above its foot's lowest, flat foot
+    sole_scale: Float[AnyArray, "*batch Ks"]  # 1 / number of sole points of its foot (per-foot weights)
+    ground_weight: Float[AnyArray, "*batch"]
+    contact_height_weight: Float[AnyArray, "*batch"]
+    contact_slide_weight: Float[AnyArray, "*batch"]
+    self_collision_weight: Float[AnyArray, "*batch"]
+    velocity_limit: Float[AnyArray, "*batch n"]  # rad/s
+    velocity_weight: Float[AnyArray, "*batch"]
     terrain: HeightField  # ground height (flat z = 0 by default)
 
 

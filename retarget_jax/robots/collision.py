@@ -40,6 +40,7 @@ import mujoco
 import numpy as np
 import yaml
 
+from retarget_jax.arrays import AnyArray, Float
 from retarget_jax.errors import ConfigError, UnknownNameError
 
 _RIM_SAMPLES = 8
@@ -138,13 +139,13 @@ class CollisionArrays(eqx.Module):
     Body indices count robot bodies without the world body, as the kinematic tree does.
     """
 
-    point_pos: jnp.ndarray  # (P, 3)
-    point_radius: jnp.ndarray  # (P,)
-    cap_a: jnp.ndarray  # (C, 2, 3) segment ends of side a, in its body frame
-    cap_b: jnp.ndarray  # (C, 2, 3)
-    radius_a: jnp.ndarray  # (C,)
-    radius_b: jnp.ndarray  # (C,)
-    margin: jnp.ndarray  # ()
+    point_pos: Float[AnyArray, "P 3"]
+    point_radius: Float[AnyArray, "P"]
+    cap_a: Float[AnyArray, "C 2 3"]  # segment ends of side a, in its body frame
+    cap_b: Float[AnyArray, "C 2 3"]
+    radius_a: Float[AnyArray, "C"]
+    radius_b: Float[AnyArray, "C"]
+    margin: Float[AnyArray, ""]
     point_body: tuple[int, ...] = eqx.field(static=True)
     point_geom: tuple[int, ...] = eqx.field(static=True)  # MuJoCo geom id of each point
     body_a: tuple[int, ...] = eqx.field(static=True)
@@ -231,9 +232,9 @@ class HeightField(eqx.Module):
     beyond the grid's edge. ``heights[i, j]`` is the height at ``origin + (i, j) * cell``.
     The default (:func:`flat_ground`) is the plane z = 0. Traced: a clip may bring its own."""
 
-    heights: jnp.ndarray  # (Nx, Ny), metres
-    origin: jnp.ndarray  # (2,) world xy of node (0, 0)
-    cell: jnp.ndarray  # () grid spacing, metres
+    heights: Float[AnyArray, "*batch Nx Ny"]  # metres
+    origin: Float[AnyArray, "*batch 2"]  # world xy of node (0, 0)
+    cell: Float[AnyArray, "*batch"]  # grid spacing, metres
 
 
 def flat_ground(dtype=jnp.float32) -> HeightField:

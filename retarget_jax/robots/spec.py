@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from retarget_jax.arrays import AnyArray, Float
 from retarget_jax.errors import RobotModelError, UnknownNameError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -34,17 +35,17 @@ BUILTIN_ROBOTS: dict[str, str] = {
 
 
 class KinematicTree(eqx.Module):
-    """Arrays for forward kinematics and Jacobians (B bodies without world, n hinge DoF).
+    """Arrays for forward kinematics and Jacobians (Nb bodies without world, n hinge DoF).
 
     Static: ``parents`` and ``body_dof`` (they drive Python loops), ``root``.
     Traced: offsets and axes, so a later calibration can differentiate through them.
     """
 
-    body_pos: jnp.ndarray  # (B, 3) body frame origin in the parent frame
-    body_quat: jnp.ndarray  # (B, 4) body frame orientation in the parent frame
-    jnt_pos: jnp.ndarray  # (B, 3) hinge anchor in the body frame (zero without hinge)
-    jnt_axis: jnp.ndarray  # (B, 3) hinge axis in the body frame (zero without hinge)
-    dof_ancestor: jnp.ndarray  # (B, n) 1 where hinge i moves body b
+    body_pos: Float[AnyArray, "Nb 3"]  # body frame origin in the parent frame
+    body_quat: Float[AnyArray, "Nb 4"]  # body frame orientation in the parent frame
+    jnt_pos: Float[AnyArray, "Nb 3"]  # hinge anchor in the body frame (zero without hinge)
+    jnt_axis: Float[AnyArray, "Nb 3"]  # hinge axis in the body frame (zero without hinge)
+    dof_ancestor: Float[AnyArray, "Nb n"]  # 1 where hinge i moves body b
     parents: tuple[int, ...] = eqx.field(static=True)  # (B,) -1 for the root
     body_dof: tuple[int, ...] = eqx.field(static=True)  # (B,) hinge index or -1
     root: int = eqx.field(static=True)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from retarget_jax.motion.canonical import hip_heading
+from retarget_jax.arrays import AnyArray, Float, Int
 from retarget_jax.problem.compile import PER_FRAME_FIELDS, CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import body_frames, integrate
@@ -82,10 +83,12 @@ class SolverOptions(eqx.Module):
 
 
 class SolveOutput(eqx.Module):
-    qpos: jnp.ndarray  # (T, nq)
-    cost: jnp.ndarray  # () mean per-frame objective
-    iterations: jnp.ndarray  # () int32, full-rate iterations (the coarse level's are not counted)
-    status: jnp.ndarray  # () int32
+    """One solve (a leading B axis when batched; axis letters: :mod:`retarget_jax.arrays`)."""
+
+    qpos: Float[AnyArray, "*batch T nq"]  # root position, root quaternion wxyz, joints
+    cost: Float[AnyArray, "*batch"]  # mean per-frame objective
+    iterations: Int[AnyArray, "*batch"]  # full-rate iterations (the coarse level's are not counted)
+    status: Int[AnyArray, "*batch"]  # SolveStatus code
 
 
 def initial_guess(problem: CompiledProblem, tpos, tquat) -> jnp.ndarray:

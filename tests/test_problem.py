@@ -193,7 +193,9 @@ def test_fitted_recipe_values_move_the_compiled_arrays(recipe_dict, lafan1_g1_re
     np.testing.assert_allclose(np.asarray(c.rot_offset[1:]), np.asarray(base.rot_offset[1:]), atol=1e-7)
     names = [lb.limb.name for lb in recipe_limbs(fitted)]
     w = dict(zip(names, np.asarray(c.limb_weight).tolist(), strict=True))
-    default = 0.2  # CostWeights.direction
+    from retarget_jax.problem import CostWeights
+
+    default = CostWeights().direction
     assert w["trunk"] == 0.0 and w["left_forearm"] == pytest.approx(2 * default)
     assert w["right_forearm"] == 0.0 and w["left_thigh"] == pytest.approx(default)
 

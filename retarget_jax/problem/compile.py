@@ -85,10 +85,12 @@ class CostWeights:
     Limb fidelity: ``direction`` weighs, per limb (:mod:`retarget_jax.problem.limbs`),
     the squared difference between the robot segment's unit vector and the unscaled human
     bone's (times the limb's multiplier: the recipe's ``limbs``, else 1, the forearms 0).
-    0.2 is measured (``benchmarks/limb_direction.py``, docs/limbs.md): on the LAFAN1 test
-    clip it lifts the mean limb cosine from 0.9885 to 0.9939 and the lowest limb's from
-    0.976 to 0.987, for +2.4% jerk and no loss of end-effector reach; the feet then slid
-    0.6% more, and ``contact_slide`` went from 10 to 12 to take that back.
+    0.1 is measured (``benchmarks/limb_direction.py``, docs/limbs.md): on the LAFAN1 test
+    clip it lifts the mean limb cosine from 0.9885 to 0.9928 and the lowest limb's from
+    0.976 to 0.987 for +2% jerk; 0.2 gains little more (0.9939) and pulls the wrists
+    further from their targets on shorter windows (compare_peer --quick: +7% end-effector
+    error against +3%). With the direction term the feet slid 0.6% more; ``contact_slide``
+    went from 10 to 12 to take that back.
     """
 
     smooth_position: float = 0.02
@@ -103,7 +105,7 @@ class CostWeights:
     contact_slide: float = 12.0
     self_collision: float = 2000.0
     joint_velocity: float = 1.0
-    direction: float = 0.2
+    direction: float = 0.1
 
     #: the physical-plausibility terms (``without_plausibility`` zeroes them)
     PLAUSIBILITY: ClassVar[tuple[str, ...]] = (

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from retarget_jax.errors import ConfigError, MotionFormatError
+from retarget_jax.files.atomic import atomic_write_text
 
 MANIFEST_SCHEMA_VERSION = 1
 BATCH_MANIFEST_NAME = "batch_manifest.json"
@@ -165,8 +166,6 @@ def _check_counts(r: _Reader, counts: Mapping[str, int], records: list, statuses
 
 
 def _write_json(path: str | os.PathLike, data: Mapping) -> Path:
-    from retarget_jax.io.atomic import atomic_write_text
-
     return atomic_write_text(path, json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n")
 
 

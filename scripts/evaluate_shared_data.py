@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from retarget_jax.formats import default_recipe, read_motion
-from retarget_jax.io.atomic import atomic_write_text
+from retarget_jax.files.atomic import atomic_write_text
 from retarget_jax.metrics import recipe_metrics
 from retarget_jax.pipeline import ClipFailure, retarget_motions
 from retarget_jax.problem import load_recipe

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retarget_jax.io.atomic import atomic_write_text
+from retarget_jax.files.atomic import atomic_write_text
 from retarget_jax.motion.bvh import Y_UP_TO_Z_UP, read_bvh
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.motion.human_motion import HumanMotion

@@ -6,7 +6,7 @@
 - A reader polling a result and a manifest while another process rewrites them many times
   only ever sees complete files.
 - Source audits: no numpy load that allows pickles anywhere, and no write of a file in the package
-  or the scripts that bypasses :mod:`retarget_jax.io.atomic`.
+  or the scripts that bypasses :mod:`retarget_jax.files.atomic`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from retarget_jax.io import load_result, save_result, write_result
-from retarget_jax.io.atomic import atomic_write, atomic_write_text, is_temp_file
+from retarget_jax.files.atomic import atomic_write, atomic_write_text, is_temp_file
 from retarget_jax.manifest import BatchManifest, BatchRunRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def test_a_writer_that_fails_half_way_leaves_the_old_file(fmt, g1_trajectory, tm
     write_result(g1_trajectory, path, fmt)
     old = path.read_bytes()
 
-    import retarget_jax.io.atomic as atomic
+    import retarget_jax.files.atomic as atomic
 
     real_fsync = atomic.os.fsync
 
@@ -61,7 +61,7 @@ def test_manifest_save_that_fails_leaves_the_old_manifest(tmp_path, monkeypatch)
     path = tmp_path / "batch_manifest.json"
     _manifest(3).save_json(path)
     old = path.read_bytes()
-    import retarget_jax.io.atomic as atomic
+    import retarget_jax.files.atomic as atomic
 
     def crash(src, dst):
         raise OSError(28, "simulated: no space left on device")
@@ -82,7 +82,7 @@ def test_sigkill_in_the_middle_of_a_write_leaves_the_old_file(tmp_path):
     atomic_write_text(target, "old content\n")
     child = textwrap.dedent(f"""
         import sys, time
-        from retarget_jax.io.atomic import atomic_write
+        from retarget_jax.files.atomic import atomic_write
         with atomic_write({str(target)!r}) as fh:
             for i in range(400):
                 fh.write(b"x" * 100_000)
@@ -169,7 +169,7 @@ def test_no_allow_pickle_true_anywhere():
     assert not hits, hits
 
 
-# a write that does not go through retarget_jax.io.atomic: open for writing, write_text /
+# a write that does not go through retarget_jax.files.atomic: open for writing, write_text /
 # write_bytes, numpy's savers and json/pickle dumps given anything but the atomic handle
 _RAW_WRITE = re.compile(r"open\([^)]*['\"][wax]b?\+?['\"]|\.write_(text|bytes)\(|\bjson\.dump\(|"
                         r"np\.(savez|savez_compressed|save|savetxt)\((?!fh\b)|pickle\.dump\((?![^,]+, fh\b)|\.tofile\(")

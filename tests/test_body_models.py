@@ -23,7 +23,7 @@ from retarget_jax.body_models import (
 )
 from retarget_jax.body_models.neutral import XML_BODY_TO_SMPL, figure_path, parse_figure
 from retarget_jax.errors import MotionFormatError
-from retarget_jax.io.safe_pickle import restricted_load, restricted_loads
+from retarget_jax.files.safe_pickle import restricted_load, restricted_loads
 from retarget_jax.motion.conventions import SMPL_FRAME
 
 # AMASS-style root orientation that turns the canonical body (Y-up, Z-forward) upright in

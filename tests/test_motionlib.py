@@ -28,7 +28,7 @@ from scipy.spatial.transform import Rotation, Slerp
 from scipy.stats import chisquare, kstest
 
 from retarget_jax.errors import MotionConfigError, MotionLibFormatError, SliceError
-from retarget_jax.io.atomic import is_temp_file
+from retarget_jax.files.atomic import is_temp_file
 from retarget_jax.manifest import BatchManifest, manifest_path
 from retarget_jax.motion.conventions import SMPL_FRAME
 from retarget_jax.motionlib import (

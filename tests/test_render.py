@@ -19,7 +19,7 @@ from PIL import Image
 from retarget_jax.cli import main
 from retarget_jax.errors import ConfigError, RenderError
 from retarget_jax.io import load_result, save_result
-from retarget_jax.io.atomic import is_temp_file
+from retarget_jax.files.atomic import is_temp_file
 from retarget_jax.render import (
     RenderOptions,
     ResultRenderer,

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from retarget_jax.batch.jobs import BatchJob, share
 from retarget_jax.errors import ConfigError, MotionFormatError
-from retarget_jax.io.atomic import atomic_write_text
+from retarget_jax.files.atomic import atomic_write_text
 from retarget_jax.manifest import BatchManifest, BatchRunRecord, relative_to_manifest, utc_now
 
 

@@ -14,7 +14,7 @@ SMPL-X files with 20 (the split the smplx package uses). Expression is not used.
 
 ``.npz`` files are read with ``allow_pickle=False`` (only the four fields are touched, so
 official SMPL-X files whose other entries are pickled objects load too). ``.pkl`` files
-go through :func:`retarget_jax.io.safe_pickle.restricted_load` with scipy.sparse allowed
+go through :func:`retarget_jax.files.safe_pickle.restricted_load` with scipy.sparse allowed
 and Python 2 strings decoded as latin1; a file holding chumpy objects is refused with a
 message saying how to convert it.
 
@@ -47,6 +47,7 @@ from retarget_jax.body_models.topology import (
     BodySkeleton,
 )
 from retarget_jax.errors import MotionFormatError, UnknownNameError
+from retarget_jax.files.safe_pickle import restricted_load
 
 __all__ = ["MODEL_PREFIX", "MODEL_JOINTS", "BodyModel", "model_file_candidates",
            "find_model_file", "load_body_model", "model_skeleton"]
@@ -178,8 +179,6 @@ def _read_npz(path: str) -> dict[str, object]:
 
 
 def _read_pkl(path: str) -> dict[str, object]:
-    from retarget_jax.io.safe_pickle import restricted_load  # io/ pulls in mujoco: only when needed
-
     data = restricted_load(path, allow_scipy_sparse=True, encoding="latin1")
     if not isinstance(data, dict):
         raise MotionFormatError(path, f"expected a dict of arrays, found {type(data).__name__}")

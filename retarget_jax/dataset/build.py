@@ -63,7 +63,7 @@ from retarget_jax.dataset.shards import FRAME_DTYPES, ShardClip, ShardMeta, Shar
 from retarget_jax.dataset.spec import NPZ_AUTO, SPLITS, DatasetSpec, SourceSpec, load_spec
 from retarget_jax.dataset.split import split_of
 from retarget_jax.errors import DatasetSpecError, FkCheckError, MotionFormatError
-from retarget_jax.io.atomic import atomic_write_text, is_temp_file
+from retarget_jax.files.atomic import atomic_write_text, is_temp_file
 from retarget_jax.manifest import utc_now
 
 MANIFEST_NAME = "manifest_resolved.csv"

@@ -37,7 +37,7 @@ aligned to 64 bytes in the file (a padding record in the zip entry's extra field
 The archive loads with ``np.load(path, allow_pickle=False)``.
 
 :class:`ShardWriter` holds one shard's clips at a time and writes each shard atomically
-(:mod:`retarget_jax.io.atomic`); :func:`reshard` splits or merges shards.
+(:mod:`retarget_jax.files.atomic`); :func:`reshard` splits or merges shards.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from retarget_jax.errors import ConfigError, MotionFormatError
-from retarget_jax.io.atomic import atomic_write, is_temp_file
+from retarget_jax.files.atomic import atomic_write, is_temp_file
 from retarget_jax.io.result_npz import str_array
 
 SHARD_FORMAT = "retarget_jax.dataset.shard"

@@ -8,11 +8,14 @@
   way outputs and manifests are written (temp file in the same folder, fsync, rename).
 - :func:`restricted_load`: unpickle third-party motion pickles allowing only numpy and
   builtin data.
+
+  These two live in :mod:`retarget_jax.files` (stage: base), where every stage can reach
+  them; they are named here too as part of the readers' and writers' API.
 - :func:`read_robot_motion` (:func:`read_gmr_pkl`, :func:`read_mjlab_npz`,
   :func:`read_seed_csv`): robot-space motion files loaded as results, without a solve.
 """
 
-from retarget_jax.io.atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from retarget_jax.files.atomic import atomic_write, atomic_write_bytes, atomic_write_text
 from retarget_jax.io.readers import (
     ROBOT_MOTION_READERS,
     read_gmr_pkl,
@@ -26,7 +29,7 @@ from retarget_jax.io.result_npz import (
     save_result,
     validate_result_npz,
 )
-from retarget_jax.io.safe_pickle import restricted_load, restricted_loads
+from retarget_jax.files.safe_pickle import restricted_load, restricted_loads
 from retarget_jax.io.writers import (
     WRITERS,
     angular_velocity_w,

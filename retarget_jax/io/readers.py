@@ -9,7 +9,7 @@ forward kinematics (``mujoco.mj_kinematics`` on ``robot.mj_model``) from the qpo
 Formats (T frames, n = ``robot.num_dof`` hinge joints in MJCF order, B bodies):
 
 ``gmr_pkl`` -- GMR (General Motion Retargeting) output pickle, read only through
-    :func:`retarget_jax.io.safe_pickle.restricted_load` (an allowlist unpickler: a
+    :func:`retarget_jax.files.safe_pickle.restricted_load` (an allowlist unpickler: a
     pickle that names ``os.system`` or any other non-data class is refused, never run).
     A dict with ``fps`` (number), ``root_pos`` (T, 3) metres, ``root_rot`` (T, 4) unit
     quaternion in **xyzw** order (converted to our wxyz), ``dof_pos`` (T, n) radians in
@@ -74,7 +74,7 @@ import numpy as np
 import retarget_jax
 from retarget_jax.errors import MotionFormatError, UnknownNameError
 from retarget_jax.io.result_npz import _read_arrays
-from retarget_jax.io.safe_pickle import restricted_load
+from retarget_jax.files.safe_pickle import restricted_load
 from retarget_jax.result import RetargetingResult, SolveStatus
 from retarget_jax.robots.kinematics import host_forward_kinematics
 from retarget_jax.rotations import euler_to_quat, quat_conj, quat_mul, quat_rotate

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from retarget_jax.errors import MotionFormatError
-from retarget_jax.io.atomic import atomic_write
+from retarget_jax.files.atomic import atomic_write
 from retarget_jax.result import RetargetingResult, SolveStatus
 
 SCHEMA_VERSION = 1

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from retarget_jax.errors import UnknownNameError
-from retarget_jax.io.atomic import atomic_write
+from retarget_jax.files.atomic import atomic_write
 from retarget_jax.io.result_npz import save_result, str_array
 from retarget_jax.result import RetargetingResult
 from retarget_jax.rotations import quat_conj, quat_log, quat_mul, quat_rotate
@@ -138,7 +138,7 @@ def write_gmr_pkl(result: RetargetingResult, path: str | os.PathLike[str]) -> Pa
     order (converted from the result's wxyz), ``dof_pos`` (T, n), ``local_body_pos``
     (T, B, 3) = R_root^T (p_body - p_root), ``link_body_list`` list[str] of the B body
     names; arrays are float64. Nothing of this package is pickled, so the file loads
-    without it and through :func:`retarget_jax.io.safe_pickle.restricted_load`.
+    without it and through :func:`retarget_jax.files.safe_pickle.restricted_load`.
     """
     data = gmr_motion_dict(result)
     path = Path(path)

@@ -42,7 +42,7 @@ import numpy as np
 
 import retarget_jax
 from retarget_jax.errors import ConfigError
-from retarget_jax.io.atomic import atomic_write
+from retarget_jax.files.atomic import atomic_write
 from retarget_jax.metrics.batch import MetricBatch, check_result, evaluate_batch, metric_geometry
 from retarget_jax.metrics.registry import (
     MetricContext,

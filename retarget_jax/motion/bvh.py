@@ -575,7 +575,7 @@ def write_bvh(path: str | os.PathLike, clip: BvhClip) -> None:
     ]).astype(np.int64) if C else np.zeros(0, dtype=np.int64)
     out += ["MOTION", f"Frames: {clip.num_frames}", f"Frame Time: {_num(clip.frame_time)}"]
     out += [" ".join(_num(v) for v in row) for row in clip.frames[:, cols]]
-    from retarget_jax.io.atomic import atomic_write_text
+    from retarget_jax.files.atomic import atomic_write_text
 
     atomic_write_text(path, "\n".join(out) + "\n")
 

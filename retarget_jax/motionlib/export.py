@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from retarget_jax.errors import ConfigError
-from retarget_jax.io.atomic import atomic_write
+from retarget_jax.files.atomic import atomic_write
 from retarget_jax.motionlib.library import MotionLibrary, load_library
 from retarget_jax.rotations import quat_conj, quat_mul
 

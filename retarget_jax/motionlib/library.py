@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from retarget_jax.errors import ConfigError, MotionLibFormatError
-from retarget_jax.io.atomic import atomic_write
+from retarget_jax.files.atomic import atomic_write
 from retarget_jax.io.result_npz import str_array
 from retarget_jax.motionlib.states import FRAME_FIELDS, NAME_FIELDS, MotionStates, _check_shapes
 

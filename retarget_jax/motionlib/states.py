@@ -56,7 +56,7 @@ from retarget_jax.body_models.neutral import (
 )
 from retarget_jax.body_models.topology import BodySkeleton
 from retarget_jax.errors import MotionFormatError, MotionLibFormatError, SliceError
-from retarget_jax.io.atomic import atomic_write
+from retarget_jax.files.atomic import atomic_write
 from retarget_jax.io.result_npz import str_array
 from retarget_jax.io.writers import angular_velocity_w, linear_velocity
 from retarget_jax.motion.resample import bracket

@@ -121,7 +121,7 @@ def _result_motions(paths: list[Path]) -> tuple[list[ViewerMotion], mujoco.MjMod
 def load_motions(path: str | os.PathLike) -> tuple[list[ViewerMotion], mujoco.MjModel]:
     """The motions behind ``path`` (a library, a folder of libraries, or a folder of result
     npz files) and the MjModel to draw them with."""
-    from retarget_jax.io.atomic import is_temp_file
+    from retarget_jax.files.atomic import is_temp_file
 
     path = Path(path)
     if path.is_file() or "slurmrank" in path.name:

@@ -1,6 +1,6 @@
 """Rendered files: PNG stills, contact sheets and MP4 videos of a result (host).
 
-Stage: render. Every file goes through :mod:`retarget_jax.io.atomic` (a video is encoded
+Stage: render. Every file goes through :mod:`retarget_jax.files.atomic` (a video is encoded
 to a hidden temporary file beside the output and renamed when complete). PNGs are written
 with Pillow; MP4 (H.264, yuv420p, plays in browsers) with the ffmpeg binary that the
 ``imageio-ffmpeg`` wheel carries, so no system ffmpeg is needed. Both come with the
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from retarget_jax.errors import RenderError
-from retarget_jax.io.atomic import atomic_path, atomic_write_bytes
+from retarget_jax.files.atomic import atomic_path, atomic_write_bytes
 from retarget_jax.render.scene import RenderOptions, ResultRenderer, SourceSkeleton
 from retarget_jax.result import RetargetingResult
 from retarget_jax.robots.spec import RobotSpec

@@ -8,7 +8,7 @@ Stage: reporting, after ``retarget-jax evaluate --batch-manifest``::
 
 Inputs are read, never changed. Outputs: ``output_html`` and ``<stem>_assets/`` beside it
 (``plots/`` histograms, ``stills/`` contact sheets, ``videos/`` MP4s), every file written
-through :mod:`retarget_jax.io.atomic`, the page last. A clip whose metrics report is
+through :mod:`retarget_jax.files.atomic`, the page last. A clip whose metrics report is
 unreadable, or whose stills cannot be rendered, is named on the page; the rest of the
 report is still written.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from retarget_jax.errors import ConfigError, MotionFormatError, RetargetError
-from retarget_jax.io.atomic import atomic_write_bytes, atomic_write_text
+from retarget_jax.files.atomic import atomic_write_bytes, atomic_write_text
 from retarget_jax.manifest import (
     RUN_CONFIG_NAME,
     BatchManifest,

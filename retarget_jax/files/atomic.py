@@ -1,11 +1,12 @@
 """Atomic file replacement: the one way this package writes an output or a manifest (host).
 
-Stage: writers and batch bookkeeping. A reader of a path written here sees either the old
-file or the complete new one, never a partial write, and a crash (kill -9, power loss
-after the rename) at any moment leaves one of the two: the data go to a hidden temporary
-file in the same directory (so :func:`os.replace` is a same-filesystem rename), are
-flushed and fsync'd, renamed onto the path, and the directory is fsync'd so the rename
-itself is durable. On error the temporary file is removed and the old file is untouched.
+Stage: base (:mod:`retarget_jax.files`: every stage that writes uses it). A reader of a
+path written here sees either the old file or the complete new one, never a partial
+write, and a crash (kill -9, power loss after the rename) at any moment leaves one of the
+two: the data go to a hidden temporary file in the same directory (so :func:`os.replace`
+is a same-filesystem rename), are flushed and fsync'd, renamed onto the path, and the
+directory is fsync'd so the rename itself is durable. On error the temporary file is
+removed and the old file is untouched.
 
 A kill between the temporary file's creation and the rename leaves a hidden
 ``.<name>.<random>.tmp<suffix>`` beside the output; it is never read as an output (the

@@ -1,9 +1,10 @@
 """Restricted unpickling for third-party motion pickles (GMR .pkl and the like). Host code.
 
-Stage: readers/writers. ``pickle.load`` on a downloaded file runs whatever the file
-names (``os.system``, ``subprocess.Popen``, ``builtins.eval``...). :func:`restricted_load`
-resolves globals from an allowlist only, so a pickle can rebuild plain containers,
-numbers, strings and numpy arrays/scalars, and nothing else.
+Stage: base (:mod:`retarget_jax.files`: the robot-motion readers and the body models use
+it). ``pickle.load`` on a downloaded file runs whatever the file names (``os.system``,
+``subprocess.Popen``, ``builtins.eval``...). :func:`restricted_load` resolves globals from
+an allowlist only, so a pickle can rebuild plain containers, numbers, strings and numpy
+arrays/scalars, and nothing else.
 
 Allowed globals (``module.name`` as written in the pickle):
 

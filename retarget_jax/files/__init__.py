@@ -1,0 +1,31 @@
+"""Files: what every stage reads and writes through (stage: base, host code).
+
+Nothing here knows a pipeline stage, so any module may import it without pulling in a
+later one:
+
+- :mod:`~retarget_jax.files.atomic`: :func:`atomic_write` (:func:`atomic_write_bytes`,
+  :func:`atomic_write_text`), the one way outputs and manifests are written.
+- :mod:`~retarget_jax.files.safe_pickle`: :func:`restricted_load`, unpickling that allows
+  only numpy and builtin data.
+"""
+
+from retarget_jax.files.atomic import (
+    atomic_path,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_dir,
+    is_temp_file,
+)
+from retarget_jax.files.safe_pickle import restricted_load, restricted_loads
+
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "fsync_dir",
+    "is_temp_file",
+    "restricted_load",
+    "restricted_loads",
+]

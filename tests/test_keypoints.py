@@ -263,7 +263,7 @@ def test_corrupt_and_foreign_files(tmp_path, bvh_motion):
     npy = tmp_path / "single.npz"
     with open(npy, "wb") as f:
         np.save(f, bvh_motion.positions)
-    _raises(npy, None, "expected an npz archive of named arrays, found a single ndarray")
+    _raises(npy, None, "a single .npy array of shape (6, 22, 3), not an npz archive of named arrays")
 
     # One byte of a stored member flipped on disk: the archive opens, the CRC check fails.
     with zipfile.ZipFile(good) as z:
@@ -275,7 +275,7 @@ def test_corrupt_and_foreign_files(tmp_path, bvh_motion):
     raw[at] ^= 0xFF
     bad = tmp_path / "crc.npz"
     bad.write_bytes(bytes(raw))
-    _raises(bad, "positions", "array 'positions' is corrupt")
+    _raises(bad, "positions", "corrupt array")
 
 
 def test_object_arrays_are_refused_not_unpickled(tmp_path, bvh_motion):

@@ -242,7 +242,7 @@ def test_unreadable_and_malformed_files_are_failed_rows_naming_file_and_field(tr
     assert (s.success, s.failed) == (2, 3) and load_library(s.libraries["bad"][0]).num_motions == 2
     rec = BatchManifest.load(tmp_path / "out" / MANIFEST_NAME).records_by_id()
     assert {rec[f"bad/0000{i}"].error_type for i in (2, 3, 4)} == {"motion_format"}
-    assert "truncated.npz: not a readable .npz archive" in rec["bad/00002"].message
+    assert "truncated.npz: not a readable npz archive" in rec["bad/00002"].message
     assert "nan.npz, field 'trans': NaN or infinite value at frame 5" in rec["bad/00003"].message
     assert "shape.npz, field 'poses': not a motion file" in rec["bad/00004"].message
 

@@ -47,6 +47,7 @@ from retarget_jax.body_models.topology import (
     BodySkeleton,
 )
 from retarget_jax.errors import MotionFormatError, UnknownNameError
+from retarget_jax.files.npz import load_npz
 from retarget_jax.files.safe_pickle import restricted_load
 
 __all__ = ["MODEL_PREFIX", "MODEL_JOINTS", "BodyModel", "model_file_candidates",
@@ -152,32 +153,6 @@ def find_model_file(body_model_dir: str | os.PathLike, family: str,
         f"{', '.join(tried)}")
 
 
-def _read_npz(path: str) -> dict[str, object]:
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # zip and npy header parsing raise many kinds (BadZipFile, TokenError, ...)
-        raise MotionFormatError(path, f"not a readable .npz model file: {type(e).__name__}: {e}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise MotionFormatError(path, "a .npy array, not an .npz model file")
-    out: dict[str, object] = {}
-    with npz:
-        for key in _FIELDS:
-            if key not in npz.files:
-                continue
-            try:
-                out[key] = npz[key]
-            except ValueError as e:
-                if "allow_pickle" not in str(e):
-                    raise MotionFormatError(path, f"corrupt entry: {e}", field=key) from None
-                raise MotionFormatError(path, f"cannot be read without unpickling ({e}); "
-                                        "re-save it as a plain numeric array", field=key) from None
-            except Exception as e:  # CRC, truncation, a garbled npy header (TokenError, SyntaxError), ...
-                raise MotionFormatError(path, f"corrupt entry: {type(e).__name__}: {e}", field=key) from None
-    return out
-
-
 def _read_pkl(path: str) -> dict[str, object]:
     data = restricted_load(path, allow_scipy_sparse=True, encoding="latin1")
     if not isinstance(data, dict):
@@ -218,7 +193,7 @@ def load_body_model(path: str | os.PathLike, family: str) -> BodyModel:
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: str, family: str, _mtime_ns: int, _size: int) -> BodyModel:
-    data = _read_pkl(path) if path.lower().endswith(".pkl") else _read_npz(path)
+    data = _read_pkl(path) if path.lower().endswith(".pkl") else load_npz(path, _FIELDS)
     missing = [k for k in _FIELDS if k not in data]
     if missing:
         raise MotionFormatError(path, f"not a body model file: missing {', '.join(missing)}",

@@ -5,6 +5,8 @@ later one:
 
 - :mod:`~retarget_jax.files.atomic`: :func:`atomic_write` (:func:`atomic_write_bytes`,
   :func:`atomic_write_text`), the one way outputs and manifests are written.
+- :mod:`~retarget_jax.files.npz`: :func:`load_npz` / :func:`read_npz`, npz archives read
+  without pickle, every failure a MotionFormatError naming the file and field.
 - :mod:`~retarget_jax.files.safe_pickle`: :func:`restricted_load`, unpickling that allows
   only numpy and builtin data.
 """
@@ -17,6 +19,7 @@ from retarget_jax.files.atomic import (
     fsync_dir,
     is_temp_file,
 )
+from retarget_jax.files.npz import load_npz, read_npz
 from retarget_jax.files.safe_pickle import restricted_load, restricted_loads
 
 __all__ = [
@@ -26,6 +29,8 @@ __all__ = [
     "atomic_write_text",
     "fsync_dir",
     "is_temp_file",
+    "load_npz",
+    "read_npz",
     "restricted_load",
     "restricted_loads",
 ]

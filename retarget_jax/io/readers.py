@@ -73,7 +73,7 @@ import numpy as np
 
 import retarget_jax
 from retarget_jax.errors import MotionFormatError, UnknownNameError
-from retarget_jax.io.result_npz import _read_arrays
+from retarget_jax.files.npz import load_npz
 from retarget_jax.files.safe_pickle import restricted_load
 from retarget_jax.result import RetargetingResult, SolveStatus
 from retarget_jax.robots.kinematics import host_forward_kinematics
@@ -224,7 +224,7 @@ def read_mjlab_npz(
     robot = _robot(robot)
     path = Path(path)
     _check_not_empty(path)
-    a = _read_arrays(path)
+    a = load_npz(path)
     for key in _MJLAB_REQUIRED:
         if key not in a:
             raise MotionFormatError(

@@ -56,6 +56,7 @@ import numpy as np
 
 from retarget_jax.errors import MotionFormatError
 from retarget_jax.files.atomic import atomic_write
+from retarget_jax.files.npz import load_npz
 from retarget_jax.result import RetargetingResult, SolveStatus
 
 SCHEMA_VERSION = 1
@@ -270,44 +271,16 @@ def save_result(result: RetargetingResult, path: str | os.PathLike[str]) -> Path
     return path
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every key of the archive, loaded with allow_pickle=False; format errors typed."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # not zip/npy, pickled, a garbled npy header (TokenError, SyntaxError), ...
-        raise MotionFormatError(path, f"cannot read as a pickle-free NPZ archive: {type(e).__name__}: {e}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise MotionFormatError(
-            path, f"expected an NPZ archive, found a single {type(archive).__name__}"
-        )
-    out: dict[str, np.ndarray] = {}
-    with archive:
-        for key in archive.files:
-            try:
-                out[key] = archive[key]
-            except ValueError as e:
-                if "allow_pickle" in str(e):
-                    raise MotionFormatError(
-                        path, "object arrays are not allowed", field=key
-                    ) from None
-                raise MotionFormatError(path, f"unreadable array: {e}", field=key) from None
-            except Exception as e:  # zip CRC errors, truncated members, ...
-                raise MotionFormatError(path, f"unreadable array: {e}", field=key) from None
-    return out
-
-
 def validate_result_npz(path: str | os.PathLike[str]) -> None:
     """Raise MotionFormatError (naming the field) unless ``path`` is a valid result NPZ."""
     path = Path(path)
-    check_result_arrays(_read_arrays(path), path)
+    check_result_arrays(load_npz(path), path)
 
 
 def load_result(path: str | os.PathLike[str]) -> RetargetingResult:
     """Read a result NPZ written by :func:`save_result` (exact round trip), schema-checked."""
     path = Path(path)
-    a = _read_arrays(path)
+    a = load_npz(path)
     check_result_arrays(a, path)
     target_pos = a.get("target_pos_w")
     target_names = a.get("target_body_names")

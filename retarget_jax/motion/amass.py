@@ -61,6 +61,7 @@ from retarget_jax.body_models.topology import (
     BodySkeleton,
 )
 from retarget_jax.errors import MotionFormatError, UnknownNameError
+from retarget_jax.files.npz import read_npz
 from retarget_jax.motion.conventions import get_conventions
 from retarget_jax.motion.human_motion import HumanMotion, fps_problem
 from retarget_jax.motion.skeleton import HumanJoint
@@ -133,35 +134,6 @@ class AmassClip:
 # Parsing
 
 
-def _read_fields(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Every entry of the archive that loads without unpickling, and why the others did not."""
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # zip and npy header parsing raise many kinds (BadZipFile, TokenError, ...)
-        raise MotionFormatError(path, f"not a readable .npz archive ({type(e).__name__}: {e})") \
-            from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise MotionFormatError(path, f"a single .npy array {np.shape(npz)}, not an .npz archive "
-                                "of named fields")
-    fields: dict[str, np.ndarray] = {}
-    unreadable: dict[str, str] = {}
-    with npz:
-        for key in npz.files:
-            try:
-                fields[key] = npz[key]
-            except ValueError as e:
-                if "allow_pickle" not in str(e):
-                    raise MotionFormatError(path, f"corrupt entry ({type(e).__name__}: {e})",
-                                            field=key) from None
-                unreadable[key] = f"cannot be read without unpickling ({e})"  # object arrays: never
-            except Exception as e:  # CRC, truncation, a garbled npy header (TokenError, SyntaxError), ...
-                raise MotionFormatError(path, f"corrupt entry ({type(e).__name__}: {e})",
-                                        field=key) from None
-    return fields, unreadable
-
-
 def _need(path: str, fields: dict, unreadable: dict, key: str) -> np.ndarray:
     if key in unreadable:
         raise MotionFormatError(path, unreadable[key], field=key)
@@ -214,7 +186,7 @@ def parse_amass(path: str | os.PathLike, fmt: str = "amass") -> AmassClip:
     path = os.fspath(path)
     if fmt not in FORMATS:
         raise UnknownNameError("SMPL motion format", fmt, FORMATS, where=path)
-    fields, unreadable = _read_fields(path)
+    fields, unreadable = read_npz(path)
 
     if "poses" in fields or "poses" in unreadable:
         raw = _need(path, fields, unreadable, "poses")

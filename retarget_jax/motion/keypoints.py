@@ -33,6 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from retarget_jax.errors import MotionFormatError
+from retarget_jax.files.npz import load_npz
 from retarget_jax.motion.human_motion import HumanMotion, fps_problem
 from retarget_jax.motion.joint_maps import JointMap, load_joint_map, shipped_joint_maps
 from retarget_jax.motion.skeleton import HumanJoint, canonical_parents
@@ -43,31 +44,6 @@ KEYPOINTS_FORMAT = "keypoints"
 
 # Shipped maps tried first when detecting (ties go to the earlier one).
 _DETECT_FIRST = ("smpl_phc", "smpl", "lafan1")
-
-
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-    try:
-        z = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # zip and npy header parsing raise many kinds (BadZipFile, TokenError, ...)
-        raise MotionFormatError(path, f"not a readable npz archive: {type(e).__name__}: {e}") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise MotionFormatError(
-            path, f"expected an npz archive of named arrays, found a single {type(z).__name__}")
-    out: dict[str, np.ndarray] = {}
-    with z:
-        for k in z.files:
-            try:
-                out[k] = z[k]
-            except ValueError as e:
-                if "allow_pickle" in str(e):  # object arrays need pickle: refused, never unpickled
-                    raise MotionFormatError(
-                        path, f"array '{k}' cannot be read without pickle ({e})", field=k) from None
-                raise MotionFormatError(path, f"array '{k}' is corrupt: {e}", field=k) from None
-            except Exception as e:  # CRC, truncation, a garbled npy header (TokenError, SyntaxError), ...
-                raise MotionFormatError(path, f"array '{k}' is corrupt: {type(e).__name__}: {e}", field=k) from None
-    return out
 
 
 def _as_names(path: str, raw: np.ndarray) -> tuple[str, ...]:
@@ -141,7 +117,7 @@ def read_keypoints(
         UnknownNameError, ConfigError: a bad ``joint_map`` argument.
     """
     path = os.fspath(path)
-    data = _load_npz(path)
+    data = load_npz(path)
     missing = [k for k in ("positions", "joint_names", "fps") if k not in data]
     if missing:
         raise MotionFormatError(

@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from retarget_jax.config import RunConfig, run_robot, run_settings
-from retarget_jax.problem.recipe import config_dir
+from retarget_jax.files.resources import config_dir
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
 _ = MISSING

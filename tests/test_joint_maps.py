@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from retarget_jax.errors import ConfigError, UnknownNameError
+from retarget_jax.files.resources import joint_maps_dir
 from retarget_jax.motion.bvh import parse_bvh
 from retarget_jax.motion.conventions import NAMES, get_conventions
 from retarget_jax.motion.demo import DEMO_PARENTS
 from retarget_jax.motion.joint_maps import (
     JointMap,
     joint_map_from_dict,
-    joint_maps_dir,
     load_joint_map,
     shipped_joint_maps,
 )

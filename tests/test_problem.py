@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from retarget_jax.errors import ConfigError, UnknownNameError
+from retarget_jax.files.resources import config_dir
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.motion.skeleton import HumanJoint
 from retarget_jax.problem import RetargetingProblem, compile_problem, recipe_from_dict
 from retarget_jax.problem.limbs import recipe_limbs
-from retarget_jax.problem.recipe import config_dir
 
 
 @pytest.fixture(scope="module")

@@ -273,7 +273,7 @@ def test_hydra_run_renders_every_clip_and_keeps_its_settings(g1, tmp_path):
 
     from retarget_jax.io import write_gmr_pkl
     from retarget_jax.manifest import RUN_CONFIG_NAME
-    from retarget_jax.problem.recipe import config_dir
+    from retarget_jax.files.resources import config_dir
     from retarget_jax.run import execute, typed_config
 
     inp = tmp_path / "in"

@@ -19,7 +19,8 @@ from retarget_jax.errors import RobotModelError
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.problem import RetargetingProblem, compile_problem, load_recipe
 from retarget_jax.robots import load_robot
-from retarget_jax.robots.spec import ASSETS, BUILTIN_ROBOTS
+from retarget_jax.files.resources import ROBOT_ASSETS
+from retarget_jax.robots.spec import BUILTIN_ROBOTS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +64,7 @@ def test_robot_loads_with_mujoco_names_and_ranges(robot):
         n, root = EXPECTED[robot.name]
         assert robot.num_dof == n
         assert robot.body_names[robot.tree.root] == root
-    assert Path(robot.mjcf_path).is_relative_to(ASSETS)
+    assert Path(robot.mjcf_path).is_relative_to(ROBOT_ASSETS)
 
 
 def test_robot_stands_on_its_feet(robot):
@@ -96,7 +97,7 @@ def test_robot_is_mesh_free_with_collision_geoms(robot):
 
 @pytest.mark.parametrize("name", ROBOTS)
 def test_every_builtin_robot_has_a_notice(name):
-    notice = (ASSETS / BUILTIN_ROBOTS[name]).parent / "NOTICE.md"
+    notice = (ROBOT_ASSETS / BUILTIN_ROBOTS[name]).parent / "NOTICE.md"
     assert notice.is_file(), f"{name}: no NOTICE.md next to {BUILTIN_ROBOTS[name]}"
     text = notice.read_text()
     assert "Licen" in text and len(text) > 200
@@ -124,7 +125,7 @@ def test_vendored_mjcf_is_reproducible(name, shared_data_dir, tmp_path):
         pytest.skip(f"{src} not found")
     out = tmp_path / Path(vendor.ROBOTS[name].source).name
     vendor.vendor(src, out, vendor.ROBOTS[name])
-    assert out.read_text() == (ASSETS / BUILTIN_ROBOTS[name]).read_text()
+    assert out.read_text() == (ROBOT_ASSETS / BUILTIN_ROBOTS[name]).read_text()
 
 
 # ---------------------------------------------------------------------------------------

@@ -167,11 +167,12 @@ def test_a_user_robot_from_an_mjcf_path_and_a_recipe_file(tmp_path, g1, capsys):
 
     import yaml
 
-    from retarget_jax.robots.spec import ASSETS, BUILTIN_ROBOTS
+    from retarget_jax.files.resources import ROBOT_ASSETS, config_dir
+    from retarget_jax.robots.spec import BUILTIN_ROBOTS
 
     xml = tmp_path / "my_robot.xml"
-    shutil.copy(ASSETS / BUILTIN_ROBOTS["unitree_g1"], xml)
-    recipe = yaml.safe_load((load_recipe.__globals__["config_dir"]() / "recipes" / "lafan1_g1.yaml").read_text())
+    shutil.copy(ROBOT_ASSETS / BUILTIN_ROBOTS["unitree_g1"], xml)
+    recipe = yaml.safe_load((config_dir() / "recipes" / "lafan1_g1.yaml").read_text())
     recipe.update(name="my_robot_lafan1", robot="my_robot")
     rfile = tmp_path / "my_robot_lafan1.yaml"
     rfile.write_text(yaml.safe_dump(recipe))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import os
 import xml.etree.ElementTree as ET
-from importlib import resources
 
 import numpy as np
 
@@ -32,6 +31,7 @@ from retarget_jax.body_models.topology import (
     BodySkeleton,
 )
 from retarget_jax.errors import UnknownNameError
+from retarget_jax.files.resources import BODY_MODEL_ASSETS
 
 __all__ = ["FIGURE_FILES", "XML_BODY_TO_SMPL", "XML_TO_CANONICAL", "figure_path",
            "parse_figure", "neutral_skeleton"]
@@ -61,7 +61,7 @@ def figure_path(family: str) -> str:
     """Path of the vendored figure of a family."""
     if family not in FIGURE_FILES:
         raise UnknownNameError("SMPL family", family, FAMILIES)
-    return str(resources.files("retarget_jax.body_models") / "assets" / FIGURE_FILES[family])
+    return str(BODY_MODEL_ASSETS / FIGURE_FILES[family])
 
 
 def parse_figure(path: str | os.PathLike) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:

@@ -5,6 +5,8 @@ later one:
 
 - :mod:`~retarget_jax.files.atomic`: :func:`atomic_write` (:func:`atomic_write_bytes`,
   :func:`atomic_write_text`), the one way outputs and manifests are written.
+- :mod:`~retarget_jax.files.resources`: where the shipped configs, robots and body-model
+  figures are (:func:`config_dir`, :data:`ROBOT_ASSETS`, ...).
 - :mod:`~retarget_jax.files.npz`: :func:`load_npz` / :func:`read_npz`, npz archives read
   without pickle, every failure a MotionFormatError naming the file and field.
 - :mod:`~retarget_jax.files.safe_pickle`: :func:`restricted_load`, unpickling that allows
@@ -20,15 +22,20 @@ from retarget_jax.files.atomic import (
     is_temp_file,
 )
 from retarget_jax.files.npz import load_npz, read_npz
+from retarget_jax.files.resources import BODY_MODEL_ASSETS, ROBOT_ASSETS, config_dir, joint_maps_dir
 from retarget_jax.files.safe_pickle import restricted_load, restricted_loads
 
 __all__ = [
+    "BODY_MODEL_ASSETS",
+    "ROBOT_ASSETS",
     "atomic_path",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "config_dir",
     "fsync_dir",
     "is_temp_file",
+    "joint_maps_dir",
     "load_npz",
     "read_npz",
     "restricted_load",

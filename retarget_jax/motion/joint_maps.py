@@ -54,6 +54,7 @@ import numpy as np
 import yaml
 
 from retarget_jax.errors import ConfigError, UnknownNameError
+from retarget_jax.files.resources import joint_maps_dir
 from retarget_jax.motion.skeleton import HumanJoint
 
 __all__ = [
@@ -62,7 +63,6 @@ __all__ = [
     "LENGTH_UNITS",
     "joint_map_from_dict",
     "is_end_site_name",
-    "joint_maps_dir",
     "load_joint_map",
     "shipped_joint_maps",
 ]
@@ -170,13 +170,6 @@ class JointMap:
 
 # ---------------------------------------------------------------------------------------
 # Loading
-
-
-def joint_maps_dir() -> Path:
-    """``configs/joint_maps`` of the installed package or the repository."""
-    from retarget_jax.problem.recipe import config_dir
-
-    return config_dir() / "joint_maps"
 
 
 def shipped_joint_maps() -> tuple[str, ...]:

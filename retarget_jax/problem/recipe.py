@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from retarget_jax.errors import ConfigError, UnknownNameError
+from retarget_jax.files.resources import config_dir
 from retarget_jax.motion.skeleton import LIMBS, HumanJoint
 
 LIMB_NAMES = tuple(limb.name for limb in LIMBS)
@@ -215,15 +216,6 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
         if isinstance(e, ConfigError | UnknownNameError):
             raise
         raise ConfigError(f"{where}: {e}") from None
-
-
-def config_dir() -> Path:
-    """The Hydra config directory: inside the installed package, or the repo's ``configs/``."""
-    here = Path(__file__).resolve().parents[1]
-    for cand in (here / "configs", here.parent / "configs"):
-        if (cand / "config.yaml").exists():
-            return cand
-    raise ConfigError(f"config directory not found next to {here}")
 
 
 def shipped_recipes() -> list[str]:

@@ -23,10 +23,9 @@ import numpy as np
 
 from retarget_jax.arrays import AnyArray, Float
 from retarget_jax.errors import RobotModelError, UnknownNameError
+from retarget_jax.files.resources import ROBOT_ASSETS
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-
-#: Built-in robots shipped inside the package: name -> MJCF path relative to ``ASSETS``.
+#: Built-in robots shipped inside the package: name -> MJCF path relative to ``ROBOT_ASSETS``.
 BUILTIN_ROBOTS: dict[str, str] = {
     "unitree_g1": "unitree_g1/g1.xml",
     "unitree_h1": "unitree_h1/h1.xml",
@@ -177,7 +176,7 @@ def load_robot(name_or_path: str | Path, *, name: str | None = None) -> RobotSpe
     """Load a built-in robot by name, or any MJCF by path."""
     key = str(name_or_path)
     if key in BUILTIN_ROBOTS:
-        path = ASSETS / BUILTIN_ROBOTS[key]
+        path = ROBOT_ASSETS / BUILTIN_ROBOTS[key]
         name = name or key
     else:
         path = Path(key)

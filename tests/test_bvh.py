@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from retarget_jax.errors import ConfigError, MotionFormatError, UnknownNameError
+from retarget_jax.io.bvh import write_bvh
 from retarget_jax.motion.bvh import (
     Y_UP_TO_Z_UP,
     BvhClip,
@@ -20,7 +21,6 @@ from retarget_jax.motion.bvh import (
     parse_bvh,
     read_bvh,
     read_bvh_format,
-    write_bvh,
 )
 from retarget_jax.motion.conventions import get_conventions
 from retarget_jax.motion.joint_maps import JointMap, load_joint_map

@@ -509,7 +509,8 @@ def test_real_capture_from_shared_data_builds_and_passes_check_fk(shared_data_di
     """60-frame pieces of the shared LAFAN1 BVH and of the OMOMO keypoints (the mocapbank
     BVH would cost one more solver program; benchmarks/bench_dataset.py --shared builds
     all three shared clips whole)."""
-    from retarget_jax.motion.bvh import parse_bvh, write_bvh
+    from retarget_jax.io.bvh import write_bvh
+    from retarget_jax.motion.bvh import parse_bvh
 
     for sub in ("lafan1", "omomo"):
         (tmp_path / sub).mkdir()

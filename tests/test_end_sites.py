@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from retarget_jax.errors import ConfigError, InvalidMotionError, UnknownNameError
+from retarget_jax.io.bvh import write_bvh
 from retarget_jax.metrics import recipe_metrics
-from retarget_jax.motion.bvh import BvhClip, parse_bvh, read_bvh_format, write_bvh
+from retarget_jax.motion.bvh import BvhClip, parse_bvh, read_bvh_format
 from retarget_jax.motion.canonical import canonical_index
 from retarget_jax.motion.conventions import get_conventions
 from retarget_jax.motion.demo import demo_motion

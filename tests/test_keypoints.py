@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from retarget_jax.errors import MotionFormatError
-from retarget_jax.motion.bvh import BvhClip, read_bvh_format, write_bvh
+from retarget_jax.io.bvh import write_bvh
+from retarget_jax.motion.bvh import BvhClip, read_bvh_format
 from retarget_jax.motion.joint_maps import load_joint_map
 from retarget_jax.motion.keypoints import detect_joint_map, read_keypoints
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP, HumanJoint, canonical_parents

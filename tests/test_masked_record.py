@@ -67,7 +67,8 @@ def test_nan_in_a_bvh_channel_masks_the_joint_and_those_below_it(tmp_path):
 
     from test_bvh import lafan1_like_clip
 
-    from retarget_jax.motion.bvh import read_bvh_format, write_bvh
+    from retarget_jax.io.bvh import write_bvh
+    from retarget_jax.motion.bvh import read_bvh_format
 
     clip = lafan1_like_clip(T=20)
     j = clip.joint_names.index("LeftForeArm")

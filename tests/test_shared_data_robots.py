@@ -79,7 +79,8 @@ def test_cli_bvh_with_a_shipped_joint_map(shared_data_dir, tmp_path, capsys):
 
     from retarget_jax.cli import main
     from retarget_jax.io import load_result
-    from retarget_jax.motion.bvh import parse_bvh, write_bvh
+    from retarget_jax.io.bvh import write_bvh
+    from retarget_jax.motion.bvh import parse_bvh
     from retarget_jax.motion.joint_maps import load_joint_map
 
     clip = parse_bvh(shared_data_dir / FILES[0][0])

@@ -1,21 +1,22 @@
-"""Writers and readers of retargeting results (host side, numpy).
+"""Writers and readers of retargeting results and motion files (stage: io, host, numpy).
 
 - :func:`save_result` / :func:`load_result` / :func:`validate_result_npz`: the package's
   own pickle-free result NPZ.
 - :func:`write_mjlab_npz`, :func:`write_gmr_pkl`: downstream trackers' formats;
   :func:`write_result` dispatches on a format name.
-- :func:`atomic_write` (:func:`atomic_write_bytes`, :func:`atomic_write_text`): the one
-  way outputs and manifests are written (temp file in the same folder, fsync, rename).
-- :func:`restricted_load`: unpickle third-party motion pickles allowing only numpy and
-  builtin data.
-
-  These two live in :mod:`retarget_jax.files` (stage: base), where every stage can reach
-  them; they are named here too as part of the readers' and writers' API.
 - :func:`read_robot_motion` (:func:`read_gmr_pkl`, :func:`read_mjlab_npz`,
   :func:`read_seed_csv`): robot-space motion files loaded as results, without a solve.
+- :func:`write_bvh`: a parsed BVH clip back to a file (the reader is
+  :mod:`retarget_jax.motion.bvh`).
+- :func:`atomic_write` (:func:`atomic_write_bytes`, :func:`atomic_write_text`): the one
+  way outputs and manifests are written (temp file in the same folder, fsync, rename);
+  :func:`restricted_load`: unpickle third-party motion pickles allowing only numpy and
+  builtin data. Both live in :mod:`retarget_jax.files` (stage: base), where every stage
+  can reach them, and are named here as part of the readers' and writers' API.
 """
 
 from retarget_jax.files.atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from retarget_jax.io.bvh import write_bvh
 from retarget_jax.io.readers import (
     ROBOT_MOTION_READERS,
     read_gmr_pkl,
@@ -57,6 +58,7 @@ __all__ = [
     "restricted_loads",
     "save_result",
     "validate_result_npz",
+    "write_bvh",
     "write_gmr_pkl",
     "write_mjlab_npz",
     "write_result",

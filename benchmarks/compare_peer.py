@@ -124,7 +124,8 @@ def solve_ours(clips, args, barrier=None):
     ``barrier`` lines the repeats up with the other processes'."""
     import jax
 
-    from retarget_jax.solve.batch import bucket_length, solve_many
+    from retarget_jax.buckets import bucket_length
+    from retarget_jax.solve.batch import solve_many
     from retarget_jax.solve.gauss_newton import SolverOptions
 
     options = SolverOptions() if args.max_iters is None else SolverOptions(max_iters=args.max_iters)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from retarget_jax.buckets import DEFAULT_BUCKETS
 from retarget_jax.problem.compile import CostWeights, JointVelocityLimits
 from retarget_jax.problem.contacts import ContactThresholds
-from retarget_jax.solve.batch import DEFAULT_BUCKETS
 from retarget_jax.solve.gauss_newton import SolverOptions
 
 

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 import retarget_jax
+from retarget_jax.buckets import DEFAULT_BUCKETS
 from retarget_jax.errors import InvalidMotionError, RetargetError
 from retarget_jax.motion.canonical import canonical_index, masked_samples
 from retarget_jax.motion.human_motion import HumanMotion
@@ -35,7 +36,7 @@ from retarget_jax.problem.recipe import Recipe
 from retarget_jax.result import RetargetingResult, SolveStatus
 from retarget_jax.robots.collision import HeightField
 from retarget_jax.robots.spec import RobotSpec
-from retarget_jax.solve.batch import DEFAULT_BUCKETS, solve_many
+from retarget_jax.solve.batch import solve_many
 from retarget_jax.solve.costs import scaled_human, targets
 from retarget_jax.solve.gauss_newton import SolverOptions
 

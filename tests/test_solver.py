@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from retarget_jax.buckets import bucket_length
 from retarget_jax.motion.demo import DEMO_JOINTS, demo_motion
 from retarget_jax.motion.skeleton import HumanJoint
 from retarget_jax.problem import RetargetingProblem, compile_problem
@@ -25,7 +26,6 @@ from retarget_jax.rotations import quat_exp, quat_mul, quat_to_mat
 from retarget_jax.solve import costs, linalg
 from retarget_jax.solve.batch import (
     _solve_batch_jit,
-    bucket_length,
     pad_problem,
     solve_batch,
     stack_problems,

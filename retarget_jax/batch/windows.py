@@ -54,12 +54,13 @@ import equinox as eqx
 import mujoco
 import numpy as np
 
+from retarget_jax.buckets import DEFAULT_BUCKETS
 from retarget_jax.errors import ConfigError, SolveError
 from retarget_jax.problem.compile import PER_FRAME_FIELDS, CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import host_forward_kinematics
 from retarget_jax.robots.spec import RobotSpec
-from retarget_jax.solve.batch import DEFAULT_BUCKETS, solve_many
+from retarget_jax.solve.batch import solve_many
 from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions
 
 __all__ = [

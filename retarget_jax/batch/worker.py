@@ -23,6 +23,7 @@ from retarget_jax.batch.jobs import DEMO_JOB, BatchJob
 from retarget_jax.batch.runner import failed_record
 from retarget_jax.batch.windows import _check_window_args as check_window_args
 from retarget_jax.batch.windows import plan_windows
+from retarget_jax.buckets import DEFAULT_BUCKETS, bucket_length
 from retarget_jax.errors import SolveError
 from retarget_jax.formats import MotionFormat, default_recipe, read_motion, read_robot_motion
 from retarget_jax.io import write_result
@@ -32,7 +33,6 @@ from retarget_jax.problem import load_recipe
 from retarget_jax.problem.contacts import load_contact_plan
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.spec import RobotSpec
-from retarget_jax.solve.batch import DEFAULT_BUCKETS, bucket_length
 from retarget_jax.solve.gauss_newton import SolverOptions
 
 PROVENANCE_KEYS = ("config_hash", "recipe", "robot", "package_version", "status_name", "source_fps",

@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 import retarget_jax
+from retarget_jax.buckets import DEFAULT_BUCKETS
 from retarget_jax.dataset.fk import FK_THRESHOLDS, fk_figures
 from retarget_jax.dataset.preprocess import (
     FILTERS,
@@ -285,7 +286,6 @@ def _stage1(spec: DatasetSpec, src: SourceSpec, jobs, out: Path, robot, options,
 def _retarget_worker(spec: DatasetSpec, src: SourceSpec, robot, options, mpath: Path):
     from retarget_jax.batch.worker import RetargetWorker
     from retarget_jax.pipeline import ProblemSettings
-    from retarget_jax.solve.batch import DEFAULT_BUCKETS
 
     b = spec.batch
     return RetargetWorker(robot=robot, motion_format=src.format, manifest_path=mpath,

@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from retarget_jax.buckets import bucket_length
 from retarget_jax.errors import ConfigError
 from retarget_jax.motion.skeleton import LIMBS
 from retarget_jax.problem.limbs import unit
@@ -54,7 +55,6 @@ from retarget_jax.robots.collision import (
 )
 from retarget_jax.robots.kinematics import body_frames
 from retarget_jax.robots.spec import KinematicTree, RobotSpec
-from retarget_jax.solve.batch import bucket_length
 
 #: A contact link is in contact when its lowest ground point is closer than this (m).
 CONTACT_HEIGHT = 0.025

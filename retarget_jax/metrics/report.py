@@ -41,6 +41,7 @@ import jax
 import numpy as np
 
 import retarget_jax
+from retarget_jax.buckets import bucket_length
 from retarget_jax.errors import ConfigError
 from retarget_jax.files.atomic import atomic_write
 from retarget_jax.metrics.batch import MetricBatch, check_result, evaluate_batch, metric_geometry
@@ -52,7 +53,6 @@ from retarget_jax.metrics.registry import (
 )
 from retarget_jax.result import RetargetingResult, SolveStatus
 from retarget_jax.robots.spec import RobotSpec
-from retarget_jax.solve.batch import bucket_length
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_KIND = "retarget_jax.metrics_report"

@@ -28,21 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from retarget_jax.buckets import DEFAULT_BUCKETS, bucket_length
 from retarget_jax.errors import SolveError
 from retarget_jax.problem.compile import PER_FRAME_FIELDS, CompiledProblem
 from retarget_jax.robots.kinematics import body_poses
 from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions, solve
 
-DEFAULT_BUCKETS: tuple[int, ...] = (64, 128, 192, 256, 320, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
 CLIP_AXIS = "clips"  # the mesh axis the B (clip) axis of a batch is split over
-
-
-def bucket_length(T: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:
-    for b in sorted(buckets):
-        if T <= b:
-            return int(b)
-    raise SolveError(f"clip of {T} frames is longer than the largest bucket {max(buckets)}; "
-                     "split it into windows or add a bucket")
 
 
 def pad_problem(problem: CompiledProblem, T_pad: int) -> CompiledProblem:

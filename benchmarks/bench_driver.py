@@ -82,13 +82,14 @@ def main(argv=None) -> int:
     import jax
 
     from retarget_jax.batch.jobs import find_inputs
+    from retarget_jax.buckets import bucket_length
     from retarget_jax.formats import read_motion
     from retarget_jax.pipeline import prepare_clip, solve_clips
     from retarget_jax.problem import load_recipe
     from retarget_jax.robots import load_robot
     from retarget_jax.run import RunConfig, execute
     from retarget_jax.solve import SolverOptions
-    from retarget_jax.solve.batch import bucket_length, solve_many
+    from retarget_jax.solve.batch import solve_many
 
     platform_name = jax.devices()[0].platform
     tmp = Path(tempfile.mkdtemp(prefix="bench_driver_"))

@@ -56,9 +56,10 @@ def main(argv=None) -> int:
         jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
     from compare_peer import build_clips, end_effector_targets, point_errors
 
+    from retarget_jax.buckets import bucket_length
     from retarget_jax.metrics.report import evaluate_results
     from retarget_jax.pipeline import finish_clip
-    from retarget_jax.solve.batch import bucket_length, solve_many
+    from retarget_jax.solve.batch import solve_many
     from retarget_jax.solve.gauss_newton import SolverOptions
 
     robot, clips = build_clips(argparse.Namespace(data=args.data, frames=args.frames, clips=args.clips))

@@ -20,8 +20,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from retarget_jax.formats import default_recipe, read_motion
 from retarget_jax.files.atomic import atomic_write_text
+from retarget_jax.formats import default_recipe, read_motion
 from retarget_jax.metrics import recipe_metrics
 from retarget_jax.pipeline import ClipFailure, retarget_motions
 from retarget_jax.problem import load_recipe

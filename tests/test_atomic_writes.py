@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from retarget_jax.io import load_result, save_result, write_result
 from retarget_jax.files.atomic import atomic_write, atomic_write_text, is_temp_file
+from retarget_jax.io import load_result, save_result, write_result
 from retarget_jax.manifest import BatchManifest, BatchRunRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -37,8 +37,8 @@ from retarget_jax.dataset.build import BUILD_INFO_NAME, MANIFEST_NAME, read_mani
 from retarget_jax.dataset.fk import fk_figures
 from retarget_jax.dataset.shards import FRAME_KEYS, open_shard, shard_files
 from retarget_jax.errors import DatasetSpecError, MotionFormatError
-from retarget_jax.io import save_result, write_gmr_pkl, write_mjlab_npz
 from retarget_jax.files.atomic import is_temp_file
+from retarget_jax.io import save_result, write_gmr_pkl, write_mjlab_npz
 from retarget_jax.io.readers import SEED_ROOT_COLUMNS, forward_kinematics
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP

@@ -27,8 +27,8 @@ import pytest
 import yaml
 from inputs import synthetic_trajectory
 
-from retarget_jax.io import load_result, write_gmr_pkl
 from retarget_jax.files.atomic import is_temp_file
+from retarget_jax.io import load_result, write_gmr_pkl
 from retarget_jax.manifest import RUN_CONFIG_NAME, BatchManifest
 from retarget_jax.result import RetargetingResult
 

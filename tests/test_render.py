@@ -18,8 +18,8 @@ from PIL import Image
 
 from retarget_jax.cli import main
 from retarget_jax.errors import ConfigError, RenderError
-from retarget_jax.io import load_result, save_result
 from retarget_jax.files.atomic import is_temp_file
+from retarget_jax.io import load_result, save_result
 from retarget_jax.render import (
     RenderOptions,
     ResultRenderer,
@@ -271,9 +271,9 @@ def test_hydra_run_renders_every_clip_and_keeps_its_settings(g1, tmp_path):
     from hydra import compose, initialize_config_dir
     from inputs import synthetic_trajectory
 
+    from retarget_jax.files.resources import config_dir
     from retarget_jax.io import write_gmr_pkl
     from retarget_jax.manifest import RUN_CONFIG_NAME
-    from retarget_jax.files.resources import config_dir
     from retarget_jax.run import execute, typed_config
 
     inp = tmp_path / "in"

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from retarget_jax.errors import RobotModelError
+from retarget_jax.files.resources import ROBOT_ASSETS
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.problem import RetargetingProblem, compile_problem, load_recipe
 from retarget_jax.robots import load_robot
-from retarget_jax.files.resources import ROBOT_ASSETS
 from retarget_jax.robots.spec import BUILTIN_ROBOTS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -8,10 +8,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from retarget_jax.errors import ConfigError
+from retarget_jax.files.resources import config_dir
 from retarget_jax.formats import MotionFormat
 from retarget_jax.io import load_result, write_result
 from retarget_jax.problem import load_recipe
-from retarget_jax.files.resources import config_dir
 from retarget_jax.run import RunConfig, execute, typed_config
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))

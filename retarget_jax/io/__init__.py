@@ -16,6 +16,7 @@
 """
 
 from retarget_jax.files.atomic import atomic_write, atomic_write_bytes, atomic_write_text
+from retarget_jax.files.safe_pickle import restricted_load, restricted_loads
 from retarget_jax.io.bvh import write_bvh
 from retarget_jax.io.readers import (
     ROBOT_MOTION_READERS,
@@ -30,7 +31,6 @@ from retarget_jax.io.result_npz import (
     save_result,
     validate_result_npz,
 )
-from retarget_jax.files.safe_pickle import restricted_load, restricted_loads
 from retarget_jax.io.writers import (
     WRITERS,
     angular_velocity_w,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -39,6 +38,7 @@ from retarget_jax.robots.spec import RobotSpec
 from retarget_jax.solve.batch import solve_many
 from retarget_jax.solve.costs import scaled_human, targets
 from retarget_jax.solve.gauss_newton import SolverOptions
+from retarget_jax.solve.windows import solve_windowed
 
 #: Fewest frames a clip may have: velocity, acceleration and contact terms need neighbours.
 MIN_FRAMES = 2
@@ -51,13 +51,6 @@ class ClipFailure:
     source: str
     error_type: str
     message: str
-
-
-def read_motion(path: str | Path, fmt: str, **kwargs) -> HumanMotion:
-    """Read one motion file in a named format (host); see :mod:`retarget_jax.formats`."""
-    from retarget_jax.formats import read_motion as _read
-
-    return _read(path, fmt, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,11 +110,9 @@ def solve_clips(clips: Sequence[PreparedClip], options: SolverOptions | None = N
                 overlap: int = 32, fixed_batch: bool = False) -> list[RetargetingResult]:
     """Solve prepared clips in bucketed batches; a clip longer than ``window`` frames is
     split into overlapping windows solved in the same batches and stitched
-    (:mod:`retarget_jax.batch.windows`). ``window=None`` solves every clip whole.
+    (:mod:`retarget_jax.solve.windows`). ``window=None`` solves every clip whole.
     ``fixed_batch`` pads every batch to a power of two of at most ``max_batch`` clips
     (:func:`~retarget_jax.solve.batch.batch_rows`: a few programs per bucket)."""
-    from retarget_jax.batch.windows import solve_windowed
-
     options = options or SolverOptions()
     problems = [c.compiled for c in clips]
     if window is None:

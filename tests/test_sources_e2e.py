@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 from retarget_jax.cli import main
+from retarget_jax.formats import read_motion
 from retarget_jax.io import load_result
 from retarget_jax.metrics import recipe_metrics
 from retarget_jax.motion.canonical import CANONICAL_JOINTS
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP
 from retarget_jax.motion.skeleton import HumanJoint as J
-from retarget_jax.pipeline import read_motion, retarget_motions
+from retarget_jax.pipeline import retarget_motions
 from retarget_jax.problem import load_recipe
 from retarget_jax.result import SolveStatus
 from retarget_jax.rotations import quat_rotate

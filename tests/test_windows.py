@@ -1,4 +1,4 @@
-"""Tests for retarget_jax.batch.windows: the window plan, slicing, the stitch, host FK
+"""Tests for retarget_jax.solve.windows: the window plan, slicing, the stitch, host FK
 parity with the JAX FK, and a windowed solve end to end.
 
 Compiles dominate on a CPU, so the real solves share ONE shape: a 128-frame clip cut
@@ -16,25 +16,25 @@ import jax
 import numpy as np
 import pytest
 
-from retarget_jax.batch import windows as W
-from retarget_jax.batch.windows import (
-    PER_FRAME_FIELDS,
-    host_forward_kinematics,
+from retarget_jax.errors import ConfigError, SolveError
+from retarget_jax.motion.demo import demo_motion
+from retarget_jax.problem import RetargetingProblem, compile_problem
+from retarget_jax.problem.compile import PER_FRAME_FIELDS
+from retarget_jax.result import SolveStatus
+from retarget_jax.robots import body_poses
+from retarget_jax.robots.kinematics import host_forward_kinematics
+from retarget_jax.rotations import quat_conj, quat_exp, quat_mul, quat_rotate
+from retarget_jax.solve import costs
+from retarget_jax.solve import windows as W
+from retarget_jax.solve.batch import solve_many
+from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions
+from retarget_jax.solve.windows import (
     plan_windows,
     slice_problem,
     solve_windowed,
     stitch_qpos,
     stitch_solution,
 )
-from retarget_jax.errors import ConfigError, SolveError
-from retarget_jax.motion.demo import demo_motion
-from retarget_jax.problem import RetargetingProblem, compile_problem
-from retarget_jax.result import SolveStatus
-from retarget_jax.robots import body_poses
-from retarget_jax.rotations import quat_conj, quat_exp, quat_mul, quat_rotate
-from retarget_jax.solve import costs
-from retarget_jax.solve.batch import solve_many
-from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions
 
 # --------------------------------------------------------------------------- plan
 

@@ -4,7 +4,7 @@
       -> RetargetWorker (read, prepare | solve, stitch windows, write) -> batch_manifest.json
 
 See :mod:`retarget_jax.batch.runner` for the guarantees (resume, atomic manifest after
-every chunk, bounded memory, multi-process parts) and :mod:`retarget_jax.batch.windows`
+every chunk, bounded memory, multi-process parts) and :mod:`retarget_jax.solve.windows`
 for long clips.
 """
 

@@ -21,8 +21,6 @@ import numpy as np
 
 from retarget_jax.batch.jobs import DEMO_JOB, BatchJob
 from retarget_jax.batch.runner import failed_record
-from retarget_jax.batch.windows import _check_window_args as check_window_args
-from retarget_jax.batch.windows import plan_windows
 from retarget_jax.buckets import DEFAULT_BUCKETS, bucket_length
 from retarget_jax.errors import SolveError
 from retarget_jax.formats import MotionFormat, default_recipe, read_motion, read_robot_motion
@@ -34,6 +32,7 @@ from retarget_jax.problem.contacts import load_contact_plan
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.spec import RobotSpec
 from retarget_jax.solve.gauss_newton import SolverOptions
+from retarget_jax.solve.windows import check_window_args, plan_windows
 
 PROVENANCE_KEYS = ("config_hash", "recipe", "robot", "package_version", "status_name", "source_fps",
                    "masked_frames", "masked_joints", "masked_per_joint")

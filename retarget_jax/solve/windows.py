@@ -1,5 +1,8 @@
 """Overlapping windows: solve clips of any length in fixed-size pieces (host code, numpy).
 
+Stage: solve (:func:`solve_windowed` is :func:`~retarget_jax.solve.batch.solve_many` for
+clips longer than a window; the pipeline and the batch driver both call it).
+
 A clip longer than ``window`` frames is never truncated. It is cut into overlapping
 windows, every window of every clip is solved in one :func:`~retarget_jax.solve.batch.solve_many`
 call (so windows of one clip batch together, and with other clips of their bucket), and
@@ -64,9 +67,8 @@ from retarget_jax.solve.batch import solve_many
 from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions
 
 __all__ = [
-    "PER_FRAME_FIELDS",
     "blend_weights",
-    "host_forward_kinematics",
+    "check_window_args",
     "plan_windows",
     "slice_problem",
     "solve_windowed",
@@ -74,15 +76,15 @@ __all__ = [
     "stitch_solution",
 ]
 
-#: The ClipArrays fields with a leading frame axis T; every other field is per clip.
-
 Span = tuple[int, int]
 
 
 # --------------------------------------------------------------------------- plan
 
 
-def _check_window_args(window: Any, overlap: Any) -> tuple[int, int]:
+def check_window_args(window: Any, overlap: Any) -> tuple[int, int]:
+    """``(window, overlap)`` as ints, checked: integers, ``overlap >= 1``, ``window > 2 * overlap``
+    (ConfigError naming ``batch.window`` / ``batch.overlap``)."""
     for key, v in (("batch.window", window), ("batch.overlap", overlap)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
             raise ConfigError(f"{key}: expected an integer number of frames, got {v!r}")
@@ -108,7 +110,7 @@ def plan_windows(T: int, window: int, overlap: int) -> list[Span]:
         ConfigError: ``window`` / ``overlap`` not integers, ``overlap < 1`` or
             ``window <= 2 * overlap``.
     """
-    window, overlap = _check_window_args(window, overlap)
+    window, overlap = check_window_args(window, overlap)
     if isinstance(T, bool) or not isinstance(T, int | np.integer) or T < 1:
         raise SolveError(f"plan_windows: expected a clip of at least 1 frame, got T={T!r}")
     T = int(T)
@@ -292,7 +294,7 @@ def solve_windowed(
         Per input clip, in order: (SolveOutput, body_pos_w (T, B, 3), body_quat_w (T, B, 4)),
         numpy, T the clip's own length.
     """
-    window, overlap = _check_window_args(window, overlap)
+    window, overlap = check_window_args(window, overlap)
     flat: list[CompiledProblem] = []
     plans: list[tuple[list[Span], slice]] = []
     for p in problems:

@@ -38,6 +38,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from retarget_jax.errors import ConfigError, MotionFormatError, UnknownNameError
+from retarget_jax.motion.conventions import get_conventions
 from retarget_jax.motion.human_motion import HumanMotion, fps_problem
 from retarget_jax.motion.joint_maps import (
     END_SITE_SUFFIX,
@@ -677,8 +678,6 @@ def motion_from_clip(
         lafan1 = source_format == "bvh_lafan1" and _is_lafan1_map(joint_map)
         conventions = "lafan1" if lafan1 else None
     if isinstance(conventions, str):
-        from retarget_jax.motion.conventions import get_conventions
-
         conventions = get_conventions(conventions)
     if conventions is not None and sites:
         # an End Site's frame is its joint's, not the frame the table gives its role

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from retarget_jax.errors import UnknownNameError
+from retarget_jax.motion.demo import CONVENTIONS
 from retarget_jax.motion.skeleton import HumanJoint
 
 __all__ = ["SMPL_FRAME", "WORLD_TPOSE_Z_FORWARD_FRAME", "uniform", "get_conventions", "NAMES"]
@@ -49,8 +50,6 @@ def uniform(frame: np.ndarray) -> Mapping[HumanJoint, np.ndarray]:
 
 
 def _lafan1() -> Mapping[HumanJoint, np.ndarray]:
-    from retarget_jax.motion.demo import CONVENTIONS
-
     return CONVENTIONS
 
 

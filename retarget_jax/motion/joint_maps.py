@@ -55,6 +55,7 @@ import yaml
 
 from retarget_jax.errors import ConfigError, UnknownNameError
 from retarget_jax.files.resources import joint_maps_dir
+from retarget_jax.motion.conventions import NAMES, get_conventions
 from retarget_jax.motion.skeleton import HumanJoint
 
 __all__ = [
@@ -143,8 +144,6 @@ class JointMap:
             raise _err(where, "length_unit",
                        f"metres per unit must be a positive number, found {self.length_scale!r}")
         if self.conventions is not None:
-            from retarget_jax.motion.conventions import NAMES
-
             if self.conventions not in NAMES:
                 raise UnknownNameError("source convention", str(self.conventions), NAMES,
                                        where=f"{where}, field 'conventions'")
@@ -159,8 +158,6 @@ class JointMap:
         """The joint-frame table named by ``conventions``, or None (positions only)."""
         if self.conventions is None:
             return None
-        from retarget_jax.motion.conventions import get_conventions
-
         return get_conventions(self.conventions)
 
     def matched(self, names: Iterable[str]) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ import yaml
 
 from retarget_jax.errors import ConfigError, UnknownNameError
 from retarget_jax.files.resources import config_dir
+from retarget_jax.motion.conventions import get_conventions
 from retarget_jax.motion.skeleton import LIMBS, HumanJoint
 
 LIMB_NAMES = tuple(limb.name for limb in LIMBS)
@@ -34,8 +35,6 @@ def source_conventions(name: str) -> Mapping[HumanJoint, np.ndarray]:
     A motion normally brings its own (``HumanMotion.conventions``, set by its reader); a
     recipe's ``source_conventions`` is the fallback for motions built without one.
     """
-    from retarget_jax.motion.conventions import get_conventions
-
     return get_conventions(name)
 
 

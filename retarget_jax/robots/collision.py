@@ -41,7 +41,7 @@ import numpy as np
 import yaml
 
 from retarget_jax.arrays import AnyArray, Float
-from retarget_jax.errors import ConfigError, UnknownNameError
+from retarget_jax.errors import ConfigError, MotionFormatError, UnknownNameError
 
 _RIM_SAMPLES = 8
 
@@ -322,8 +322,6 @@ def self_collision(col: CollisionArrays, xpos, xmat):
 def load_height_field(path: str | Path, dtype=jnp.float32) -> HeightField:
     """A :class:`HeightField` from an ``.npz`` with ``heights`` (Nx, Ny) metres, ``origin``
     (2,) world xy of node (0, 0) and ``cell`` () spacing; typed errors name the field."""
-    from retarget_jax.errors import MotionFormatError
-
     p = Path(path)
     try:
         with np.load(p, allow_pickle=False) as z:

@@ -24,6 +24,7 @@ import numpy as np
 from retarget_jax.arrays import AnyArray, Float
 from retarget_jax.errors import RobotModelError, UnknownNameError
 from retarget_jax.files.resources import ROBOT_ASSETS
+from retarget_jax.robots.collision import collision_spec
 
 #: Built-in robots shipped inside the package: name -> MJCF path relative to ``ROBOT_ASSETS``.
 BUILTIN_ROBOTS: dict[str, str] = {
@@ -114,8 +115,6 @@ class RobotSpec:
     def collision(self):
         """Collision geoms and declared self-collision pairs
         (:func:`retarget_jax.robots.collision.collision_spec`)."""
-        from retarget_jax.robots.collision import collision_spec
-
         return collision_spec(self)
 
     def body_index(self, name: str, *, where: str | None = None) -> int:

@@ -13,13 +13,15 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _xp(*arrays):
+def array_namespace(*arrays):
+    """``jax.numpy`` if any input is a jax array or tracer, else ``numpy``: the module every
+    function here (and the host-or-jit helpers elsewhere) computes with."""
     return jnp if any(isinstance(a, jax.Array | jax.core.Tracer) for a in arrays) else np
 
 
 def quat_mul(q1, q2):
     """Hamilton product ``q1 * q2`` (apply q2 first, then q1)."""
-    xp = _xp(q1, q2)
+    xp = array_namespace(q1, q2)
     w1, x1, y1, z1 = (q1[..., i] for i in range(4))
     w2, x2, y2, z2 = (q2[..., i] for i in range(4))
     return xp.stack(
@@ -34,18 +36,18 @@ def quat_mul(q1, q2):
 
 
 def quat_conj(q):
-    xp = _xp(q)
+    xp = array_namespace(q)
     return xp.concatenate([q[..., :1], -q[..., 1:]], axis=-1)
 
 
 def quat_normalize(q):
-    xp = _xp(q)
+    xp = array_namespace(q)
     return q / xp.linalg.norm(q, axis=-1, keepdims=True)
 
 
 def quat_rotate(q, v):
     """Rotate vectors ``v`` (..., 3) by unit quaternions ``q`` (..., 4)."""
-    xp = _xp(q, v)
+    xp = array_namespace(q, v)
     w = q[..., :1]
     u = q[..., 1:]
     t = 2.0 * xp.cross(u, v)
@@ -54,7 +56,7 @@ def quat_rotate(q, v):
 
 def quat_to_mat(q):
     """Unit quaternion (..., 4) -> rotation matrix (..., 3, 3)."""
-    xp = _xp(q)
+    xp = array_namespace(q)
     w, x, y, z = (q[..., i] for i in range(4))
     return xp.stack(
         [
@@ -72,7 +74,7 @@ def mat_to_quat(R):
     Branch-free (jit-able): all four of Shepperd's forms are computed and, per matrix,
     the one built on the largest of 1 + tr, 1 + 2 R_ii - tr is kept (the best conditioned).
     """
-    xp = _xp(R)
+    xp = array_namespace(R)
     if xp is np:
         R = np.asarray(R, dtype=np.float64)
     m00, m01, m02 = R[..., 0, 0], R[..., 0, 1], R[..., 0, 2]
@@ -99,7 +101,7 @@ def continuous_quat(q, axis: int = 0):
     are the last axis): the first along it has w >= 0 and each next one is negated where
     its dot product with the previous one is negative. q and -q are the same rotation;
     this keeps a trajectory from jumping between them. Numpy or jax."""
-    xp = _xp(q)
+    xp = array_namespace(q)
     axis = axis % q.ndim
     first = xp.take(q, xp.asarray([0]), axis=axis) if xp is not np else np.take(q, [0], axis=axis)
     n = q.shape[axis]
@@ -112,7 +114,7 @@ def continuous_quat(q, axis: int = 0):
 
 def axis_angle_to_quat(axis, angle):
     """Unit axis (..., 3) and angle (...) -> quaternion (..., 4)."""
-    xp = _xp(axis, angle)
+    xp = array_namespace(axis, angle)
     half = 0.5 * angle
     return xp.concatenate([xp.cos(half)[..., None], xp.sin(half)[..., None] * axis], axis=-1)
 
@@ -123,7 +125,7 @@ def quat_exp(omega):
     Uses a Taylor expansion near zero so that the derivative is finite at omega = 0
     (the solver differentiates through it at exactly zero).
     """
-    xp = _xp(omega)
+    xp = array_namespace(omega)
     theta2 = xp.sum(omega * omega, axis=-1, keepdims=True)
     small = theta2 < 1e-8
     safe2 = xp.where(small, 1.0, theta2)
@@ -137,7 +139,7 @@ def quat_exp(omega):
 
 def quat_log(q):
     """Rotation vector (..., 3) of a unit quaternion (shortest arc, |angle| <= pi)."""
-    xp = _xp(q)
+    xp = array_namespace(q)
     q = q * xp.where(q[..., :1] < 0, -1.0, 1.0)
     w = xp.clip(q[..., :1], -1.0, 1.0)
     v = q[..., 1:]
@@ -151,7 +153,7 @@ def quat_log(q):
 
 def skew(v):
     """(..., 3) -> (..., 3, 3) cross-product matrix: skew(a) @ b == cross(a, b)."""
-    xp = _xp(v)
+    xp = array_namespace(v)
     z = xp.zeros_like(v[..., 0])
     x, y, w = v[..., 0], v[..., 1], v[..., 2]
     return xp.stack(
@@ -166,7 +168,7 @@ def so3_right_jacobian_inv(r):
     Jr^-1(r) = I + 1/2 [r]x + (1/|r|^2 - (1+cos|r|) / (2|r| sin|r|)) [r]x^2,
     with the Taylor value 1/12 of the last coefficient near |r| = 0.
     """
-    xp = _xp(r)
+    xp = array_namespace(r)
     theta2 = xp.sum(r * r, axis=-1)[..., None, None]
     small = theta2 < 1e-6
     safe2 = xp.where(small, 1.0, theta2)
@@ -184,7 +186,7 @@ def euler_to_quat(angles_rad, order: str):
     BVH rotation channels compose left to right: R = R_{order[0]} R_{order[1]} R_{order[2]},
     angles[..., i] belonging to axis order[i].
     """
-    xp = _xp(angles_rad)
+    xp = array_namespace(angles_rad)
     axes = {"X": (1.0, 0.0, 0.0), "Y": (0.0, 1.0, 0.0), "Z": (0.0, 0.0, 1.0)}
     q = None
     for i, ax in enumerate(order.upper()):

@@ -30,7 +30,7 @@ from retarget_jax.robots.collision import (
     segment_closest_points,
     self_collision,
 )
-from retarget_jax.robots.spec import _geom_lowest_z
+from retarget_jax.robots.spec import geom_lowest_z
 
 ROBOTS = ("unitree_g1", "unitree_h1", "booster_t1")
 
@@ -75,7 +75,7 @@ def test_ground_clearance_and_pair_distances_match_mujoco(name, x64):
                 true = d.geom_xpos[g][2] - abs(R[2, 2]) * h - r * np.sqrt(max(0.0, 1 - R[2, 2] ** 2))
                 assert true - 1e-12 <= ours <= true + r * (1 - np.cos(np.pi / 8)) + 1e-12
             else:
-                assert ours == pytest.approx(_geom_lowest_z(m, d, g), abs=1e-10)
+                assert ours == pytest.approx(geom_lowest_z(m, d, g), abs=1e-10)
         fromto = np.zeros(6)
         ref = [mujoco.mj_geomDistance(m, d, a, b, 10.0, fromto) for a, b in robot.collision.pairs]
         np.testing.assert_allclose(dist, ref, atol=1e-9)

@@ -76,9 +76,9 @@ def test_robot_stands_on_its_feet(robot):
     d.qpos[:] = m.qpos0
     d.qpos[:3] = [0.0, 0.0, robot.standing_height]
     mujoco.mj_kinematics(m, d)
-    from retarget_jax.robots.spec import _geom_lowest_z
+    from retarget_jax.robots.spec import geom_lowest_z
 
-    lows = np.array([_geom_lowest_z(m, d, g) for g in range(m.ngeom)])
+    lows = np.array([geom_lowest_z(m, d, g) for g in range(m.ngeom)])
     assert abs(lows.min()) < 1e-9
     if robot.name in RECIPES:
         ground = {robot.body_index(b) + 1 for b in load_recipe(RECIPES[robot.name]).ground_bodies}

@@ -64,7 +64,7 @@ def _sole_heights(result: RetargetingResult, robot: RobotSpec, foot_bodies) -> d
     below it, e.g. the T1's contact spheres), by MuJoCo forward kinematics per frame."""
     import mujoco
 
-    from retarget_jax.robots.spec import _geom_lowest_z
+    from retarget_jax.robots.spec import geom_lowest_z
 
     m = robot.mj_model
     d = mujoco.MjData(m)
@@ -74,7 +74,7 @@ def _sole_heights(result: RetargetingResult, robot: RobotSpec, foot_bodies) -> d
         d.qpos[:] = q
         mujoco.mj_kinematics(m, d)
         for name, gs in geoms.items():
-            out[name][t] = min((_geom_lowest_z(m, d, g) for g in gs), default=np.nan)
+            out[name][t] = min((geom_lowest_z(m, d, g) for g in gs), default=np.nan)
     return out
 
 

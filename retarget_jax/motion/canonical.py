@@ -16,7 +16,7 @@ import numpy as np
 from retarget_jax.errors import InvalidMotionError
 from retarget_jax.motion.human_motion import HumanMotion
 from retarget_jax.motion.skeleton import CANONICAL_PARENT, HumanJoint
-from retarget_jax.rotations import _xp
+from retarget_jax.rotations import array_namespace
 
 #: Every role, in enum order (parents before children).
 CANONICAL_JOINTS: tuple[HumanJoint, ...] = tuple(HumanJoint)
@@ -38,7 +38,7 @@ RIGHT_HIP = canonical_index(HumanJoint.RIGHT_HIP)
 def hip_axis(pos):
     """(T, 3) unit left-hip-minus-right-hip direction of canonical positions (T, J, 3);
     numpy or jax, like its input."""
-    xp = _xp(pos)
+    xp = array_namespace(pos)
     axis = pos[:, LEFT_HIP] - pos[:, RIGHT_HIP]
     return axis / xp.maximum(xp.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
 
@@ -46,7 +46,7 @@ def hip_axis(pos):
 def hip_heading(pos):
     """(T, 4) yaw-only quaternion (wxyz) facing where the hips face: forward is the
     left-hip direction turned -90 degrees about world z. Numpy or jax, like its input."""
-    xp = _xp(pos)
+    xp = array_namespace(pos)
     left = pos[:, LEFT_HIP] - pos[:, RIGHT_HIP]
     yaw = xp.arctan2(-left[:, 0], left[:, 1])
     z = xp.zeros_like(yaw)

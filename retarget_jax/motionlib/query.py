@@ -30,6 +30,7 @@ import numpy as np
 
 from retarget_jax.motionlib.library import MotionLibrary, load_library
 from retarget_jax.motionlib.states import FRAME_FIELDS
+from retarget_jax.rotations import array_namespace
 
 __all__ = ["LibraryArrays", "MotionLib", "MotionState", "state_at"]
 
@@ -81,10 +82,6 @@ class LibraryArrays(eqx.Module):
                    weight_cdf=xp.asarray(cdf.astype(dtype)))
 
 
-def _xp(x):
-    return jnp if isinstance(x, jax.Array | jax.core.Tracer) else np
-
-
 def _expand(a, x):
     """``a`` (Q,) or () with trailing axes to broadcast against ``x`` (Q, ...)."""
     return a.reshape(a.shape + (1,) * (x.ndim - a.ndim))
@@ -110,7 +107,7 @@ def _slerp(q0, q1, a, xp):
 def state_at(arrays: LibraryArrays, motion_ids, times) -> MotionState:
     """States of motions ``motion_ids`` at ``times`` (seconds from each motion's first
     frame): numpy arrays (Q,) on the host, or one query of jax scalars under ``jax.vmap``."""
-    xp = _xp(arrays.motion_fps)
+    xp = array_namespace(arrays.motion_fps)
     M = arrays.motion_start.shape[0]
     m = xp.clip(xp.asarray(motion_ids).astype(xp.int32), 0, M - 1)
     n = arrays.motion_num_frames[m]

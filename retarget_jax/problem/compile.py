@@ -50,9 +50,9 @@ from retarget_jax.robots.collision import (
     flat_ground,
     geom_ground_points,
 )
-from retarget_jax.robots.spec import KinematicTree, RobotSpec, _geom_lowest_z as geom_lowest_z
+from retarget_jax.robots.spec import KinematicTree, RobotSpec, geom_lowest_z
 from retarget_jax.rotations import (
-    _xp,
+    array_namespace,
     axis_angle_to_quat,
     mat_to_quat,
     quat_conj,
@@ -593,7 +593,7 @@ def scaled_figure(pos, bone_scale, lateral_scale, root_scale, anchor, parents=CA
     ``lateral_scale``) and the root trajectory scaled about ``anchor``; no ground shift.
     Numpy on the host (heights at compile time) and jax in the solve
     (:func:`retarget_jax.solve.costs.scaled_human`), so both see the same figure."""
-    xp = _xp(pos, bone_scale)
+    xp = array_namespace(pos, bone_scale)
     axis = hip_axis(pos)
     out: list = [None] * len(parents)
     for j, par in enumerate(parents):

@@ -33,7 +33,7 @@ import numpy as np
 
 from retarget_jax.errors import ConfigError, RenderError
 from retarget_jax.result import RetargetingResult
-from retarget_jax.robots.spec import RobotSpec, _geom_lowest_z
+from retarget_jax.robots.spec import RobotSpec, geom_lowest_z
 
 LAYOUTS = ("overlay", "beside", "robot")
 
@@ -380,7 +380,7 @@ class ResultRenderer:
         below, overlap = [], []
         if self.options.penetration:
             tol = self.options.penetration_tolerance
-            below = [g for g in self.robot.collision.geoms if _geom_lowest_z(m, d, g) < -tol]
+            below = [g for g in self.robot.collision.geoms if geom_lowest_z(m, d, g) < -tol]
             for a, b in self.robot.collision.pairs:
                 if mujoco.mj_geomDistance(m, d, a, b, 0.05, None) < -tol:
                     overlap.append((a, b))

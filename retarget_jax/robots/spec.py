@@ -108,7 +108,7 @@ class RobotSpec:
         d.qpos[:] = m.qpos0
         d.qpos[:3] = 0.0
         mujoco.mj_forward(m, d)
-        lowest = min(_geom_lowest_z(m, d, g) for g in range(m.ngeom))
+        lowest = min(geom_lowest_z(m, d, g) for g in range(m.ngeom))
         return float(-lowest)
 
     @functools.cached_property
@@ -153,7 +153,7 @@ class RobotSpec:
         return total
 
 
-def _geom_lowest_z(m: mujoco.MjModel, d: mujoco.MjData, g: int) -> float:
+def geom_lowest_z(m: mujoco.MjModel, d: mujoco.MjData, g: int) -> float:
     """Lowest world z of geom ``g``; +inf for a geom that is not on the robot (a floor
     plane on the world body, scenery), so that ``min`` over all geoms finds the sole."""
     if m.njnt == 0 or m.body_rootid[m.geom_bodyid[g]] != m.body_rootid[m.jnt_bodyid[0]]:

@@ -50,8 +50,8 @@ def _output_format(path: Path, explicit: str | None) -> str:
 
 
 def _retarget(args: argparse.Namespace) -> int:
-    from retarget_jax.formats import MotionFormat, default_recipe, read_motion, read_robot_motion
-    from retarget_jax.io import write_result
+    from retarget_jax.formats import MotionFormat, default_recipe, read_motion
+    from retarget_jax.io import read_robot_motion, write_result
     from retarget_jax.robots import load_robot
 
     t0 = time.perf_counter()

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import enum
 import os
-from pathlib import Path
 
 from retarget_jax.errors import ConfigError, UnknownNameError
+from retarget_jax.motion.amass import read_amass
+from retarget_jax.motion.bvh import read_bvh_format
 from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.keypoints import read_keypoints
 
 
 class MotionFormat(str, enum.Enum):
@@ -124,25 +126,9 @@ def read_motion(
     f = MotionFormat.parse(fmt, where=os.fspath(path))
     if f.is_robot_space:
         raise ConfigError(f"format '{f.value}' is a robot-space trajectory, not human motion; "
-                          "load it with read_robot_motion()")
+                          "load it with retarget_jax.io.read_robot_motion()")
     if f.family == "smpl":
-        from retarget_jax.motion.amass import read_amass
-
         return read_amass(path, f.value, body_model_dir=body_model_dir, gender=gender)
     if f == MotionFormat.KEYPOINTS:
-        from retarget_jax.motion.keypoints import read_keypoints
-
         return read_keypoints(path, joint_map=joint_map)
-    from retarget_jax.motion.bvh import read_bvh_format
-
     return read_bvh_format(path, f.value, joint_map=joint_map)
-
-
-def read_robot_motion(path: str | os.PathLike, fmt: str | MotionFormat, robot):
-    """Load a robot-space trajectory (``gmr_pkl``, ``mjlab_npz``, ``seed_csv``) as a result."""
-    f = MotionFormat.parse(fmt, where=os.fspath(path))
-    if not f.is_robot_space:
-        raise ConfigError(f"format '{f.value}' is human motion; it needs a retarget, not a load")
-    from retarget_jax.io.readers import read_robot_motion as _read
-
-    return _read(Path(path), f.value, robot)

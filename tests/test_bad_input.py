@@ -118,7 +118,7 @@ def _read_human(fmt: str) -> Callable:
 
 def _read_robot(fmt: str) -> Callable:
     def run(path: Path, g1, recipe):
-        from retarget_jax.formats import read_robot_motion
+        from retarget_jax.io import read_robot_motion
 
         return read_robot_motion(path, fmt, g1)
 

@@ -77,6 +77,7 @@ from retarget_jax.files.npz import load_npz
 from retarget_jax.files.safe_pickle import restricted_load
 from retarget_jax.result import RetargetingResult, SolveStatus
 from retarget_jax.robots.kinematics import host_forward_kinematics
+from retarget_jax.robots.spec import load_robot
 from retarget_jax.rotations import euler_to_quat, quat_conj, quat_mul, quat_rotate
 
 if TYPE_CHECKING:
@@ -108,14 +109,15 @@ QUAT_NORM_TOL = 0.05
 def read_robot_motion(
     path: PathLike, fmt: str, robot: RobotSpec | str, **options: Any
 ) -> RetargetingResult:
-    """Read a robot-space motion file in format ``fmt`` (one of :data:`ROBOT_MOTION_READERS`).
+    """Read a robot-space motion file in format ``fmt`` (one of :data:`ROBOT_MOTION_READERS`,
+    by name or as a :class:`~retarget_jax.formats.MotionFormat`).
 
     ``robot`` is a :class:`~retarget_jax.robots.RobotSpec` (or a name / MJCF path for
     :func:`~retarget_jax.robots.load_robot`). ``options`` go to the format's reader
     (``fps`` for ``seed_csv``, ``pos_tol`` / ``rot_tol`` for the FK checks).
     """
     try:
-        reader = ROBOT_MOTION_READERS[fmt]
+        reader = ROBOT_MOTION_READERS[str(fmt)]
     except KeyError:
         raise UnknownNameError(
             "robot motion format", str(fmt), ROBOT_MOTION_READERS, where=str(path)
@@ -484,8 +486,6 @@ def _rotation_angle(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
 
 def _robot(robot: RobotSpec | str) -> RobotSpec:
     if isinstance(robot, str | os.PathLike):
-        from retarget_jax.robots.spec import load_robot
-
         return load_robot(robot)
     return robot
 

@@ -207,7 +207,7 @@ def _human_motion(src: _Source, path: Path, options: BuildOptions):
 
 
 def _robot_space_row(src: _Source, path: Path, options: BuildOptions, robot) -> MotionStates:
-    from retarget_jax.formats import read_robot_motion
+    from retarget_jax.io import read_robot_motion
 
     row = src.row
     result = read_robot_motion(path, row.format or options.format, robot)

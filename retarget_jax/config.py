@@ -18,8 +18,13 @@ import dataclasses
 from pathlib import Path
 
 from retarget_jax.buckets import DEFAULT_BUCKETS
+from retarget_jax.errors import ConfigError
+from retarget_jax.pipeline import ProblemSettings
 from retarget_jax.problem.compile import CostWeights, JointVelocityLimits
 from retarget_jax.problem.contacts import ContactThresholds
+from retarget_jax.robots import load_robot
+from retarget_jax.robots.collision import load_height_field
+from retarget_jax.robots.spec import BUILTIN_ROBOTS
 from retarget_jax.solve.gauss_newton import SolverOptions
 
 
@@ -172,10 +177,6 @@ class RunConfig:
 
 def run_robot(cfg: RunConfig):
     """The robot of a run: ``robot.mjcf``, else ``robot.name``; the G1 for the embedded demo."""
-    from retarget_jax.errors import ConfigError
-    from retarget_jax.robots import load_robot
-    from retarget_jax.robots.spec import BUILTIN_ROBOTS
-
     if cfg.robot.mjcf:
         return load_robot(Path(cfg.robot.mjcf).expanduser(), name=cfg.robot.name)
     if cfg.robot.name:
@@ -218,9 +219,6 @@ def solver_options(cfg: RunConfig) -> SolverOptions:
 def run_settings(cfg: RunConfig) -> RunSettings:
     """Problem settings (weights, rate, contact thresholds, joint speed limits, terrain),
     solver options and batch layout of a run: the one function both front doors call."""
-    from retarget_jax.pipeline import ProblemSettings
-    from retarget_jax.robots.collision import load_height_field
-
     c = cfg.contacts
     problem = ProblemSettings(
         weights=cost_weights(cfg), fps=cfg.input.fps,

@@ -51,6 +51,9 @@ from typing import Any
 import numpy as np
 
 import retarget_jax
+from retarget_jax.batch.jobs import find_inputs, make_jobs
+from retarget_jax.batch.runner import BatchRunner, CallableWorker
+from retarget_jax.batch.worker import RetargetWorker
 from retarget_jax.buckets import DEFAULT_BUCKETS
 from retarget_jax.dataset.fk import FK_THRESHOLDS, fk_figures
 from retarget_jax.dataset.preprocess import (
@@ -60,12 +63,18 @@ from retarget_jax.dataset.preprocess import (
     filter_reasons,
     process_clip,
 )
-from retarget_jax.dataset.shards import FRAME_DTYPES, ShardClip, ShardMeta, ShardWriter
+from retarget_jax.dataset.shards import FRAME_DTYPES, ShardClip, ShardMeta, ShardWriter, read_npz
 from retarget_jax.dataset.spec import NPZ_AUTO, SPLITS, DatasetSpec, SourceSpec, load_spec
 from retarget_jax.dataset.split import split_of
-from retarget_jax.errors import DatasetSpecError, FkCheckError, MotionFormatError
+from retarget_jax.errors import ConfigError, DatasetSpecError, FkCheckError, MotionFormatError
 from retarget_jax.files.atomic import atomic_write_text, is_temp_file
-from retarget_jax.manifest import utc_now
+from retarget_jax.formats import DEFAULT_PATTERNS
+from retarget_jax.io import load_result, read_mjlab_npz, save_result
+from retarget_jax.manifest import BATCH_MANIFEST_NAME, utc_now
+from retarget_jax.pipeline import ProblemSettings
+from retarget_jax.result import SolveStatus
+from retarget_jax.robots import load_robot
+from retarget_jax.solve.gauss_newton import SolverOptions
 
 MANIFEST_NAME = "manifest_resolved.csv"
 BUILD_INFO_NAME = "build_info.json"
@@ -143,9 +152,6 @@ def build_dataset(spec: DatasetSpec | str | os.PathLike, output_root: str | os.P
     if not isinstance(spec, DatasetSpec):
         spec = load_spec(spec)
     where = spec.path or "<spec>"
-    from retarget_jax.robots import load_robot
-    from retarget_jax.solve.gauss_newton import SolverOptions
-
     robot = load_robot(spec.robot)
     try:
         options = SolverOptions(**spec.solver)
@@ -211,10 +217,6 @@ def build_dataset(spec: DatasetSpec | str | os.PathLike, output_root: str | os.P
 
 
 def _source_jobs(spec: DatasetSpec, i: int, src: SourceSpec, out: Path):
-    from retarget_jax.batch.jobs import find_inputs, make_jobs
-    from retarget_jax.errors import ConfigError
-    from retarget_jax.formats import DEFAULT_PATTERNS
-
     key = f"sources[{i}]"
     if src.input.is_dir():
         pattern = src.pattern or DEFAULT_PATTERNS.get(src.format, "**/*.npz")
@@ -246,9 +248,6 @@ def _clip_settings(spec: DatasetSpec, src: SourceSpec, robot) -> dict[str, Any]:
 
 def _stage1(spec: DatasetSpec, src: SourceSpec, jobs, out: Path, robot, options, force: bool, threads: int | None,
             progress: bool, log) -> tuple[dict, int]:
-    from retarget_jax.batch.runner import BatchRunner, CallableWorker
-    from retarget_jax.manifest import BATCH_MANIFEST_NAME
-
     folder = out / "clips" / src.name
     mpath = folder / BATCH_MANIFEST_NAME
     settings = _clip_settings(spec, src, robot)
@@ -284,9 +283,6 @@ def _stage1(spec: DatasetSpec, src: SourceSpec, jobs, out: Path, robot, options,
 
 
 def _retarget_worker(spec: DatasetSpec, src: SourceSpec, robot, options, mpath: Path):
-    from retarget_jax.batch.worker import RetargetWorker
-    from retarget_jax.pipeline import ProblemSettings
-
     b = spec.batch
     return RetargetWorker(robot=robot, motion_format=src.format, manifest_path=mpath,
                           settings=ProblemSettings(fps=spec.target_fps), options=options, recipe=src.recipe,
@@ -298,10 +294,6 @@ def _retarget_worker(spec: DatasetSpec, src: SourceSpec, robot, options, mpath: 
 def _convert_npz(job, robot) -> None:
     """``type: npz``: our result npz (validated, checked to be this robot's) or an mjlab
     npz (read with its FK check), written as the clip's intermediate."""
-    from retarget_jax.dataset.shards import read_npz
-    from retarget_jax.io import load_result, read_mjlab_npz, save_result
-    from retarget_jax.result import SolveStatus
-
     path = Path(job.motion)
     keys = read_npz(path).keys()
     if "schema_version" in keys:
@@ -363,8 +355,6 @@ def _ordered(items: list, fn: Callable, threads: int | None, progress: bool, des
 def _finish(c: _Clip, spec: DatasetSpec, robot, soles: SoleModel):
     """Load, preprocess, filter and check one clip: a ShardClip, or (filters, reasons, clip)
     for a dropped one. Raises the typed error of a clip that cannot be used."""
-    from retarget_jax.io import load_result
-
     res = load_result(c.intermediate)
     clip = process_clip(res, robot, spec.preprocess, soles, spec.target_fps, c.source.max_frames,
                         where=f"{c.input} (clip {c.clip_id})")

@@ -25,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from retarget_jax.dataset.shards import check_shard_arrays, is_shard, read_npz
 from retarget_jax.errors import ConfigError, MotionFormatError
+from retarget_jax.io import load_result
+from retarget_jax.robots import load_robot
 from retarget_jax.robots.kinematics import host_forward_kinematics
 
 #: pass bounds: strictly below each figure
@@ -93,9 +96,6 @@ def check_fk_file(path: str | os.PathLike, robot: str | None = None) -> list[tup
     ``robot`` (a name or MJCF path) is required for an mjlab npz; for a shard or a result
     it defaults to the robot the file names.
     """
-    from retarget_jax.dataset.shards import check_shard_arrays, is_shard, read_npz
-    from retarget_jax.robots import load_robot
-
     path = Path(path)
     arrays = read_npz(path)
     if is_shard(arrays):
@@ -109,8 +109,6 @@ def check_fk_file(path: str | os.PathLike, robot: str | None = None) -> list[tup
                                         arrays["joint_pos"][s], arrays["body_pos_w"][s], arrays["body_quat_w"][s])))
         return out
     if "schema_version" in arrays:
-        from retarget_jax.io import load_result
-
         res = load_result(path)
         rb = load_robot(robot or res.robot)
         return [(path.name, fk_figures(rb, res.root_pos, res.root_quat_wxyz, res.dof_pos, res.body_pos_w,
@@ -126,8 +124,6 @@ def check_fk_file(path: str | os.PathLike, robot: str | None = None) -> list[tup
 
 
 def _robot(name: str, arrays, path: Path):
-    from retarget_jax.robots import load_robot
-
     rb = load_robot(name)
     names = tuple(arrays["joint_names"].tolist())
     if names != rb.dof_names:

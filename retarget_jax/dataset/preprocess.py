@@ -30,11 +30,13 @@ import numpy as np
 
 from retarget_jax.dataset.spec import PreprocessSpec
 from retarget_jax.errors import DatasetSpecError, InvalidMotionError
+from retarget_jax.formats import ROBOT_SHORT_NAMES
 from retarget_jax.io.writers import angular_velocity_w, linear_velocity
 from retarget_jax.motion.resample import resample_times
+from retarget_jax.problem import load_recipe
 from retarget_jax.result import RetargetingResult
 from retarget_jax.robots.kinematics import host_forward_kinematics
-from retarget_jax.rotations import quat_slerp
+from retarget_jax.rotations import quat_mul, quat_rotate, quat_slerp, quat_to_mat
 
 _EPS = 1e-9
 #: the filters, in the order they are reported
@@ -61,9 +63,6 @@ class ProcessedClip:
 
 def default_feet(robot, spec_path: Any = "<spec>") -> tuple[str, ...]:
     """The feet of a built-in robot: the ground bodies of its shipped LAFAN1 recipe."""
-    from retarget_jax.formats import ROBOT_SHORT_NAMES
-    from retarget_jax.problem import load_recipe
-
     if robot.name not in ROBOT_SHORT_NAMES:
         raise DatasetSpecError(spec_path, "preprocess.feet", f"robot '{robot.name}' has no shipped recipe to take "
                                                              "its feet from; list its foot bodies here")
@@ -102,8 +101,6 @@ class SoleModel:
 
     def heights(self, body_pos_w: np.ndarray, body_quat_w: np.ndarray) -> np.ndarray:
         """(T, F) lowest world z of each foot's geoms."""
-        from retarget_jax.rotations import quat_mul, quat_rotate, quat_to_mat
-
         out = np.empty((body_pos_w.shape[0], len(self.feet)))
         for f in range(len(self.feet)):
             bp = body_pos_w[:, self.geom_body[f]]  # (T, G, 3)

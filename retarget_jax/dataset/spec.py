@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 
 from retarget_jax.errors import DatasetSpecError
+from retarget_jax.formats import MotionFormat
+from retarget_jax.solve.gauss_newton import SolverOptions
 
 #: spec ``type`` -> input format name (:mod:`retarget_jax.formats`); ``bvh`` takes its
 #: format from ``bvh_format``, ``npz`` is detected per file (our result npz or mjlab npz)
@@ -77,8 +79,6 @@ class SourceSpec:
     @property
     def is_human(self) -> bool:
         """Whether clips of this source are retargeted (a solve), not converted."""
-        from retarget_jax.formats import MotionFormat
-
         return self.format != NPZ_AUTO and not MotionFormat(self.format).is_robot_space
 
 
@@ -346,8 +346,6 @@ def _solver(c: _Checker, data: Any) -> dict[str, Any]:
     fields are the valid keys, so the spec follows the solver as it changes)."""
     if data is None:
         return {}
-    from retarget_jax.solve.gauss_newton import SolverOptions
-
     names = tuple(f.name for f in dataclasses.fields(SolverOptions))
     s = c.mapping(data, "solver", required=(), optional=names)
     out = {}

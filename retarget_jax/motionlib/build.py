@@ -40,8 +40,14 @@ from typing import Any
 import numpy as np
 
 import retarget_jax
+from retarget_jax.body_models import model_skeleton, neutral_skeleton
 from retarget_jax.errors import ConfigError, RetargetError, SolveError
+from retarget_jax.formats import MotionFormat, default_recipe, read_motion
+from retarget_jax.io import read_robot_motion
 from retarget_jax.manifest import BatchManifest, BatchRunRecord, relative_to_manifest, utc_now
+from retarget_jax.metrics import recipe_metrics
+from retarget_jax.motion.amass import parse_amass
+from retarget_jax.motion.resample import resample_at
 from retarget_jax.motionlib.config import BuildOptions, MotionConfig, MotionRow, load_motion_config
 from retarget_jax.motionlib.library import (
     LIBRARY_SCHEMA_VERSION,
@@ -61,6 +67,11 @@ from retarget_jax.motionlib.states import (
     save_states,
     slice_times,
 )
+from retarget_jax.pipeline import ClipFailure, retarget_motions
+from retarget_jax.problem import load_recipe
+from retarget_jax.result import SolveStatus
+from retarget_jax.robots import load_robot
+from retarget_jax.solve import SolverOptions
 
 __all__ = ["MANIFEST_NAME", "BuildSummary", "build_libraries", "library_paths"]
 
@@ -163,9 +174,6 @@ def _key(settings: dict, row: MotionRow, file_hash: str) -> str:
 
 
 def _body_model_row(src: _Source, path: Path, options: BuildOptions) -> MotionStates:
-    from retarget_jax.body_models import model_skeleton, neutral_skeleton
-    from retarget_jax.motion.amass import parse_amass
-
     row = src.row
     fmt = row.format or options.format
     if fmt not in _SMPL_FORMATS:
@@ -188,9 +196,6 @@ def _body_model_row(src: _Source, path: Path, options: BuildOptions) -> MotionSt
 def _human_motion(src: _Source, path: Path, options: BuildOptions):
     """The row's human motion sampled at the output rate on the slice (clock from 0), and
     the source's rate."""
-    from retarget_jax.formats import read_motion
-    from retarget_jax.motion.resample import resample_at
-
     row = src.row
     motion = read_motion(path, row.format or options.format, joint_map=options.joint_map,
                          body_model_dir=options.body_model_dir, gender=options.gender)
@@ -207,8 +212,6 @@ def _human_motion(src: _Source, path: Path, options: BuildOptions):
 
 
 def _robot_space_row(src: _Source, path: Path, options: BuildOptions, robot) -> MotionStates:
-    from retarget_jax.io import read_robot_motion
-
     row = src.row
     result = read_robot_motion(path, row.format or options.format, robot)
     fps = float(row.fps or result.fps)
@@ -221,13 +224,6 @@ def _robot_space_row(src: _Source, path: Path, options: BuildOptions, robot) -> 
 
 def _solve_rows(items: list[tuple[_Source, Any, float]], options: BuildOptions, robot) -> list[MotionStates | Exception]:
     """Retarget prepared human motions (grouped by recipe, one batched call per group)."""
-    from retarget_jax.formats import default_recipe
-    from retarget_jax.metrics import recipe_metrics
-    from retarget_jax.pipeline import ClipFailure, retarget_motions
-    from retarget_jax.problem import load_recipe
-    from retarget_jax.result import SolveStatus
-    from retarget_jax.solve import SolverOptions
-
     out: list[MotionStates | Exception] = [None] * len(items)  # type: ignore[list-item]
     groups: dict[str, list[int]] = {}
     for i, (src, motion, _) in enumerate(items):
@@ -291,8 +287,6 @@ def build_libraries(source_root: str | os.PathLike, output_dir: str | os.PathLik
         model_hash = _sha256(Path(fig.mjcf_path))
         model = {"kind": "body_model", "family": options.target, "mjcf": Path(fig.mjcf_path).name}
     else:
-        from retarget_jax.robots import load_robot
-
         robot = load_robot(options.target)
         model_hash = _sha256(Path(robot.mjcf_path))
         model = {"kind": "robot", "name": robot.name, "mjcf": str(robot.mjcf_path)}
@@ -417,8 +411,6 @@ def _run(src: _Source, compute) -> None:
 
 
 def _robot_chunk(part: list[_Source], root: Path, options: BuildOptions, robot) -> None:
-    from retarget_jax.formats import MotionFormat
-
     human: list[tuple[_Source, Any, float]] = []
     for src in part:
         path = root / src.row.file

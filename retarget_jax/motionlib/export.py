@@ -43,6 +43,7 @@ import numpy as np
 from retarget_jax.errors import ConfigError
 from retarget_jax.files.atomic import atomic_write
 from retarget_jax.motionlib.library import MotionLibrary, load_library
+from retarget_jax.motionlib.states import figure
 from retarget_jax.rotations import quat_conj, quat_mul
 
 __all__ = ["protomotions_dict", "export_protomotions"]
@@ -57,8 +58,6 @@ def _parents(lib: MotionLibrary) -> np.ndarray | None:
     model = lib.metadata.get("model", {})
     if model.get("kind") != "body_model":
         return None
-    from retarget_jax.motionlib.states import figure
-
     fig = figure(model["family"])
     if fig.body_names != lib.body_names:
         return None

@@ -30,7 +30,12 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from retarget_jax.body_models.neutral import figure_path
 from retarget_jax.errors import ConfigError, RetargetError
+from retarget_jax.files.atomic import is_temp_file
+from retarget_jax.io import load_result
+from retarget_jax.motionlib.library import load_library
+from retarget_jax.robots import load_robot
 
 __all__ = ["ROBOT_COLOR", "ViewerMotion", "MotionViewer", "frame_jerk", "geom_mesh", "load_motions", "serve"]
 
@@ -74,17 +79,11 @@ def frame_jerk(dof_pos: np.ndarray, fps: float) -> np.ndarray:
 def _model_of(metadata: dict) -> mujoco.MjModel:
     model = metadata.get("model", {})
     if model.get("kind") == "body_model":
-        from retarget_jax.body_models.neutral import figure_path
-
         return mujoco.MjModel.from_xml_path(figure_path(model["family"]))
-    from retarget_jax.robots import load_robot
-
     return load_robot(model.get("mjcf") or model.get("name") or metadata.get("target")).mj_model
 
 
 def _library_motions(path: Path) -> tuple[list[ViewerMotion], mujoco.MjModel]:
-    from retarget_jax.motionlib.library import load_library
-
     lib = load_library(path)
     motions = []
     for i in range(lib.num_motions):
@@ -101,9 +100,6 @@ def _library_motions(path: Path) -> tuple[list[ViewerMotion], mujoco.MjModel]:
 
 
 def _result_motions(paths: list[Path]) -> tuple[list[ViewerMotion], mujoco.MjModel]:
-    from retarget_jax.io import load_result
-    from retarget_jax.robots import load_robot
-
     motions, robot = [], None
     for p in paths:
         r = load_result(p)
@@ -121,8 +117,6 @@ def _result_motions(paths: list[Path]) -> tuple[list[ViewerMotion], mujoco.MjMod
 def load_motions(path: str | os.PathLike) -> tuple[list[ViewerMotion], mujoco.MjModel]:
     """The motions behind ``path`` (a library, a folder of libraries, or a folder of result
     npz files) and the MjModel to draw them with."""
-    from retarget_jax.files.atomic import is_temp_file
-
     path = Path(path)
     if path.is_file() or "slurmrank" in path.name:
         return _library_motions(path)

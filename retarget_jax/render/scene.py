@@ -32,8 +32,15 @@ import mujoco
 import numpy as np
 
 from retarget_jax.errors import ConfigError, RenderError
+from retarget_jax.formats import MotionFormat, read_motion
+from retarget_jax.metrics.batch import check_result
+from retarget_jax.motion.canonical import canonicalize
+from retarget_jax.pipeline import ProblemSettings, prepare_clip
+from retarget_jax.problem import load_recipe
+from retarget_jax.render.gl import make_context
 from retarget_jax.result import RetargetingResult
 from retarget_jax.robots.spec import RobotSpec, geom_lowest_z
+from retarget_jax.solve.costs import scaled_human
 
 LAYOUTS = ("overlay", "beside", "robot")
 
@@ -153,9 +160,6 @@ def skeleton_from_source(result: RetargetingResult, robot: RobotSpec, source: st
     format or recipe is unknown, and RenderError when the prepared clip does not have the
     result's frame count (another file, or another frame rate).
     """
-    from retarget_jax.formats import MotionFormat, read_motion
-    from retarget_jax.problem import load_recipe
-
     prov = result.provenance or {}
     fmt_name = fmt or prov.get("source_format")
     if not fmt_name:
@@ -172,10 +176,6 @@ def skeleton_from_motion(result: RetargetingResult, robot: RobotSpec, motion, re
     """:func:`skeleton_from_source` of a motion already read (a ``HumanMotion``, e.g. a
     slice of a file) and a ``Recipe``."""
     import jax
-
-    from retarget_jax.motion.canonical import canonicalize
-    from retarget_jax.pipeline import ProblemSettings, prepare_clip
-    from retarget_jax.solve.costs import scaled_human
 
     where = motion.source_path or "<motion>"
     fps = None if abs(float(motion.fps) - float(result.fps)) < 1e-6 else float(result.fps)
@@ -217,9 +217,6 @@ class ResultRenderer:
 
     def __init__(self, result: RetargetingResult, robot: RobotSpec, *, options: RenderOptions | None = None,
                  skeleton: SourceSkeleton | None | bool = None, name: str | None = None) -> None:
-        from retarget_jax.metrics.batch import check_result
-        from retarget_jax.render.gl import make_context
-
         self.options = opts = options or RenderOptions()
         check_result(result, robot, f"render of {name or result.robot}")
         self.result, self.robot = result, robot

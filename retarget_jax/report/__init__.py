@@ -12,26 +12,21 @@
 - :mod:`~retarget_jax.report.cli`: the ``retarget-jax report`` subcommand.
 """
 
-from retarget_jax.report.build import ReportSummary, build_report, generate_report
-from retarget_jax.report.collect import (
-    WORSE,
-    ClipReport,
-    MetricSeries,
-    collect_series,
-    load_metrics_report,
-    worse_direction,
-    worst_clips,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "WORSE",
-    "ClipReport",
-    "MetricSeries",
-    "ReportSummary",
-    "build_report",
-    "collect_series",
-    "generate_report",
-    "load_metrics_report",
-    "worse_direction",
-    "worst_clips",
-]
+#: Public name -> defining module, imported on first use: ``retarget-jax --help`` registers
+#: the ``report`` subcommand (:mod:`retarget_jax.report.cli`) without loading the builder,
+#: which reads results with the robots and the metrics (JAX, MuJoCo).
+_EXPORTS = {
+    "ReportSummary": "build", "build_report": "build", "generate_report": "build",
+    "WORSE": "collect", "ClipReport": "collect", "MetricSeries": "collect", "collect_series": "collect",
+    "load_metrics_report": "collect", "worse_direction": "collect", "worst_clips": "collect",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'retarget_jax.report' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"retarget_jax.report.{_EXPORTS[name]}"), name)

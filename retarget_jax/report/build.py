@@ -27,8 +27,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import retarget_jax
 from retarget_jax.errors import ConfigError, MotionFormatError, RetargetError
 from retarget_jax.files.atomic import atomic_write_bytes, atomic_write_text
+from retarget_jax.io import load_result
 from retarget_jax.manifest import (
     RUN_CONFIG_NAME,
     BatchManifest,
@@ -36,6 +38,7 @@ from retarget_jax.manifest import (
     manifest_path,
     utc_now,
 )
+from retarget_jax.metrics.registry import registered_metrics
 from retarget_jax.report import page
 from retarget_jax.report.collect import (
     DIRECTIONS,
@@ -46,6 +49,7 @@ from retarget_jax.report.collect import (
     worst_clips,
 )
 from retarget_jax.report.plots import histogram_png, require_matplotlib
+from retarget_jax.robots import load_robot
 
 #: Longest run config shown (characters); a longer one is cut with a note.
 MAX_RUN_CONFIG_CHARS = 200_000
@@ -117,8 +121,6 @@ def generate_report(evaluation_manifest: str | os.PathLike, output_html: str | o
     batch_path = manifest_path(ev_path, ev.batch_manifest) if ev.batch_manifest else None
     batch, batch_note = _load_batch(batch_path)
     clips, unreadable = _read_clip_reports(ev, ev_path, html_dir)
-
-    from retarget_jax.metrics.registry import registered_metrics
 
     plugins = registered_metrics()
     series = collect_series(clips, table=worse_table, descriptions={n: p.description for n, p in plugins.items()},
@@ -295,8 +297,6 @@ def _problems(ev: EvaluationManifest, batch: BatchManifest | None) -> list[tuple
 
 
 def _package_version() -> str:
-    import retarget_jax
-
     return retarget_jax.__version__
 
 
@@ -389,9 +389,6 @@ def _run_renders(result_path: Path) -> list[tuple[str, Path]]:
 
 
 def _load_clip(path: Path | None):
-    from retarget_jax.io import load_result
-    from retarget_jax.robots import load_robot
-
     if path is None:
         raise MotionFormatError("(none)", "the evaluation record names no result file")
     if not path.is_file():

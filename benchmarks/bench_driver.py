@@ -83,7 +83,7 @@ def main(argv=None) -> int:
 
     from retarget_jax.batch.jobs import find_inputs
     from retarget_jax.buckets import bucket_length
-    from retarget_jax.formats import read_motion
+    from retarget_jax.motion import read_motion
     from retarget_jax.pipeline import prepare_clip, solve_clips
     from retarget_jax.problem import load_recipe
     from retarget_jax.robots import load_robot

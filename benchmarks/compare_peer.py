@@ -101,7 +101,7 @@ def build_clips(args):
     """The benchmark's robot and prepared clips (windows of CLIP at evenly spread starts)."""
     import numpy as np
 
-    from retarget_jax.formats import read_motion
+    from retarget_jax.motion import read_motion
     from retarget_jax.pipeline import prepare_clip
     from retarget_jax.problem.recipe import load_recipe
     from retarget_jax.robots.spec import load_robot
@@ -191,9 +191,9 @@ def run_long(args) -> int:
     from peer_mink import solve_clip
 
     from retarget_jax.config import RunConfig, run_settings
-    from retarget_jax.formats import read_motion
     from retarget_jax.io import write_result
     from retarget_jax.metrics.report import evaluate_results
+    from retarget_jax.motion import read_motion
     from retarget_jax.pipeline import finish_clip, prepare_clip, retarget_motions
     from retarget_jax.problem.recipe import load_recipe
     from retarget_jax.result import SolveStatus

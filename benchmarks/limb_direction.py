@@ -59,8 +59,9 @@ def main(argv=None) -> int:
     import jax
 
     jax.config.update("jax_compilation_cache_dir", str(Path("~/.cache/retarget_jax/xla").expanduser()))
-    from retarget_jax.formats import default_recipe, read_motion
+    from retarget_jax.formats import default_recipe
     from retarget_jax.metrics.report import evaluate_results
+    from retarget_jax.motion import read_motion
     from retarget_jax.motion.skeleton import LIMBS
     from retarget_jax.pipeline import retarget_motions
     from retarget_jax.problem import CostWeights, load_recipe

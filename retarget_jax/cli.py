@@ -34,31 +34,20 @@ import time
 from pathlib import Path
 
 from retarget_jax.errors import RetargetError
-
-_OUTPUT_FORMATS = ("npz", "mjlab_npz", "gmr_pkl")
-
-
-def _output_format(path: Path, explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    name = path.name.lower()
-    if name.endswith(".mjlab.npz"):
-        return "mjlab_npz"
-    if name.endswith(".pkl"):
-        return "gmr_pkl"
-    return "npz"
+from retarget_jax.formats import OUTPUT_FORMATS, RESULT_FORMATS, output_format_of, result_stem
 
 
 def _retarget(args: argparse.Namespace) -> int:
-    from retarget_jax.formats import MotionFormat, default_recipe, read_motion
+    from retarget_jax.formats import MotionFormat, default_recipe
     from retarget_jax.io import read_robot_motion, write_result
+    from retarget_jax.motion import read_motion
     from retarget_jax.robots import load_robot
 
     t0 = time.perf_counter()
     fmt = MotionFormat.parse(args.format, where="--format")
     robot = load_robot(args.robot)
     out = Path(args.output)
-    out_fmt = _output_format(out, args.output_format)
+    out_fmt = args.output_format or output_format_of(out)
     if fmt.is_robot_space:
         result = read_robot_motion(args.input, fmt, robot)
         summary = {"frames": result.num_frames, "fps": result.fps, "solved": False}
@@ -352,7 +341,6 @@ def _render(args: argparse.Namespace) -> int:
     from retarget_jax.errors import ConfigError
     from retarget_jax.render import (
         parse_frames,
-        render_stem,
         render_stills,
         render_video,
         skeleton_from_source,
@@ -376,7 +364,7 @@ def _render(args: argparse.Namespace) -> int:
     if args.frames:
         frames = parse_frames(args.frames, result.num_frames)
         out_dir = Path(args.output_dir) if args.output_dir else path.parent
-        stem = render_stem(path)
+        stem = result_stem(path)
         stills = render_stills(result, robot, frames, out_dir, stem=stem, options=options, skeleton=skeleton,
                                name=name)
         summary["stills"] = [str(s) for s in stills]
@@ -414,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--format", "-f", required=True, help="input format (see `retarget-jax formats`)")
     r.add_argument("--robot", "-r", default="unitree_g1", help="built-in robot name or an MJCF path")
     r.add_argument("--output", "-o", required=True, help="output file (.npz, .mjlab.npz or .pkl)")
-    r.add_argument("--output-format", choices=_OUTPUT_FORMATS, help="override the format the file name implies")
+    r.add_argument("--output-format", choices=OUTPUT_FORMATS, help="override the format the file name implies")
     r.add_argument("--recipe", help="recipe name or YAML file (default: <family>_<robot>)")
     r.add_argument("--joint-map", help="joint map name (e.g. mixamo) or YAML file; required for --format bvh")
     r.add_argument("--body-model-dir", help="SMPL/SMPL-H/SMPL-X model files (default: built-in neutral skeletons)")
@@ -450,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output-dir", help="with --batch-manifest: reports go here, mirroring the results' folders")
     e.add_argument("--robot", "-r", help="robot name or MJCF path (default: the result's; required for "
                                          "robot-space formats)")
-    e.add_argument("--format", "-f", default="npz", choices=("npz", "gmr_pkl", "mjlab_npz", "seed_csv"),
+    e.add_argument("--format", "-f", default="npz", choices=RESULT_FORMATS,
                    help="result file format (default npz, the package's own result)")
     e.add_argument("--contact-bodies", help="comma-separated contact links for results without a contact plan "
                                             "(foot sliding then uses the lowest-foot proxy)")
@@ -463,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--output", "-o", help="video file (.mp4)")
     v.add_argument("--frames", help="PNG stills of these frames, e.g. 0,100,200 (negative counts from the end)")
     v.add_argument("--output-dir", help="where stills go (default: beside the result), as <stem>.frame_<t>.png")
-    v.add_argument("--format", "-f", default="npz", choices=("npz", "gmr_pkl", "mjlab_npz", "seed_csv"),
+    v.add_argument("--format", "-f", default="npz", choices=RESULT_FORMATS,
                    help="result file format (default npz, the package's own result)")
     v.add_argument("--robot", "-r", help="robot name or MJCF path (default: the result's; required for "
                                          "robot-space formats)")

@@ -1,4 +1,10 @@
-"""Input format names, the same in configs and on the command line (host).
+"""Format names, the same in configs and on the command line (stage: base, host).
+
+Every decision by format name or file suffix goes through this module: the input
+formats below (:class:`MotionFormat`; :func:`retarget_jax.motion.read_motion` and
+:func:`retarget_jax.io.read_robot_motion` read them), and the output formats a retarget
+writes (:data:`OUTPUT_SUFFIXES`, :func:`output_format_of`, :func:`result_stem`;
+:func:`retarget_jax.io.write_result` writes them). Nothing here imports a stage.
 
 Human-motion formats are read into a :class:`~retarget_jax.motion.HumanMotion` and then
 retargeted; robot-space formats (trajectories another tool already made for a robot) are
@@ -20,18 +26,22 @@ name                what
 ``mjlab_npz``       mjlab / BeyondMimic motion npz (robot space)
 ``seed_csv``        BONES-SEED G1 CSV (robot space)
 ==================  =====================================================================
+
+Output formats: ``npz`` (the package's own result, ``.npz``), ``mjlab_npz``
+(``.mjlab.npz``) and ``gmr_pkl`` (``.gmr.pkl``; any ``.pkl`` file name asks for it).
 """
 
 from __future__ import annotations
 
 import enum
 import os
+from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 from retarget_jax.errors import ConfigError, UnknownNameError
-from retarget_jax.motion.amass import read_amass
-from retarget_jax.motion.bvh import read_bvh_format
-from retarget_jax.motion.human_motion import HumanMotion
-from retarget_jax.motion.keypoints import read_keypoints
+
+if TYPE_CHECKING:  # annotation only: the names here are below every stage
+    from retarget_jax.motion.human_motion import HumanMotion
 
 
 class MotionFormat(str, enum.Enum):
@@ -108,27 +118,41 @@ def default_recipe(fmt: str | MotionFormat, robot: str, motion: HumanMotion | No
     return f"{family}_{ROBOT_SHORT_NAMES[robot]}"
 
 
-def read_motion(
-    path: str | os.PathLike,
-    fmt: str | MotionFormat,
-    *,
-    joint_map: str | os.PathLike | None = None,
-    body_model_dir: str | os.PathLike | None = None,
-    gender: str | None = None,
-) -> HumanMotion:
-    """Read one human-motion file in a named format (host).
+#: Output formats a retarget writes (``output.formats``, ``--output-format``) -> file
+#: suffix; ``npz`` is the package's own result (:func:`retarget_jax.io.save_result`).
+OUTPUT_SUFFIXES: dict[str, str] = {"npz": ".npz", "mjlab_npz": ".mjlab.npz", "gmr_pkl": ".gmr.pkl"}
+OUTPUT_FORMATS: tuple[str, ...] = tuple(OUTPUT_SUFFIXES)
+#: Formats a result file is read back in: the package's own, and the robot-space ones.
+RESULT_FORMATS: tuple[str, ...] = ("npz", *sorted(f.value for f in ROBOT_FORMATS))
 
-    ``joint_map`` (a shipped map name or a YAML file) is required for ``bvh`` and
-    optional for ``keypoints`` (detected from the joint names otherwise).
-    ``body_model_dir`` switches the SMPL family from the built-in neutral skeletons to
-    real model files (betas-aware).
-    """
-    f = MotionFormat.parse(fmt, where=os.fspath(path))
-    if f.is_robot_space:
-        raise ConfigError(f"format '{f.value}' is a robot-space trajectory, not human motion; "
-                          "load it with retarget_jax.io.read_robot_motion()")
-    if f.family == "smpl":
-        return read_amass(path, f.value, body_model_dir=body_model_dir, gender=gender)
-    if f == MotionFormat.KEYPOINTS:
-        return read_keypoints(path, joint_map=joint_map)
-    return read_bvh_format(path, f.value, joint_map=joint_map)
+#: Suffixes a robot trajectory file ends with (the outputs', then the robot-space inputs'),
+#: longest first so that ``walk.mjlab.npz`` loses ``.mjlab.npz``, not ``.npz``.
+TRAJECTORY_SUFFIXES: tuple[str, ...] = tuple(sorted(
+    {*OUTPUT_SUFFIXES.values(), *(PurePath(DEFAULT_PATTERNS[f.value]).suffix for f in ROBOT_FORMATS)},
+    key=lambda s: (-len(s), s)))
+
+
+def output_suffix(fmt: str) -> str:
+    """The file suffix of an output format (``.<fmt>`` for a name the table does not know)."""
+    return OUTPUT_SUFFIXES.get(fmt, "." + fmt)
+
+
+def output_format_of(path: str | os.PathLike) -> str:
+    """The output format a file name asks for: the format of the longest output suffix it
+    ends with, ``gmr_pkl`` for any other ``.pkl``, else ``npz`` (case-insensitive)."""
+    name = PurePath(path).name.lower()
+    for fmt, suffix in sorted(OUTPUT_SUFFIXES.items(), key=lambda kv: -len(kv[1])):
+        if name.endswith(suffix):
+            return fmt
+    return "gmr_pkl" if name.endswith(".pkl") else "npz"
+
+
+def result_stem(path: str | os.PathLike) -> str:
+    """A trajectory file's name without its suffix (:data:`TRAJECTORY_SUFFIXES`):
+    ``walk.npz``, ``walk.mjlab.npz``, ``walk.gmr.pkl`` -> ``walk``; ``take.v2.npz`` ->
+    ``take.v2``. Renders of a result are named after it (``<stem>.mp4``)."""
+    name = PurePath(path).name
+    for suffix in TRAJECTORY_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)]
+    return PurePath(name).stem or name

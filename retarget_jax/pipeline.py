@@ -4,6 +4,8 @@
       -> solve_many() (bucketed jit + vmap) -> RetargetingResult -> metrics -> writers
 
 A newcomer can read :func:`retarget_motions` first: every other module is one stage of it.
+:func:`read_motion` (from :mod:`retarget_jax.motion`) is named here too, so the whole path
+imports from one place: ``from retarget_jax.pipeline import read_motion, retarget_motions``.
 Bad input never stops a batch: a clip that fails on the host becomes a ``ClipFailure``;
 a clip that fails inside the solve comes back with a non-ok status.
 """
@@ -21,6 +23,7 @@ from retarget_jax.buckets import DEFAULT_BUCKETS
 from retarget_jax.errors import InvalidMotionError, RetargetError
 from retarget_jax.motion.canonical import canonical_index, masked_samples
 from retarget_jax.motion.human_motion import HumanMotion
+from retarget_jax.motion.reader import read_motion
 from retarget_jax.motion.resample import resample
 from retarget_jax.problem.compile import (
     CompiledProblem,
@@ -39,6 +42,9 @@ from retarget_jax.solve.batch import solve_many
 from retarget_jax.solve.costs import scaled_human, targets
 from retarget_jax.solve.gauss_newton import SolverOptions
 from retarget_jax.solve.windows import solve_windowed
+
+__all__ = ["MIN_FRAMES", "ClipFailure", "PreparedClip", "ProblemSettings", "finish_clip", "prepare_clip",
+           "read_motion", "retarget_motions", "solve_clips"]
 
 #: Fewest frames a clip may have: velocity, acceleration and contact terms need neighbours.
 MIN_FRAMES = 2

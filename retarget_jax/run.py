@@ -17,6 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from retarget_jax.config import RunConfig, run_robot, run_settings
 from retarget_jax.files.resources import config_dir
+from retarget_jax.formats import DEFAULT_PATTERNS, MotionFormat, output_format_of, result_stem
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
 _ = MISSING
@@ -25,7 +26,6 @@ _ = MISSING
 def _jobs(cfg: RunConfig, out_dir: Path, robot_name: str, config_path: str | None):
     from retarget_jax.batch.jobs import DEMO_JOB, BatchJob, find_inputs, make_jobs, output_path
     from retarget_jax.errors import ConfigError
-    from retarget_jax.formats import DEFAULT_PATTERNS
 
     formats = list(cfg.output.formats) or ["npz"]
     if cfg.input.path is None:
@@ -64,7 +64,6 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
     from retarget_jax.batch.runner import BatchRunner
     from retarget_jax.batch.worker import RetargetWorker
     from retarget_jax.errors import ConfigError
-    from retarget_jax.formats import MotionFormat
     from retarget_jax.manifest import (
         BATCH_MANIFEST_NAME,
         RUN_CONFIG_NAME,
@@ -151,22 +150,18 @@ def _render_outputs(cfg: RunConfig, manifest, mpath: Path, robot, options) -> tu
     from retarget_jax.errors import RetargetError
     from retarget_jax.io import load_result, read_robot_motion
     from retarget_jax.manifest import manifest_path
-    from retarget_jax.render import parse_frames, render_stem, render_stills, render_video
+    from retarget_jax.render import parse_frames, render_stills, render_video
 
     done: list[str] = []
     failed: list[dict] = []
     records = [r for r in manifest.records if r.status in ("success", "skipped") and r.output]
     for rec in tqdm(records, desc="render", unit="clip", file=sys.stderr, disable=not cfg.batch.progress):
         outputs = [manifest_path(mpath, o) for o in rec.provenance.get("outputs", [rec.output])]
-        path = next((o for o in outputs if o.suffix == ".npz" and not o.name.endswith(".mjlab.npz")), outputs[0])
-        stem = render_stem(path)
+        path = next((o for o in outputs if output_format_of(o) == "npz"), outputs[0])
+        stem = result_stem(path)
+        fmt = output_format_of(path)
         try:
-            if path.name.endswith(".mjlab.npz"):
-                result = read_robot_motion(path, "mjlab_npz", robot)
-            elif path.suffix == ".pkl":
-                result = read_robot_motion(path, "gmr_pkl", robot)
-            else:
-                result = load_result(path)
+            result = load_result(path) if fmt == "npz" else read_robot_motion(path, fmt, robot)
             name = Path(rec.motion).name
             if cfg.render.stills:
                 frames = parse_frames(list(cfg.render.stills), result.num_frames, where="render.stills")

@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from retarget_jax.formats import read_motion
 from retarget_jax.io import save_result
 from retarget_jax.metrics import clip_metrics
+from retarget_jax.motion import read_motion
 from retarget_jax.pipeline import ClipFailure, retarget_motions
 from retarget_jax.problem import load_recipe
 from retarget_jax.robots import load_robot

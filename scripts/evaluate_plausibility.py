@@ -32,9 +32,10 @@ def main(argv=None) -> int:
     import jax
 
     jax.config.update("jax_compilation_cache_dir", str(Path("~/.cache/retarget_jax/xla").expanduser()))
-    from retarget_jax.formats import default_recipe, read_motion
+    from retarget_jax.formats import default_recipe
     from retarget_jax.io import atomic_write_text, load_result, save_result
     from retarget_jax.metrics.report import evaluate_results
+    from retarget_jax.motion import read_motion
     from retarget_jax.pipeline import retarget_motions
     from retarget_jax.problem import CostWeights, load_recipe
     from retarget_jax.robots import load_robot

@@ -21,8 +21,9 @@ import jax
 import numpy as np
 
 from retarget_jax.files.atomic import atomic_write_text
-from retarget_jax.formats import default_recipe, read_motion
+from retarget_jax.formats import default_recipe
 from retarget_jax.metrics import recipe_metrics
+from retarget_jax.motion import read_motion
 from retarget_jax.pipeline import ClipFailure, retarget_motions
 from retarget_jax.problem import load_recipe
 from retarget_jax.robots import load_robot

@@ -15,9 +15,10 @@ import json
 import time
 from pathlib import Path
 
-from retarget_jax.formats import default_recipe, read_motion
+from retarget_jax.formats import default_recipe
 from retarget_jax.io import save_result
 from retarget_jax.metrics import recipe_metrics
+from retarget_jax.motion import read_motion
 from retarget_jax.pipeline import retarget_motions
 from retarget_jax.problem import load_recipe
 from retarget_jax.render import (

@@ -108,7 +108,7 @@ def _read_human(fmt: str) -> Callable:
     """Read as a run does, then prepare the clip (frame count, names, recipe)."""
 
     def run(path: Path, g1, recipe):
-        from retarget_jax.formats import read_motion
+        from retarget_jax.motion import read_motion
         from retarget_jax.pipeline import prepare_clip
 
         return prepare_clip(read_motion(path, fmt), recipe, g1)

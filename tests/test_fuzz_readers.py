@@ -159,7 +159,7 @@ def test_fuzz_keypoints_npz(data, fuzz_dir):
 @FUZZ
 @given(data=random_or_mutated(AMASS))
 def test_fuzz_amass_npz(data, fuzz_dir):
-    from retarget_jax.formats import read_motion
+    from retarget_jax.motion import read_motion
 
     _check(lambda p: read_motion(p, "amass"), _write(fuzz_dir, data, ".npz"))
 
@@ -167,7 +167,7 @@ def test_fuzz_amass_npz(data, fuzz_dir):
 @FUZZ
 @given(data=st.one_of(random_or_mutated(BVH, TEXT), mutated(BVH)))
 def test_fuzz_bvh(data, fuzz_dir):
-    from retarget_jax.formats import read_motion
+    from retarget_jax.motion import read_motion
 
     _check(lambda p: read_motion(p, "bvh_lafan1"), _write(fuzz_dir, data, ".bvh"))
 

@@ -558,3 +558,12 @@ def test_write_result_dispatch(result, tmp_path):
     ):
         write_result(result, tmp_path / "d.bvh", "bvh")
     assert not (tmp_path / "d.bvh").exists()
+
+
+def test_every_output_format_of_the_registry_has_a_writer():
+    from retarget_jax.formats import OUTPUT_FORMATS, output_format_of, output_suffix
+    from retarget_jax.io import WRITERS
+
+    assert set(WRITERS) == set(OUTPUT_FORMATS)
+    for fmt in OUTPUT_FORMATS:  # a file named with a format's suffix asks for that format
+        assert output_format_of("walk" + output_suffix(fmt)) == fmt

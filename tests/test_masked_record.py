@@ -45,7 +45,7 @@ def _write_clip(path: Path, T: int, shift: float, holes: dict[str, range] | None
 
 
 def test_masked_samples_counts_frames_and_joints(tmp_path):
-    from retarget_jax.formats import read_motion
+    from retarget_jax.motion import read_motion
 
     _write_clip(tmp_path / "holes.npz", 40, 0.0, HOLES)
     m = read_motion(tmp_path / "holes.npz", "keypoints")

@@ -70,7 +70,7 @@ def _not_blank(img: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def walk(g1, tmp_path_factory):
     """The demo walk (60 frames, 30 fps) as a keypoints file, and its G1 result saved."""
-    from retarget_jax.formats import read_motion
+    from retarget_jax.motion import read_motion
     from retarget_jax.motion.demo import demo_motion
     from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP
     from retarget_jax.pipeline import retarget_motions

@@ -53,7 +53,7 @@ def make_problems():
     files as the batch driver's tests read theirs (same skeleton, same programs)."""
     import tempfile
 
-    from retarget_jax.formats import read_motion
+    from retarget_jax.motion import read_motion
 
     robot, recipe = load_robot("unitree_g1"), load_recipe("lafan1_g1")
     motions = (demo_motion(num_frames=40), demo_motion(num_frames=60, fps=24.0).slice(8, 60),

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retarget_jax.formats import default_recipe, read_motion
+from retarget_jax.formats import default_recipe
 from retarget_jax.metrics import recipe_metrics
+from retarget_jax.motion import read_motion
 from retarget_jax.pipeline import retarget_motions
 from retarget_jax.problem import load_recipe
 from retarget_jax.result import SolveStatus

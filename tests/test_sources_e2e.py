@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from retarget_jax.cli import main
-from retarget_jax.formats import read_motion
 from retarget_jax.io import load_result
 from retarget_jax.metrics import recipe_metrics
+from retarget_jax.motion import read_motion
 from retarget_jax.motion.canonical import CANONICAL_JOINTS
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP

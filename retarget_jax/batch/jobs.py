@@ -15,9 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from retarget_jax.errors import ConfigError
-
-#: file suffix of each output format
-OUTPUT_SUFFIXES: dict[str, str] = {"npz": ".npz", "mjlab_npz": ".mjlab.npz", "gmr_pkl": ".gmr.pkl"}
+from retarget_jax.formats import output_suffix
 
 #: the job id and motion of the embedded demo walk (a run without input files)
 DEMO_JOB = "demo_walk"
@@ -51,8 +49,8 @@ class BatchJob:
     def outputs(self, formats: Sequence[str]) -> list[Path]:
         """Every output file of the job, one per format, the primary (``output``) last."""
         primary = Path(self.output)
-        stem = _strip(primary.name, OUTPUT_SUFFIXES.get(formats[0], "")) if formats else primary.stem
-        rest = [primary.with_name(stem + OUTPUT_SUFFIXES.get(f, "." + f)) for f in formats[1:]]
+        stem = _strip(primary.name, output_suffix(formats[0])) if formats else primary.stem
+        rest = [primary.with_name(stem + output_suffix(f)) for f in formats[1:]]
         return [*rest, primary]
 
 
@@ -63,7 +61,7 @@ def _strip(name: str, suffix: str) -> str:
 def output_path(output_dir: str | os.PathLike, job_id: str, fmt: str = "npz") -> Path:
     """``output_dir/<job id without its suffix><format suffix>``."""
     rel = PurePosixPath(job_id)
-    return Path(output_dir) / rel.parent / (rel.stem + OUTPUT_SUFFIXES.get(fmt, "." + fmt))
+    return Path(output_dir) / rel.parent / (rel.stem + output_suffix(fmt))
 
 
 def find_inputs(input_dir: str | os.PathLike, pattern: str) -> list[Path]:

@@ -23,9 +23,10 @@ from retarget_jax.batch.jobs import DEMO_JOB, BatchJob
 from retarget_jax.batch.runner import failed_record
 from retarget_jax.buckets import DEFAULT_BUCKETS, bucket_length
 from retarget_jax.errors import SolveError
-from retarget_jax.formats import MotionFormat, default_recipe, read_motion
+from retarget_jax.formats import MotionFormat, default_recipe
 from retarget_jax.io import read_robot_motion, write_result
 from retarget_jax.manifest import BatchRunRecord, relative_to_manifest, utc_now
+from retarget_jax.motion import read_motion
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.pipeline import PreparedClip, ProblemSettings, prepare_clip, solve_clips
 from retarget_jax.problem import load_recipe

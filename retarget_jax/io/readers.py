@@ -67,7 +67,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -77,11 +77,8 @@ from retarget_jax.files.npz import load_npz
 from retarget_jax.files.safe_pickle import restricted_load
 from retarget_jax.result import RetargetingResult, SolveStatus
 from retarget_jax.robots.kinematics import host_forward_kinematics
-from retarget_jax.robots.spec import load_robot
+from retarget_jax.robots.spec import RobotSpec, load_robot
 from retarget_jax.rotations import euler_to_quat, quat_conj, quat_mul, quat_rotate
-
-if TYPE_CHECKING:
-    from retarget_jax.robots.spec import RobotSpec
 
 PathLike = str | os.PathLike[str]
 

@@ -42,10 +42,11 @@ import numpy as np
 import retarget_jax
 from retarget_jax.body_models import model_skeleton, neutral_skeleton
 from retarget_jax.errors import ConfigError, RetargetError, SolveError
-from retarget_jax.formats import MotionFormat, default_recipe, read_motion
+from retarget_jax.formats import MotionFormat, default_recipe
 from retarget_jax.io import read_robot_motion
 from retarget_jax.manifest import BatchManifest, BatchRunRecord, relative_to_manifest, utc_now
 from retarget_jax.metrics import recipe_metrics
+from retarget_jax.motion import read_motion
 from retarget_jax.motion.amass import parse_amass
 from retarget_jax.motion.resample import resample_at
 from retarget_jax.motionlib.config import BuildOptions, MotionConfig, MotionRow, load_motion_config

@@ -27,21 +27,6 @@ from retarget_jax.robots.spec import RobotSpec
 _EXTRA = 'pip install "retarget-jax[render]"'
 
 
-#: Result suffixes :func:`render_stem` removes (longest first).
-RESULT_SUFFIXES = (".mjlab.npz", ".gmr.pkl", ".npz", ".pkl", ".csv")
-
-
-def render_stem(result_path: str | os.PathLike) -> str:
-    """The name renders of a result file take: the file name without its result suffix
-    (``walk.npz``, ``walk.mjlab.npz``, ``walk.gmr.pkl`` -> ``walk``; ``take.v2.npz`` ->
-    ``take.v2``), so ``<stem>.mp4`` and ``<stem>.frame_<t>.png`` sit beside it."""
-    name = Path(result_path).name
-    for suffix in RESULT_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[:-len(suffix)]
-    return Path(name).stem or name
-
-
 def png_bytes(image: np.ndarray) -> bytes:
     """An (H, W, 3) uint8 image as PNG bytes (Pillow)."""
     try:

@@ -32,8 +32,9 @@ import mujoco
 import numpy as np
 
 from retarget_jax.errors import ConfigError, RenderError
-from retarget_jax.formats import MotionFormat, read_motion
+from retarget_jax.formats import MotionFormat
 from retarget_jax.metrics.batch import check_result
+from retarget_jax.motion import read_motion
 from retarget_jax.motion.canonical import canonicalize
 from retarget_jax.pipeline import ProblemSettings, prepare_clip
 from retarget_jax.problem import load_recipe

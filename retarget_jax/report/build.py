@@ -30,6 +30,7 @@ from typing import Any
 import retarget_jax
 from retarget_jax.errors import ConfigError, MotionFormatError, RetargetError
 from retarget_jax.files.atomic import atomic_write_bytes, atomic_write_text
+from retarget_jax.formats import result_stem
 from retarget_jax.io import load_result
 from retarget_jax.manifest import (
     RUN_CONFIG_NAME,
@@ -375,10 +376,8 @@ def _clip_views(worst_in: dict[str, list[page.Link]], by_id: dict[str, ClipRepor
 def _run_renders(result_path: Path) -> list[tuple[str, Path]]:
     """Renders a batch run left beside a result (``render.video`` / ``render.stills``):
     ``<stem>.mp4`` and ``<stem>.frame_<t>.png``, the stem being the file name without its
-    result suffix (:func:`retarget_jax.render.render_stem`), as the run names them."""
-    from retarget_jax.render.output import render_stem
-
-    stem = render_stem(result_path)
+    result suffix (:func:`retarget_jax.formats.result_stem`), as the run names them."""
+    stem = result_stem(result_path)
     found = []
     video = result_path.with_name(f"{stem}.mp4")
     if video.is_file():

@@ -68,11 +68,12 @@ def write_corpus(root: Path, n: int, lo: int, hi: int, seed: int = 0) -> dict[st
     import numpy as np
 
     from retarget_jax.io import save_result, write_gmr_pkl
-    from retarget_jax.io.readers import SEED_ROOT_COLUMNS, forward_kinematics
+    from retarget_jax.io.readers import SEED_ROOT_COLUMNS
     from retarget_jax.motion.demo import demo_motion
     from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP
     from retarget_jax.result import RetargetingResult
     from retarget_jax.robots import load_robot
+    from retarget_jax.robots.kinematics import host_body_poses
 
     rng = np.random.default_rng(seed)
     g1 = load_robot("unitree_g1")
@@ -88,7 +89,7 @@ def write_corpus(root: Path, n: int, lo: int, hi: int, seed: int = 0) -> dict[st
         yaw = rng.uniform(-np.pi, np.pi)
         root = np.c_[0.1 * t * np.cos(yaw), 0.1 * t * np.sin(yaw), np.full(T, g1.standing_height)]
         quat = np.tile([np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)], (T, 1))
-        pos, rot = forward_kinematics(g1, root, quat, dof)
+        pos, rot = host_body_poses(g1, np.concatenate([root, quat, dof], axis=-1))
         return RetargetingResult(fps, root, quat, dof, g1.dof_names, g1.body_names, pos, rot, 0, 0.0, 0, g1.name)
 
     for i in range(n):

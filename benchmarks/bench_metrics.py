@@ -58,8 +58,8 @@ def build_results(robot, B: int, T: int, seed: int):
     """B results: smoothed random joints, MuJoCo FK, targets and a contact rule (host)."""
     import numpy as np
 
-    from retarget_jax.io.readers import forward_kinematics
     from retarget_jax.result import RetargetingResult, SolveStatus
+    from retarget_jax.robots.kinematics import host_body_poses
 
     rng = np.random.default_rng(seed)
     lo, hi = robot.dof_ranges[:, 0], robot.dof_ranges[:, 1]
@@ -79,7 +79,7 @@ def build_results(robot, B: int, T: int, seed: int):
         yaw = 0.3 * np.sin(0.5 * t + i)
         root = np.c_[0.5 * t, 0.1 * np.sin(t + i), np.full(T, robot.standing_height - 0.02)]
         quat = np.c_[np.cos(yaw / 2), np.zeros(T), np.zeros(T), np.sin(yaw / 2)]
-        pos, rot = forward_kinematics(robot, root, quat, dof)
+        pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
         targets = pos[:, tidx] + rng.normal(scale=0.01, size=(T, len(tidx), 3))
         targets[rng.uniform(size=(T, len(tidx))) < 0.02] = np.nan
         fz = pos[:, feet, 2]

@@ -43,8 +43,8 @@ def synthetic_result(robot, T: int, fps: float = 30.0):
     """A G1 clip: root walking 1 m/s and turning, smoothed random joints in range, FK poses."""
     import numpy as np
 
-    from retarget_jax.io.readers import forward_kinematics
     from retarget_jax.result import RetargetingResult, SolveStatus
+    from retarget_jax.robots.kinematics import host_body_poses
 
     rng = np.random.default_rng(0)
     t = np.arange(T) / fps
@@ -55,7 +55,7 @@ def synthetic_result(robot, T: int, fps: float = 30.0):
     yaw = 0.3 * t
     root = np.c_[np.cos(yaw) * t, np.sin(yaw) * t, np.full(T, robot.standing_height)]
     quat = np.c_[np.cos(yaw / 2), np.zeros(T), np.zeros(T), np.sin(yaw / 2)]
-    pos, rot = forward_kinematics(robot, root, quat, dof)
+    pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
     feet = ("left_ankle_roll_link", "right_ankle_roll_link")
     stance = np.stack([np.sin(2 * np.pi * t) > 0, np.sin(2 * np.pi * t) <= 0], 1)
     bodies = [robot.body_index(b) for b in ("pelvis", "torso_link", "left_wrist_yaw_link", "right_wrist_yaw_link")

@@ -197,7 +197,7 @@ def run_long(args) -> int:
     from retarget_jax.pipeline import finish_clip, prepare_clip, retarget_motions
     from retarget_jax.problem.recipe import load_recipe
     from retarget_jax.result import SolveStatus
-    from retarget_jax.robots.kinematics import host_forward_kinematics
+    from retarget_jax.robots.kinematics import host_body_poses
     from retarget_jax.robots.spec import load_robot
     from retarget_jax.solve.gauss_newton import SolveOutput
 
@@ -233,7 +233,7 @@ def run_long(args) -> int:
     run = solve_clip(clip.compiled, robot)
     out = SolveOutput(qpos=run.qpos, cost=np.float64("nan"), iterations=np.int32(run.iterations),
                       status=np.int32(SolveStatus.CONVERGED))
-    peer_result = finish_clip(clip, (out, *host_forward_kinematics(robot, run.qpos)))
+    peer_result = finish_clip(clip, (out, *host_body_poses(robot, run.qpos)))
     write_result(peer_result, out_dir / "peer.npz", "npz")
     peer_s = time.perf_counter() - t0
 
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
     from retarget_jax.metrics.report import evaluate_results
     from retarget_jax.pipeline import finish_clip
     from retarget_jax.result import SolveStatus
-    from retarget_jax.robots.kinematics import host_forward_kinematics
+    from retarget_jax.robots.kinematics import host_body_poses
     from retarget_jax.solve.gauss_newton import SolveOutput
 
     robot, clips = build_clips(args)
@@ -315,7 +315,7 @@ def main(argv=None) -> int:
     for c, r in zip(clips, peer_runs, strict=True):
         out = SolveOutput(qpos=r.qpos, cost=np.float64("nan"), iterations=np.int32(r.iterations),
                           status=np.int32(SolveStatus.CONVERGED))
-        peer_results.append(finish_clip(c, (out, *host_forward_kinematics(robot, r.qpos))))
+        peer_results.append(finish_clip(c, (out, *host_body_poses(robot, r.qpos))))
 
     ee = end_effector_targets(robot, ours_results[0].target_body_names)
 

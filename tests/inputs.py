@@ -33,8 +33,8 @@ Frame Time: 0.033333
 def synthetic_trajectory(robot, frames: int, seed: int, yaw_end: float | None = None):
     """A 50 fps RetargetingResult of ``robot`` walking 0.5 m while turning to ``yaw_end``
     (drawn from the seed when None), joints in range, body poses from MuJoCo FK."""
-    from retarget_jax.io.readers import forward_kinematics
     from retarget_jax.result import RetargetingResult, SolveStatus
+    from retarget_jax.robots.kinematics import host_body_poses
 
     T = frames
     rng = np.random.default_rng(seed)
@@ -43,7 +43,7 @@ def synthetic_trajectory(robot, frames: int, seed: int, yaw_end: float | None = 
     root = np.c_[np.linspace(0, 0.5, T), np.zeros(T), np.full(T, 0.78)]
     yaw = np.linspace(0, rng.uniform(0.1, 1.0) if yaw_end is None else yaw_end, T)
     quat = np.c_[np.cos(yaw / 2), np.zeros(T), np.zeros(T), np.sin(yaw / 2)]
-    pos, rot = forward_kinematics(robot, root, quat, dof)
+    pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
     return RetargetingResult(fps=50.0, root_pos=root, root_quat_wxyz=quat, dof_pos=dof,
                              dof_names=robot.dof_names, body_names=robot.body_names, body_pos_w=pos,
                              body_quat_w=rot, status=SolveStatus.CONVERGED, final_cost=0.0, iterations=0,

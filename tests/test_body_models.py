@@ -16,10 +16,10 @@ from retarget_jax.body_models import (
     SMPL_BODY_JOINT_NAMES,
     SMPL_BODY_PARENTS,
     find_model_file,
-    forward_kinematics,
     load_body_model,
     model_skeleton,
     neutral_skeleton,
+    smpl_joint_poses,
 )
 from retarget_jax.body_models.neutral import XML_BODY_TO_SMPL, figure_path, parse_figure
 from retarget_jax.errors import MotionFormatError
@@ -80,7 +80,7 @@ def quat_wxyz_to_mat(q):
 @pytest.mark.parametrize("root", [ROOT_FACE_X, ROOT_Y_TO_Z], ids=["face_x", "y_up_to_z_up"])
 def test_neutral_left_is_left_and_upright(family, root):
     pose = pose_with_root(root, T=5, body=walk_pose(5)[:, 1:])
-    pos, _ = forward_kinematics(neutral_skeleton(family).rest_joints, pose, np.zeros((5, 3)))
+    pos, _ = smpl_joint_poses(neutral_skeleton(family).rest_joints, pose, np.zeros((5, 3)))
     Rroot = Rotation.from_rotvec(root).as_matrix()
     left, up = Rroot @ [1.0, 0.0, 0.0], Rroot @ [0.0, 1.0, 0.0]  # the body's own axes in the world
     assert np.allclose(up, [0, 0, 1], atol=1e-12)  # both roots stand the body up in Z-up
@@ -107,13 +107,13 @@ def test_neutral_offsets_are_the_figures(family):
     xml_off = np.array([xml_pos[index[smpl_to_xml[n]]] for n in SMPL_BODY_JOINT_NAMES])
     rest = neutral_skeleton(family).rest_joints
     # Facing +X in a Z-up world is the figure's own frame: offsets come back unchanged.
-    pos, _ = forward_kinematics(rest, pose_with_root(ROOT_FACE_X), np.zeros((1, 3)))
+    pos, _ = smpl_joint_poses(rest, pose_with_root(ROOT_FACE_X), np.zeros((1, 3)))
     seg = pos[0, 1:] - pos[0, list(SMPL_BODY_PARENTS[1:])]
     np.testing.assert_allclose(seg, xml_off[1:], atol=1e-6)
     # Segment lengths are kept in any pose.
     rng = np.random.default_rng(1)
     pose = rng.normal(scale=0.8, size=(6, 22, 3))
-    pos, _ = forward_kinematics(rest, pose, rng.normal(size=(6, 3)))
+    pos, _ = smpl_joint_poses(rest, pose, rng.normal(size=(6, 3)))
     lengths = np.linalg.norm(pos[:, 1:] - pos[:, list(SMPL_BODY_PARENTS[1:])], axis=-1)
     np.testing.assert_allclose(lengths, np.broadcast_to(np.linalg.norm(xml_off[1:], axis=-1),
                                                         lengths.shape), atol=1e-6)
@@ -122,7 +122,7 @@ def test_neutral_offsets_are_the_figures(family):
 
 
 def test_zero_pose_orientations_are_smpl_frame():
-    pos, quat = forward_kinematics(neutral_skeleton("smplx").rest_joints, pose_with_root(ROOT_FACE_X),
+    pos, quat = smpl_joint_poses(neutral_skeleton("smplx").rest_joints, pose_with_root(ROOT_FACE_X),
                                    np.zeros((1, 3)))
     np.testing.assert_allclose(quat_wxyz_to_mat(quat[0]), np.broadcast_to(SMPL_FRAME, (22, 3, 3)),
                                atol=1e-6)
@@ -134,7 +134,7 @@ def test_fk_matches_numpy_reference():
     pose = rng.normal(scale=1.0, size=(7, 22, 3))
     pose[0] = 0.0  # exactly zero rotations take the Taylor branch
     trans = rng.normal(size=(7, 3))
-    pos, quat = forward_kinematics(rest, pose, trans)
+    pos, quat = smpl_joint_poses(rest, pose, trans)
     p_ref, G_ref = reference_fk(rest, pose, trans)
     np.testing.assert_allclose(pos, p_ref, atol=2e-6)
     np.testing.assert_allclose(quat_wxyz_to_mat(quat), G_ref, atol=2e-6)
@@ -402,7 +402,7 @@ def test_joints_match_smplx_package(tmp_path, family, ext, sparse):
     expected = out.joints[:, :22].numpy().astype(np.float64)
 
     skel = model_skeleton(tmp_path, family, "neutral", betas)
-    pos, _ = forward_kinematics(skel.rest_joints, pose, trans)
+    pos, _ = smpl_joint_poses(skel.rest_joints, pose, trans)
     np.testing.assert_allclose(pos, expected, atol=1e-5)
 
     # The same through the AMASS reader: poses in the file's full width, hands included.

@@ -17,7 +17,7 @@ from retarget_jax.io.bvh import write_bvh
 from retarget_jax.motion.bvh import (
     Y_UP_TO_Z_UP,
     BvhClip,
-    forward_kinematics,
+    bvh_joint_poses,
     parse_bvh,
     read_bvh,
     read_bvh_format,
@@ -696,8 +696,8 @@ def test_write_bvh_writes_children_inside_their_parents(tmp_path):
     assert k == back.joint_names.index("LeftHand") + 1
     assert back.joint_names[back.parents[k]] == "LeftHand"
     np.testing.assert_array_equal(back.frames[:, back.channel_start[k]:back.channel_start[k] + 3], 25.0)
-    pa, _ = forward_kinematics(clip)
-    pb, _ = forward_kinematics(back)
+    pa, _ = bvh_joint_poses(clip)
+    pb, _ = bvh_joint_poses(back)
     order = [clip.joint_names.index(n) for n in back.joint_names]
     np.testing.assert_allclose(pb, pa[:, order], atol=1e-12)
 

@@ -17,7 +17,6 @@ import pytest
 from retarget_jax.cli import main
 from retarget_jax.errors import ConfigError, MotionFormatError
 from retarget_jax.io import save_result, write_result
-from retarget_jax.io.readers import forward_kinematics
 from retarget_jax.manifest import (
     BATCH_MANIFEST_NAME,
     BatchManifest,
@@ -35,6 +34,7 @@ from retarget_jax.metrics import (
 )
 from retarget_jax.metrics import report as report_mod
 from retarget_jax.result import RetargetingResult, SolveStatus
+from retarget_jax.robots.kinematics import host_body_poses
 
 FEET = ("left_ankle_roll_link", "right_ankle_roll_link")
 TARGETS = ("pelvis", "left_wrist_yaw_link", "right_knee_link")
@@ -51,7 +51,7 @@ def make_result(robot, seed: int, T: int = 16) -> RetargetingResult:
     dof = lo + (hi - lo) * rng.uniform(0.35, 0.65, size=(T, robot.num_dof))
     root = np.c_[np.linspace(0, 0.3, T), np.zeros(T), np.full(T, 0.76)]
     quat = np.tile([1.0, 0.0, 0.0, 0.0], (T, 1))
-    pos, rot = forward_kinematics(robot, root, quat, dof)
+    pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
     idx = [robot.body_names.index(b) for b in TARGETS]
     targets = pos[:, idx] + rng.normal(scale=0.02, size=(T, len(idx), 3))
     targets[3, 1] = np.nan

@@ -121,8 +121,8 @@ BVH = TINY_BVH.encode()
 def robot_files(g1, fuzz_dir):
     """Valid result npz, mjlab npz, GMR pkl and SEED CSV of a 6-frame G1 trajectory."""
     from retarget_jax.io import write_result
-    from retarget_jax.io.readers import forward_kinematics
     from retarget_jax.result import RetargetingResult
+    from retarget_jax.robots.kinematics import host_body_poses
 
     T = 6
     rng = np.random.default_rng(0)
@@ -130,7 +130,7 @@ def robot_files(g1, fuzz_dir):
     dof = lo + (hi - lo) * rng.uniform(0.3, 0.7, size=(T, g1.num_dof))
     root = np.c_[np.linspace(0, 0.2, T), np.zeros(T), np.full(T, 0.78)]
     quat = np.tile([1.0, 0, 0, 0], (T, 1))
-    pos, rot = forward_kinematics(g1, root, quat, dof)
+    pos, rot = host_body_poses(g1, np.concatenate([root, quat, dof], axis=-1))
     r = RetargetingResult(fps=30.0, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=g1.dof_names,
                           body_names=g1.body_names, body_pos_w=pos, body_quat_w=rot, status=0, final_cost=0.0,
                           iterations=3, robot=g1.name, provenance={"source_path": "x"})

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from retarget_jax.errors import ConfigError
-from retarget_jax.io.readers import forward_kinematics
 from retarget_jax.metrics import batch as mb
 from retarget_jax.metrics.batch import (
     CORE_KEYS,
@@ -24,7 +23,7 @@ from retarget_jax.metrics.batch import (
     metric_geometry,
 )
 from retarget_jax.result import RetargetingResult, SolveStatus
-from retarget_jax.robots.kinematics import body_poses
+from retarget_jax.robots.kinematics import body_poses, host_body_poses
 
 FPS = 50.0
 FEET = ("left_ankle_roll_link", "right_ankle_roll_link")
@@ -80,7 +79,7 @@ def foot_geoms(robot, name):
 def make_result(robot, root, dof, *, quat=None, fps=FPS, contacts=None, targets=None, offsets=None):
     T = root.shape[0]
     quat = np.tile([1.0, 0.0, 0.0, 0.0], (T, 1)) if quat is None else quat
-    pos, rot = forward_kinematics(robot, root, quat, dof)
+    pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
     return RetargetingResult(
         fps=fps, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=robot.dof_names,
         body_names=robot.body_names, body_pos_w=pos, body_quat_w=rot, status=SolveStatus.CONVERGED,
@@ -170,7 +169,7 @@ def clips(g1):
         direction = rng.normal(size=(T, K, 3))
         direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
         dist = np.full((T, K), 0.03) if name == "track3cm" else rng.uniform(0.0, 0.1, size=(T, K))
-        pos, rot = forward_kinematics(robot, root, quat, dof)
+        pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
         idx = [robot.body_names.index(b) for b in TARGET_BODIES]
         targets = np.empty((T, K, 3))
         for t in range(T):
@@ -206,7 +205,7 @@ def clips(g1):
     T = 28
     dof = random_dof(robot, rng, T, 0.3, 0.7)
     root = np.c_[np.zeros(T), np.zeros(T), np.full(T, 0.75)]
-    pos, rot = forward_kinematics(robot, root, np.tile([1.0, 0, 0, 0], (T, 1)), dof)
+    pos, rot = host_body_poses(robot, np.concatenate([root, np.tile([1.0, 0, 0, 0], (T, 1)), dof], axis=-1))
     limbs = (("left_upper_arm", "left_shoulder_roll_link", "left_elbow_link"),
              ("right_thigh", "right_hip_roll_link", "right_knee_link"),
              ("trunk", "pelvis", "torso_link"))

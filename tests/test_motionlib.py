@@ -435,10 +435,10 @@ def test_g1_states_come_from_the_solve(g1):
     assert all(np.isfinite(i["metrics"]["tracking_error_mean_m"]) for i in lib.infos)
     m = lib.motion(0)  # the stored body poses are the MuJoCo FK of the stored root and joints
     from retarget_jax.robots import load_robot
-    from retarget_jax.robots.kinematics import host_forward_kinematics
+    from retarget_jax.robots.kinematics import host_body_poses
 
     qpos = np.concatenate([m.root_pos, m.root_quat_wxyz, m.dof_pos], axis=-1)
-    xpos, _ = host_forward_kinematics(load_robot("unitree_g1"), qpos)
+    xpos, _ = host_body_poses(load_robot("unitree_g1"), qpos)
     np.testing.assert_allclose(m.body_pos_w, xpos, atol=1e-5)
 
 

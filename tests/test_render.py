@@ -39,9 +39,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:Runtime
 
 
 def _result_of(robot, root, quat, dof, fps=30.0, **extra) -> RetargetingResult:
-    from retarget_jax.io.readers import forward_kinematics
+    from retarget_jax.robots.kinematics import host_body_poses
 
-    pos, rot = forward_kinematics(robot, root, quat, dof)
+    pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
     return RetargetingResult(fps=fps, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=robot.dof_names,
                              body_names=robot.body_names, body_pos_w=pos, body_quat_w=rot,
                              status=SolveStatus.CONVERGED, final_cost=0.0, iterations=0, robot=robot.name, **extra)

@@ -22,7 +22,7 @@ from retarget_jax.problem import RetargetingProblem, compile_problem
 from retarget_jax.problem.compile import PER_FRAME_FIELDS
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots import body_poses
-from retarget_jax.robots.kinematics import host_forward_kinematics
+from retarget_jax.robots.kinematics import host_body_poses
 from retarget_jax.rotations import quat_conj, quat_exp, quat_mul, quat_rotate
 from retarget_jax.solve import costs
 from retarget_jax.solve import windows as W
@@ -260,15 +260,15 @@ def test_host_fk_matches_jax_fk_on_random_g1_configurations(g1, x64):
     qpos = np.concatenate([rng.uniform(-1, 1, (n, 3)), root_quat, rng.uniform(lo, hi, (n, g1.num_dof))], -1)
     tree = jax.tree.map(lambda a: np.asarray(a, np.float64), g1.tree)
     xpos_j, xquat_j = jax.jit(lambda q: body_poses(tree, q))(qpos)
-    xpos, xquat = host_forward_kinematics(g1, qpos)
+    xpos, xquat = host_body_poses(g1, qpos)
     assert xpos.shape == (n, len(g1.body_names), 3) and xquat.shape == (n, len(g1.body_names), 4)
     np.testing.assert_allclose(xpos, np.asarray(xpos_j), rtol=0, atol=1e-5)
     np.testing.assert_allclose(xquat, np.asarray(xquat_j), rtol=0, atol=1e-5)  # same sign convention too
     # an MjModel works as well, and leading axes are kept
-    xpos2, _ = host_forward_kinematics(g1.mj_model, qpos.reshape(4, 4, -1))
+    xpos2, _ = host_body_poses(g1.mj_model, qpos.reshape(4, 4, -1))
     assert np.array_equal(xpos2.reshape(n, -1, 3), xpos)
     with pytest.raises(SolveError, match=r"expected qpos \(\.\.\., 36\)"):
-        host_forward_kinematics(g1, qpos[:, :-1])
+        host_body_poses(g1, qpos[:, :-1])
 
 
 # --------------------------------------------------------------------------- slice and orchestration
@@ -337,7 +337,7 @@ def test_solve_windowed_batches_all_windows_in_one_call(clips, g1, monkeypatch):
     whole = fake_solution(long)
     np.testing.assert_allclose(so.qpos, whole.qpos, atol=1e-6)
     assert so.qpos.shape == (128, 36) and so.qpos.dtype == np.float32
-    ref_pos, ref_quat = host_forward_kinematics(g1, so.qpos)
+    ref_pos, ref_quat = host_body_poses(g1, so.qpos)
     assert xpos.dtype == np.float32 and xpos.shape == (128, 30, 3)
     np.testing.assert_allclose(xpos, ref_pos, atol=1e-6)
     np.testing.assert_allclose(xquat, ref_quat, atol=1e-6)
@@ -399,11 +399,11 @@ def test_windowed_solve_covers_the_clip(solved, clips, g1):
     np.testing.assert_allclose(so.qpos, ref.qpos, atol=1e-5)
     # body poses are the FK of the stitched qpos (and the solver's own JAX FK agrees on
     # the short clip, which passed through with the poses solve_many computed)
-    ref_pos, _ = host_forward_kinematics(g1, so.qpos)
+    ref_pos, _ = host_body_poses(g1, so.qpos)
     np.testing.assert_allclose(xpos, ref_pos, atol=1e-6)
     s_so, s_pos, s_quat = short
     assert s_so.qpos.shape == (50, g1.nq)
-    h_pos, h_quat = host_forward_kinematics(g1, s_so.qpos)
+    h_pos, h_quat = host_body_poses(g1, s_so.qpos)
     np.testing.assert_allclose(s_pos, h_pos, atol=1e-4)
     np.testing.assert_allclose(s_quat, h_quat, atol=1e-4)
 

@@ -6,11 +6,11 @@ frame (Y-up, Z-forward, X-left):
 - :func:`neutral_skeleton`: built-in beta = 0 figures (vendored, no licensed files);
 - :func:`model_skeleton`: the user's SMPL / SMPL-H / SMPL-X model files, shape-aware.
 
-:func:`forward_kinematics` poses either (host wrapper around the jit-able :func:`body_fk`).
+:func:`smpl_joint_poses` poses either (host wrapper around the jit-able :func:`body_fk`).
 The AMASS reader, :func:`retarget_jax.motion.amass.read_amass`, puts these together.
 """
 
-from retarget_jax.body_models.fk import body_fk, forward_kinematics
+from retarget_jax.body_models.fk import body_fk, smpl_joint_poses
 from retarget_jax.body_models.model_files import (
     BodyModel,
     find_model_file,
@@ -37,7 +37,7 @@ __all__ = [
     "BodySkeleton",
     "body_fk",
     "find_model_file",
-    "forward_kinematics",
+    "smpl_joint_poses",
     "load_body_model",
     "model_skeleton",
     "neutral_skeleton",

@@ -11,7 +11,7 @@ The root rotates about ``J_0``, so ``J_0`` itself is not rotated. ``G_j`` is the
 global frame: identity axes of the canonical body, carried into the (AMASS, Z-up) world.
 
 :func:`body_fk` is one frame, plain JAX (compose with vmap, jit, grad). The host entry
-:func:`forward_kinematics` pads the frame count to a power of two (at least 16) before
+:func:`smpl_joint_poses` pads the frame count to a power of two (at least 16) before
 one jitted vmap call, so clips of many lengths share a few small compiles.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from retarget_jax.body_models.topology import NUM_BODY_JOINTS, SMPL_BODY_PARENTS
 from retarget_jax.rotations import quat_exp, quat_mul, quat_normalize, quat_rotate
 
-__all__ = ["body_fk", "forward_kinematics"]
+__all__ = ["body_fk", "smpl_joint_poses"]
 
 
 def body_fk(rest_joints: jax.Array, pose_aa: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -63,7 +63,7 @@ def _bucket(T: int) -> int:
     return max(16, 1 << (T - 1).bit_length())
 
 
-def forward_kinematics(rest_joints: np.ndarray, pose_aa: np.ndarray,
+def smpl_joint_poses(rest_joints: np.ndarray, pose_aa: np.ndarray,
                        trans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World joints of a clip (host): (T, 22, 3) positions and (T, 22, 4) wxyz rotations.
 

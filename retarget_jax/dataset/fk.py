@@ -1,7 +1,7 @@
 """check-fk: do a clip's stored body poses follow from its joint positions? (host, MuJoCo C)
 
 Stage: dataset. Recomputes every body pose from the root pose and joint positions with
-MuJoCo C (:func:`~retarget_jax.robots.kinematics.host_forward_kinematics`) and compares
+MuJoCo C (:func:`~retarget_jax.robots.kinematics.host_body_poses`) and compares
 them with the stored ``body_pos_w`` / ``body_quat_w``:
 
 - ``pos_max``: the largest body position error over all frames and bodies, metres;
@@ -29,7 +29,7 @@ from retarget_jax.dataset.shards import check_shard_arrays, is_shard, read_npz
 from retarget_jax.errors import ConfigError, MotionFormatError
 from retarget_jax.io import load_result
 from retarget_jax.robots import load_robot
-from retarget_jax.robots.kinematics import host_forward_kinematics
+from retarget_jax.robots.kinematics import host_body_poses
 
 #: pass bounds: strictly below each figure
 FK_THRESHOLDS = {"pos_max": 1e-3, "quat_mean": 0.05, "quat_p95": 0.10}
@@ -78,7 +78,7 @@ def fk_figures(robot, root_pos: np.ndarray, root_quat_wxyz: np.ndarray, joint_po
     """Compare stored body poses (T, B, 3) / (T, B, 4) with MuJoCo FK of the qpos."""
     qpos = np.concatenate([np.asarray(root_pos, np.float64), np.asarray(root_quat_wxyz, np.float64),
                            np.asarray(joint_pos, np.float64)], axis=-1)
-    xpos, xquat = host_forward_kinematics(robot, qpos)
+    xpos, xquat = host_body_poses(robot, qpos)
     if xpos.shape != np.shape(body_pos_w) or xquat.shape != np.shape(body_quat_w):
         raise MotionFormatError("<clip>", f"body arrays of shape {np.shape(body_pos_w)} / {np.shape(body_quat_w)} "
                                           f"do not match the robot's {xpos.shape} / {xquat.shape}",

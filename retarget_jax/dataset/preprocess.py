@@ -35,7 +35,7 @@ from retarget_jax.io.writers import angular_velocity_w, linear_velocity
 from retarget_jax.motion.resample import resample_times
 from retarget_jax.problem import load_recipe
 from retarget_jax.result import RetargetingResult
-from retarget_jax.robots.kinematics import host_forward_kinematics
+from retarget_jax.robots.kinematics import host_body_poses
 from retarget_jax.rotations import quat_mul, quat_rotate, quat_slerp, quat_to_mat
 
 _EPS = 1e-9
@@ -138,7 +138,7 @@ def resample_result(result: RetargetingResult, fps: float, robot) -> Retargeting
     q = np.asarray(result.root_quat_wxyz, np.float64)
     quat = quat_slerp(q[i0], q[i1], a)
     quat = quat / np.linalg.norm(quat, axis=-1, keepdims=True)
-    xpos, xquat = host_forward_kinematics(robot, np.concatenate([root, quat, dof], axis=-1))
+    xpos, xquat = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
     return dataclasses.replace(result, fps=float(fps), root_pos=root, root_quat_wxyz=quat, dof_pos=dof,
                                body_pos_w=xpos, body_quat_w=xquat, target_pos_w=None, target_body_names=(),
                                target_offset_b=None, contacts=None, contact_body_names=())

@@ -76,7 +76,7 @@ from retarget_jax.errors import MotionFormatError, UnknownNameError
 from retarget_jax.files.npz import load_npz
 from retarget_jax.files.safe_pickle import restricted_load
 from retarget_jax.result import RetargetingResult, SolveStatus
-from retarget_jax.robots.kinematics import host_forward_kinematics
+from retarget_jax.robots.kinematics import host_body_poses
 from retarget_jax.robots.spec import RobotSpec, load_robot
 from retarget_jax.rotations import euler_to_quat, quat_conj, quat_mul, quat_rotate
 
@@ -154,7 +154,7 @@ def read_gmr_pkl(
         _finite(arr, path, key)
     root_quat = _unit_quat(root_rot[:, [3, 0, 1, 2]], path, "root_rot")
 
-    body_pos, body_quat = forward_kinematics(robot, root_pos, root_quat, dof_pos)
+    body_pos, body_quat = host_body_poses(robot, np.concatenate([root_pos, root_quat, dof_pos], axis=-1))
     provenance: dict[str, Any] = {}
     names = data.get("link_body_list")
     local = data.get("local_body_pos")
@@ -305,7 +305,7 @@ def read_mjlab_npz(
     root_quat = _unit_quat(body_quat_f[:, 0], path, "body_quat_w")
     _unit_quat(body_quat_f, path, "body_quat_w")
     dof_pos = joint_pos[:, order]
-    body_pos, body_quat = forward_kinematics(robot, root_pos, root_quat, dof_pos)
+    body_pos, body_quat = host_body_poses(robot, np.concatenate([root_pos, root_quat, dof_pos], axis=-1))
 
     # The file's own poses must be the robot's FK of the qpos read from it.
     pos_err = np.linalg.norm(body_pos_f - body_pos[:, robot_idx], axis=-1)  # (T, B)
@@ -428,7 +428,7 @@ def read_seed_csv(
     euler = np.deg2rad(values[:, 4:7])  # columns X, Y, Z
     root_quat = seed_euler_to_quat(euler)
     dof_pos = np.deg2rad(values[:, 7:])
-    body_pos, body_quat = forward_kinematics(robot, root_pos, root_quat, dof_pos)
+    body_pos, body_quat = host_body_poses(robot, np.concatenate([root_pos, root_quat, dof_pos], axis=-1))
     provenance = {
         "joint_column_naming": naming,
         "first_frame_index": int(frame[0]),
@@ -460,14 +460,6 @@ def seed_euler_to_quat(euler_xyz_rad: np.ndarray) -> np.ndarray:
     q = euler_to_quat(e[..., ::-1], "ZYX")  # intrinsic ZYX composes R = Rz Ry Rx
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     return np.where(q[..., :1] < 0, -q, q)
-
-
-def forward_kinematics(
-    robot: RobotSpec, root_pos: np.ndarray, root_quat_wxyz: np.ndarray, dof_pos: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """World body poses (T, B, 3), (T, B, 4) wxyz by MuJoCo C ``mj_kinematics``, world excluded."""
-    qpos = np.concatenate([root_pos, root_quat_wxyz, dof_pos], axis=-1)
-    return host_forward_kinematics(robot, qpos)
 
 
 def _rotation_angle(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from retarget_jax.body_models.fk import forward_kinematics
+from retarget_jax.body_models.fk import smpl_joint_poses
 from retarget_jax.body_models.model_files import model_skeleton
 from retarget_jax.body_models.neutral import neutral_skeleton
 from retarget_jax.body_models.topology import (
@@ -321,7 +321,7 @@ def read_amass(
         raise UnknownNameError("gender", str(gender), GENDERS, where=path)
     clip = parse_amass(path, fmt)
     skel = _skeleton(clip, body_model_dir, gender)
-    pos, quat = forward_kinematics(skel.rest_joints, clip.pose, clip.trans)
+    pos, quat = smpl_joint_poses(skel.rest_joints, clip.pose, clip.trans)
     T = clip.num_frames
     return HumanMotion(
         joint_names=tuple(SMPL_JOINT_MAP[n] for n in SMPL_BODY_JOINT_NAMES),

@@ -51,7 +51,7 @@ from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP, HumanJoint
 from retarget_jax.rotations import euler_to_quat, quat_mul, quat_normalize, quat_rotate
 
 __all__ = ["AUTO", "BVH_FORMATS", "BvhClip", "parse_bvh", "read_bvh", "read_bvh_format",
-           "motion_from_clip", "forward_kinematics", "end_site_positions", "END_SITE_SUFFIX",
+           "motion_from_clip", "bvh_joint_poses", "end_site_positions", "END_SITE_SUFFIX",
            "Y_UP_TO_Z_UP", "Q_Y_UP_TO_Z_UP"]
 
 # Y-up -> Z-up: the proper rotation about +X by +90 degrees, (x, y, z) -> (x, -z, y).
@@ -518,7 +518,7 @@ def parse_bvh(path: str | os.PathLike) -> BvhClip:
 # Kinematics
 
 
-def forward_kinematics(clip: BvhClip) -> tuple[np.ndarray, np.ndarray]:
+def bvh_joint_poses(clip: BvhClip) -> tuple[np.ndarray, np.ndarray]:
     """World positions (T, J, 3) in file units and orientations (T, J, 4) wxyz, file axes."""
     T, J = clip.num_frames, len(clip.joint_names)
     pos = np.empty((T, J, 3))
@@ -551,7 +551,7 @@ def forward_kinematics(clip: BvhClip) -> tuple[np.ndarray, np.ndarray]:
 
 def end_site_positions(clip: BvhClip, pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
     """(T, E, 3) world positions of the End Sites, file units and axes, from the joints'
-    world poses ``pos`` (T, J, 3) and ``quat`` (T, J, 4) of :func:`forward_kinematics`:
+    world poses ``pos`` (T, J, 3) and ``quat`` (T, J, 4) of :func:`bvh_joint_poses`:
     p_site = p_joint + R_joint offset (an End Site has no channels of its own)."""
     sp = np.asarray(clip.end_site_parents, dtype=np.int64)
     return pos[:, sp] + quat_rotate(quat[:, sp], np.asarray(clip.end_site_offsets, np.float64).reshape(-1, 3))
@@ -650,7 +650,7 @@ def motion_from_clip(
             f"{', '.join(clip.joint_names)}{ends}; map expects: {', '.join(sorted(joint_map))}",
             field="joint_map",
         )
-    pos, quat = forward_kinematics(clip)
+    pos, quat = bvh_joint_poses(clip)
     # the named End Sites ride after the joints (index J + k), with their joint's orientation
     site_clip = dataclasses.replace(
         clip, end_site_parents=np.asarray(clip.end_site_parents, dtype=np.int64).reshape(-1)[sites],

@@ -7,7 +7,7 @@ the contact flags. Quaternions are **wxyz**; world frame Z-up, metres, seconds.
 Two sources:
 
 * Body-model targets (``smpl``, ``smplx``; :func:`body_model_states`): the SMPL family's
-  FK (:func:`retarget_jax.body_models.forward_kinematics`) of the file's pose parameters,
+  FK (:func:`retarget_jax.body_models.smpl_joint_poses`) of the file's pose parameters,
   on the built-in neutral skeleton or the user's model files with the file's betas, no
   solve. Bodies are those of the vendored ProtoMotions figure (``smpl_humanoid.xml``, 24
   bodies; ``smplx_humanoid.xml``, 52 with fingers), in its MJCF order, and each body's
@@ -47,7 +47,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from retarget_jax.body_models import SMPL_BODY_JOINT_NAMES, forward_kinematics
+from retarget_jax.body_models import SMPL_BODY_JOINT_NAMES, smpl_joint_poses
 from retarget_jax.body_models.neutral import (
     XML_BODY_TO_SMPL,
     XML_TO_CANONICAL,
@@ -331,7 +331,7 @@ def body_model_states(clip, target: str, skeleton: BodySkeleton, times: np.ndarr
     trans = (1.0 - a)[:, None] * clip.trans[i0] + a[:, None] * clip.trans[i1]
 
     # the 22 body joints by the package's FK; the other figure bodies hang off them at rest offsets
-    pos22, rot22 = forward_kinematics(skeleton.rest_joints, quat_log(local[:, fig.smpl_index]), trans)
+    pos22, rot22 = smpl_joint_poses(skeleton.rest_joints, quat_log(local[:, fig.smpl_index]), trans)
     pos = np.zeros((T, N, 3))
     rot = np.zeros((T, N, 4))
     pos[:, fig.smpl_index], rot[:, fig.smpl_index] = pos22, rot22

@@ -108,7 +108,7 @@ def body_poses(tree: KinematicTree, qpos: jnp.ndarray) -> tuple[jnp.ndarray, jnp
 
     For a trajectory (qpos with a frame axis, (..., T, nq)) each body's quaternion keeps
     one sign along T (:func:`~retarget_jax.rotations.continuous_quat`), the convention
-    :func:`host_forward_kinematics` follows too.
+    :func:`host_body_poses` follows too.
     """
     f = body_frames(tree, qpos)
     xquat = mat_to_quat(f.xmat)
@@ -244,7 +244,7 @@ def integrate(qpos: jnp.ndarray, delta: jnp.ndarray) -> jnp.ndarray:
     return jnp.concatenate([pos, quat, qpos[7:] + delta[6:]])
 
 
-def host_forward_kinematics(robot: RobotSpec | mujoco.MjModel, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def host_body_poses(robot: RobotSpec | mujoco.MjModel, qpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World body poses by MuJoCo C ``mj_kinematics``, one frame at a time.
 
     Args:
@@ -260,7 +260,7 @@ def host_forward_kinematics(robot: RobotSpec | mujoco.MjModel, qpos: np.ndarray)
     m = robot.mj_model if isinstance(robot, RobotSpec) else robot
     qpos = np.asarray(qpos, np.float64)
     if qpos.ndim < 1 or qpos.shape[-1] != m.nq:
-        raise SolveError(f"host_forward_kinematics: expected qpos (..., {m.nq}), got shape {qpos.shape}")
+        raise SolveError(f"host_body_poses: expected qpos (..., {m.nq}), got shape {qpos.shape}")
     lead = qpos.shape[:-1]
     flat = qpos.reshape(-1, m.nq)
     d = mujoco.MjData(m)

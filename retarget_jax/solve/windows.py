@@ -43,7 +43,7 @@ very end frame, ~0.02 rad in the middle third of a 24-frame overlap), and the cr
 gives those frames almost no weight: keep ``overlap`` at two dozen frames or more.
 
 Body poses of a stitched clip are recomputed from the stitched qpos by MuJoCo C
-(:func:`host_forward_kinematics`), never blended: blended body poses would not be the
+(:func:`host_body_poses`), never blended: blended body poses would not be the
 poses of any configuration of the robot.
 """
 
@@ -61,7 +61,7 @@ from retarget_jax.buckets import DEFAULT_BUCKETS
 from retarget_jax.errors import ConfigError, SolveError
 from retarget_jax.problem.compile import PER_FRAME_FIELDS, CompiledProblem
 from retarget_jax.result import SolveStatus
-from retarget_jax.robots.kinematics import host_forward_kinematics
+from retarget_jax.robots.kinematics import host_body_poses
 from retarget_jax.robots.spec import RobotSpec
 from retarget_jax.solve.batch import solve_many
 from retarget_jax.solve.gauss_newton import SolveOutput, SolverOptions
@@ -248,7 +248,7 @@ def stitch_solution(outputs: Sequence[Any], spans: Sequence[Span], T: int) -> So
     most any window took. status: the first window status that is not ok
     (:meth:`SolveStatus.ok`), else ``MAX_ITERATIONS`` if any window stopped there, else
     ``CONVERGED``. Body poses are not stitched: recompute them from the qpos
-    (:func:`host_forward_kinematics`).
+    (:func:`host_body_poses`).
     """
     spans = _check_spans(spans, T)
     if len(outputs) != len(spans):
@@ -286,7 +286,7 @@ def solve_windowed(
     untouched. A longer one is cut by :func:`plan_windows`; all windows of all clips and
     the short clips go to ONE ``solve_many`` call (they batch by bucket together), then
     each long clip's windows are stitched (:func:`stitch_solution`) and its body poses
-    recomputed by :func:`host_forward_kinematics` on ``robot`` (the robot the problems
+    recomputed by :func:`host_body_poses` on ``robot`` (the robot the problems
     were compiled for; a CompiledProblem carries no MjModel), in the dtype ``solve_many``
     returns. ``buckets``, ``max_batch``, ``devices`` and ``fixed_batch`` go to ``solve_many``.
 
@@ -314,7 +314,7 @@ def solve_windowed(
             results.append(parts[0])
             continue
         out = stitch_solution([so for so, _, _ in parts], spans, p.num_frames)
-        xpos, xquat = host_forward_kinematics(robot, out.qpos)
+        xpos, xquat = host_body_poses(robot, out.qpos)
         dtype = parts[0][1].dtype
         results.append((out, xpos.astype(dtype), xquat.astype(dtype)))
     return results

@@ -5,10 +5,11 @@ Units: metres, radians, seconds. Host code on numpy arrays.
 
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 
 from retarget_jax.result import RetargetingResult
-from retarget_jax.robots.spec import RobotSpec
+from retarget_jax.robots.spec import RobotSpec, geom_lowest_z
 from retarget_jax.rotations import quat_rotate
 
 
@@ -62,10 +63,6 @@ def clip_metrics(result: RetargetingResult, robot: RobotSpec, *, foot_bodies=(),
 def _sole_heights(result: RetargetingResult, robot: RobotSpec, foot_bodies) -> dict[str, np.ndarray]:
     """(T,) height of the lowest collision-geom point of each foot (the body and the bodies
     below it, e.g. the T1's contact spheres), by MuJoCo forward kinematics per frame."""
-    import mujoco
-
-    from retarget_jax.robots.spec import geom_lowest_z
-
     m = robot.mj_model
     d = mujoco.MjData(m)
     geoms = {name: robot.subtree_geoms(robot.body_index(name)) for name in foot_bodies}

@@ -2,7 +2,7 @@
 
 Every error names what it is about (file, field, line) and, where a name was not
 recognised, the valid choices. Inside jitted code nothing raises: solves return a
-per-clip status code instead (see :mod:`retarget_jax.solve.status`).
+per-clip status code instead (see :class:`retarget_jax.result.SolveStatus`).
 """
 
 from __future__ import annotations

@@ -17,15 +17,6 @@ import dataclasses
 
 import numpy as np
 
-__all__ = [
-    "FAMILIES",
-    "GENDERS",
-    "NUM_BODY_JOINTS",
-    "SMPL_BODY_JOINT_NAMES",
-    "SMPL_BODY_PARENTS",
-    "BodySkeleton",
-]
-
 #: Model families, lower case as used in format names.
 FAMILIES = ("smpl", "smplh", "smplx")
 #: Genders of the official model files.

@@ -101,7 +101,7 @@ def _solve_vmap(batch: CompiledProblem, options: SolverOptions) -> BatchOutput:
 
 
 def _solve_rows(batch: CompiledProblem, options: SolverOptions) -> BatchOutput:
-    """The rows one after another (``lax.map``), each as a vmapped batch of one: the CPU
+    """The rows one after another (a loop), each as a vmapped batch of one: the CPU
     program. Each row runs the same per-clip program whatever the batch's size, so on one
     device a clip's result is bitwise the same in any batch: a resumed run or a dataset
     rebuild that solves a clip in a smaller batch writes the same bytes. Vmapped rows
@@ -111,12 +111,24 @@ def _solve_rows(batch: CompiledProblem, options: SolverOptions) -> BatchOutput:
     on compare_peer --quick (1047 against 1212 frames/s on this 2-core CPU); on a GPU the
     rows are vmapped, which is where batching pays. (Several host devices run another
     program, shard_map, whose round-off differs again.)"""
-    def one(clip):
-        row = eqx.tree_at(lambda p: p.clip, batch, jax.tree.map(lambda x: x[None], clip))
-        out, xpos, xquat = jax.vmap(_solve_and_fk, in_axes=(_in_axes(row), None))(row, options)
-        return jax.tree.map(lambda x: x[0], (out, xpos, xquat))
+    B = int(batch.clip.frame_mask.shape[0])
 
-    out, xpos, xquat = jax.lax.map(one, batch.clip)
+    def one(i):
+        clip = jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=True), batch.clip)
+        row = eqx.tree_at(lambda p: p.clip, batch, clip)
+        return jax.vmap(_solve_and_fk, in_axes=(_in_axes(row), None))(row, options)
+
+    def body(i, acc):
+        return jax.tree.map(lambda a, r: jax.lax.dynamic_update_index_in_dim(a, r[0], i, 0), acc, one(i))
+
+    shapes = jax.eval_shape(one, 0)
+    init = jax.tree.map(lambda s: jnp.zeros((B, *s.shape[1:]), s.dtype), shapes)
+    # A loop whose trip count XLA cannot read off (it depends on a traced value, though it is
+    # always B): a loop of one known trip would be inlined and compiled differently, and a
+    # clip solved alone would differ in round-off from the same clip in a batch. One extra
+    # trip (never taken: fps is never negative) would solve the last row again, same result.
+    trips = jnp.where(batch.clip.fps[0] >= 0, B, B + 1)
+    out, xpos, xquat = jax.lax.fori_loop(0, trips, body, init)
     return BatchOutput(solve=out, body_pos_w=xpos, body_quat_w=xquat)
 
 

@@ -139,9 +139,9 @@ class RobotArrays(eqx.Module):
     """What the solver needs of the robot: shared by every clip in a batch."""
 
     tree: KinematicTree
-    q_lower: Float[AnyArray, "n"]
-    q_upper: Float[AnyArray, "n"]
-    q_default: Float[AnyArray, "n"]
+    q_lower: Float[AnyArray, " n"]
+    q_upper: Float[AnyArray, " n"]
+    q_default: Float[AnyArray, " n"]
     collision: CollisionArrays  # ground points of every collision geom, declared pairs
 
 

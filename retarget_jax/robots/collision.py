@@ -140,11 +140,11 @@ class CollisionArrays(eqx.Module):
     """
 
     point_pos: Float[AnyArray, "P 3"]
-    point_radius: Float[AnyArray, "P"]
+    point_radius: Float[AnyArray, " P"]
     cap_a: Float[AnyArray, "C 2 3"]  # segment ends of side a, in its body frame
     cap_b: Float[AnyArray, "C 2 3"]
-    radius_a: Float[AnyArray, "C"]
-    radius_b: Float[AnyArray, "C"]
+    radius_a: Float[AnyArray, " C"]
+    radius_b: Float[AnyArray, " C"]
     margin: Float[AnyArray, ""]
     point_body: tuple[int, ...] = eqx.field(static=True)
     point_geom: tuple[int, ...] = eqx.field(static=True)  # MuJoCo geom id of each point

@@ -62,3 +62,17 @@ def test_solve_output_matches_its_annotations(problem):
     assert annotation_errors(out) == []
     wrong = SolveOutput(qpos=out.qpos, cost=np.zeros(3, np.float32), iterations=out.iterations, status=out.status)
     assert annotation_errors(wrong)  # 3 costs for 2 clips
+
+
+
+def test_metric_batch_matches_its_annotations(g1):
+    from test_evaluate import make_result  # a solved-looking G1 clip with targets, contacts and a limb
+
+    from retarget_jax.metrics.batch import MetricBatch, MetricGeometry, metric_geometry
+
+    batch = MetricBatch.from_results([make_result(g1, 1), make_result(g1, 2, T=20)], g1, length=32)
+    assert annotation_errors(batch) == []
+    assert annotation_errors(metric_geometry(g1, batch.contact_bodies)) == []
+    assert unannotated_arrays(MetricBatch) == [] and unannotated_arrays(MetricGeometry) == []
+    wrong = eqx.tree_at(lambda b: b.limb_valid, batch, np.ones((2, 31, 9), np.float32))
+    assert any("limb_valid" in e for e in annotation_errors(wrong))

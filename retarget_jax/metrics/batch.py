@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from retarget_jax.buckets import bucket_length
+from retarget_jax.arrays import AnyArray, Float, Int
 from retarget_jax.errors import ConfigError
 from retarget_jax.motion.skeleton import LIMBS
 from retarget_jax.problem.limbs import unit
@@ -107,14 +108,14 @@ class MetricGeometry(eqx.Module):
     """
 
     tree: KinematicTree
-    q_lower: jnp.ndarray  # (n,) rad
-    q_upper: jnp.ndarray  # (n,) rad
+    q_lower: Float[AnyArray, " n"]  # rad
+    q_upper: Float[AnyArray, " n"]  # rad
     collision: CollisionArrays
     terrain: HeightField
-    contact_height: jnp.ndarray  # () m, see CONTACT_HEIGHT
-    contact_speed: jnp.ndarray  # () m/s, see CONTACT_SPEED
-    proxy_height: jnp.ndarray  # () m, see PROXY_STANCE_HEIGHT
-    limit_tolerance: jnp.ndarray  # () rad, see JOINT_LIMIT_TOLERANCE
+    contact_height: Float[AnyArray, ""]  # m, see CONTACT_HEIGHT
+    contact_speed: Float[AnyArray, ""]  # m/s, see CONTACT_SPEED
+    proxy_height: Float[AnyArray, ""]  # m, see PROXY_STANCE_HEIGHT
+    limit_tolerance: Float[AnyArray, ""]  # rad, see JOINT_LIMIT_TOLERANCE
     #: (F,) body index (in ``robot.body_names``) of each contact link.
     contact_bodies: tuple[int, ...] = eqx.field(static=True)
     #: (F,) indices into the ground points of the points on each contact link's subtree.
@@ -128,20 +129,20 @@ class MetricBatch(eqx.Module):
     (``batch_size`` larger than the number of results) have an all-zero mask.
     """
 
-    qpos: jnp.ndarray  # (B, T, nq) root position m, root quaternion wxyz, joints rad
-    frame_mask: jnp.ndarray  # (B, T) 1 = real frame, 0 = padding
-    fps: jnp.ndarray  # (B,) frames per second
-    contacts: jnp.ndarray  # (B, T, F) 1 = foot f in stance (the ContactPlan)
-    has_plan: jnp.ndarray  # (B,) 1 = the clip has a contact plan
-    target: jnp.ndarray  # (B, T, K, 3) world target positions, m (0 where invalid)
-    target_valid: jnp.ndarray  # (B, T, K) 1 = target tracked in that frame
-    target_offset: jnp.ndarray  # (B, K, 3) tracked point in its body frame, m
+    qpos: Float[AnyArray, "B T nq"]  # root position m, root quaternion wxyz, joints rad
+    frame_mask: Float[AnyArray, "B T"]  # 1 = real frame, 0 = padding
+    fps: Float[AnyArray, " B"]  # frames per second
+    contacts: Float[AnyArray, "B T F"]  # 1 = foot f in stance (the ContactPlan)
+    has_plan: Float[AnyArray, " B"]  # 1 = the clip has a contact plan
+    target: Float[AnyArray, "B T K 3"]  # world target positions, m (0 where invalid)
+    target_valid: Float[AnyArray, "B T K"]  # 1 = target tracked in that frame
+    target_offset: Float[AnyArray, "B K 3"]  # tracked point in its body frame, m
     #: limbs, one slot per entry of retarget_jax.motion.skeleton.LIMBS (L = 9): a result's
     #: own limbs fill their slots, the others stay invalid
-    limb_body: jnp.ndarray  # (B, L, 2) int, body index at each limb's ends
-    limb_offset: jnp.ndarray  # (B, L, 2, 3) the end points in their bodies, m
-    limb_dir: jnp.ndarray  # (B, T, L, 3) unit direction of the unscaled human bone (0: invalid)
-    limb_valid: jnp.ndarray  # (B, T, L) 1 = both of the limb's human joints present
+    limb_body: Int[AnyArray, "B L 2"]  # body index at each limb's ends
+    limb_offset: Float[AnyArray, "B L 2 3"]  # the end points in their bodies, m
+    limb_dir: Float[AnyArray, "B T L 3"]  # unit direction of the unscaled human bone (0: invalid)
+    limb_valid: Float[AnyArray, "B T L"]  # 1 = both of the limb's human joints present
     #: (K,) body index of each target.
     target_body: tuple[int, ...] = eqx.field(static=True)
     #: (F,) body index of each contact link (column of ``contacts``).

@@ -36,6 +36,10 @@ from pathlib import Path
 from retarget_jax.errors import RetargetError
 from retarget_jax.formats import OUTPUT_FORMATS, RESULT_FORMATS, output_format_of, result_stem
 
+#: Metric plugins in the ``retarget`` summary (keys ``name`` or ``name.key``, see
+#: :func:`retarget_jax.metrics.report_summary`).
+CLI_METRICS = ("tracking_error", "upright", "joint_limit_violation")
+
 
 def _retarget(args: argparse.Namespace) -> int:
     from retarget_jax.formats import MotionFormat, default_recipe
@@ -86,9 +90,9 @@ def _retarget(args: argparse.Namespace) -> int:
                   f"'{result.provenance.get('status_name')}'; nothing written", file=sys.stderr)
             return 2
         from retarget_jax.manifest import masked_note
-        from retarget_jax.metrics import recipe_metrics
+        from retarget_jax.metrics import metric_summary
 
-        m = recipe_metrics(result, robot, recipe)
+        m = metric_summary(result, robot, plugins=CLI_METRICS)
         note = masked_note(result.provenance)
         if note:  # masked samples were filled for the solve: say so
             print(f"[retarget-jax] {args.input}: {note}", file=sys.stderr, flush=True)
@@ -97,7 +101,7 @@ def _retarget(args: argparse.Namespace) -> int:
                    "final_cost": result.final_cost, "source_fps": result.provenance.get("source_fps"),
                    "masked_frames": result.provenance.get("masked_frames", 0),
                    "masked_joints": result.provenance.get("masked_joints", 0),
-                   **{k: round(v, 5) for k, v in m.items() if k.startswith(("tracking", "upright", "joint_limit"))}}
+                   **{k: None if v is None else round(v, 5) for k, v in m.items()}}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_result(result, out, out_fmt)
     summary.update(output=str(out), output_format=out_fmt, robot=robot.name,

@@ -16,10 +16,8 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 from retarget_jax.io import save_result
-from retarget_jax.metrics import clip_metrics
+from retarget_jax.metrics import metric_summary
 from retarget_jax.motion import read_motion
 from retarget_jax.pipeline import ClipFailure, retarget_motions
 from retarget_jax.problem import load_recipe
@@ -46,8 +44,7 @@ def main() -> None:
     if isinstance(res, ClipFailure):
         raise SystemExit(f"{res.error_type}: {res.message}")
     wall = time.perf_counter() - t0
-    offsets = [t.offset for t in recipe.targets if t.position_weight > 0]
-    m = clip_metrics(res, robot, foot_bodies=tuple(recipe.ground_bodies), pos_offsets=np.array(offsets))
+    m = metric_summary(res, robot)
     m.update(robot=robot.name, recipe=recipe.name, frames=res.num_frames,
              status=res.provenance["status_name"], iterations=res.iterations,
              final_cost=res.final_cost, wall_s_including_compile=round(wall, 2))

@@ -22,7 +22,7 @@ import numpy as np
 
 from retarget_jax.files.atomic import atomic_write_text
 from retarget_jax.formats import default_recipe
-from retarget_jax.metrics import recipe_metrics
+from retarget_jax.metrics import metric_summary
 from retarget_jax.motion import read_motion
 from retarget_jax.pipeline import ClipFailure, retarget_motions
 from retarget_jax.problem import load_recipe
@@ -66,7 +66,7 @@ def main() -> None:
             if isinstance(res, ClipFailure):
                 row.update(status="failed", error=f"{res.error_type}: {res.message}")
             else:
-                m = recipe_metrics(res, robot, recipe)
+                m = metric_summary(res, robot)
                 feet = recipe.ground_bodies
                 # upright, judged against the human: the pelvis lean beyond the human trunk's
                 # (pelvis -> neck) in the same frame; a robot without a waist pitch joint
@@ -77,13 +77,13 @@ def main() -> None:
                 robot_lean = np.degrees(np.arccos(np.clip(up, -1, 1)))
                 row.update(
                     status=res.provenance["status_name"], iterations=res.iterations,
-                    tracking_mean_cm=100 * m["tracking_error_mean_m"], tracking_p95_cm=100 * m["tracking_error_p95_m"],
-                    upright_min_cos=m["upright_min_cos"], limit_violation_rad=m["joint_limit_violation_max_rad"],
+                    tracking_mean_cm=100 * m["tracking_error.mean"], tracking_p95_cm=100 * m["tracking_error.p95"],
+                    upright_min_cos=m["upright"], limit_violation_rad=m["joint_limit_violation.max_rad"],
                     human_trunk_lean_max_deg=float(human_lean.max()), robot_lean_max_deg=float(robot_lean.max()),
                     lean_beyond_human_max_deg=float((robot_lean - human_lean).max()),
-                    stance_sole_mean_cm=[100 * m[f"{b}_stance_sole_height_mean_m"] for b in feet],
-                    stance_sole_p95_abs_cm=[100 * m[f"{b}_stance_sole_height_p95_abs_m"] for b in feet],
-                    sole_min_cm=[100 * m[f"{b}_sole_height_min_m"] for b in feet],
+                    stance_sole_mean_cm=[100 * m[f"stance_feet.{b}_stance_sole_height_mean"] for b in feet],
+                    stance_sole_p95_abs_cm=[100 * m[f"stance_feet.{b}_stance_sole_height_p95_abs"] for b in feet],
+                    sole_min_cm=[100 * m[f"stance_feet.{b}_sole_height_min"] for b in feet],
                     jerk_mean=m.get("jerk_mean_abs_rad_s3"))
             rows.append(row)
             print(json.dumps(row), flush=True)

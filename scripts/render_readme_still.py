@@ -17,7 +17,7 @@ from pathlib import Path
 
 from retarget_jax.formats import default_recipe
 from retarget_jax.io import save_result
-from retarget_jax.metrics import recipe_metrics
+from retarget_jax.metrics import metric_summary
 from retarget_jax.motion import read_motion
 from retarget_jax.pipeline import retarget_motions
 from retarget_jax.problem import load_recipe
@@ -65,8 +65,9 @@ def main() -> None:
     summary = {"result": str(out / f"{stem}.npz"), "stills": [str(s) for s in stills], "sheet": str(sheet),
                "frames": result.num_frames, "status": result.provenance.get("status_name"),
                "solve_and_compile_s": round(solve_s, 1), "stills_s": round(render_s, 1),
-               **{k: round(v, 4) for k, v in recipe_metrics(result, robot, recipe).items()
-                  if k in ("tracking_error_mean_m", "joint_limit_violation_max_rad")}}
+               **{k: round(v, 4) for k, v in metric_summary(
+                   result, robot, plugins=("tracking_error", "joint_limit_violation")).items()
+                  if k in ("tracking_error.mean", "joint_limit_violation.max_rad")}}
     if args.video:
         t2 = time.perf_counter()
         summary["video"] = str(render_video(result, robot, out / f"{stem}.mp4", options=opts, name=name,

@@ -1,13 +1,14 @@
 """Metric plugins, reports, manifests and the ``retarget-jax evaluate`` command.
 
 The jitted figures themselves are checked against known answers in test_metrics_batch.py;
-here a few values are cross-checked with the host-side numpy metrics (float32 tolerances).
+here a few values are cross-checked with an independent numpy reference (float32 tolerances).
 Shapes are shared: one (B=1, K=3, F=2) compile serves the report, plugin and single-CLI
 tests, one (B=2) the manifest test, one (B=1, K=0, F=0) the robot-space file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -25,7 +26,6 @@ from retarget_jax.manifest import (
     EvaluationRecord,
 )
 from retarget_jax.metrics import (
-    clip_metrics,
     evaluate_results,
     register_metric,
     registered_metrics,
@@ -41,7 +41,18 @@ TARGETS = ("pelvis", "left_wrist_yaw_link", "right_knee_link")
 BUILTIN = {"optimization_cost": "1", "foot_sliding": "m/s", "contact_preservation": "fraction",
            "penetration": "m", "tracking_error": "m",
            "joint_limit_violation": {"max_rad": "rad", "fraction_of_frames": "fraction"}, "jerk": "rad/s^3",
-           "limb_direction": "cosine"}
+           "limb_direction": "cosine", "upright": "cosine",
+           "stance_feet": {"stance_fraction": "fraction", "stance_sole_height_mean": "m",
+                           "stance_sole_height_p95_abs": "m", "sole_height_min": "m"}}
+
+
+def numpy_tracking_and_jerk(r: RetargetingResult) -> tuple[float, float, float]:
+    """Independent reference: (tracking error mean, p95, mean |jerk|) by numpy, zero offsets."""
+    idx = [r.body_names.index(b) for b in r.target_body_names]
+    err = np.linalg.norm(r.body_pos_w[:, idx] - r.target_pos_w, axis=-1)
+    err = err[np.isfinite(err)]  # NaN targets: the source had no such joint there
+    jerk = np.diff(r.dof_pos, n=3, axis=0) * r.fps**3
+    return float(err.mean()), float(np.percentile(err, 95)), float(np.abs(jerk).mean())
 
 
 def make_result(robot, seed: int, T: int = 16) -> RetargetingResult:
@@ -128,10 +139,16 @@ def test_report_fields_units_and_values(g1, clip, report):
     assert set(m["penetration"]["value"]) == {"mean", "max", "ground_max", "self_max"}
     assert set(m["joint_limit_violation"]["value"]) == {"max_rad", "fraction_of_frames"}
     # cross-check with the host-side numpy metrics (NaN targets skipped there too)
-    ref = clip_metrics(clip, g1, pos_offsets=np.zeros((3, 3)))
-    assert m["tracking_error"]["value"]["mean"] == pytest.approx(ref["tracking_error_mean_m"], rel=1e-4)
-    assert m["tracking_error"]["value"]["p95"] == pytest.approx(ref["tracking_error_p95_m"], rel=1e-4)
-    assert m["jerk"]["value"] == pytest.approx(ref["jerk_mean_abs_rad_s3"], rel=1e-3)
+    mean, p95, jerk = numpy_tracking_and_jerk(clip)
+    assert m["tracking_error"]["value"]["mean"] == pytest.approx(mean, rel=1e-4)
+    assert m["tracking_error"]["value"]["p95"] == pytest.approx(p95, rel=1e-4)
+    assert m["jerk"]["value"] == pytest.approx(jerk, rel=1e-3)
+    assert m["upright"]["value"] == pytest.approx(1.0)  # the root never tilts
+    feet = m["stance_feet"]["value"]
+    for f in FEET:  # the root glides at 0.56 m/s: no stance frames, so no stance heights
+        assert feet[f"{f}_stance_fraction"] == 0.0 and np.isfinite(feet[f"{f}_sole_height_min"])
+    assert set(feet) == {f"{f}_{k}" for f in FEET for k in ("stance_fraction", "sole_height_min")}
+    assert m["stance_feet"]["never_in_stance"] == list(FEET)
     assert m["joint_limit_violation"]["value"]["max_rad"] == 0.0
     # half the frames at 0.3 rad from the human bone, half along it
     T = clip.num_frames
@@ -140,6 +157,24 @@ def test_report_fields_units_and_values(g1, clip, report):
     assert limb["left_upper_arm_mean"] == pytest.approx(limb["mean"], abs=1e-9)
     assert limb["p5"] == pytest.approx(np.percentile(np.r_[np.full(8, np.cos(0.3)), np.ones(T - 8)], 5), abs=1e-5)
     assert set(limb) == {"mean", "p5", "left_upper_arm_mean", "left_upper_arm_p5"}
+
+
+def test_host_only_plugins_skip_the_jitted_pass(g1, clip, monkeypatch):
+    """Plugins that need no jitted figures run without the jitted pass (no compile): a
+    tilted root gives its known uprightness."""
+
+    def no_pass(*a, **k):
+        raise AssertionError("the jitted pass ran")
+
+    monkeypatch.setattr(report_mod, "_evaluate_group", no_pass)
+    tilt = 0.4  # rad about x: the root z-axis' world z is cos(tilt)
+    quat = np.tile([1.0, 0.0, 0.0, 0.0], (clip.num_frames, 1))
+    quat[5] = [np.cos(tilt / 2), np.sin(tilt / 2), 0.0, 0.0]
+    tilted = dataclasses.replace(clip, root_quat_wxyz=quat)
+    (rep,) = evaluate_results([tilted], g1, plugins=["upright", "stance_feet", "optimization_cost"])
+    assert rep["status"] == "success", rep["warnings"]
+    assert rep["metrics"]["upright"]["value"] == pytest.approx(np.cos(tilt))
+    assert set(rep["metrics"]) == {"upright", "stance_feet", "optimization_cost"}
 
 
 def test_write_report_is_strict_json_with_sorted_keys(tmp_path, report):
@@ -228,10 +263,11 @@ def test_cli_robot_space_file_metrics_not_applicable(tmp_path, g1_trajectory, ca
     rep = json.loads(out.read_text())
     assert rep["status"] == "success"
     m = rep["metrics"]
-    for name in ("optimization_cost", "foot_sliding", "contact_preservation", "tracking_error", "limb_direction"):
+    for name in ("optimization_cost", "foot_sliding", "contact_preservation", "tracking_error", "limb_direction",
+                 "stance_feet"):
         assert m[name]["value"] is None and m[name]["not_applicable"], name
     assert m["penetration"]["value"]["max"] >= 0 and m["jerk"]["value"] > 0
-    assert len(rep["warnings"]) == 5
+    assert len(rep["warnings"]) == 6
 
 
 def test_cli_errors_are_typed(tmp_path, capsys):

@@ -432,7 +432,7 @@ def test_g1_states_come_from_the_solve(g1):
     budget = 2 + SolverOptions().coarse_iters
     assert all(i["solved"] and i["status"] in ("converged", "max_iterations") and 1 <= i["iterations"] <= budget
                for i in lib.infos)
-    assert all(np.isfinite(i["metrics"]["tracking_error_mean_m"]) for i in lib.infos)
+    assert all(np.isfinite(i["metrics"]["tracking_error.mean"]) for i in lib.infos)
     m = lib.motion(0)  # the stored body poses are the MuJoCo FK of the stored root and joints
     from retarget_jax.robots import load_robot
     from retarget_jax.robots.kinematics import host_body_poses

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from retarget_jax.formats import default_recipe
-from retarget_jax.metrics import recipe_metrics
+from retarget_jax.metrics import metric_summary
 from retarget_jax.motion import read_motion
 from retarget_jax.pipeline import retarget_motions
 from retarget_jax.problem import load_recipe
@@ -34,16 +34,16 @@ def test_real_clip_start_retargets_upright_on_the_floor(shared_data_dir, robot_n
     recipe = load_recipe(default_recipe(fmt, robot_name, motion))
     (res,) = retarget_motions([motion], recipe, robot)
     assert SolveStatus.ok(res.status)
-    m = recipe_metrics(res, robot, recipe)
+    m = metric_summary(res, robot)
     trunk = motion.positions[:, motion.index("neck")] - motion.positions[:, motion.index("pelvis")]
     human_up = trunk[:, 2] / np.linalg.norm(trunk, axis=-1)
     robot_up = quat_rotate(res.root_quat_wxyz, np.array([0.0, 0.0, 1.0]))[:, 2]
     assert robot_up.min() > 0.0  # never inverted
     assert (np.arccos(np.clip(robot_up, -1, 1)) < np.arccos(np.clip(human_up, -1, 1)) + np.radians(15)).all()
-    assert m["joint_limit_violation_max_rad"] < 1e-6
-    assert m["tracking_error_mean_m"] < 0.08
+    assert m["joint_limit_violation.max_rad"] < 1e-6
+    assert m["tracking_error.mean"] < 0.08
     for b in recipe.ground_bodies:
-        assert abs(m[f"{b}_stance_sole_height_mean_m"]) < 0.03, b
+        assert abs(m[f"stance_feet.{b}_stance_sole_height_mean"]) < 0.03, b
     assert np.isfinite(res.qpos).all()
 
 

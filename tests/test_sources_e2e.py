@@ -14,7 +14,7 @@ import pytest
 
 from retarget_jax.cli import main
 from retarget_jax.io import load_result
-from retarget_jax.metrics import recipe_metrics
+from retarget_jax.metrics import metric_summary
 from retarget_jax.motion import read_motion
 from retarget_jax.motion.canonical import CANONICAL_JOINTS
 from retarget_jax.motion.demo import demo_motion
@@ -29,12 +29,12 @@ ROLE_TO_LAFAN1 = {role: name for name, role in LAFAN1_JOINT_MAP.items()}
 
 
 def _upright_and_grounded(res, robot, recipe):
-    m = recipe_metrics(res, robot, recipe)
+    m = metric_summary(res, robot)
     assert SolveStatus.ok(res.status)
-    assert m["upright_min_cos"] > 0.8
-    assert m["joint_limit_violation_max_rad"] < 1e-6
+    assert m["upright"] > 0.8
+    assert m["joint_limit_violation.max_rad"] < 1e-6
     for b in recipe.ground_bodies:
-        assert abs(m[f"{b}_stance_sole_height_mean_m"]) < 0.03
+        assert abs(m[f"stance_feet.{b}_stance_sole_height_mean"]) < 0.03
     return m
 
 
@@ -124,7 +124,7 @@ def test_smplx_120fps_resampled_to_30fps_through_the_cli(tmp_path, capsys, robot
     recipe = load_recipe(f"smpl_{ROBOT_SHORT_NAMES[robot_name]}")
     assert res.provenance["recipe"] == recipe.name and res.robot == robot_name
     m = _upright_and_grounded(res, robot, recipe)
-    assert m["tracking_error_mean_m"] < 0.06
+    assert m["tracking_error.mean"] < 0.06
     # the body faces where the SMPL body faces: canonical +Z turned by root_orient -> world -Y
     fwd = quat_rotate(res.root_quat_wxyz, np.array([1.0, 0.0, 0.0]))
     assert (fwd[:, 1] < -0.9).all()
@@ -161,7 +161,7 @@ def test_keypoints_with_missing_joints_and_frames(tmp_path, robot_name):
     assert len(CANONICAL_JOINTS) == 22
 
 
-def test_a_user_robot_from_an_mjcf_path_and_a_recipe_file(tmp_path, g1, capsys):
+def test_a_user_robot_from_an_mjcf_path_and_a_recipe_file(tmp_path, capsys):
     """The 'Adding a robot' path of docs/robots.md: an MJCF file outside the package and a recipe
     YAML that names it, used from the command line without touching code."""
     import shutil
@@ -169,6 +169,7 @@ def test_a_user_robot_from_an_mjcf_path_and_a_recipe_file(tmp_path, g1, capsys):
     import yaml
 
     from retarget_jax.files.resources import ROBOT_ASSETS, config_dir
+    from retarget_jax.robots import load_robot
     from retarget_jax.robots.spec import BUILTIN_ROBOTS
 
     xml = tmp_path / "my_robot.xml"
@@ -185,7 +186,7 @@ def test_a_user_robot_from_an_mjcf_path_and_a_recipe_file(tmp_path, g1, capsys):
     assert rc == 0, capsys.readouterr().err
     res = load_result(out)
     assert res.robot == "my_robot" and res.provenance["recipe"] == "my_robot_lafan1"
-    _upright_and_grounded(res, g1, load_recipe(rfile))
+    _upright_and_grounded(res, load_robot(xml), load_recipe(rfile))  # the metrics check the robot's name
 
 
 def test_cli_explicit_contact_plan_follows_resampling_and_plausibility_switches_off(tmp_path, capsys):

@@ -3,14 +3,12 @@
 - :mod:`~retarget_jax.metrics.batch` (jit): :func:`evaluate_batch`, one compiled reduction
   over a padded batch of results (:class:`MetricBatch`, :class:`MetricGeometry`).
 - :mod:`~retarget_jax.metrics.registry` (host): metric plugins turning those figures into
-  report values; register your own with :func:`register_metric`.
+  report values, and host-only plugins (uprightness, stance sole heights) that need no
+  jitted pass; register your own with :func:`register_metric`.
 - :mod:`~retarget_jax.metrics.report` (host): :func:`evaluate_results` -> report dicts,
-  :func:`write_report`.
-- :mod:`~retarget_jax.metrics.basic` (host, numpy): the older per-clip figures
-  (:func:`clip_metrics`, :func:`recipe_metrics`) used by ``retarget-jax retarget``.
+  :func:`write_report`, :func:`metric_summary` (one result's flat values).
 """
 
-from retarget_jax.metrics.basic import clip_metrics, recipe_metrics
 from retarget_jax.metrics.batch import (
     CORE_KEYS,
     MetricBatch,
@@ -32,6 +30,7 @@ from retarget_jax.metrics.report import (
     REPORT_SCHEMA_VERSION,
     build_report,
     evaluate_results,
+    metric_summary,
     report_json,
     report_summary,
     write_report,
@@ -46,13 +45,12 @@ __all__ = [
     "MetricGeometry",
     "MetricPlugin",
     "build_report",
-    "clip_metrics",
     "evaluate_batch",
     "evaluate_results",
     "evaluate_results_core",
     "get_metric",
     "metric_geometry",
-    "recipe_metrics",
+    "metric_summary",
     "register_metric",
     "registered_metrics",
     "report_json",

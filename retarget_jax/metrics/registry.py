@@ -2,7 +2,9 @@
 
 Stage: metrics, host side. :func:`retarget_jax.metrics.evaluate_results` runs the jitted
 pass (:func:`retarget_jax.metrics.batch.evaluate_batch`) once per group of results, then
-calls every registered plugin once per result with a :class:`MetricContext`.
+calls every registered plugin once per result with a :class:`MetricContext`. Plugins
+registered with ``needs_core=False`` compute on the host from the result alone (numpy,
+MuJoCo); when every chosen plugin is such, the jitted pass (and its compile) is skipped.
 
 A plugin returns
 
@@ -29,9 +31,13 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import mujoco
+import numpy as np
+
 from retarget_jax.errors import ConfigError, UnknownNameError
 from retarget_jax.result import RetargetingResult
-from retarget_jax.robots.spec import RobotSpec
+from retarget_jax.robots.spec import RobotSpec, geom_lowest_z
+from retarget_jax.rotations import quat_rotate
 
 MetricValue = float | dict[str, float] | None
 Unit = str | Mapping[str, str]
@@ -203,4 +209,62 @@ def _limb_direction(ctx: MetricContext) -> MetricValue:
     for limb in ctx.result.limb_names:
         out[f"{limb}_mean"] = c[f"limb_direction_mean_{limb}"]
         out[f"{limb}_p5"] = c[f"limb_direction_p5_{limb}"]
+    return out
+
+
+@register_metric("upright", unit="cosine", needs_core=False,
+                 description="min over frames of the world z component of the root's z-axis (1: upright)")
+def _upright(ctx: MetricContext) -> MetricValue:
+    up = quat_rotate(ctx.result.root_quat_wxyz, np.array([0.0, 0.0, 1.0]))[:, 2]
+    return float(up.min())
+
+
+#: Units of the ``stance_feet`` keys, by suffix (the keys are ``<foot body>_<suffix>``).
+STANCE_FEET_UNITS = {"stance_fraction": "fraction", "stance_sole_height_mean": "m",
+                     "stance_sole_height_p95_abs": "m", "sole_height_min": "m"}
+STANCE_SPEED = 0.15  # m/s: a foot slower than this ...
+STANCE_HEIGHT = 0.05  # m: ... and its sole this close to its lowest is in stance
+
+
+@register_metric("stance_feet", unit=STANCE_FEET_UNITS, needs_core=False,
+                 description="per contact link (key <link>_<suffix>, unit by suffix): its sole's height "
+                             "(lowest point of the collision geoms on the link and below it, so a heel "
+                             "up with the toes down is 0) over frames in stance (the link slower than "
+                             f"{STANCE_SPEED} m/s and its sole within {STANCE_HEIGHT} m of its lowest): "
+                             "mean and 95th percentile of |height|, the fraction of frames in stance, "
+                             "and the sole's lowest height over all frames (a link never in stance has no "
+                             "stance heights and is listed in 'never_in_stance')")
+def _stance_feet(ctx: MetricContext) -> MetricValue:
+    r = ctx.result
+    feet = tuple(r.contact_body_names)
+    if not feet:
+        return ctx.not_applicable("the result names no contact links (contact_body_names)")
+    soles = sole_heights(r, ctx.robot, feet)
+    out: dict[str, float] = {}
+    for name in feet:
+        b, z = r.body_names.index(name), soles[name]
+        v = np.linalg.norm(np.gradient(r.body_pos_w[:, b, :2], 1.0 / r.fps, axis=0), axis=-1)
+        stance = (v < STANCE_SPEED) & (z < z.min() + STANCE_HEIGHT)
+        out[f"{name}_stance_fraction"] = float(stance.mean())
+        out[f"{name}_sole_height_min"] = float(z.min())
+        if not stance.any():  # no stance heights to report; not a failure
+            ctx.extras.setdefault("never_in_stance", []).append(name)
+            continue
+        out[f"{name}_stance_sole_height_mean"] = float(z[stance].mean())
+        out[f"{name}_stance_sole_height_p95_abs"] = float(np.percentile(np.abs(z[stance]), 95))
+    return out
+
+
+def sole_heights(result: RetargetingResult, robot: RobotSpec, foot_bodies) -> dict[str, np.ndarray]:
+    """(T,) height of the lowest collision-geom point of each foot (the body and the bodies
+    below it, e.g. the T1's contact spheres), by MuJoCo forward kinematics per frame."""
+    m = robot.mj_model
+    d = mujoco.MjData(m)
+    geoms = {name: robot.subtree_geoms(robot.body_index(name)) for name in foot_bodies}
+    out = {name: np.empty(result.num_frames) for name in foot_bodies}
+    for t, q in enumerate(result.qpos):
+        d.qpos[:] = q
+        mujoco.mj_kinematics(m, d)
+        for name, gs in geoms.items():
+            out[name][t] = min((geom_lowest_z(m, d, g) for g in gs), default=np.nan)
     return out

@@ -2,7 +2,8 @@
 
 Stage: metrics, host side. :func:`evaluate_results` groups results by padded length
 (and by the target bodies and contact links they carry), runs the jitted pass
-(:func:`retarget_jax.metrics.batch.evaluate_batch`) once per group, then every metric
+(:func:`retarget_jax.metrics.batch.evaluate_batch`) once per group (unless no chosen
+plugin needs it), then every metric
 plugin (:mod:`retarget_jax.metrics.registry`) once per result, and returns one report
 dict per result, in input order. :func:`write_report` writes one atomically.
 
@@ -102,7 +103,8 @@ def evaluate_results(
         paths: where each result was read from (recorded in the report).
         contact_bodies: contact links for results without a contact plan (foot sliding
             by the proxy basis); results with a plan use its links.
-        plugins: plugin names or objects (default: every registered plugin).
+        plugins: plugin names or objects (default: every registered plugin). When none
+            of them ``needs_core``, the jitted pass is skipped (no compile).
         max_batch: most clips per jitted pass.
         progress: called with the number of results just reported, after each group.
 
@@ -122,6 +124,7 @@ def evaluate_results(
     for i, r in enumerate(results):
         check_result(r, robot, f"result '{id_strs[i]}'")
     plugin_list = _resolve_plugins(plugins)
+    need_core = any(p.needs_core for p in plugin_list)
 
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(results):
@@ -130,8 +133,11 @@ def evaluate_results(
     for (T_pad, _, _), members in sorted(groups.items(), key=lambda kv: kv[0][0]):
         for s in range(0, len(members), max_batch):
             chunk = members[s:s + max_batch]
-            cores, failure = _evaluate_group([results[i] for i in chunk], robot, [id_strs[i] for i in chunk],
-                                             T_pad, contact_bodies, max_batch)
+            if need_core:
+                cores, failure = _evaluate_group([results[i] for i in chunk], robot, [id_strs[i] for i in chunk],
+                                                 T_pad, contact_bodies, max_batch)
+            else:  # host-only plugins: no jitted pass, no compile
+                cores, failure = [{} for _ in chunk], None
             for j, i in enumerate(chunk):
                 reports[i] = build_report(results[i], robot, cores[j], id_strs[i], path_strs[i], plugin_list,
                                           group_failure=failure)
@@ -297,6 +303,12 @@ def write_report(report: Mapping, path: str | os.PathLike) -> Path:
     with atomic_write(path) as fh:
         fh.write(text)
     return path
+
+
+def metric_summary(result: RetargetingResult, robot: RobotSpec, *,
+                   plugins: Sequence[str | MetricPlugin] | None = None) -> dict:
+    """:func:`report_summary` of one result's report (``plugins`` as in :func:`evaluate_results`)."""
+    return report_summary(evaluate_results([result], robot, plugins=plugins)[0])
 
 
 def report_summary(report: Mapping) -> dict:

@@ -45,7 +45,7 @@ from retarget_jax.errors import ConfigError, RetargetError, SolveError
 from retarget_jax.formats import MotionFormat, default_recipe
 from retarget_jax.io import read_robot_motion
 from retarget_jax.manifest import BatchManifest, BatchRunRecord, relative_to_manifest, utc_now
-from retarget_jax.metrics import recipe_metrics
+from retarget_jax.metrics import metric_summary
 from retarget_jax.motion import read_motion
 from retarget_jax.motion.amass import parse_amass
 from retarget_jax.motion.resample import resample_at
@@ -256,7 +256,7 @@ def _solve_rows(items: list[tuple[_Source, Any, float]], options: BuildOptions, 
                 info = {"solved": True, "status": SolveStatus.name(res.status), "final_cost": float(res.final_cost),
                         "iterations": int(res.iterations), "recipe": recipe.name,
                         "source_fps": items[i][2],
-                        "metrics": recipe_metrics(res, robot, recipe)}
+                        "metrics": metric_summary(res, robot)}
                 out[i] = robot_states(robot, res.qpos, res.fps, contacts=res.contacts,
                                       contact_body_names=res.contact_body_names, info=info)
     return out

@@ -154,6 +154,19 @@ def _records(r: _Reader, parse) -> list:
     return out
 
 
+def _read_manifest(path, parse, statuses):
+    """(reader, records, counts per status) of a manifest file, schema, records and counts
+    checked against each other (MotionFormatError naming the file and field)."""
+    path, data = _read_json(path)
+    r = _Reader(path, data)
+    _check_schema(r)
+    records = _records(r, parse)
+    counts = {s: r.count(f"{s}_count") for s in statuses}
+    r.count("total")
+    _check_counts(r, counts, records, statuses)
+    return r, records, counts
+
+
 def _check_counts(r: _Reader, counts: Mapping[str, int], records: list, statuses: tuple[str, ...]) -> None:
     for s in statuses:
         found = sum(rec.status == s for rec in records)
@@ -274,6 +287,13 @@ class _Counted:
         d["records"] = [r.to_json() for r in self.records]
         return d
 
+    @classmethod
+    def _loaded(cls, r, records, counts, **fields: Any):
+        """A manifest read by :func:`_read_manifest`: the common fields from the file and
+        the counts, the rest (``fields``) as the subclass read them."""
+        return cls(schema_version=MANIFEST_SCHEMA_VERSION, created_at=r.get("created_at", str), total=len(records),
+                   records=records, **{f"{s}_count": counts[s] for s in cls.STATUSES}, **fields)
+
     def save_json(self, path: str | os.PathLike) -> Path:
         """Write atomically; ConfigError when the counts do not match the records."""
         c = _counts(self.records, self.STATUSES)
@@ -315,18 +335,11 @@ class BatchManifest(_Counted):
     @classmethod
     def load(cls, path: str | os.PathLike) -> BatchManifest:
         """Read and check a batch manifest (MotionFormatError naming the file and field)."""
-        path, data = _read_json(path)
-        r = _Reader(path, data)
-        _check_schema(r)
-        records = _records(r, BatchRunRecord._parse)
-        counts = {s: r.count(f"{s}_count") for s in BATCH_STATUSES}
-        r.count("total")
-        _check_counts(r, counts, records, BATCH_STATUSES)
-        return cls(schema_version=MANIFEST_SCHEMA_VERSION, created_at=r.get("created_at", str),
-                   updated_at=r.get("updated_at", str), input_dir=r.get("input_dir", str, nullable=True),
-                   output_dir=r.get("output_dir", str, nullable=True), pattern=r.get("pattern", str, nullable=True),
-                   total=len(records), success_count=counts["success"], skipped_count=counts["skipped"],
-                   failed_count=counts["failed"], records=records)
+        r, records, counts = _read_manifest(path, BatchRunRecord._parse, BATCH_STATUSES)
+        return cls._loaded(r, records, counts, updated_at=r.get("updated_at", str),
+                           input_dir=r.get("input_dir", str, nullable=True),
+                           output_dir=r.get("output_dir", str, nullable=True),
+                           pattern=r.get("pattern", str, nullable=True))
 
 
 # --------------------------------------------------------------------------- evaluation manifest
@@ -387,14 +400,6 @@ class EvaluationManifest(_Counted):
     @classmethod
     def load(cls, path: str | os.PathLike) -> EvaluationManifest:
         """Read and check an evaluation manifest (MotionFormatError naming file and field)."""
-        path, data = _read_json(path)
-        r = _Reader(path, data)
-        _check_schema(r)
-        records = _records(r, EvaluationRecord._parse)
-        counts = {s: r.count(f"{s}_count") for s in EVALUATION_STATUSES}
-        r.count("total")
-        _check_counts(r, counts, records, EVALUATION_STATUSES)
-        return cls(schema_version=MANIFEST_SCHEMA_VERSION, created_at=r.get("created_at", str),
-                   batch_manifest=r.get("batch_manifest", str), output_dir=r.get("output_dir", str),
-                   total=len(records), success_count=counts["success"], partial_count=counts["partial"],
-                   skipped_count=counts["skipped"], failed_count=counts["failed"], records=records)
+        r, records, counts = _read_manifest(path, EvaluationRecord._parse, EVALUATION_STATUSES)
+        return cls._loaded(r, records, counts, batch_manifest=r.get("batch_manifest", str),
+                           output_dir=r.get("output_dir", str))

@@ -52,14 +52,7 @@ import numpy as np
 from retarget_jax.body_models.fk import smpl_joint_poses
 from retarget_jax.body_models.model_files import model_skeleton
 from retarget_jax.body_models.neutral import neutral_skeleton
-from retarget_jax.body_models.topology import (
-    FAMILIES,
-    GENDERS,
-    NUM_BODY_JOINTS,
-    SMPL_BODY_JOINT_NAMES,
-    SMPL_BODY_PARENTS,
-    BodySkeleton,
-)
+from retarget_jax.body_models import topology
 from retarget_jax.errors import MotionFormatError, UnknownNameError
 from retarget_jax.files.npz import read_npz
 from retarget_jax.motion.conventions import get_conventions
@@ -70,7 +63,7 @@ __all__ = ["FORMATS", "POSE_WIDTH", "FPS_KEYS", "SMPL_JOINT_MAP", "AmassClip", "
            "read_amass"]
 
 #: Accepted ``fmt`` values: "amass" detects the family from the file.
-FORMATS = ("amass", *FAMILIES)
+FORMATS = ("amass", *topology.FAMILIES)
 #: Width of ``poses`` per family.
 POSE_WIDTH = {"smpl": 72, "smplh": 156, "smplx": 165}
 #: Frame-rate keys, either accepted for any family.
@@ -207,7 +200,7 @@ def parse_amass(path: str | os.PathLike, fmt: str = "amass") -> AmassClip:
                     path, f"expected shape (T, {POSE_WIDTH[fmt]}) for {fmt}, found {raw.shape}"
                     + hint, field="poses")
         poses = _finite(path, "poses", raw, (None, POSE_WIDTH[family]))
-        pose = poses[:, : 3 * NUM_BODY_JOINTS]
+        pose = poses[:, : 3 * topology.NUM_BODY_JOINTS]
     elif any(k in fields or k in unreadable for k in ("root_orient", "pose_body")):
         root = _finite(path, "root_orient", _need(path, fields, unreadable, "root_orient"), (None, 3))
         body = _finite(path, "pose_body", _need(path, fields, unreadable, "pose_body"),
@@ -217,7 +210,7 @@ def parse_amass(path: str | os.PathLike, fmt: str = "amass") -> AmassClip:
             family = fmt
         else:
             smt = _string(fields["surface_model_type"]) if "surface_model_type" in fields else None
-            family = smt if smt in FAMILIES else "smplx"
+            family = smt if smt in topology.FAMILIES else "smplx"
     else:
         raise _not_motion(path, fields)
 
@@ -258,7 +251,7 @@ def parse_amass(path: str | os.PathLike, fmt: str = "amass") -> AmassClip:
         warnings.warn(f"{path}: field 'gender' {unreadable['gender']}; ignored", stacklevel=2)
 
     return AmassClip(path=path, family=family,
-                     pose=np.ascontiguousarray(pose.reshape(T, NUM_BODY_JOINTS, 3)),
+                     pose=np.ascontiguousarray(pose.reshape(T, topology.NUM_BODY_JOINTS, 3)),
                      trans=trans, betas=betas, fps=fps, gender=gender)
 
 
@@ -267,7 +260,7 @@ def parse_amass(path: str | os.PathLike, fmt: str = "amass") -> AmassClip:
 
 
 def _skeleton(clip: AmassClip, body_model_dir: str | os.PathLike | None,
-              gender: str | None) -> BodySkeleton:
+              gender: str | None) -> topology.BodySkeleton:
     if body_model_dir is None:
         if np.any(clip.betas != 0):
             warnings.warn(f"{clip.path}: betas are ignored by the built-in neutral {clip.family} "
@@ -278,8 +271,8 @@ def _skeleton(clip: AmassClip, body_model_dir: str | os.PathLike | None,
             warnings.warn(f"{clip.path}: no gender in the file; using the neutral model "
                           "(pass gender= to choose)", stacklevel=3)
             gender = "neutral"
-        elif clip.gender not in GENDERS:
-            raise MotionFormatError(clip.path, f"expected one of {', '.join(GENDERS)}, found "
+        elif clip.gender not in topology.GENDERS:
+            raise MotionFormatError(clip.path, f"expected one of {', '.join(topology.GENDERS)}, found "
                                     f"'{clip.gender}' (pass gender= to choose)", field="gender")
         else:
             gender = clip.gender
@@ -317,21 +310,21 @@ def read_amass(
         MotionFormatError: the motion or model file cannot be used (file and field named).
     """
     path = os.fspath(path)
-    if gender is not None and gender not in GENDERS:
-        raise UnknownNameError("gender", str(gender), GENDERS, where=path)
+    if gender is not None and gender not in topology.GENDERS:
+        raise UnknownNameError("gender", str(gender), topology.GENDERS, where=path)
     clip = parse_amass(path, fmt)
     skel = _skeleton(clip, body_model_dir, gender)
     pos, quat = smpl_joint_poses(skel.rest_joints, clip.pose, clip.trans)
     T = clip.num_frames
     return HumanMotion(
-        joint_names=tuple(SMPL_JOINT_MAP[n] for n in SMPL_BODY_JOINT_NAMES),
-        parents=np.asarray(SMPL_BODY_PARENTS, dtype=np.int64),
+        joint_names=tuple(SMPL_JOINT_MAP[n] for n in topology.SMPL_BODY_JOINT_NAMES),
+        parents=np.asarray(topology.SMPL_BODY_PARENTS, dtype=np.int64),
         positions=pos,
         orientations=quat,
         fps=clip.fps,
         source_path=path,
         source_format=clip.family,
-        source_joint_names=SMPL_BODY_JOINT_NAMES,
+        source_joint_names=topology.SMPL_BODY_JOINT_NAMES,
         timestamps=np.arange(T, dtype=np.float64) / clip.fps,
         conventions=get_conventions("smpl"),
     )

@@ -29,6 +29,8 @@ and marked invalid in the motion's ``valid`` mask.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dataclasses
 import math
 import os
@@ -580,19 +582,13 @@ def _is_lafan1_map(joint_map: Mapping[str, HumanJoint | str]) -> bool:
     return all(LAFAN1_JOINT_MAP.get(k) == v for k, v in joint_map.items())  # str-valued enum
 
 
-def read_bvh(
-    path: str | os.PathLike,
-    *,
-    joint_map: Mapping[str, HumanJoint | str] = LAFAN1_JOINT_MAP,
-    length_scale: float = 0.01,
-    up_axis: str = "y",
-    source_format: str = "bvh_lafan1",
-    conventions: str | Mapping[HumanJoint, np.ndarray] | None | _Auto = AUTO,
-) -> HumanMotion:
+def read_bvh(path: str | os.PathLike, **options: Any) -> HumanMotion:
     """Read a BVH file into a :class:`HumanMotion` (world Z-up, metres, wxyz).
 
     Args:
         path: the BVH file.
+        options: the keyword arguments of :func:`motion_from_clip`, which does the work
+            on the parsed file:
         joint_map: BVH joint name -> role. Joints not in it are dropped silently; the
             kept joints stay in file order and their parents are re-indexed to the nearest
             kept ancestor. An End Site is named ``<joint name>/End``
@@ -619,8 +615,7 @@ def read_bvh(
         UnknownNameError: ``joint_map`` names an End Site (``.../End``) the file does not
             have; lists the file's joint and End Site names.
     """
-    return motion_from_clip(parse_bvh(path), joint_map=joint_map, length_scale=length_scale,
-                            up_axis=up_axis, source_format=source_format, conventions=conventions)
+    return motion_from_clip(parse_bvh(path), **options)
 
 
 def motion_from_clip(
@@ -632,7 +627,7 @@ def motion_from_clip(
     source_format: str = "bvh_lafan1",
     conventions: str | Mapping[HumanJoint, np.ndarray] | None | _Auto = AUTO,
 ) -> HumanMotion:
-    """:func:`read_bvh` on an already parsed :class:`BvhClip` (same arguments)."""
+    """:func:`read_bvh` on an already parsed :class:`BvhClip` (its arguments are described there)."""
     axis = up_axis.lower()
     if axis not in ("y", "z"):
         raise UnknownNameError("up axis", up_axis, ["y", "z"], where=clip.path)

@@ -122,7 +122,10 @@ def _solve_rows(batch: CompiledProblem, options: SolverOptions) -> BatchOutput:
         return jax.tree.map(lambda a, r: jax.lax.dynamic_update_index_in_dim(a, r[0], i, 0), acc, one(i))
 
     shapes = jax.eval_shape(one, 0)
-    init = jax.tree.map(lambda s: jnp.zeros((B, *s.shape[1:]), s.dtype), shapes)
+    # zeros that depend on the batch, so that under shard_map they vary over the devices
+    # like the rows written into them (every row is overwritten)
+    seed = 0.0 * batch.clip.fps[0]
+    init = jax.tree.map(lambda s: jnp.zeros((B, *s.shape[1:]), s.dtype) + seed.astype(s.dtype), shapes)
     # A loop whose trip count XLA cannot read off (it depends on a traced value, though it is
     # always B): a loop of one known trip would be inlined and compiled differently, and a
     # clip solved alone would differ in round-off from the same clip in a batch. One extra

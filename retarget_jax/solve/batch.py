@@ -94,45 +94,28 @@ def _solve_and_fk(problem: CompiledProblem, options: SolverOptions):
 
 
 def _solve_vmap(batch: CompiledProblem, options: SolverOptions) -> BatchOutput:
-    if jax.default_backend() == "cpu":
-        return _solve_rows(batch, options)
     out, xpos, xquat = jax.vmap(_solve_and_fk, in_axes=(_in_axes(batch), None))(batch, options)
     return BatchOutput(solve=out, body_pos_w=xpos, body_quat_w=xquat)
 
 
-def _solve_rows(batch: CompiledProblem, options: SolverOptions) -> BatchOutput:
-    """The rows one after another (a loop), each as a vmapped batch of one: the CPU
-    program. Each row runs the same per-clip program whatever the batch's size, so on one
-    device a clip's result is bitwise the same in any batch: a resumed run or a dataset
-    rebuild that solves a clip in a smaller batch writes the same bytes. Vmapped rows
-    differ by float32 round-off with the batch size, which an iterative solve can grow
-    into a different iteration count (a demo clip: 10 against 11 iterations, 1.4 mm).
-    A row also stops at its own convergence instead of the slowest row's. It costs ~14%
-    on compare_peer --quick (1047 against 1212 frames/s on this 2-core CPU); on a GPU the
-    rows are vmapped, which is where batching pays. (Several host devices run another
-    program, shard_map, whose round-off differs again.)"""
-    B = int(batch.clip.frame_mask.shape[0])
-
-    def one(i):
-        clip = jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=True), batch.clip)
-        row = eqx.tree_at(lambda p: p.clip, batch, clip)
-        return jax.vmap(_solve_and_fk, in_axes=(_in_axes(row), None))(row, options)
-
-    def body(i, acc):
-        return jax.tree.map(lambda a, r: jax.lax.dynamic_update_index_in_dim(a, r[0], i, 0), acc, one(i))
-
-    shapes = jax.eval_shape(one, 0)
-    # zeros that depend on the batch, so that under shard_map they vary over the devices
-    # like the rows written into them (every row is overwritten)
-    seed = 0.0 * batch.clip.fps[0]
-    init = jax.tree.map(lambda s: jnp.zeros((B, *s.shape[1:]), s.dtype) + seed.astype(s.dtype), shapes)
-    # A loop whose trip count XLA cannot read off (it depends on a traced value, though it is
-    # always B): a loop of one known trip would be inlined and compiled differently, and a
-    # clip solved alone would differ in round-off from the same clip in a batch. One extra
-    # trip (never taken: fps is never negative) would solve the last row again, same result.
-    trips = jnp.where(batch.clip.fps[0] >= 0, B, B + 1)
-    out, xpos, xquat = jax.lax.fori_loop(0, trips, body, init)
-    return BatchOutput(solve=out, body_pos_w=xpos, body_quat_w=xquat)
+def _solve_rows(batch: CompiledProblem, options: SolverOptions, device) -> BatchOutput:
+    """The CPU path on one device: the rows one after another, each a call of the one
+    compiled program of a batch of one. A clip's result is then bitwise the same in any
+    batch (a resumed run or a dataset rebuild that solves a clip in a smaller batch writes
+    the same bytes): vmapped rows differ by float32 round-off with the batch size, which an
+    iterative solve can grow into a different iteration count (a demo clip: 10 against 11
+    iterations, 1.4 mm), and even a loop over the rows inside one program compiles a batch
+    of one differently from a batch of two. A row also stops at its own convergence
+    instead of the slowest row's, and a bucket needs one program whatever the batch size.
+    On a GPU the rows are vmapped, which is where batching pays. (Several host devices run
+    another program, shard_map, whose round-off differs again.) Returns numpy arrays."""
+    arrays, rest = eqx.partition(batch, eqx.is_array)
+    outs = []
+    for i in range(_batch_size(batch)):
+        row = jax.tree.map(lambda x, i=i: x[i:i + 1], eqx.tree_at(lambda a: a.robot, arrays, None))
+        row = eqx.tree_at(lambda a: a.robot, row, arrays.robot, is_leaf=lambda x: x is None)
+        outs.append(jax.device_get(_solve_batch_jit(eqx.combine(jax.device_put(row, device), rest), options)))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 
 def _in_specs(batch: CompiledProblem) -> CompiledProblem:
@@ -247,8 +230,11 @@ def _solve_padded(batch: CompiledProblem, options: SolverOptions,
     if mesh is None:
         # numpy leaves (stack_problems builds in numpy) and device arrays are one jit
         # signature: put every array leaf on the device first
+        device = None if devices is None else devices[0]
+        if (device or jax.devices()[0]).platform == "cpu":
+            return _solve_rows(batch, options, device)
         arrays, rest = eqx.partition(batch, eqx.is_array)
-        arrays = jax.device_put(arrays, None if devices is None else devices[0])
+        arrays = jax.device_put(arrays, device)
         return _solve_batch_jit(eqx.combine(arrays, rest), options)
     batch = shard_batch(_pad_batch(batch, mesh.size), mesh)
     # array leaves of the options are scalars: replicate them, so that an array committed

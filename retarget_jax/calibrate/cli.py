@@ -2,7 +2,7 @@
 
     retarget-jax calibrate --input DIR --format F --robot R [--recipe X] --output calibrated.yaml
         [--holdout-percent 20] [--steps N] [--batch B] [--window W] [--seed S] [--lr LR]
-        [--fit scales,offsets,rotations,ground] [--weights direction=1,sliding=0.1]
+        [--fit scales,offsets,rotations,ground] [--weights direction=30,sliding=1]
         [--checkpoint-dir D] [--checkpoint-every K] [--no-resume] [--no-progress]
 """
 
@@ -30,7 +30,7 @@ def config_from_args(args: argparse.Namespace):
         holdout_percent=args.holdout_percent, split=args.split, pattern=args.pattern, joint_map=args.joint_map,
         fps=args.fps, steps=args.steps, batch=args.batch, window=args.window, seed=args.seed, lr=args.lr,
         prior=args.prior, fit=fit, weights=parse_weights(args.weights), max_iters=args.max_iters,
-        eval_windows=args.eval_windows, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+        eval_windows=args.eval_windows, eval_every=args.eval_every, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
         resume=not args.no_resume, name=args.name, progress=not args.no_progress, report=args.report)
 
 
@@ -74,12 +74,14 @@ def add_parser(sub) -> None:
     c.add_argument("--prior", type=float, default=0.001, help="weight of the pull towards the start (default 0.001)")
     c.add_argument("--fit", default=",".join(PARAM_KINDS),
                    help=f"parameter kinds to fit, comma-separated (default: all of {','.join(PARAM_KINDS)})")
-    c.add_argument("--weights", help="outer-loss term weights, e.g. direction=1,end_effector=1,sliding=0.1,"
-                                     "penetration=10,foot_height=1 (unlisted terms keep these defaults)")
+    c.add_argument("--weights", help="outer-loss term weights, e.g. direction=30,end_effector=1,sliding=1,"
+                                     "penetration=10,foot_height=1 (the defaults; unlisted terms keep theirs)")
     c.add_argument("--max-iters", type=int, default=30,
                    help="full-rate solver iterations per window (default 30: the gradient needs converged solves)")
     c.add_argument("--eval-windows", type=int, default=32, help="at most this many windows per before/after "
                                                                 "evaluation (default 32)")
+    c.add_argument("--eval-every", type=int, default=25, help="held-out evaluations every N steps for the loss "
+                                                              "curve (default 25; 0: before and after only)")
     c.add_argument("--checkpoint-dir", help="orbax checkpoints (default: <output stem>.checkpoints beside it)")
     c.add_argument("--checkpoint-every", type=int, default=10, help="steps between checkpoints (default 10)")
     c.add_argument("--no-resume", action="store_true", help="delete an existing checkpoint folder and start over")

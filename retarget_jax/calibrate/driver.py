@@ -74,6 +74,7 @@ class CalibrateConfig:
     weights: OuterWeights = dataclasses.field(default_factory=OuterWeights)
     max_iters: int = 30  # full-rate solver iterations (short windows also get the coarse budget)
     eval_windows: int = 32  # at most this many windows of the held-out (and of the held-in) frames
+    eval_every: int = 25  # held-out evaluations between the first and last step (0: none), for the curve
     checkpoint_dir: str | None = None  # None: <output stem>.checkpoints beside the output
     checkpoint_every: int = 10
     resume: bool = True
@@ -122,7 +123,7 @@ def parse_weights(text: str | None) -> OuterWeights:
 def _check(cfg: CalibrateConfig) -> None:
     for key, v, lo in (("--steps", cfg.steps, 0), ("--batch", cfg.batch, 1), ("--window", cfg.window, 8),
                        ("--checkpoint-every", cfg.checkpoint_every, 1), ("--eval-windows", cfg.eval_windows, 1),
-                       ("--max-iters", cfg.max_iters, 1)):
+                       ("--max-iters", cfg.max_iters, 1), ("--eval-every", cfg.eval_every, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ConfigError(f"{key}: expected an integer >= {lo}, got {v!r}")
     if not cfg.output.endswith((".yaml", ".yml")):
@@ -228,12 +229,17 @@ class _Checkpoints:
         self.mngr.close()
 
 
-def _loss_curve(history: list[dict], before: dict, after: dict, path_png: Path, path_csv: Path) -> str | None:
+def _loss_curve(history: list[dict], evals: list[dict], path_png: Path, path_csv: Path) -> str | None:
     """Write the loss curve as CSV, and as PNG where matplotlib is installed; returns the
-    PNG path or None."""
-    lines = ["step,outer_loss,prior,windows_used," + ",".join(TERMS)]
+    PNG path or None. ``evals``: held-out losses at some steps (step 0 = the start)."""
+    lines = ["step,outer_loss,prior,windows_used,held_out_loss," + ",".join(TERMS)]
+    held_out = {e["step"]: e["loss"] for e in evals}
+    for e in evals:
+        if e["step"] == 0:
+            lines.append(f"0,,,,{e['loss']}" + "," * len(TERMS))
     for h in history:
-        lines.append(",".join(str(x) for x in (h["step"], h["outer"], h["prior"], h["used"], *h["terms"])))
+        lines.append(",".join(str(x) for x in (h["step"], h["outer"], h["prior"], h["used"],
+                                                held_out.get(h["step"], ""), *h["terms"])))
     from retarget_jax.io.atomic import atomic_write_text
 
     atomic_write_text(path_csv, "\n".join(lines) + "\n")
@@ -248,18 +254,17 @@ def _loss_curve(history: list[dict], before: dict, after: dict, path_png: Path, 
     steps = np.asarray([h["step"] for h in history])
     loss = np.asarray([h["outer"] for h in history], np.float64)
     if len(steps):
-        ax.plot(steps, loss, lw=0.8, alpha=0.5, label="held-in batch")
-        k = max(1, len(loss) // 10)
-        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1:], smooth, lw=1.8, label=f"held-in, mean of {k}")
-    last = int(steps[-1]) if len(steps) else 0
-    for res, x, mk in ((before, 0, "o"), (after, last, "s")):
-        if res.get("windows"):
-            ax.plot([x], [res["loss"]], mk, color="C3", ms=7)
-    ax.plot([], [], "o", color="C3", label="held-out (before, after)")
+        ax.plot(steps, loss, lw=0.7, alpha=0.45, color="C0", label="held-in batch")
+        k = max(1, min(15, len(loss) // 5))
+        med = np.asarray([np.median(loss[max(0, i - k + 1):i + 1]) for i in range(len(loss))])
+        ax.plot(steps, med, lw=1.8, color="C0", label=f"held-in batch, running median of {k}")
+    if evals:
+        ax.plot([e["step"] for e in evals], [e["loss"] for e in evals], "o-", color="C3", ms=5,
+                label="held-out")
+    ax.set_yscale("log")
     ax.set_xlabel("outer step")
     ax.set_ylabel("outer loss")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
     tmp = path_png.with_name(path_png.name + ".tmp")
@@ -314,7 +319,7 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
     if ck_path.exists() and not cfg.resume:
         shutil.rmtree(ck_path)
     ckpt = _Checkpoints(ck_path)
-    meta: dict[str, Any] = {"result_hash": cfg.result_hash(), "history": [], "before": None}
+    meta: dict[str, Any] = {"result_hash": cfg.result_hash(), "history": [], "before": None, "evals": []}
     start = 0
     latest = ckpt.latest()
     if latest is not None:
@@ -324,12 +329,13 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
             raise ConfigError(f"--checkpoint-dir {ck_path}: the checkpoint was written by a run with other settings "
                               f"(hash {meta_r.get('result_hash')}, this run {meta['result_hash']}); pass "
                               "--no-resume to start over, or another --checkpoint-dir")
-        params, opt_state, start, meta = params_r, opt_r, step_r, meta_r
+        params, opt_state, start, meta = params_r, opt_r, step_r, {"evals": [], **meta_r}
         log(f"resumed from {ck_path} at step {start}")
 
     if meta["before"] is None:
         log("evaluating the start on held-out and held-in windows (the first solve of a shape compiles)...")
         meta["before"] = {w: evaluate(fitter, params, contexts, clips, w, cfg) for w in ("held_out", "held_in")}
+        meta["evals"] = [{"step": start, "loss": meta["before"]["held_out"].get("loss")}]
         ckpt.save(start, params, opt_state, meta)
     step_seconds = []
     with tqdm(total=cfg.steps, initial=start, desc="calibrate", unit="step", file=sys.stderr,
@@ -349,6 +355,9 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
             step_seconds.append(time.perf_counter() - t0)
             bar.set_postfix(loss=f"{float(info['outer']):.4f}", used=f"{int(np.sum(info['used']))}/{cfg.batch}")
             bar.update(1)
+            if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
+                ev = evaluate(fitter, params, contexts, clips, "held_out", cfg)
+                meta["evals"].append({"step": step + 1, "loss": ev.get("loss")})
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 ckpt.save(step + 1, params, opt_state, meta)
     ckpt.close()
@@ -366,7 +375,8 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
               f"see {cfg.report_path().name}.")
     write_fitted_recipe(out, fitted, base_ref, header)
     history = meta["history"]
-    png = _loss_curve(history, ho_b, ho_a, out.with_name(out.stem + ".loss.png"), out.with_name(out.stem + ".loss.csv"))
+    evals = [*meta["evals"], {"step": cfg.steps, "loss": ho_a.get("loss")}]
+    png = _loss_curve(history, evals, out.with_name(out.stem + ".loss.png"), out.with_name(out.stem + ".loss.csv"))
     if png is None:
         log("matplotlib is not installed: the loss curve is written as CSV only (pip install retarget-jax[plot])")
     report = {
@@ -381,6 +391,7 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
         "params": {k: np.asarray(v).tolist() for k, v in params.to_dict().items()},
         "param_names": layout.names(recipe),
         "history": history,
+        "held_out_curve": evals,
         "step_seconds_mean": float(np.mean(step_seconds)) if step_seconds else None,
         "step_seconds_median": float(np.median(step_seconds)) if step_seconds else None,
         "seconds": round(time.perf_counter() - t_start, 2),

@@ -19,6 +19,7 @@ windows' data, the term weights and the prior.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import equinox as eqx
 import jax
@@ -72,6 +73,7 @@ class FitOptions:
             raise ConfigError(f"fit options out of range: {self}")
 
 
+@functools.lru_cache(maxsize=16)
 def optimizer(options: FitOptions, layout: ParamLayout) -> optax.GradientTransformation:
     """Clip, Adam with a cosine-decayed learning rate, then each kind's step scale (0 for
     a kind that is not fitted)."""
@@ -122,57 +124,46 @@ def weighted_loss(terms, ok, weights):
     return jnp.sum(per_row) / jnp.maximum(jnp.sum(ok), 1)
 
 
-class Fitter:
-    """The compiled step and evaluation of one calibration (one layout, options, spec).
+@dataclasses.dataclass(frozen=True)
+class _Core:
+    """The static part of a calibration (hashable): the jitted functions below take it as
+    a static argument, so two Fitters of equal settings share their compiled programs."""
 
-    The step differentiates each window on its own (``value_and_grad`` per row, inside
-    the row loop): the implicit backward pass factorises the exact Hessian at the
-    solution, which is not positive definite where a solve stopped short of a minimum,
-    and one such window would otherwise turn the whole batch's gradient into NaN. The
-    gradient averages the windows that converged and whose gradient is finite; the loss
-    averages every window that was solved (converged or out of iterations)."""
+    layout: ParamLayout
+    solver: SolverOptions
+    fit: FitOptions
 
-    def __init__(self, layout: ParamLayout, spec: OuterSpec, solver: SolverOptions, fit: FitOptions):
-        self.layout, self.spec, self.solver, self.fit = layout, spec, solver, fit
-        self.optimizer = optimizer(fit, layout)
-        self._step = eqx.filter_jit(self._step_impl)
-        self._eval = eqx.filter_jit(self._eval_impl)
-        self._grad = eqx.filter_jit(self._gradient_impl)
-
-    def init(self, params: CalibParams):
-        return self.optimizer.init(params)
-
-    def row_loss(self, params, contexts, problem, clip, joint_valid, ee_len, weights):
-        """Weighted outer loss of one window (jit; differentiable): (loss, (terms (5,),
-        status, iterations))."""
+    def row_loss(self, spec, params, contexts, problem, clip, joint_valid, ee_len, weights):
+        """Weighted outer loss of one window (differentiable): (loss, (terms (5,), status,
+        iterations))."""
         ctx = jax.tree.map(lambda x: x[clip], contexts)
         p = with_applied(problem, apply_params(params, ctx, self.layout, problem.pos_joint))
         out = solve(p, self.solver)
-        terms = outer_terms(self.spec, p, out.qpos, joint_valid, ee_len)
+        terms = outer_terms(spec, p, out.qpos, joint_valid, ee_len)
         return terms @ weights, (terms, out.status, out.iterations)
 
-    def _rows(self, params, contexts, batch: WindowBatch, weights):
+    def rows(self, spec, params, contexts, batch: WindowBatch, weights):
         """Per window: (loss, gradient, terms, status, iterations)."""
-        vg = jax.value_and_grad(self.row_loss, has_aux=True)
+        vg = jax.value_and_grad(self.row_loss, argnums=1, has_aux=True)
         problem = batch.problem
         xs = (problem.clip, batch.clip, batch.joint_valid, batch.ee_len)
         if jax.default_backend() == "cpu":
             def one(x):
                 clip, *rest = x
                 row = eqx.tree_at(lambda p: p.clip, problem, clip)
-                (val, (terms, status, iters)), g = vg(params, contexts, row, *rest, weights)
+                (val, (terms, status, iters)), g = vg(spec, params, contexts, row, *rest, weights)
                 return val, g, terms, status, iters
 
             return jax.lax.map(one, xs)
 
         def one_v(p, c, v, e):
-            (val, (terms, status, iters)), g = vg(params, contexts, p, c, v, e, weights)
+            (val, (terms, status, iters)), g = vg(spec, params, contexts, p, c, v, e, weights)
             return val, g, terms, status, iters
 
         return jax.vmap(one_v, in_axes=(_in_axes(problem), 0, 0, 0))(problem, *xs[1:])
 
-    def _gradient_impl(self, params, contexts, batch, weights):
-        vals, grads, terms, status, iters = self._rows(params, contexts, batch, weights)
+    def gradient(self, spec, params, contexts, batch, weights):
+        vals, grads, terms, status, iters = self.rows(spec, params, contexts, batch, weights)
         solved = (status == SolveStatus.CONVERGED) | (status == SolveStatus.MAX_ITERATIONS)
         ok = (batch.weight > 0) & solved & jnp.all(jnp.isfinite(terms), axis=1)
         g_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1)
@@ -185,39 +176,74 @@ class Fitter:
         info = {"outer": outer, "terms": terms, "ok": ok, "used": use, "status": status, "iterations": iters}
         return outer, grad, info
 
-    def gradient(self, params, contexts, batch, weights):
-        """(outer loss, its gradient, info) as :meth:`step` computes them, without the
-        prior: the loss averages the solved windows, the gradient the windows in ``used``
-        (converged, finite gradient); where every window converged they are the loss and
-        its exact gradient."""
-        return self._grad(params, contexts, batch, weights)
-
-    def _step_impl(self, params, opt_state, contexts, batch, weights, prior):
-        outer, grad, info = self._gradient_impl(params, contexts, batch, weights)
+    def step(self, spec, params, opt_state, contexts, batch, weights, prior):
+        outer, grad, info = self.gradient(spec, params, contexts, batch, weights)
         p_val, p_grad = jax.value_and_grad(prior_loss)(params)
         grad = jax.tree.map(lambda a, b: a + prior * b, grad, p_grad)
-        updates, opt_state = self.optimizer.update(grad, opt_state, params)
+        updates, opt_state = optimizer(self.fit, self.layout).update(grad, opt_state, params)
         info["prior"] = p_val
         return optax.apply_updates(params, updates), opt_state, info
+
+
+@eqx.filter_jit
+def _step_jit(core: _Core, spec, params, opt_state, contexts, batch, weights, prior):
+    return core.step(spec, params, opt_state, contexts, batch, weights, prior)
+
+
+@eqx.filter_jit
+def _gradient_jit(core: _Core, spec, params, contexts, batch, weights):
+    return core.gradient(spec, params, contexts, batch, weights)
+
+
+@eqx.filter_jit
+def _eval_jit(core: _Core, spec, params, contexts, batch):
+    return batch_terms(params, contexts, batch, spec, core.layout, core.solver)
+
+
+@eqx.filter_jit
+def _outer_loss_jit(core: _Core, spec, params, contexts, batch, weights):
+    terms, ok, _, _ = batch_terms(params, contexts, batch, spec, core.layout, core.solver)
+    return weighted_loss(terms, ok, weights)
+
+
+class Fitter:
+    """The compiled step and evaluation of one calibration (one layout, options, spec).
+
+    The step differentiates each window on its own (``value_and_grad`` per row, inside
+    the row loop): the implicit backward pass factorises the exact Hessian at the
+    solution, which is not positive definite where a solve stopped short of a minimum,
+    and one such window would otherwise turn the whole batch's gradient into NaN. The
+    gradient averages the windows that converged and whose gradient is finite; the loss
+    averages every window that was solved (converged or out of iterations)."""
+
+    def __init__(self, layout: ParamLayout, spec: OuterSpec, solver: SolverOptions, fit: FitOptions):
+        self.layout, self.spec, self.solver, self.fit = layout, spec, solver, fit
+        self.core = _Core(layout, solver, fit)
+
+    def init(self, params: CalibParams):
+        return optimizer(self.fit, self.layout).init(params)
 
     def step(self, params, opt_state, contexts, batch, weights, prior):
         """One outer step: (params, opt_state, info). ``info``: the outer loss of the
         batch before the step (mean over solved windows), the prior, per window the terms
         (B, 5), ``ok`` (solved), ``used`` (in the gradient), status and iterations."""
-        return self._step(params, opt_state, contexts, batch, weights, prior)
+        return _step_jit(self.core, self.spec, params, opt_state, contexts, batch, weights, prior)
 
-    def _eval_impl(self, params, contexts, batch):
-        return batch_terms(params, contexts, batch, self.spec, self.layout, self.solver)
+    def gradient(self, params, contexts, batch, weights):
+        """(outer loss, its gradient, info) as :meth:`step` computes them, without the
+        prior: the loss averages the solved windows, the gradient the windows in ``used``
+        (converged, finite gradient); where every window converged they are the loss and
+        its exact gradient."""
+        return _gradient_jit(self.core, self.spec, params, contexts, batch, weights)
 
     def evaluate(self, params, contexts, batch):
         """(terms (B, 5), ok (B,), status (B,), iterations (B,)) of a batch (no gradient)."""
-        return self._eval(params, contexts, batch)
+        return _eval_jit(self.core, self.spec, params, contexts, batch)
 
     def outer_loss(self, params, contexts, batch, weights):
-        """The batch's outer loss as :meth:`step` averages it (jit-able, differentiable
-        through every solved window: the finite-difference tests use it)."""
-        terms, ok, _, _ = batch_terms(params, contexts, batch, self.spec, self.layout, self.solver)
-        return weighted_loss(terms, ok, weights)
+        """The batch's outer loss as :meth:`step` averages it, through every solved window
+        (differentiable; the finite-difference tests call it)."""
+        return _outer_loss_jit(self.core, self.spec, params, contexts, batch, weights)
 
 
 def summarise(terms: np.ndarray, ok: np.ndarray, weights: np.ndarray) -> dict:

@@ -74,7 +74,7 @@ def holdout_rank(name: str) -> str:
     return hashlib.sha256(f"{_SALT}:{name}".encode()).hexdigest()
 
 
-def split_clips(clips: Sequence[CalibClip], holdout_percent: float, split: str, window: int) -> str:
+def split_clips(clips: Sequence[CalibClip], holdout_percent: float, split: str) -> str:
     """Set each clip's held-in and held-out spans; returns the split used ("clips" or
     "time"). ``split``: "auto" (by clips when there are two or more), "clips", "time"."""
     if split not in SPLITS:

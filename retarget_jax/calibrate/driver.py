@@ -174,7 +174,7 @@ def load_setup(cfg: CalibrateConfig, log: Callable[[str], None]):
                           + "; ".join(x["error"] for x in failures[:3]))
     for x in failures:
         log(f"skipped {x['path']}: {x['error']}")
-    mode = split_clips(clips, cfg.holdout_percent, cfg.split, cfg.window)
+    mode = split_clips(clips, cfg.holdout_percent, cfg.split)
     return robot, recipe, spec, clips, mode, failures
 
 

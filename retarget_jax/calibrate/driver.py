@@ -362,6 +362,11 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
                 ckpt.save(step + 1, params, opt_state, meta)
     ckpt.close()
 
+    idle = sum(1 for h in meta["history"] if h["used"] == 0)
+    if idle:
+        log(f"{idle} of {len(meta['history'])} steps had no converged window to take a gradient from (their "
+            f"parameters did not move); solves that end at --max-iters {cfg.max_iters} are scored but not "
+            "differentiated: raise --max-iters, or check the recipe (a target on the wrong point of a body)")
     log("evaluating the fitted parameters...")
     after = {w: evaluate(fitter, params, contexts, clips, w, cfg) for w in ("held_out", "held_in")}
     name = cfg.name or f"{recipe.name}_calibrated"
@@ -391,6 +396,7 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
         "params": {k: np.asarray(v).tolist() for k, v in params.to_dict().items()},
         "param_names": layout.names(recipe),
         "history": history,
+        "steps_without_gradient": idle,
         "held_out_curve": evals,
         "step_seconds_mean": float(np.mean(step_seconds)) if step_seconds else None,
         "step_seconds_median": float(np.median(step_seconds)) if step_seconds else None,

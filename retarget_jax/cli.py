@@ -477,6 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     from retarget_jax.dataset.cli import add_parsers as add_dataset_parsers
 
     add_dataset_parsers(sub)  # dataset build | reshard | check-fk (docs/datasets.md)
+    from retarget_jax.calibrate.cli import add_parser as add_calibrate_parser
+
+    add_calibrate_parser(sub)  # calibrate: fit a recipe's continuous parameters (README 'Calibrating a recipe')
     f = sub.add_parser("formats", help="list the input formats")
     f.set_defaults(func=_formats)
     return ap

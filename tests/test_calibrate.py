@@ -152,13 +152,15 @@ def test_outer_gradient_matches_finite_differences(fd_case, x64):
     outer = fitter.outer_loss
     np.testing.assert_allclose(float(outer(params, ctx, batch, weights)), float(loss), rtol=1e-9)
     gi = layout.groups.index
+    # steps of 1e-4: at 1e-5 the difference of two re-solves is within their convergence
+    # noise for a small derivative (legs scale: 4e-3 off at 1e-5, 1.2e-4 at 1e-4 and 1e-3)
     cases = [  # (name, field, index, step)
-        ("legs scale", "log_factor", (gi("legs"),), 1e-5),
-        ("arms scale", "log_factor", (gi("arms"),), 1e-5),
-        ("pelvis offset z", "pos_offset", (0, 2), 1e-5),
-        ("left wrist offset x", "pos_offset", (len(layout.pos_targets) - 2, 0), 1e-5),
-        ("pelvis rotation y", "rot_offset", (0, 1), 1e-5),
-        ("ground offset", "ground_offset", (), 1e-5),
+        ("legs scale", "log_factor", (gi("legs"),), 1e-4),
+        ("arms scale", "log_factor", (gi("arms"),), 1e-4),
+        ("pelvis offset z", "pos_offset", (0, 2), 1e-4),
+        ("left wrist offset x", "pos_offset", (len(layout.pos_targets) - 2, 0), 1e-4),
+        ("pelvis rotation y", "rot_offset", (0, 1), 1e-4),
+        ("ground offset", "ground_offset", (), 1e-4),
     ]
     rows = []
     for name, field, idx, eps in cases:

@@ -65,6 +65,7 @@ STAGES: dict[str, int] = {
     "motionlib": 9,
     "render": 9,
     "report": 9,
+    "calibrate": 9,
     # drivers: typed run config, Hydra entry point, command line
     "config": 10,
     "run": 10,
@@ -82,6 +83,7 @@ DRIVERS: frozenset[str] = frozenset({
     "retarget_jax.motionlib.cli",
     "retarget_jax.motionlib.run",
     "retarget_jax.report.cli",
+    "retarget_jax.calibrate.cli",
 })
 
 #: (module, imported module) -> why the import sits inside a function there.

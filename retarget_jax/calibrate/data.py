@@ -2,7 +2,7 @@
 
 Each input clip is read and compiled whole, once (its scales and heights are per-clip
 measurements); every outer step then solves ``B`` windows of ``W`` frames cut from the
-compiled problems (:func:`~retarget_jax.batch.windows.slice_problem`), so all steps share
+compiled problems (:func:`~retarget_jax.solve.windows.slice_problem`), so all steps share
 one compiled program.
 
 Split (:func:`split_clips`): with two clips or more, whole clips are held out, chosen by
@@ -28,7 +28,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from retarget_jax.batch.windows import slice_problem
+from retarget_jax.solve.windows import slice_problem
 from retarget_jax.calibrate.outer import OuterSpec, human_limb_lengths
 from retarget_jax.calibrate.params import ClipContext, clip_context
 from retarget_jax.errors import ConfigError, InvalidMotionError

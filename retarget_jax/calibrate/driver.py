@@ -46,6 +46,13 @@ from retarget_jax.calibrate.params import (
 )
 from retarget_jax.calibrate.recipes import write_fitted_recipe
 from retarget_jax.errors import ConfigError, RetargetError, UnknownNameError
+from retarget_jax.files.atomic import atomic_write_text
+from retarget_jax.formats import DEFAULT_PATTERNS, MotionFormat, default_recipe
+from retarget_jax.motion import read_motion
+from retarget_jax.pipeline import ProblemSettings, prepare_clip
+from retarget_jax.problem import load_recipe
+from retarget_jax.robots import load_robot
+from retarget_jax.solve.gauss_newton import SolverOptions
 
 REPORT_NAME = "calibration_report.json"
 
@@ -132,10 +139,6 @@ def _check(cfg: CalibrateConfig) -> None:
 
 def load_setup(cfg: CalibrateConfig, log: Callable[[str], None]):
     """(robot, base recipe, clips, split mode, failures) of a config (host; typed errors)."""
-    from retarget_jax.formats import DEFAULT_PATTERNS, MotionFormat, default_recipe, read_motion
-    from retarget_jax.pipeline import ProblemSettings, prepare_clip
-    from retarget_jax.problem import load_recipe
-    from retarget_jax.robots import load_robot
 
     fmt = MotionFormat.parse(cfg.format, where="--format")
     if fmt.is_robot_space:
@@ -240,7 +243,6 @@ def _loss_curve(history: list[dict], evals: list[dict], path_png: Path, path_csv
     for h in history:
         lines.append(",".join(str(x) for x in (h["step"], h["outer"], h["prior"], h["used"],
                                                 held_out.get(h["step"], ""), *h["terms"])))
-    from retarget_jax.io.atomic import atomic_write_text
 
     atomic_write_text(path_csv, "\n".join(lines) + "\n")
     try:
@@ -296,7 +298,6 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
     import jax.numpy as jnp
     from tqdm import tqdm
 
-    from retarget_jax.solve.gauss_newton import SolverOptions
 
     log = log or (lambda s: print(f"[calibrate] {s}", file=sys.stderr, flush=True))
     _check(cfg)
@@ -404,7 +405,6 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
         "loss_curve_png": png, "loss_curve_csv": str(out.with_name(out.stem + ".loss.csv")),
         "checkpoint_dir": str(ck_path),
     }
-    from retarget_jax.io.atomic import atomic_write_text
 
     atomic_write_text(cfg.report_path(), json.dumps(report, indent=2, allow_nan=True) + "\n")
     log("\n" + table(report))

@@ -39,7 +39,7 @@ from retarget_jax.calibrate.params import (
 )
 from retarget_jax.errors import ConfigError
 from retarget_jax.result import SolveStatus
-from retarget_jax.solve.batch import _in_axes
+from retarget_jax.solve.batch import clip_in_axes
 from retarget_jax.solve.gauss_newton import SolverOptions, solve
 
 #: the prior's scale of each parameter kind: a delta of this size costs ``prior`` (its weight)
@@ -98,7 +98,7 @@ def solve_rows(problem, options: SolverOptions):
             return solve(eqx.tree_at(lambda p: p.clip, problem, clip), options)
 
         return jax.lax.map(one, problem.clip)
-    return jax.vmap(solve, in_axes=(_in_axes(problem), None))(problem, options)
+    return jax.vmap(solve, in_axes=(clip_in_axes(problem), None))(problem, options)
 
 
 def batch_terms(params: CalibParams, contexts: ClipContext, batch: WindowBatch, spec: OuterSpec,
@@ -111,7 +111,7 @@ def batch_terms(params: CalibParams, contexts: ClipContext, batch: WindowBatch, 
     per_window = jax.tree.map(lambda x: x[batch.clip], applied)
     problem = with_applied(batch.problem, per_window)
     out = solve_rows(problem, options)
-    terms = jax.vmap(lambda p, q, v, e: outer_terms(spec, p, q, v, e), in_axes=(_in_axes(problem), 0, 0, 0))(
+    terms = jax.vmap(lambda p, q, v, e: outer_terms(spec, p, q, v, e), in_axes=(clip_in_axes(problem), 0, 0, 0))(
         problem, out.qpos, batch.joint_valid, batch.ee_len)
     solved = (out.status == SolveStatus.CONVERGED) | (out.status == SolveStatus.MAX_ITERATIONS)
     ok = (batch.weight > 0) & solved & jnp.all(jnp.isfinite(terms), axis=1)
@@ -160,7 +160,7 @@ class _Core:
             (val, (terms, status, iters)), g = vg(spec, params, contexts, p, c, v, e, weights)
             return val, g, terms, status, iters
 
-        return jax.vmap(one_v, in_axes=(_in_axes(problem), 0, 0, 0))(problem, *xs[1:])
+        return jax.vmap(one_v, in_axes=(clip_in_axes(problem), 0, 0, 0))(problem, *xs[1:])
 
     def gradient(self, spec, params, contexts, batch, weights):
         vals, grads, terms, status, iters = self.rows(spec, params, contexts, batch, weights)

@@ -38,8 +38,8 @@ import numpy as np
 
 from retarget_jax.motion.canonical import canonical_index
 from retarget_jax.motion.skeleton import HumanJoint
-from retarget_jax.problem.compile import CompiledProblem, _robot_pose_qpos, _robot_world_poses
-from retarget_jax.problem.limbs import _attachment, recipe_limbs
+from retarget_jax.problem.compile import CompiledProblem, robot_pose_qpos, robot_world_poses
+from retarget_jax.problem.limbs import attachment, recipe_limbs
 from retarget_jax.problem.recipe import Recipe
 from retarget_jax.robots.collision import ground_clearance, ground_height
 from retarget_jax.robots.kinematics import body_frames
@@ -111,10 +111,10 @@ def outer_spec(recipe: Recipe, robot: RobotSpec, dtype=jnp.float32) -> OuterSpec
                       for lb in limbs)
     limb_joint = tuple((canonical_index(lb.limb.proximal), canonical_index(lb.limb.distal)) for lb in limbs)
     limb_off = np.reshape([(lb.offset_a, lb.offset_b) for lb in limbs], (-1, 2, 3))
-    xpos, xquat, _ = _robot_world_poses(robot, _robot_pose_qpos(robot, dict(recipe.robot_reference_pose), where))
+    xpos, xquat, _ = robot_world_poses(robot, robot_pose_qpos(robot, dict(recipe.robot_reference_pose), where))
     ee_body, ee_joint, ee_off, ee_len = [], [], [], []
     for base, ee in END_EFFECTORS:
-        a, b = _attachment(recipe, base), _attachment(recipe, ee)
+        a, b = attachment(recipe, base), attachment(recipe, ee)
         if a is None or b is None or a.body == b.body:
             continue
         ia, ib = robot.body_index(a.body, where=where), robot.body_index(b.body, where=where)

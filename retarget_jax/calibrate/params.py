@@ -44,7 +44,7 @@ from retarget_jax.problem.compile import (
     resolve_source,
     scaled_figure,
 )
-from retarget_jax.problem.limbs import _attachment, recipe_limbs
+from retarget_jax.problem.limbs import attachment, recipe_limbs
 from retarget_jax.problem.recipe import Recipe
 from retarget_jax.rotations import quat_exp, quat_log, quat_mul
 
@@ -110,7 +110,7 @@ class ParamLayout:
         for lb in recipe_limbs(recipe):
             ends = []
             for joint in (lb.limb.proximal, lb.limb.distal):
-                t = _attachment(recipe, joint)
+                t = attachment(recipe, joint)
                 k = recipe.targets.index(t) if t is not None else -1
                 ends.append(pos_t.index(k) if k in pos_t else -1)
             attach.append((ends[0], ends[1]))

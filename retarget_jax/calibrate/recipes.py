@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from retarget_jax.errors import ConfigError
-from retarget_jax.io.atomic import atomic_write_text
+from retarget_jax.files.atomic import atomic_write_text
 from retarget_jax.problem.recipe import Recipe, ScaleGroup, TargetSpec, load_recipe
 
 _ZERO3 = (0.0, 0.0, 0.0)

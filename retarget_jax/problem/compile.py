@@ -258,14 +258,14 @@ class RetargetingProblem:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _robot_pose_qpos(robot: RobotSpec, pose: dict[str, float], where: str) -> np.ndarray:
+def robot_pose_qpos(robot: RobotSpec, pose: dict[str, float], where: str) -> np.ndarray:
     q = np.array(robot.mj_model.qpos0, dtype=np.float64)
     for name, v in pose.items():
         q[7 + robot.dof_index(name, where=where)] = v
     return q
 
 
-def _robot_world_poses(robot: RobotSpec, qpos: np.ndarray):
+def robot_world_poses(robot: RobotSpec, qpos: np.ndarray):
     m = robot.mj_model
     d = mujoco.MjData(m)
     d.qpos[:] = qpos
@@ -374,9 +374,9 @@ def resolve_source(problem: RetargetingProblem) -> _Source:
                           f"'{robot.body_names[robot.tree.root]}'")
     for t in recipe.targets:
         robot.body_index(t.body, where=f"{where}: targets")
-    ref_qpos = _robot_pose_qpos(robot, dict(recipe.robot_reference_pose), f"{where}: robot_reference_pose")
-    default_qpos = _robot_pose_qpos(robot, dict(recipe.default_pose), f"{where}: default_pose")
-    ref_xpos, ref_xquat, _ = _robot_world_poses(robot, ref_qpos)
+    ref_qpos = robot_pose_qpos(robot, dict(recipe.robot_reference_pose), f"{where}: robot_reference_pose")
+    default_qpos = robot_pose_qpos(robot, dict(recipe.default_pose), f"{where}: default_pose")
+    ref_xpos, ref_xquat, _ = robot_world_poses(robot, ref_qpos)
     return _Source(motion, present, conv, canonical_index(recipe.root_human), ref_qpos, default_qpos,
                    ref_xpos, ref_xquat)
 
@@ -443,7 +443,7 @@ def ground_shift(src: _Source, recipe: Recipe, robot: RobotSpec, scaled_z: np.nd
                                  f"{[j.value for j in recipe.ground_joints]} is in the motion")
     human_ankle = min(_nanpercentile(scaled_z[:, canonical_index(j)], 5.0) for j in ground_joints)
     ground_idx = [robot.body_index(b, where=f"{where}: ground.bodies") for b in recipe.ground_bodies]
-    _, _, d = _robot_world_poses(robot, src.default_qpos)
+    _, _, d = robot_world_poses(robot, src.default_qpos)
     lowest = min(geom_lowest_z(robot.mj_model, d, g) for g in range(robot.mj_model.ngeom))
     robot_ankle = float(np.mean([d.xpos[1 + i][2] for i in ground_idx]) - lowest)
     return robot_ankle - human_ankle + float(recipe.ground_offset), human_ankle
@@ -615,7 +615,7 @@ def sole_points(robot: RobotSpec, feet: list[int], qpos: np.ndarray) -> list[tup
     moves with its foot). The rest height is the point's height above its foot's lowest
     point at ``qpos``: a flat foot on flat ground has every sole point at its rest height."""
     m = robot.mj_model
-    _, _, d = _robot_world_poses(robot, qpos)
+    _, _, d = robot_world_poses(robot, qpos)
     out = []
     for b in feet:
         R_b, x_b = d.xmat[b + 1].reshape(3, 3), d.xpos[b + 1]

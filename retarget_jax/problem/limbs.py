@@ -40,7 +40,7 @@ class RecipeLimb:
     weight: float  # multiplies CostWeights.direction
 
 
-def _attachment(recipe: Recipe, joint: HumanJoint) -> TargetSpec | None:
+def attachment(recipe: Recipe, joint: HumanJoint) -> TargetSpec | None:
     """The recipe's target for ``joint``: its position target if it has one (that is the
     point the robot is asked to put where the human's joint is), else any target."""
     own = [t for t in recipe.targets if t.human == joint]
@@ -54,7 +54,7 @@ def recipe_limbs(recipe: Recipe) -> tuple[RecipeLimb, ...]:
     out: they have no robot segment to compare."""
     out = []
     for limb in LIMBS:
-        a, b = _attachment(recipe, limb.proximal), _attachment(recipe, limb.distal)
+        a, b = attachment(recipe, limb.proximal), attachment(recipe, limb.distal)
         if a is None or b is None or a.body == b.body:
             continue
         out.append(RecipeLimb(limb, a.body, a.offset, b.body, b.offset,

@@ -80,7 +80,7 @@ class BatchOutput(eqx.Module):
     body_quat_w: jnp.ndarray  # (B, T, nbody, 4)
 
 
-def _in_axes(batch: CompiledProblem) -> CompiledProblem:
+def clip_in_axes(batch: CompiledProblem) -> CompiledProblem:
     """vmap axes: the robot is shared (None), every clip array has a leading B axis (0)."""
     return eqx.tree_at(lambda p: (p.robot, p.clip), batch,
                        (jax.tree.map(lambda _: None, batch.robot), jax.tree.map(lambda _: 0, batch.clip)),
@@ -94,7 +94,7 @@ def _solve_and_fk(problem: CompiledProblem, options: SolverOptions):
 
 
 def _solve_vmap(batch: CompiledProblem, options: SolverOptions) -> BatchOutput:
-    out, xpos, xquat = jax.vmap(_solve_and_fk, in_axes=(_in_axes(batch), None))(batch, options)
+    out, xpos, xquat = jax.vmap(_solve_and_fk, in_axes=(clip_in_axes(batch), None))(batch, options)
     return BatchOutput(solve=out, body_pos_w=xpos, body_quat_w=xquat)
 
 

@@ -24,8 +24,12 @@ LINE = re.compile(r"^(?P<file>[^:]+):\d+(?::\d+)?: error: (?P<msg>.*)$")
 
 
 def run_mypy() -> collections.Counter[str]:
-    proc = subprocess.run([sys.executable, "-m", "mypy", "retarget_jax", "--no-error-summary", "--no-pretty"],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "retarget_jax", "--no-error-summary", "--no-pretty"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode not in (0, 1):
         sys.exit(f"mypy failed to run (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
     keys = collections.Counter()
@@ -48,8 +52,10 @@ def main(argv: list[str]) -> int:
         print(f"fixed (remove from the baseline with --update): {k}")
     for k in sorted(new.elements()):
         print(f"NEW: {k}")
-    print(f"mypy: {sum(found.values())} errors, baseline {sum(base.values())}, new {sum(new.values())}, "
-          f"fixed {sum(gone.values())}")
+    print(
+        f"mypy: {sum(found.values())} errors, baseline {sum(base.values())}, new {sum(new.values())}, "
+        f"fixed {sum(gone.values())}"
+    )
     return 1 if new else 0
 
 

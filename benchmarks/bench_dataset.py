@@ -44,12 +44,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--clips", type=int, default=300, help="clips in the full corpus (default 300)")
     p.add_argument("--frames", default="40,120", help="min,max frames per clip at 30 fps (default 40,120)")
     p.add_argument("--max-iters", type=int, default=None, help="solver iterations at most (default: the solver's)")
-    p.add_argument("--max-batch", type=int, default=8, help="clips per device batch (default 8: the half "
-                                                         "corpus already holds more than 4 batches of human clips)")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=8,
+        help="clips per device batch (default 8: the half corpus already holds more than 4 batches of human clips)",
+    )
     p.add_argument("--max-shard-mb", type=float, default=16.0, help="shard size bound (default 16 MB: several shards)")
     p.add_argument("--shared", action="store_true", help="build the shared clips (whole) instead")
-    p.add_argument("--data", default=None, help="shared data folder (default $RETARGET_JAX_SHARED_DATA or "
-                                                "../shared/data beside the repository)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="shared data folder (default $RETARGET_JAX_SHARED_DATA or ../shared/data beside the repository)",
+    )
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto")
     p.add_argument("--cache-dir", default=str(REPO_ROOT / ".jax_cache"), help="persistent XLA compilation cache")
     p.add_argument("--workdir", default=None, help="where the corpus and datasets go (default: a temporary folder)")
@@ -100,9 +107,13 @@ def write_corpus(root: Path, n: int, lo: int, hi: int, seed: int = 0) -> dict[st
         counts[kind] += 1
         if kind == "kp":
             s = int(rng.integers(0, 200))
-            pos = walk.positions[s:s + T] + rng.normal(0, 0.002, (T, 1, 3))
-            np.savez(folder / f"walk_{i:04d}.npz", positions=pos.astype(np.float32),
-                     joint_names=np.array([names[j] for j in walk.joint_names]), fps=np.float32(30.0))
+            pos = walk.positions[s : s + T] + rng.normal(0, 0.002, (T, 1, 3))
+            np.savez(
+                folder / f"walk_{i:04d}.npz",
+                positions=pos.astype(np.float32),
+                joint_names=np.array([names[j] for j in walk.joint_names]),
+                fps=np.float32(30.0),
+            )
         elif kind == "gmr":
             write_gmr_pkl(robot_clip(T, 30.0), folder / f"stand_{i:04d}.pkl")
         elif kind == "ready":
@@ -114,20 +125,42 @@ def write_corpus(root: Path, n: int, lo: int, hi: int, seed: int = 0) -> dict[st
                 w = csv.writer(fh)
                 w.writerow([*SEED_ROOT_COLUMNS, *(f"{j}_dof" for j in g1.dof_names)])
                 for t in range(r.num_frames):
-                    w.writerow([t, *(f"{v:.6f}" for v in (*(r.root_pos[t] * 100), 0.0, 0.0, np.degrees(yaw[t]),
-                                                           *np.degrees(r.dof_pos[t])))])
+                    w.writerow(
+                        [
+                            t,
+                            *(
+                                f"{v:.6f}"
+                                for v in (
+                                    *(r.root_pos[t] * 100),
+                                    0.0,
+                                    0.0,
+                                    np.degrees(yaw[t]),
+                                    *np.degrees(r.dof_pos[t]),
+                                )
+                            ),
+                        ]
+                    )
     return counts
 
 
 def corpus_spec(path: Path, corpus: Path, name: str, args) -> Path:
     import yaml
 
-    spec = {"name": name, "robot": "unitree_g1", "target_fps": 30, "val_percent": 5, "hash_salt": "",
-            "max_shard_mb": args.max_shard_mb, "batch": {"max_batch": args.max_batch},
-            "sources": [{"name": "kp", "type": "keypoints", "input": str(corpus / "kp")},
-                        {"name": "gmr", "type": "pkl", "input": str(corpus / "gmr")},
-                        {"name": "seed", "type": "seed_csv", "input": str(corpus / "seed"), "weight": 0.5},
-                        {"name": "ready", "type": "npz", "input": str(corpus / "ready")}]}
+    spec = {
+        "name": name,
+        "robot": "unitree_g1",
+        "target_fps": 30,
+        "val_percent": 5,
+        "hash_salt": "",
+        "max_shard_mb": args.max_shard_mb,
+        "batch": {"max_batch": args.max_batch},
+        "sources": [
+            {"name": "kp", "type": "keypoints", "input": str(corpus / "kp")},
+            {"name": "gmr", "type": "pkl", "input": str(corpus / "gmr")},
+            {"name": "seed", "type": "seed_csv", "input": str(corpus / "seed"), "weight": 0.5},
+            {"name": "ready", "type": "npz", "input": str(corpus / "ready")},
+        ],
+    }
     if args.max_iters is not None:
         spec["solver"] = {"max_iters": args.max_iters}
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -138,20 +171,30 @@ def shared_spec(path: Path, data: Path, args) -> Path:
     import yaml
 
     folder = path.parent / "shared_inputs"
-    for sub, name in (("lafan1", "lafan1_skeleton_clip_a.bvh"), ("mocapbank", "mocapbank_19joint_clip.bvh"),
-                      ("omomo", "omomo_sub3_largebox_003_joints.npz")):
+    for sub, name in (
+        ("lafan1", "lafan1_skeleton_clip_a.bvh"),
+        ("mocapbank", "mocapbank_19joint_clip.bvh"),
+        ("omomo", "omomo_sub3_largebox_003_joints.npz"),
+    ):
         if not (data / name).exists():
             sys.exit(f"{data / name} not found: give --data or set RETARGET_JAX_SHARED_DATA")
         (folder / sub).mkdir(parents=True, exist_ok=True)
         link = folder / sub / name
         if not link.exists():
             link.symlink_to((data / name).resolve())
-    spec = {"name": "shared", "robot": "unitree_g1", "target_fps": 30, "val_percent": 5,
-            "max_shard_mb": args.max_shard_mb, "batch": {"max_batch": args.max_batch},
-            "sources": [{"name": "lafan1", "type": "bvh", "bvh_format": "lafan1", "input": str(folder / "lafan1")},
-                        {"name": "mocapbank", "type": "bvh", "joint_map": "mocapbank_19",
-                         "input": str(folder / "mocapbank")},
-                        {"name": "omomo", "type": "keypoints", "input": str(folder / "omomo")}]}
+    spec = {
+        "name": "shared",
+        "robot": "unitree_g1",
+        "target_fps": 30,
+        "val_percent": 5,
+        "max_shard_mb": args.max_shard_mb,
+        "batch": {"max_batch": args.max_batch},
+        "sources": [
+            {"name": "lafan1", "type": "bvh", "bvh_format": "lafan1", "input": str(folder / "lafan1")},
+            {"name": "mocapbank", "type": "bvh", "joint_map": "mocapbank_19", "input": str(folder / "mocapbank")},
+            {"name": "omomo", "type": "keypoints", "input": str(folder / "omomo")},
+        ],
+    }
     if args.max_iters is not None:
         spec["solver"] = {"max_iters": args.max_iters}
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -176,21 +219,50 @@ def child(spec: str, root: str, out_json: str, cache_dir: str) -> None:
     t0 = time.perf_counter()
     info = build_dataset(spec, root, progress=False, log=lambda m: None)
     wall = time.perf_counter() - t0
-    Path(out_json).write_text(json.dumps({
-        "wall_s": wall, "clips_per_s": info["counts"]["inputs"] / wall, "inputs": info["counts"]["inputs"], "kept": info["counts"]["kept"],
-        "dropped": info["counts"]["dropped"], "failed": info["counts"]["failed"], "frames": info["frames"],
-        "hours": info["hours"], "stage1": info["stage1"], "stage2_s": info["stage2_seconds"],
-        "shards": sum(len(s["shards"]) for s in info["per_split"].values()),
-        "shard_mb_max": max((x["bytes"] / 1e6 for s in info["per_split"].values() for x in s["shards"]), default=0),
-        "peak_rss_mib": info["peak_rss_mib"], "rss_before_build_mib": round(base, 1),
-        "fk_pos_max_m": info["fk_check"]["pos_max_m"]}))
+    Path(out_json).write_text(
+        json.dumps(
+            {
+                "wall_s": wall,
+                "clips_per_s": info["counts"]["inputs"] / wall,
+                "inputs": info["counts"]["inputs"],
+                "kept": info["counts"]["kept"],
+                "dropped": info["counts"]["dropped"],
+                "failed": info["counts"]["failed"],
+                "frames": info["frames"],
+                "hours": info["hours"],
+                "stage1": info["stage1"],
+                "stage2_s": info["stage2_seconds"],
+                "shards": sum(len(s["shards"]) for s in info["per_split"].values()),
+                "shard_mb_max": max(
+                    (x["bytes"] / 1e6 for s in info["per_split"].values() for x in s["shards"]), default=0
+                ),
+                "peak_rss_mib": info["peak_rss_mib"],
+                "rss_before_build_mib": round(base, 1),
+                "fk_pos_max_m": info["fk_check"]["pos_max_m"],
+            }
+        )
+    )
 
 
 def run_child(spec: Path, root: Path, args) -> dict:
     out = root / f"{spec.stem}_{time.monotonic_ns()}.json"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    subprocess.run([sys.executable, __file__, "--device", args.device, "--cache-dir", args.cache_dir,
-                    "--child", str(spec), str(root / "datasets"), str(out)], env=env, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--device",
+            args.device,
+            "--cache-dir",
+            args.cache_dir,
+            "--child",
+            str(spec),
+            str(root / "datasets"),
+            str(out),
+        ],
+        env=env,
+        check=True,
+    )
     return json.loads(out.read_text())
 
 
@@ -216,21 +288,35 @@ def main(argv=None) -> None:
             corpus = work / f"corpus_{n}"
             counts = write_corpus(corpus, n, lo, hi)
             spec = corpus_spec(work / f"synthetic_{n}.yaml", corpus, f"synthetic_{n}", args)
-            rows.append((f"{n} clips ({', '.join(f'{v} {k}' for k, v in counts.items())})", run_child(spec, work, args)))
+            rows.append(
+                (f"{n} clips ({', '.join(f'{v} {k}' for k, v in counts.items())})", run_child(spec, work, args))
+            )
         rows.append((f"{args.clips} clips, rebuild (all reused)", run_child(spec, work, args)))
     device = jax.devices()[0].platform
     print(f"\ndataset build on {device} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)")
-    print(f"{'build':<52} {'clips':>6} {'kept':>5} {'frames':>7} {'wall s':>7} {'clips/s':>8} {'stage2 s':>8} "
-          f"{'shards':>6} {'peak RSS MiB':>12} {'before MiB':>10}")
+    print(
+        f"{'build':<52} {'clips':>6} {'kept':>5} {'frames':>7} {'wall s':>7} {'clips/s':>8} {'stage2 s':>8} "
+        f"{'shards':>6} {'peak RSS MiB':>12} {'before MiB':>10}"
+    )
     for name, r in rows:
-        print(f"{name:<52} {r['inputs']:>6} {r['kept']:>5} {r['frames']:>7} {r['wall_s']:>7.1f} "
-              f"{r['clips_per_s']:>8.3g} {r['stage2_s']:>8.2f} {r['shards']:>6} {r['peak_rss_mib']:>12.0f} "
-              f"{r['rss_before_build_mib']:>10.0f}")
+        print(
+            f"{name:<52} {r['inputs']:>6} {r['kept']:>5} {r['frames']:>7} {r['wall_s']:>7.1f} "
+            f"{r['clips_per_s']:>8.3g} {r['stage2_s']:>8.2f} {r['shards']:>6} {r['peak_rss_mib']:>12.0f} "
+            f"{r['rss_before_build_mib']:>10.0f}"
+        )
     out = Path(args.output.format(device=device))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device, "cpus": os.cpu_count(), "args": {k: v for k, v in vars(args).items()
-                                                                                  if k != "child"},
-                               "builds": [{"name": n, **r} for n, r in rows]}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "device": device,
+                "cpus": os.cpu_count(),
+                "args": {k: v for k, v in vars(args).items() if k != "child"},
+                "builds": [{"name": n, **r} for n, r in rows],
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -68,7 +68,7 @@ def write_clips(folder: Path, n: int, lo: int, hi: int, seed: int = 0) -> int:
     for i in range(n):
         T = int(rng.integers(lo, hi + 1))
         s = 3 * i
-        pos = long.positions[s:s + T] + rng.normal(scale=0.003, size=(T, *long.positions.shape[1:]))
+        pos = long.positions[s : s + T] + rng.normal(scale=0.003, size=(T, *long.positions.shape[1:]))
         path = folder / f"subject_{i % 2}" / f"clip{i:04d}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, positions=pos, joint_names=names, fps=np.float64(long.fps))
@@ -133,16 +133,27 @@ def main(argv=None) -> int:
                 raise SystemExit(f"the driver solved {summary['success']} of {args.clips} clips: {summary['failed']}")
         bare_s, driver_s = min(bare), min(driver)
         row = {
-            "device": str(jax.devices()[0].device_kind), "platform": platform_name,
-            "local_devices": jax.local_device_count(), "clips": args.clips, "frames": frames,
-            "frames_per_clip": list(args.frames), "bucket": bucket, "max_batch": args.max_batch,
-            "max_iters": args.max_iters, "warmup_compile_s": round(compile_s, 2),
-            "bare_solver_s": round(bare_s, 3), "driver_s": round(driver_s, 3),
-            "bare_solver_fps": round(frames / bare_s, 1), "driver_fps": round(frames / driver_s, 1),
+            "device": str(jax.devices()[0].device_kind),
+            "platform": platform_name,
+            "local_devices": jax.local_device_count(),
+            "clips": args.clips,
+            "frames": frames,
+            "frames_per_clip": list(args.frames),
+            "bucket": bucket,
+            "max_batch": args.max_batch,
+            "max_iters": args.max_iters,
+            "warmup_compile_s": round(compile_s, 2),
+            "bare_solver_s": round(bare_s, 3),
+            "driver_s": round(driver_s, 3),
+            "bare_solver_fps": round(frames / bare_s, 1),
+            "driver_fps": round(frames / driver_s, 1),
             "driver_over_bare": round(bare_s / driver_s, 3),
-            "bare_runs_s": [round(x, 3) for x in bare], "driver_runs_s": [round(x, 3) for x in driver],
-            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "jax": jax.__version__, "python": sys.version.split()[0],
+            "bare_runs_s": [round(x, 3) for x in bare],
+            "driver_runs_s": [round(x, 3) for x in driver],
+            "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "jax": jax.__version__,
+            "python": sys.version.split()[0],
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -150,11 +161,15 @@ def main(argv=None) -> int:
     print(f"\nbatch driver vs bare solver on {row['device']} ({platform_name}, {row['local_devices']} device(s))")
     print("| clips | frames | bucket | B | bare s | driver s | bare frames/s | driver frames/s | driver/bare |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {row['clips']} | {row['frames']} | {row['bucket']} | {row['max_batch']} | {row['bare_solver_s']} | "
-          f"{row['driver_s']} | {row['bare_solver_fps']:,.0f} | {row['driver_fps']:,.0f} | "
-          f"{row['driver_over_bare']:.2f} |")
-    print(f"target: driver/bare >= 0.80 -> {'met' if row['driver_over_bare'] >= 0.8 else 'NOT met'}; "
-          f"median bare {statistics.median(bare):.3f} s, driver {statistics.median(driver):.3f} s")
+    print(
+        f"| {row['clips']} | {row['frames']} | {row['bucket']} | {row['max_batch']} | {row['bare_solver_s']} | "
+        f"{row['driver_s']} | {row['bare_solver_fps']:,.0f} | {row['driver_fps']:,.0f} | "
+        f"{row['driver_over_bare']:.2f} |"
+    )
+    print(
+        f"target: driver/bare >= 0.80 -> {'met' if row['driver_over_bare'] >= 0.8 else 'NOT met'}; "
+        f"median bare {statistics.median(bare):.3f} s, driver {statistics.median(driver):.3f} s"
+    )
     out = Path(args.output.format(device=platform_name))
     if not out.is_absolute():
         out = REPO_ROOT / out

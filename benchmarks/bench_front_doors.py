@@ -47,7 +47,7 @@ def cut_bvh(src: Path, dst: Path, frames: int) -> int:
     total = int(lines[i].split(":")[1])
     n = min(frames, total)
     head = lines[:i] + [f"Frames: {n}"] + [lines[i + 1]]  # the Frame Time line
-    dst.write_text("\n".join(head + lines[i + 2:i + 2 + n]) + "\n")
+    dst.write_text("\n".join(head + lines[i + 2 : i + 2 + n]) + "\n")
     return n
 
 
@@ -60,8 +60,12 @@ def run_child(cmd: list[str], env: dict) -> dict:
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     # ru_maxrss of the children is the largest over all children so far: run the rows in
     # increasing order of memory or read it per row from /usr/bin/time when available
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(max(peak, before) / 1024.0, 1), "rc": proc.returncode,
-            "tail": (proc.stdout + proc.stderr)[-2000:]}
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mb": round(max(peak, before) / 1024.0, 1),
+        "rc": proc.returncode,
+        "tail": (proc.stdout + proc.stderr)[-2000:],
+    }
 
 
 def timed(cmd: list[str], env: dict) -> dict:
@@ -82,8 +86,11 @@ def timed(cmd: list[str], env: dict) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=os.environ.get("RETARGET_JAX_SHARED_DATA")
-                   or str(REPO_ROOT.parent / "shared" / "data"), help="folder holding " + CLIP)
+    p.add_argument(
+        "--data",
+        default=os.environ.get("RETARGET_JAX_SHARED_DATA") or str(REPO_ROOT.parent / "shared" / "data"),
+        help="folder holding " + CLIP,
+    )
     p.add_argument("--frames", type=int, default=3945, help="frames of the LAFAN1 clip (default 3945)")
     p.add_argument("--only", choices=("demo", "lafan1"), help="one row group only")
     p.add_argument("--output", default="benchmarks/results/front_doors.json")
@@ -99,16 +106,31 @@ def main(argv=None) -> int:
             res = timed(make_cmd(cache, phase), env)
             res.update(row=name, phase=phase)
             rows.append(res)
-            print(f"{name:12s} {phase:5s} wall {res['wall_s']:7.2f} s  peak RSS {res['peak_rss_mb']:7.1f} MB"
-                  f"  rc {res['rc']}", flush=True)
+            print(
+                f"{name:12s} {phase:5s} wall {res['wall_s']:7.2f} s  peak RSS {res['peak_rss_mb']:7.1f} MB"
+                f"  rc {res['rc']}",
+                flush=True,
+            )
             if res["rc"] != 0:
                 print(res["tail"], file=sys.stderr)
 
     if args.only in (None, "demo"):
         cache = work / "cache_demo"
         out = work / "demo"
-        row("demo", lambda c, ph: [python, "-m", "retarget_jax.run", "+experiment=demo", f"jax_cache_dir={c}",
-                                   f"output.dir={out}", "batch.progress=false", "batch.force=true"], cache)
+        row(
+            "demo",
+            lambda c, ph: [
+                python,
+                "-m",
+                "retarget_jax.run",
+                "+experiment=demo",
+                f"jax_cache_dir={c}",
+                f"output.dir={out}",
+                "batch.progress=false",
+                "batch.force=true",
+            ],
+            cache,
+        )
     if args.only in (None, "lafan1"):
         src = Path(args.data) / CLIP
         if not src.is_file():
@@ -118,14 +140,42 @@ def main(argv=None) -> int:
         print(f"LAFAN1 clip: {n} frames of {CLIP}", flush=True)
         run_out, cli_out = work / "run_out", work / "cli_out.npz"
         cache = work / "cache_lafan1"
-        row("lafan1 run", lambda c, ph: [python, "-m", "retarget_jax.run", "+experiment=lafan1_g1",
-                                         f"input.path={clip}", f"output.dir={run_out}", f"jax_cache_dir={c}",
-                                         "output.formats=[npz]", "batch.progress=false", "batch.force=true"],
-            cache)
+        row(
+            "lafan1 run",
+            lambda c, ph: [
+                python,
+                "-m",
+                "retarget_jax.run",
+                "+experiment=lafan1_g1",
+                f"input.path={clip}",
+                f"output.dir={run_out}",
+                f"jax_cache_dir={c}",
+                "output.formats=[npz]",
+                "batch.progress=false",
+                "batch.force=true",
+            ],
+            cache,
+        )
         cache2 = work / "cache_lafan1_cli"
-        row("lafan1 cli", lambda c, ph: [python, "-m", "retarget_jax.cli", "retarget", str(clip), "--format",
-                                         "bvh_lafan1", "--robot", "unitree_g1", "--output", str(cli_out),
-                                         "--cache-dir", str(c)], cache2)
+        row(
+            "lafan1 cli",
+            lambda c, ph: [
+                python,
+                "-m",
+                "retarget_jax.cli",
+                "retarget",
+                str(clip),
+                "--format",
+                "bvh_lafan1",
+                "--robot",
+                "unitree_g1",
+                "--output",
+                str(cli_out),
+                "--cache-dir",
+                str(c),
+            ],
+            cache2,
+        )
         try:
             import numpy as np
 
@@ -142,8 +192,16 @@ def main(argv=None) -> int:
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "frames": args.frames, "rows": [
-        {k: v for k, v in r.items() if k != "tail"} for r in rows]}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "frames": args.frames,
+                "rows": [{k: v for k, v in r.items() if k != "tail"} for r in rows],
+            },
+            indent=2,
+        )
+    )
     print(f"[{machine}] JSON: {out}")
     shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -33,8 +33,14 @@ from _platform import select_platform  # benchmarks/ is sys.path[0] when run as 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FEET = ("left_ankle_roll_link", "right_ankle_roll_link")
-TARGETS = ("pelvis", "torso_link", "left_wrist_yaw_link", "right_wrist_yaw_link", "left_ankle_roll_link",
-           "right_ankle_roll_link")
+TARGETS = (
+    "pelvis",
+    "torso_link",
+    "left_wrist_yaw_link",
+    "right_wrist_yaw_link",
+    "left_ankle_roll_link",
+    "right_ankle_roll_link",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,12 +48,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=64, help="results B in the one jitted call (default: 64)")
     p.add_argument("--frames", type=int, default=300, help="frames T per result (default: 300)")
     p.add_argument("--repeats", type=int, default=5, help="timed steady-state calls; median reported (default: 5)")
-    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
-                   help="JAX platform; cpu/gpu set JAX_PLATFORMS before JAX starts (default: auto)")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "gpu", "auto"),
+        default="auto",
+        help="JAX platform; cpu/gpu set JAX_PLATFORMS before JAX starts (default: auto)",
+    )
     p.add_argument("--output", default="benchmarks/results/bench_metrics.json", help="JSON path (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--compilation-cache", default=None, metavar="DIR",
-                   help="use a persistent JAX compilation cache here; off by default (cold compiles)")
+    p.add_argument(
+        "--compilation-cache",
+        default=None,
+        metavar="DIR",
+        help="use a persistent JAX compilation cache here; off by default (cold compiles)",
+    )
     args = p.parse_args(argv)
     if args.batch < 1 or args.frames < 4 or args.repeats < 1:
         p.error("need --batch >= 1, --frames >= 4, --repeats >= 1")
@@ -84,13 +98,28 @@ def build_results(robot, B: int, T: int, seed: int):
         targets[rng.uniform(size=(T, len(tidx))) < 0.02] = np.nan
         fz = pos[:, feet, 2]
         contacts = fz < fz.min(0, keepdims=True) + 0.03  # the foot near its lowest height: stance
-        out.append(RetargetingResult(
-            fps=fps, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=robot.dof_names,
-            body_names=robot.body_names, body_pos_w=pos, body_quat_w=rot, status=SolveStatus.CONVERGED,
-            final_cost=float(rng.uniform(0.01, 0.1)), iterations=12, robot=robot.name,
-            provenance={"source_path": f"bench/clip_{i:03d}", "recipe": "bench"},
-            target_pos_w=targets, target_body_names=TARGETS, target_offset_b=np.zeros((len(tidx), 3)),
-            contacts=contacts, contact_body_names=FEET))
+        out.append(
+            RetargetingResult(
+                fps=fps,
+                root_pos=root,
+                root_quat_wxyz=quat,
+                dof_pos=dof,
+                dof_names=robot.dof_names,
+                body_names=robot.body_names,
+                body_pos_w=pos,
+                body_quat_w=rot,
+                status=SolveStatus.CONVERGED,
+                final_cost=float(rng.uniform(0.01, 0.1)),
+                iterations=12,
+                robot=robot.name,
+                provenance={"source_path": f"bench/clip_{i:03d}", "recipe": "bench"},
+                target_pos_w=targets,
+                target_body_names=TARGETS,
+                target_offset_b=np.zeros((len(tidx), 3)),
+                contacts=contacts,
+                contact_body_names=FEET,
+            )
+        )
     return out
 
 
@@ -114,12 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     from retarget_jax.robots import load_robot
 
     device = jax.devices()[0]
-    info = {"device_kind": device.device_kind, "platform": device.platform, "jax_version": jax.__version__,
-            "retarget_jax_version": retarget_jax.__version__, "cpu_count": os.cpu_count(),
-            "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "python": platform.python_version(), "host": platform.node()}
-    print(f"device: {info['device_kind']} ({info['platform']}), jax {info['jax_version']}, "
-          f"{info['cpu_count']} CPUs", flush=True)
+    info = {
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "jax_version": jax.__version__,
+        "retarget_jax_version": retarget_jax.__version__,
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "python": platform.python_version(),
+        "host": platform.node(),
+    }
+    print(
+        f"device: {info['device_kind']} ({info['platform']}), jax {info['jax_version']}, {info['cpu_count']} CPUs",
+        flush=True,
+    )
 
     robot = load_robot("unitree_g1")
     B, T = args.batch, args.frames
@@ -154,30 +191,54 @@ def main(argv: list[str] | None = None) -> int:
 
     core = {k: np.asarray(v) for k, v in jax.device_get(out).items()}
     row = {
-        "B": B, "T": T, "bucket": batch.num_frames, "real_frames": B * T, "padded_frames": B * batch.num_frames,
-        "K": len(TARGETS), "F": len(FEET), "dtype": str(batch.qpos.dtype), "jit_calls_per_eval": 1,
-        "traces": traced, "build_s": build_s, "pack_s": pack_s, "first_call_s": first_s, "eval_s": eval_s,
-        "eval_s_all": times, "eval_s_min": min(times), "frames_per_s": B * T / eval_s,
-        "reports_s": reports_s, "reports_partial": partial,
+        "B": B,
+        "T": T,
+        "bucket": batch.num_frames,
+        "real_frames": B * T,
+        "padded_frames": B * batch.num_frames,
+        "K": len(TARGETS),
+        "F": len(FEET),
+        "dtype": str(batch.qpos.dtype),
+        "jit_calls_per_eval": 1,
+        "traces": traced,
+        "build_s": build_s,
+        "pack_s": pack_s,
+        "first_call_s": first_s,
+        "eval_s": eval_s,
+        "eval_s_all": times,
+        "eval_s_min": min(times),
+        "frames_per_s": B * T / eval_s,
+        "reports_s": reports_s,
+        "reports_partial": partial,
         "metric_means": {k: float(np.mean(v)) for k, v in core.items()},
     }
 
     print()
     print("| B | T | bucket | pack s | compile s (first call) | eval s | frames/s | reports s |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {B} | {T} | {row['bucket']} | {pack_s:.3f} | {first_s:.2f} | {eval_s:.4f} | "
-          f"{row['frames_per_s']:,.0f} | {reports_s:.3f} |")
+    print(
+        f"| {B} | {T} | {row['bucket']} | {pack_s:.3f} | {first_s:.2f} | {eval_s:.4f} | "
+        f"{row['frames_per_s']:,.0f} | {reports_s:.3f} |"
+    )
     spread = max(times) / min(times)
     if spread > 1.5:
-        print(f"\nwarning: call times varied {spread:.1f}x ({[round(t, 4) for t in times]}); the machine was "
-              "probably busy")
+        print(
+            f"\nwarning: call times varied {spread:.1f}x ({[round(t, 4) for t in times]}); the machine was "
+            "probably busy"
+        )
 
     out_path = Path(args.output)
     if not out_path.is_absolute():
         out_path = Path.cwd() / out_path
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": "metrics", "created_unix": time.time(), "args": vars(args), "robot": robot.name,
-               "device": info, "rows": [row]}
+    payload = {
+        "benchmark": "metrics",
+        "created_unix": time.time(),
+        "args": vars(args),
+        "robot": robot.name,
+        "device": info,
+        "rows": [row],
+    }
     tmp = out_path.with_suffix(out_path.suffix + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2))
     tmp.replace(out_path)

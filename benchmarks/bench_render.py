@@ -58,14 +58,28 @@ def synthetic_result(robot, T: int, fps: float = 30.0):
     pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
     feet = ("left_ankle_roll_link", "right_ankle_roll_link")
     stance = np.stack([np.sin(2 * np.pi * t) > 0, np.sin(2 * np.pi * t) <= 0], 1)
-    bodies = [robot.body_index(b) for b in ("pelvis", "torso_link", "left_wrist_yaw_link", "right_wrist_yaw_link")
-              + feet]
-    return RetargetingResult(fps=fps, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=robot.dof_names,
-                             body_names=robot.body_names, body_pos_w=pos, body_quat_w=rot,
-                             status=SolveStatus.CONVERGED, final_cost=0.0, iterations=0, robot=robot.name,
-                             provenance={"source_path": "synthetic"}, target_pos_w=pos[:, bodies] + 0.02,
-                             target_body_names=tuple(robot.body_names[b] for b in bodies),
-                             contacts=stance, contact_body_names=feet)
+    bodies = [
+        robot.body_index(b) for b in ("pelvis", "torso_link", "left_wrist_yaw_link", "right_wrist_yaw_link") + feet
+    ]
+    return RetargetingResult(
+        fps=fps,
+        root_pos=root,
+        root_quat_wxyz=quat,
+        dof_pos=dof,
+        dof_names=robot.dof_names,
+        body_names=robot.body_names,
+        body_pos_w=pos,
+        body_quat_w=rot,
+        status=SolveStatus.CONVERGED,
+        final_cost=0.0,
+        iterations=0,
+        robot=robot.name,
+        provenance={"source_path": "synthetic"},
+        target_pos_w=pos[:, bodies] + 0.02,
+        target_body_names=tuple(robot.body_names[b] for b in bodies),
+        contacts=stance,
+        contact_body_names=feet,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -102,20 +116,36 @@ def main(argv: list[str] | None = None) -> dict:
             path = render_video(result, robot, Path(d) / "bench.mp4", options=opts)
             video_s = time.perf_counter() - t2
             size_mb = path.stat().st_size / 1e6
-        rows.append({"size": f"{w}x{h}", "frames": result.num_frames, "setup_s": round(setup, 3),
-                     "frames_s": round(frames_s, 2), "frames_per_s": round(result.num_frames / frames_s, 1),
-                     "video_s": round(video_s, 2), "video_frames_per_s": round(result.num_frames / video_s, 1),
-                     "video_mb": round(size_mb, 2)})
-    info = {"backend": gl_backend(), "gl_renderer": renderer_name, "layout": args.layout,
-            "shadows": not args.no_shadows, "result": args.result or f"synthetic G1, {args.frames} frames",
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "python": sys.version.split()[0],
-            "rows": rows}
+        rows.append(
+            {
+                "size": f"{w}x{h}",
+                "frames": result.num_frames,
+                "setup_s": round(setup, 3),
+                "frames_s": round(frames_s, 2),
+                "frames_per_s": round(result.num_frames / frames_s, 1),
+                "video_s": round(video_s, 2),
+                "video_frames_per_s": round(result.num_frames / video_s, 1),
+                "video_mb": round(size_mb, 2),
+            }
+        )
+    info = {
+        "backend": gl_backend(),
+        "gl_renderer": renderer_name,
+        "layout": args.layout,
+        "shadows": not args.no_shadows,
+        "result": args.result or f"synthetic G1, {args.frames} frames",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": sys.version.split()[0],
+        "rows": rows,
+    }
     print(f"render benchmark: {info['result']}; MUJOCO_GL={info['backend']} ({renderer_name}); {info['machine']}")
     print("| size | frames | setup s | frames s | frames/s | video s (with encoding) | video frames/s | MB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['size']} | {r['frames']} | {r['setup_s']} | {r['frames_s']} | {r['frames_per_s']} | "
-              f"{r['video_s']} | {r['video_frames_per_s']} | {r['video_mb']} |")
+        print(
+            f"| {r['size']} | {r['frames']} | {r['setup_s']} | {r['frames_s']} | {r['frames_per_s']} | "
+            f"{r['video_s']} | {r['video_frames_per_s']} | {r['video_mb']} |"
+        )
     atomic_write_text(args.output, json.dumps(info, indent=2))
     print(json.dumps({k: info[k] for k in ("backend", "gl_renderer")} | {"rows": rows}))
     return info

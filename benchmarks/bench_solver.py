@@ -42,9 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--batch-sizes", default="1,8,64", help="comma-separated clip counts B (default: 1,8,64)"
-    )
+    p.add_argument("--batch-sizes", default="1,8,64", help="comma-separated clip counts B (default: 1,8,64)")
     p.add_argument(
         "--frames", default="300", help="comma-separated frames T per clip, one table block each (default: 300)"
     )
@@ -258,8 +256,7 @@ def bench_one(problems, B: int, repeats: int, device) -> dict:
         "iterations_max": int(iters.max()),
         "converged_fraction": float(np.mean(status == SolveStatus.CONVERGED)),
         "status_counts": {
-            SolveStatus.name(s): int(n)
-            for s, n in zip(*np.unique(status, return_counts=True), strict=True)
+            SolveStatus.name(s): int(n) for s, n in zip(*np.unique(status, return_counts=True), strict=True)
         },
         "final_cost_mean": float(np.mean(cost)),
         "peak_rss_mb": rss_peak,
@@ -287,7 +284,8 @@ def print_table(rows: list[dict], platform_name: str) -> None:
     for r in rows:
         print(
             f"{r['B']:>4} {r['T']:>5} {r['bucket']:>6} {r['compile_s']:>9.1f} {r['call_s']:>11.3f} "
-            f"{r['call_s_min']:>7.3f} {r['frames_per_s']:>9.1f} {r['iterations_mean']:>6.1f} {r['converged_fraction']:>5.2f} "
+            f"{r['call_s_min']:>7.3f} {r['frames_per_s']:>9.1f} {r['iterations_mean']:>6.1f} "
+            f"{r['converged_fraction']:>5.2f} "
             f"{r['peak_rss_mb']:>11.0f} {r['peak_rss_delta_mb']:>8.0f} {_fmt(r['xla_temp_mb'], '10.1f')} "
             f"{_fmt(r['device_peak_mb'], '10.1f')}"
         )
@@ -348,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         pass
     print(
-        f"device: {info['device_kind']} ({info['platform']}), jax {info['jax_version']}, "
-        f"{info['cpu_count']} CPUs",
+        f"device: {info['device_kind']} ({info['platform']}), jax {info['jax_version']}, {info['cpu_count']} CPUs",
         flush=True,
     )
 

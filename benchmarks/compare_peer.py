@@ -51,16 +51,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--long", action="store_true", help="the whole clip, file to written result, both solvers")
     p.add_argument("--clips", type=int, default=8, help="windows of the clip to solve (default 8)")
     p.add_argument("--frames", type=int, default=300, help="frames per window (default 300)")
-    p.add_argument("--data", default=os.environ.get("RETARGET_JAX_SHARED_DATA")
-                   or str(REPO_ROOT.parent / "shared" / "data"), help="folder holding " + CLIP)
+    p.add_argument(
+        "--data",
+        default=os.environ.get("RETARGET_JAX_SHARED_DATA") or str(REPO_ROOT.parent / "shared" / "data"),
+        help="folder holding " + CLIP,
+    )
     p.add_argument("--max-iters", type=int, default=None, help="our solver's iteration cap (default: solver default)")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto")
     p.add_argument("--output", default="benchmarks/results/compare_peer_{device}.json")
-    p.add_argument("--processes", type=int, default=1,
-                   help="our solver's processes on CPU, each solving its share of the clips on one core "
-                        "(default 1; ignored on GPU)")
-    p.add_argument("--compilation-cache", default=None, metavar="DIR",
-                   help="persistent JAX compilation cache (off by default: compile time is measured)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="our solver's processes on CPU, each solving its share of the clips on one core "
+        "(default 1; ignored on GPU)",
+    )
+    p.add_argument(
+        "--compilation-cache",
+        default=None,
+        metavar="DIR",
+        help="persistent JAX compilation cache (off by default: compile time is measured)",
+    )
     a = p.parse_args(argv)
     if a.quick:
         a.clips, a.frames = 2, 240
@@ -132,8 +143,9 @@ def solve_ours(clips, args, barrier=None):
     problems = [c.compiled for c in clips]
 
     def ours():
-        return jax.block_until_ready(solve_many(problems, options, buckets=[bucket_length(args.frames)],
-                                                max_batch=len(problems)))
+        return jax.block_until_ready(
+            solve_many(problems, options, buckets=[bucket_length(args.frames)], max_batch=len(problems))
+        )
 
     t0 = time.perf_counter()
     solved = ours()
@@ -213,11 +225,21 @@ def run_long(args) -> int:
     def ours():
         motion = read_motion(path, "bvh_lafan1")
         p = rs.problem
-        (result,) = retarget_motions([motion], recipe, robot, fps=p.fps, weights=p.weights,
-                                     contact_thresholds=p.contact_thresholds,
-                                     joint_velocity_limits=p.joint_velocity_limits, options=rs.options,
-                                     buckets=rs.buckets, max_batch=rs.max_batch, window=rs.window,
-                                     overlap=rs.overlap, fixed_batch=True)
+        (result,) = retarget_motions(
+            [motion],
+            recipe,
+            robot,
+            fps=p.fps,
+            weights=p.weights,
+            contact_thresholds=p.contact_thresholds,
+            joint_velocity_limits=p.joint_velocity_limits,
+            options=rs.options,
+            buckets=rs.buckets,
+            max_batch=rs.max_batch,
+            window=rs.window,
+            overlap=rs.overlap,
+            fixed_batch=True,
+        )
         write_result(result, out_dir / "ours.npz", "npz")
         return result
 
@@ -231,8 +253,12 @@ def run_long(args) -> int:
     t0 = time.perf_counter()
     clip = prepare_clip(read_motion(path, "bvh_lafan1"), recipe, robot, rs.problem)
     run = solve_clip(clip.compiled, robot)
-    out = SolveOutput(qpos=run.qpos, cost=np.float64("nan"), iterations=np.int32(run.iterations),
-                      status=np.int32(SolveStatus.CONVERGED))
+    out = SolveOutput(
+        qpos=run.qpos,
+        cost=np.float64("nan"),
+        iterations=np.int32(run.iterations),
+        status=np.int32(SolveStatus.CONVERGED),
+    )
     peer_result = finish_clip(clip, (out, *host_body_poses(robot, run.qpos)))
     write_result(peer_result, out_dir / "peer.npz", "npz")
     peer_s = time.perf_counter() - t0
@@ -241,24 +267,37 @@ def run_long(args) -> int:
 
     def score(r):
         rep = evaluate_results([r], robot)[0]["metrics"]
-        return {"tracking_error_end_effectors": float(np.nanmean(point_errors(r, robot, ee))),
-                "tracking_error_all": float(rep["tracking_error"]["value"]["mean"]),
-                "jerk": float(rep["jerk"]["value"]), "foot_sliding": float(rep["foot_sliding"]["value"]),
-                "penetration_max": float(rep["penetration"]["value"]["max"])}
+        return {
+            "tracking_error_end_effectors": float(np.nanmean(point_errors(r, robot, ee))),
+            "tracking_error_all": float(rep["tracking_error"]["value"]["mean"]),
+            "jerk": float(rep["jerk"]["value"]),
+            "foot_sliding": float(rep["foot_sliding"]["value"]),
+            "penetration_max": float(rep["penetration"]["value"]["max"]),
+        }
 
     frames = ours_result.num_frames
     q_ours, q_peer = score(ours_result), score(peer_result)
     device = jax.devices()[0]
     name = f"{device.platform} ({os.cpu_count()} cores, {platform.machine()})"
     print(f"{CLIP}: {frames} frames, unitree_g1, lafan1_g1, file to written result; device {name}")
-    print(f"ours: first call {first_s:.1f} s (compiles unless cached), steady {ours_s:.2f} s = "
-          f"{frames / ours_s:.0f} frames/s; peer (mink per-frame IK): {peer_s:.2f} s = {frames / peer_s:.0f} frames/s")
+    print(
+        f"ours: first call {first_s:.1f} s (compiles unless cached), steady {ours_s:.2f} s = "
+        f"{frames / ours_s:.0f} frames/s; peer (mink per-frame IK): {peer_s:.2f} s = {frames / peer_s:.0f} frames/s"
+    )
     for k in q_ours:
         scale = 1e3 if k.startswith(("tracking", "penetration")) else 1.0
         print(f"  {k:30s} ours {q_ours[k] * scale:9.3f}   peer {q_peer[k] * scale:9.3f}")
-    line = {"mode": "long", "frames": frames, "ours_first_s": round(first_s, 2), "ours_s": round(ours_s, 3),
-            "peer_s": round(peer_s, 3), "ratio": round(peer_s / ours_s, 2), "device": name, "ours": q_ours,
-            "peer": q_peer}
+    line = {
+        "mode": "long",
+        "frames": frames,
+        "ours_first_s": round(first_s, 2),
+        "ours_s": round(ours_s, 3),
+        "peer_s": round(peer_s, 3),
+        "ratio": round(peer_s / ours_s, 2),
+        "device": name,
+        "ours": q_ours,
+        "peer": q_peer,
+    }
     outp = Path(args.output.format(device=device.platform)).with_name(f"compare_peer_long_{device.platform}.json")
     outp.parent.mkdir(parents=True, exist_ok=True)
     outp.write_text(json.dumps(line, indent=2))
@@ -313,8 +352,12 @@ def main(argv=None) -> int:
 
     peer_results = []
     for c, r in zip(clips, peer_runs, strict=True):
-        out = SolveOutput(qpos=r.qpos, cost=np.float64("nan"), iterations=np.int32(r.iterations),
-                          status=np.int32(SolveStatus.CONVERGED))
+        out = SolveOutput(
+            qpos=r.qpos,
+            cost=np.float64("nan"),
+            iterations=np.int32(r.iterations),
+            status=np.int32(SolveStatus.CONVERGED),
+        )
         peer_results.append(finish_clip(c, (out, *host_body_poses(robot, r.qpos))))
 
     ee = end_effector_targets(robot, ours_results[0].target_body_names)
@@ -324,8 +367,9 @@ def main(argv=None) -> int:
         ee_err = np.concatenate([point_errors(r, robot, ee).ravel() for r in results])
         return {
             "tracking_error_end_effectors": float(np.nanmean(ee_err)),
-            "tracking_error_all": float(np.mean([rep["metrics"]["tracking_error"]["value"]["mean"]
-                                                 for rep in reports])),
+            "tracking_error_all": float(
+                np.mean([rep["metrics"]["tracking_error"]["value"]["mean"] for rep in reports])
+            ),
             "jerk": float(np.mean([rep["metrics"]["jerk"]["value"] for rep in reports])),
             "foot_sliding": float(np.mean([rep["metrics"]["foot_sliding"]["value"] for rep in reports])),
             "penetration_max": float(np.max([rep["metrics"]["penetration"]["value"]["max"] for rep in reports])),
@@ -333,29 +377,50 @@ def main(argv=None) -> int:
 
     q_ours, q_peer = score(ours_results), score(peer_results)
     ours_fps, peer_fps = frames / ours_s, frames / peer_s
-    rows = [("", "ours (retarget_jax)", "peer (mink per-frame IK)"),
-            ("frames/s", f"{ours_fps:.0f}", f"{peer_fps:.0f}"),
-            ("wall s", f"{ours_s:.3f}", f"{peer_s:.3f}"),
-            ("compile s (first call - steady)", f"{first_s - ours_s:.1f}", "-"),
-            ("iterations / clip", f"{np.mean([int(s[0].iterations) for s in solved]):.1f}",
-             f"{np.mean([r.iterations for r in peer_runs]):.0f} ({np.mean([r.iterations / r.qpos.shape[0] for r in peer_runs]):.1f}/frame)")]
-    for key, unit, scale in (("tracking_error_end_effectors", "mm", 1e3), ("tracking_error_all", "mm", 1e3),
-                             ("jerk", "rad/s^3", 1.0), ("foot_sliding", "m/s", 1.0), ("penetration_max", "mm", 1e3)):
+    rows = [
+        ("", "ours (retarget_jax)", "peer (mink per-frame IK)"),
+        ("frames/s", f"{ours_fps:.0f}", f"{peer_fps:.0f}"),
+        ("wall s", f"{ours_s:.3f}", f"{peer_s:.3f}"),
+        ("compile s (first call - steady)", f"{first_s - ours_s:.1f}", "-"),
+        (
+            "iterations / clip",
+            f"{np.mean([int(s[0].iterations) for s in solved]):.1f}",
+            f"{np.mean([r.iterations for r in peer_runs]):.0f} "
+            f"({np.mean([r.iterations / r.qpos.shape[0] for r in peer_runs]):.1f}/frame)",
+        ),
+    ]
+    for key, unit, scale in (
+        ("tracking_error_end_effectors", "mm", 1e3),
+        ("tracking_error_all", "mm", 1e3),
+        ("jerk", "rad/s^3", 1.0),
+        ("foot_sliding", "m/s", 1.0),
+        ("penetration_max", "mm", 1e3),
+    ):
         rows.append((f"{key} ({unit})", f"{q_ours[key] * scale:.3f}", f"{q_peer[key] * scale:.3f}"))
     w = [max(len(r[i]) for r in rows) for i in range(3)]
-    print(f"{len(clips)} clips x {args.frames} frames of {CLIP}, unitree_g1, lafan1_g1; device {device_name}; "
-          f"ours in {nproc} process(es), peer in 1")
+    print(
+        f"{len(clips)} clips x {args.frames} frames of {CLIP}, unitree_g1, lafan1_g1; device {device_name}; "
+        f"ours in {nproc} process(es), peer in 1"
+    )
     for r in rows:
         print(" | ".join(s.ljust(w[i]) for i, s in enumerate(r)))
     print(f"ours / peer frames/s: {ours_fps / peer_fps:.1f}x; jerk ours / peer: {q_ours['jerk'] / q_peer['jerk']:.3f}")
 
     line = {
-        "ours_fps": round(ours_fps, 1), "peer_fps": round(peer_fps, 1), "ratio": round(ours_fps / peer_fps, 2),
+        "ours_fps": round(ours_fps, 1),
+        "peer_fps": round(peer_fps, 1),
+        "ratio": round(ours_fps / peer_fps, 2),
         "ours_tracking_error": q_ours["tracking_error_end_effectors"],
         "peer_tracking_error": q_peer["tracking_error_end_effectors"],
-        "ours_jerk": q_ours["jerk"], "peer_jerk": q_peer["jerk"], "device": device_name,
-        "clips": len(clips), "frames": frames, "processes": nproc, "compile_s": round(first_s - ours_s, 2),
-        "ours": q_ours, "peer": q_peer,
+        "ours_jerk": q_ours["jerk"],
+        "peer_jerk": q_peer["jerk"],
+        "device": device_name,
+        "clips": len(clips),
+        "frames": frames,
+        "processes": nproc,
+        "compile_s": round(first_s - ours_s, 2),
+        "ours": q_ours,
+        "peer": q_peer,
     }
     out = Path(args.output.format(device=device.platform))
     out.parent.mkdir(parents=True, exist_ok=True)

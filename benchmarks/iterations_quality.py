@@ -39,8 +39,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clips", type=int, default=8)
     p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--data", default=os.environ.get("RETARGET_JAX_SHARED_DATA")
-                   or str(REPO_ROOT.parent / "shared" / "data"))
+    p.add_argument(
+        "--data", default=os.environ.get("RETARGET_JAX_SHARED_DATA") or str(REPO_ROOT.parent / "shared" / "data")
+    )
     p.add_argument("--coarse", default="0,10,20,30", help="coarse iteration budgets (0: no coarse level)")
     p.add_argument("--fine", default="1,2,3,4,6", help="full-rate iteration counts")
     p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto")
@@ -97,28 +98,44 @@ def main(argv=None) -> int:
     ref_solved, _, _ = solve(ref_opts)
     ref = score(ref_solved)
     rows = [{"coarse_iters": "ref", "max_iters": 200, **ref, "cost_rel": 1.0, "seconds": None, "fps": None}]
-    print(f"{args.clips} clips x {args.frames} frames; reference (single level, rtol 1e-7): "
-          + ", ".join(f"{k} {v:.4g}" for k, v in ref.items()), flush=True)
-    header = f"{'coarse':>6} {'fine':>4} {'ee mm':>7} {'all mm':>7} {'jerk':>7} {'slide':>7} {'pen mm':>7} " \
-             f"{'cost/ref':>8} {'s':>7} {'frames/s':>8}"
+    print(
+        f"{args.clips} clips x {args.frames} frames; reference (single level, rtol 1e-7): "
+        + ", ".join(f"{k} {v:.4g}" for k, v in ref.items()),
+        flush=True,
+    )
+    header = (
+        f"{'coarse':>6} {'fine':>4} {'ee mm':>7} {'all mm':>7} {'jerk':>7} {'slide':>7} {'pen mm':>7} "
+        f"{'cost/ref':>8} {'s':>7} {'frames/s':>8}"
+    )
     print(header)
     for c in [int(x) for x in args.coarse.split(",")]:
         for f in [int(x) for x in args.fine.split(",")]:
             opts = SolverOptions(coarse_iters=c, max_iters=f)
             solved, secs, _ = solve(opts)
             s = score(solved)
-            row = {"coarse_iters": c, "max_iters": f, **s, "cost_rel": s["cost"] / ref["cost"], "seconds": secs,
-                   "fps": frames / secs}
+            row = {
+                "coarse_iters": c,
+                "max_iters": f,
+                **s,
+                "cost_rel": s["cost"] / ref["cost"],
+                "seconds": secs,
+                "fps": frames / secs,
+            }
             rows.append(row)
-            print(f"{c:>6} {f:>4} {s['ee_mm']:7.2f} {s['all_mm']:7.2f} {s['jerk']:7.2f} {s['slide']:7.4f} "
-                  f"{s['pen_mm']:7.2f} {row['cost_rel']:8.4f} {secs:7.3f} {row['fps']:8.0f}", flush=True)
+            print(
+                f"{c:>6} {f:>4} {s['ee_mm']:7.2f} {s['all_mm']:7.2f} {s['jerk']:7.2f} {s['slide']:7.4f} "
+                f"{s['pen_mm']:7.2f} {row['cost_rel']:8.4f} {secs:7.3f} {row['fps']:8.0f}",
+                flush=True,
+            )
     device = jax.devices()[0]
-    name = f"{device.platform}: {os.cpu_count()} cores, {platform.machine()}" if device.platform == "cpu" \
+    name = (
+        f"{device.platform}: {os.cpu_count()} cores, {platform.machine()}"
+        if device.platform == "cpu"
         else f"{device.platform}: {device.device_kind}"
+    )
     out = Path(args.output.format(device=device.platform))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": name, "clips": args.clips, "frames": args.frames, "rows": rows},
-                              indent=2))
+    out.write_text(json.dumps({"device": name, "clips": args.clips, "frames": args.frames, "rows": rows}, indent=2))
     print(f"[{name}] JSON: {out}")
     if args.plot:
         try:
@@ -129,8 +146,12 @@ def main(argv=None) -> int:
         except ImportError:
             print("no matplotlib: no plot", file=sys.stderr)
             return 0
-        keys = [("ee_mm", "end-effector error (mm)"), ("jerk", "jerk (rad/s^3)"), ("slide", "foot sliding (m/s)"),
-                ("cost_rel", "cost / reference")]
+        keys = [
+            ("ee_mm", "end-effector error (mm)"),
+            ("jerk", "jerk (rad/s^3)"),
+            ("slide", "foot sliding (m/s)"),
+            ("cost_rel", "cost / reference"),
+        ]
         fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
         for ax, (k, label) in zip(axes, keys, strict=True):
             for c in sorted({r["coarse_iters"] for r in rows if r["coarse_iters"] != "ref"}):

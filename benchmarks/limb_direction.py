@@ -48,8 +48,13 @@ def main(argv=None) -> int:
     ap.add_argument("--robot", default="unitree_g1")
     ap.add_argument("--recipe", default=None, help="recipe name or file (default: the format's for the robot)")
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5])
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="other CostWeights for every row (e.g. contact_slide=10, the weight before 0.2)")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other CostWeights for every row (e.g. contact_slide=10, the weight before 0.2)",
+    )
     ap.add_argument("--json", default=None, help="write the rows here")
     args = ap.parse_args(argv)
 
@@ -81,35 +86,51 @@ def main(argv=None) -> int:
         m = rep["metrics"]
         ld = m["limb_direction"]["value"]
         per_limb = {limb.name: ld[f"{limb.name}_mean"] for limb in LIMBS if f"{limb.name}_mean" in ld}
-        rows.append({
-            "direction_weight": w, "weights": dataclasses.asdict(weights), "seconds": round(secs, 1), "frames": res.num_frames,
-            "limb_mean": ld["mean"], "limb_p5": ld["p5"], "limb_min_mean": min(per_limb.values()),
-            "per_limb_mean": per_limb,
-            "per_limb_p5": {limb.name: ld[f"{limb.name}_p5"] for limb in LIMBS if f"{limb.name}_p5" in ld},
-            "foot_sliding": m["foot_sliding"]["value"],
-            "ground_penetration_max": m["penetration"]["value"]["ground_max"],
-            "self_penetration_max": m["penetration"]["value"]["self_max"],
-            "joint_limit_max": m["joint_limit_violation"]["value"]["max_rad"],
-            "jerk": m["jerk"]["value"],
-            "tracking_mean": m["tracking_error"]["value"]["mean"],
-            "end_effector_error": end_effector_error(res, recipe),
-        })
+        rows.append(
+            {
+                "direction_weight": w,
+                "weights": dataclasses.asdict(weights),
+                "seconds": round(secs, 1),
+                "frames": res.num_frames,
+                "limb_mean": ld["mean"],
+                "limb_p5": ld["p5"],
+                "limb_min_mean": min(per_limb.values()),
+                "per_limb_mean": per_limb,
+                "per_limb_p5": {limb.name: ld[f"{limb.name}_p5"] for limb in LIMBS if f"{limb.name}_p5" in ld},
+                "foot_sliding": m["foot_sliding"]["value"],
+                "ground_penetration_max": m["penetration"]["value"]["ground_max"],
+                "self_penetration_max": m["penetration"]["value"]["self_max"],
+                "joint_limit_max": m["joint_limit_violation"]["value"]["max_rad"],
+                "jerk": m["jerk"]["value"],
+                "tracking_mean": m["tracking_error"]["value"]["mean"],
+                "end_effector_error": end_effector_error(res, recipe),
+            }
+        )
     base = rows[0]
-    print(f"{Path(args.clip).name} -> {robot.name}, {base['frames']} frames, recipe {recipe.name}, "
-          f"other weights {others or 'default'}")
-    print("| direction | limb mean | lowest limb | limb p5 | L/R upper arm | L/R thigh | sliding m/s | ground pen mm "
-          "| joint limit rad | jerk | EE error mm | s |")
+    print(
+        f"{Path(args.clip).name} -> {robot.name}, {base['frames']} frames, recipe {recipe.name}, "
+        f"other weights {others or 'default'}"
+    )
+    print(
+        "| direction | limb mean | lowest limb | limb p5 | L/R upper arm | L/R thigh | sliding m/s | ground pen mm "
+        "| joint limit rad | jerk | EE error mm | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         pl = r["per_limb_mean"]
-        print(f"| {r['direction_weight']:g} | {r['limb_mean']:.4f} | {r['limb_min_mean']:.4f} | {r['limb_p5']:.4f} "
-              f"| {pl.get('left_upper_arm', float('nan')):.3f} / {pl.get('right_upper_arm', float('nan')):.3f} "
-              f"| {pl.get('left_thigh', float('nan')):.3f} / {pl.get('right_thigh', float('nan')):.3f} "
-              f"| {r['foot_sliding']:.4f} | {1000 * r['ground_penetration_max']:.2f} | {r['joint_limit_max']:.2g} "
-              f"| {r['jerk']:.2f} | {1000 * r['end_effector_error']:.1f} | {r['seconds']} |")
+        print(
+            f"| {r['direction_weight']:g} | {r['limb_mean']:.4f} | {r['limb_min_mean']:.4f} | {r['limb_p5']:.4f} "
+            f"| {pl.get('left_upper_arm', float('nan')):.3f} / {pl.get('right_upper_arm', float('nan')):.3f} "
+            f"| {pl.get('left_thigh', float('nan')):.3f} / {pl.get('right_thigh', float('nan')):.3f} "
+            f"| {r['foot_sliding']:.4f} | {1000 * r['ground_penetration_max']:.2f} | {r['joint_limit_max']:.2g} "
+            f"| {r['jerk']:.2f} | {1000 * r['end_effector_error']:.1f} | {r['seconds']} |"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"clip": args.clip, "robot": robot.name, "recipe": recipe.name,
-                                               "set": others, "rows": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {"clip": args.clip, "robot": robot.name, "recipe": recipe.name, "set": others, "rows": rows}, indent=2
+            )
+        )
     return 0
 
 

@@ -53,8 +53,9 @@ def _model_with_sites(robot, pos_body, pos_offset) -> tuple[mujoco.MjModel, list
     return model, names
 
 
-def solve_clip(compiled, robot, *, max_iters: int = 10, tol: float = 1e-3, damping: float = 0.5,
-               solver: str = "daqp") -> PeerRun:
+def solve_clip(
+    compiled, robot, *, max_iters: int = 10, tol: float = 1e-3, damping: float = 0.5, solver: str = "daqp"
+) -> PeerRun:
     """Per-frame mink IK of one compiled problem (``CompiledProblem`` of ``robot``)."""
     import jax
     import mink
@@ -68,10 +69,14 @@ def solve_clip(compiled, robot, *, max_iters: int = 10, tol: float = 1e-3, dampi
     c = cp.clip
     T = int(np.sum(np.asarray(c.frame_mask) > 0))
     model, sites = _model_with_sites(robot, cp.pos_body, np.asarray(c.pos_offset, np.float64))
-    pos_tasks = [mink.FrameTask(s, "site", position_cost=float(np.sqrt(w)), orientation_cost=0.0, lm_damping=0.0)
-                 for s, w in zip(sites, np.asarray(c.pos_weight), strict=True)]
-    rot_tasks = [mink.FrameTask(robot.body_names[b], "body", position_cost=0.0, orientation_cost=float(np.sqrt(w)))
-                 for b, w in zip(cp.rot_body, np.asarray(c.rot_weight), strict=True)]
+    pos_tasks = [
+        mink.FrameTask(s, "site", position_cost=float(np.sqrt(w)), orientation_cost=0.0, lm_damping=0.0)
+        for s, w in zip(sites, np.asarray(c.pos_weight), strict=True)
+    ]
+    rot_tasks = [
+        mink.FrameTask(robot.body_names[b], "body", position_cost=0.0, orientation_cost=float(np.sqrt(w)))
+        for b, w in zip(cp.rot_body, np.asarray(c.rot_weight), strict=True)
+    ]
     post_w = np.concatenate([np.zeros(6), np.sqrt(np.asarray(c.posture_weight, np.float64))])
     posture = mink.PostureTask(model, cost=post_w)
     q_default = np.concatenate([np.zeros(3), [1.0, 0.0, 0.0, 0.0], np.asarray(cp.robot.q_default, np.float64)])

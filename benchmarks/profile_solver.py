@@ -60,25 +60,44 @@ def main(argv=None) -> int:
 
     rows = []
     stages = [
-        ("frame residuals + Jacobians", lambda p, q, a, b, m: jax.vmap(
-            lambda q, x, y, mm: costs.frame_residual(p, q, x, y, mm, jacobian=True))(q, a, b, m),
-         (p, q0, tpos, tquat, masks)),
-        ("normal equations (D, L1, L2, g)", lambda p, q, a, b: costs.normal_equations(p, q, a, b),
-         (p, q0, tpos, tquat)),
+        (
+            "frame residuals + Jacobians",
+            lambda p, q, a, b, m: jax.vmap(lambda q, x, y, mm: costs.frame_residual(p, q, x, y, mm, jacobian=True))(
+                q, a, b, m
+            ),
+            (p, q0, tpos, tquat, masks),
+        ),
+        (
+            "normal equations (D, L1, L2, g)",
+            lambda p, q, a, b: costs.normal_equations(p, q, a, b),
+            (p, q0, tpos, tquat),
+        ),
         ("cost F (no Jacobians)", lambda p, q, a, b: costs.total_cost(p, q, a, b), (p, q0, tpos, tquat)),
     ]
     D, L1, L2, g, _ = eqx.filter_jit(costs.normal_equations)(p, q0, tpos, tquat)
     nv = D.shape[-1]
-    stages.append(("block-pentadiagonal solve", lambda D, L1, L2, g: block_banded_solve(
-        D + 1e-3 * jnp.eye(nv, dtype=D.dtype), L1, L2, g), (D, L1, L2, g)))
+    stages.append(
+        (
+            "block-pentadiagonal solve",
+            lambda D, L1, L2, g: block_banded_solve(D + 1e-3 * jnp.eye(nv, dtype=D.dtype), L1, L2, g),
+            (D, L1, L2, g),
+        )
+    )
     for name, f, a in stages:
         c, t, _ = timed(f, *a)
         rows.append({"stage": name, "compile_s": c, "ms": t * 1e3})
     opts = SolverOptions()
     c, t, out = timed(lambda p: solve(p, opts), p)
     it = int(out.iterations)
-    rows.append({"stage": f"whole solve ({it} iterations)", "compile_s": c, "ms": t * 1e3,
-                 "ms_per_iteration": t * 1e3 / max(it, 1), "frames_per_s": args.frames / t})
+    rows.append(
+        {
+            "stage": f"whole solve ({it} iterations)",
+            "compile_s": c,
+            "ms": t * 1e3,
+            "ms_per_iteration": t * 1e3 / max(it, 1),
+            "frames_per_s": args.frames / t,
+        }
+    )
     dev = jax.devices()[0]
     print(f"T={args.frames}, nv={nv}, device {dev.platform} ({dev.device_kind})")
     print(f"{'stage':<36} {'compile s':>9} {'ms':>9}")
@@ -88,8 +107,9 @@ def main(argv=None) -> int:
     print(f"{last['ms_per_iteration']:.1f} ms per iteration, {last['frames_per_s']:.0f} frames/s for one clip")
     out_path = Path(args.output.format(device=dev.platform))
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps({"frames": args.frames, "device": dev.device_kind, "platform": dev.platform,
-                                    "rows": rows}, indent=2))
+    out_path.write_text(
+        json.dumps({"frames": args.frames, "device": dev.device_kind, "platform": dev.platform, "rows": rows}, indent=2)
+    )
     return 0
 
 

@@ -60,8 +60,9 @@ def annotation_errors(module: eqx.Module, where: str = "") -> list[str]:
                 shape = getattr(value, "shape", None)
                 dtype = getattr(value, "dtype", type(value).__name__)
                 kind = expected[0].__name__.split("[")[0]
-                bad.append(f"{name}.{f.name}: expected {kind} '{expected[0].dim_str}', "
-                           f"found shape {shape} dtype {dtype}")
+                bad.append(
+                    f"{name}.{f.name}: expected {kind} '{expected[0].dim_str}', found shape {shape} dtype {dtype}"
+                )
         return bad
 
     errors = check()
@@ -74,5 +75,8 @@ def unannotated_arrays(cls: type) -> list[str]:
     """Fields of an eqx.Module class that hold arrays without a jaxtyping annotation (their
     annotation names ``jnp.ndarray`` / ``np.ndarray`` / ``jax.Array`` bare)."""
     hints = typing.get_type_hints(cls)
-    return [f.name for f in dataclasses.fields(cls)
-            if hints.get(f.name) in (jax.Array, np.ndarray) or str(hints.get(f.name)).endswith("ndarray'>")]
+    return [
+        f.name
+        for f in dataclasses.fields(cls)
+        if hints.get(f.name) in (jax.Array, np.ndarray) or str(hints.get(f.name)).endswith("ndarray'>")
+    ]

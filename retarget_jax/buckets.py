@@ -22,5 +22,6 @@ def bucket_length(T: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> int:
     for b in sorted(buckets):
         if T <= b:
             return int(b)
-    raise SolveError(f"clip of {T} frames is longer than the largest bucket {max(buckets)}; "
-                     "split it into windows or add a bucket")
+    raise SolveError(
+        f"clip of {T} frames is longer than the largest bucket {max(buckets)}; split it into windows or add a bucket"
+    )

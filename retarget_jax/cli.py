@@ -67,27 +67,50 @@ def _retarget(args: argparse.Namespace) -> int:
 
             jax.config.update("jax_compilation_cache_dir", str(Path(cfg.jax_cache_dir).expanduser()))
         rs = run_settings(cfg)
-        motion = read_motion(args.input, fmt, joint_map=args.joint_map, body_model_dir=args.body_model_dir,
-                             gender=args.gender)
+        motion = read_motion(
+            args.input, fmt, joint_map=args.joint_map, body_model_dir=args.body_model_dir, gender=args.gender
+        )
         recipe = load_recipe(args.recipe or default_recipe(fmt, robot.name, motion))
-        print(f"[retarget-jax] {args.input}: {motion.num_frames} frames at {motion.fps:g} fps "
-              f"({fmt.value}) -> {robot.name}, recipe {recipe.name}"
-              + (f", resampled to {args.fps:g} fps" if args.fps else ""), file=sys.stderr, flush=True)
-        print("[retarget-jax] compiling and solving (the first solve of a shape compiles; later runs "
-              "reuse the cache)...", file=sys.stderr, flush=True)
+        print(
+            f"[retarget-jax] {args.input}: {motion.num_frames} frames at {motion.fps:g} fps "
+            f"({fmt.value}) -> {robot.name}, recipe {recipe.name}"
+            + (f", resampled to {args.fps:g} fps" if args.fps else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        print(
+            "[retarget-jax] compiling and solving (the first solve of a shape compiles; later runs reuse the cache)...",
+            file=sys.stderr,
+            flush=True,
+        )
         plans = [load_contact_plan(args.contacts, recipe.ground_joints, motion.num_frames)] if args.contacts else None
         p = rs.problem
-        (result,) = retarget_motions([motion], recipe, robot, fps=p.fps, weights=p.weights, contacts=plans,
-                                     contact_thresholds=p.contact_thresholds,
-                                     joint_velocity_limits=p.joint_velocity_limits, terrain=p.terrain,
-                                     options=rs.options, buckets=rs.buckets, max_batch=rs.max_batch,
-                                     window=rs.window, overlap=rs.overlap, fixed_batch=True)
+        (result,) = retarget_motions(
+            [motion],
+            recipe,
+            robot,
+            fps=p.fps,
+            weights=p.weights,
+            contacts=plans,
+            contact_thresholds=p.contact_thresholds,
+            joint_velocity_limits=p.joint_velocity_limits,
+            terrain=p.terrain,
+            options=rs.options,
+            buckets=rs.buckets,
+            max_batch=rs.max_batch,
+            window=rs.window,
+            overlap=rs.overlap,
+            fixed_batch=True,
+        )
         if isinstance(result, ClipFailure):
             print(f"error: {result.error_type}: {result.message}", file=sys.stderr)
             return 2
         if not result.ok:  # invalid_input / diverged: nothing usable to write (as in a batch run)
-            print(f"error: SolveError: {args.input}: the solve returned status "
-                  f"'{result.provenance.get('status_name')}'; nothing written", file=sys.stderr)
+            print(
+                f"error: SolveError: {args.input}: the solve returned status "
+                f"'{result.provenance.get('status_name')}'; nothing written",
+                file=sys.stderr,
+            )
             return 2
         from retarget_jax.manifest import masked_note
         from retarget_jax.metrics import metric_summary
@@ -96,16 +119,21 @@ def _retarget(args: argparse.Namespace) -> int:
         note = masked_note(result.provenance)
         if note:  # masked samples were filled for the solve: say so
             print(f"[retarget-jax] {args.input}: {note}", file=sys.stderr, flush=True)
-        summary = {"frames": result.num_frames, "fps": result.fps, "solved": True,
-                   "status": result.provenance.get("status_name"), "iterations": result.iterations,
-                   "final_cost": result.final_cost, "source_fps": result.provenance.get("source_fps"),
-                   "masked_frames": result.provenance.get("masked_frames", 0),
-                   "masked_joints": result.provenance.get("masked_joints", 0),
-                   **{k: None if v is None else round(v, 5) for k, v in m.items()}}
+        summary = {
+            "frames": result.num_frames,
+            "fps": result.fps,
+            "solved": True,
+            "status": result.provenance.get("status_name"),
+            "iterations": result.iterations,
+            "final_cost": result.final_cost,
+            "source_fps": result.provenance.get("source_fps"),
+            "masked_frames": result.provenance.get("masked_frames", 0),
+            "masked_joints": result.provenance.get("masked_joints", 0),
+            **{k: None if v is None else round(v, 5) for k, v in m.items()},
+        }
     out.parent.mkdir(parents=True, exist_ok=True)
     write_result(result, out, out_fmt)
-    summary.update(output=str(out), output_format=out_fmt, robot=robot.name,
-                   seconds=round(time.perf_counter() - t0, 2))
+    summary.update(output=str(out), output_format=out_fmt, robot=robot.name, seconds=round(time.perf_counter() - t0, 2))
     print(json.dumps(summary))
     return 0
 
@@ -196,8 +224,9 @@ def _formats(_: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from retarget_jax.errors import ConfigError
 
-    contact_bodies = tuple(b.strip() for b in args.contact_bodies.split(",") if b.strip()) \
-        if args.contact_bodies else None
+    contact_bodies = (
+        tuple(b.strip() for b in args.contact_bodies.split(",") if b.strip()) if args.contact_bodies else None
+    )
     if bool(args.result) == bool(args.batch_manifest):
         raise ConfigError("evaluate: give exactly one of --result and --batch-manifest")
     if args.result:
@@ -239,10 +268,22 @@ def _evaluate_one(args: argparse.Namespace, contact_bodies) -> int:
     result, robot = _load_for_evaluation(path, args.format, args.robot)
     (report,) = evaluate_results([result], robot, paths=[str(path)], contact_bodies=contact_bodies)
     out = write_report(report, args.output)
-    print(json.dumps({"result": str(path), "report": str(out), "status": report["status"],
-                      "frames": report["frames"], "robot": robot.name, "warnings": len(report["warnings"]),
-                      "metrics": report_summary(report), "seconds": round(time.perf_counter() - t0, 2)},
-                     allow_nan=False, default=str))
+    print(
+        json.dumps(
+            {
+                "result": str(path),
+                "report": str(out),
+                "status": report["status"],
+                "frames": report["frames"],
+                "robot": robot.name,
+                "warnings": len(report["warnings"]),
+                "metrics": report_summary(report),
+                "seconds": round(time.perf_counter() - t0, 2),
+            },
+            allow_nan=False,
+            default=str,
+        )
+    )
     return 0
 
 
@@ -285,32 +326,40 @@ def _evaluate_manifest(args: argparse.Namespace, contact_bodies) -> int:
             why = f"the batch job failed ({rec.error_type or 'error'})" + (f": {rec.message}" if rec.message else "")
             records[rec.job_id] = EvaluationRecord(rec.job_id, None, None, "skipped", why)
         elif not rec.output:
-            records[rec.job_id] = EvaluationRecord(rec.job_id, None, None, "failed",
-                                                   f"the batch record says {rec.status} but names no output file")
+            records[rec.job_id] = EvaluationRecord(
+                rec.job_id, None, None, "failed", f"the batch record says {rec.status} but names no output file"
+            )
         else:
             todo.append((rec, manifest_path(mpath, rec.output)))
 
     used: set[Path] = set()
     chunk = max(1, int(args.chunk_size))
-    with tqdm(total=len(manifest.records), desc="evaluate", unit="result", file=sys.stderr,
-              disable=args.no_progress) as bar:
+    with tqdm(
+        total=len(manifest.records), desc="evaluate", unit="result", file=sys.stderr, disable=args.no_progress
+    ) as bar:
         bar.update(len(manifest.records) - len(todo))
         for s in range(0, len(todo), chunk):
             by_robot: dict[str, tuple] = {}
-            for rec, rpath in todo[s:s + chunk]:
+            for rec, rpath in todo[s : s + chunk]:
                 rel_result = relative_to_manifest(out_path, rpath)
                 try:
                     result, robot = _load_for_evaluation(rpath, args.format, args.robot)
                 except (RetargetError, OSError) as e:
-                    records[rec.job_id] = EvaluationRecord(rec.job_id, rel_result, None, "failed",
-                                                           f"{type(e).__name__}: {e}")
+                    records[rec.job_id] = EvaluationRecord(
+                        rec.job_id, rel_result, None, "failed", f"{type(e).__name__}: {e}"
+                    )
                     bar.update(1)
                     continue
                 by_robot.setdefault(robot.name, (robot, []))[1].append((rec, rpath, result))
             for robot, items in by_robot.values():
-                reports = evaluate_results([it[2] for it in items], robot, ids=[it[0].job_id for it in items],
-                                           paths=[str(it[1]) for it in items], contact_bodies=contact_bodies,
-                                           progress=bar.update)
+                reports = evaluate_results(
+                    [it[2] for it in items],
+                    robot,
+                    ids=[it[0].job_id for it in items],
+                    paths=[str(it[1]) for it in items],
+                    contact_bodies=contact_bodies,
+                    progress=bar.update,
+                )
                 for (rec, rpath, _), report in zip(items, reports, strict=True):
                     rep_path = _report_path(rpath, base, out_dir, rec.job_id)
                     if rep_path in used:  # two results mapped to one report name
@@ -318,16 +367,33 @@ def _evaluate_manifest(args: argparse.Namespace, contact_bodies) -> int:
                     used.add(rep_path)
                     write_report(report, rep_path)
                     msg = "; ".join(report["warnings"]) if report["status"] == "partial" else ""
-                    records[rec.job_id] = EvaluationRecord(rec.job_id, relative_to_manifest(out_path, rpath),
-                                                           relative_to_manifest(out_path, rep_path),
-                                                           report["status"], msg)
-    ev = EvaluationManifest.from_records([records[r.job_id] for r in manifest.records],
-                                         batch_manifest=relative_to_manifest(out_path, mpath),
-                                         output_dir=relative_to_manifest(out_path, out_dir))
+                    records[rec.job_id] = EvaluationRecord(
+                        rec.job_id,
+                        relative_to_manifest(out_path, rpath),
+                        relative_to_manifest(out_path, rep_path),
+                        report["status"],
+                        msg,
+                    )
+    ev = EvaluationManifest.from_records(
+        [records[r.job_id] for r in manifest.records],
+        batch_manifest=relative_to_manifest(out_path, mpath),
+        output_dir=relative_to_manifest(out_path, out_dir),
+    )
     ev.save_json(out_path)
-    print(json.dumps({"batch_manifest": str(mpath), "evaluation_manifest": str(out_path), "total": ev.total,
-                      "success": ev.success_count, "partial": ev.partial_count, "skipped": ev.skipped_count,
-                      "failed": ev.failed_count, "seconds": round(time.perf_counter() - t0, 2)}))
+    print(
+        json.dumps(
+            {
+                "batch_manifest": str(mpath),
+                "evaluation_manifest": str(out_path),
+                "total": ev.total,
+                "success": ev.success_count,
+                "partial": ev.partial_count,
+                "skipped": ev.skipped_count,
+                "failed": ev.failed_count,
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
+    )
     return 0
 
 
@@ -335,10 +401,18 @@ def render_options(args: argparse.Namespace):
     """RenderOptions of the ``render`` flags (ConfigError for a bad value)."""
     from retarget_jax.render import RenderOptions
 
-    return RenderOptions(width=args.width, height=args.height, layout=args.layout, distance=args.distance,
-                         azimuth=args.azimuth, elevation=args.elevation, fps=args.fps,
-                         contacts=not args.no_contacts, penetration=not args.no_penetration,
-                         label=not args.no_label)
+    return RenderOptions(
+        width=args.width,
+        height=args.height,
+        layout=args.layout,
+        distance=args.distance,
+        azimuth=args.azimuth,
+        elevation=args.elevation,
+        fps=args.fps,
+        contacts=not args.no_contacts,
+        penetration=not args.no_penetration,
+        label=not args.no_label,
+    )
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -354,31 +428,42 @@ def _render(args: argparse.Namespace) -> int:
     if not args.output and not args.frames:
         raise ConfigError("render: give --output R.mp4 (a video), --frames 0,100,200 (PNG stills), or both")
     if args.output and Path(args.output).suffix.lower() != ".mp4":
-        raise ConfigError(f"render --output {args.output}: a video is written as .mp4; for PNG stills use "
-                          "--frames with --output-dir")
+        raise ConfigError(
+            f"render --output {args.output}: a video is written as .mp4; for PNG stills use --frames with --output-dir"
+        )
     options = render_options(args)  # before any file is read: a bad flag fails at once
     path = Path(args.result)
     result, robot = _load_for_evaluation(path, args.format, args.robot)
     skeleton = None
     if args.source:
-        skeleton = skeleton_from_source(result, robot, args.source, fmt=args.source_format, recipe=args.recipe,
-                                        joint_map=args.joint_map, body_model_dir=args.body_model_dir)
+        skeleton = skeleton_from_source(
+            result,
+            robot,
+            args.source,
+            fmt=args.source_format,
+            recipe=args.recipe,
+            joint_map=args.joint_map,
+            body_model_dir=args.body_model_dir,
+        )
     name = Path(str(result.provenance.get("source_path") or path)).name
     summary: dict = {"result": str(path), "frames_in_clip": result.num_frames}
     if args.frames:
         frames = parse_frames(args.frames, result.num_frames)
         out_dir = Path(args.output_dir) if args.output_dir else path.parent
         stem = result_stem(path)
-        stills = render_stills(result, robot, frames, out_dir, stem=stem, options=options, skeleton=skeleton,
-                               name=name)
+        stills = render_stills(result, robot, frames, out_dir, stem=stem, options=options, skeleton=skeleton, name=name)
         summary["stills"] = [str(s) for s in stills]
     if args.output:
-        summary["video"] = str(render_video(result, robot, args.output, options=options, skeleton=skeleton,
-                                            name=name, progress=not args.no_progress))
+        summary["video"] = str(
+            render_video(
+                result, robot, args.output, options=options, skeleton=skeleton, name=name, progress=not args.no_progress
+            )
+        )
     from retarget_jax.render import gl_backend
 
-    summary.update(backend=gl_backend(), width=options.width, height=options.height,
-                   seconds=round(time.perf_counter() - t0, 2))
+    summary.update(
+        backend=gl_backend(), width=options.width, height=options.height, seconds=round(time.perf_counter() - t0, 2)
+    )
     print(json.dumps(summary))
     return 0
 
@@ -387,8 +472,12 @@ def add_render_flags(p: argparse.ArgumentParser) -> None:
     """The look of a render (shared by ``render`` and ``report``)."""
     p.add_argument("--width", type=int, default=640, help="pixels (even; default 640)")
     p.add_argument("--height", type=int, default=480, help="pixels (even; default 480)")
-    p.add_argument("--layout", default="overlay", choices=("overlay", "beside", "robot"),
-                   help="source skeleton drawn inside the robot (default), beside it, or not at all")
+    p.add_argument(
+        "--layout",
+        default="overlay",
+        choices=("overlay", "beside", "robot"),
+        help="source skeleton drawn inside the robot (default), beside it, or not at all",
+    )
     p.add_argument("--distance", type=float, help="camera distance in metres (default: from the robot's height)")
     p.add_argument("--azimuth", type=float, default=135.0, help="camera azimuth in degrees (default 135)")
     p.add_argument("--elevation", type=float, default=-18.0, help="camera elevation in degrees (default -18)")
@@ -412,22 +501,34 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--body-model-dir", help="SMPL/SMPL-H/SMPL-X model files (default: built-in neutral skeletons)")
     r.add_argument("--gender", choices=("neutral", "male", "female"), help="override the file's gender")
     r.add_argument("--fps", type=float, default=None, help="resample to this rate first (default: keep)")
-    r.add_argument("--max-iters", type=int, default=None,
-                   help="full-rate Levenberg-Marquardt iterations (default: solver.max_iters of the run config)")
+    r.add_argument(
+        "--max-iters",
+        type=int,
+        default=None,
+        help="full-rate Levenberg-Marquardt iterations (default: solver.max_iters of the run config)",
+    )
     r.add_argument("--contacts", help="explicit ContactPlan (.npz with stance (T, F), or .csv); default: detected")
-    r.add_argument("--no-plausibility", action="store_true",
-                   help="switch off the ground, contact, self-collision, joint-speed and acceleration terms")
+    r.add_argument(
+        "--no-plausibility",
+        action="store_true",
+        help="switch off the ground, contact, self-collision, joint-speed and acceleration terms",
+    )
     r.add_argument("--cache-dir", default="~/.cache/retarget_jax/xla", help="persistent XLA cache ('' = off)")
     r.set_defaults(func=_retarget)
     b = sub.add_parser("batch", help="retarget every matching file of a folder (resumable, batched)")
     b.add_argument("--input-dir", "-i", required=True, help="folder of motion files")
     b.add_argument("--pattern", "-p", help="glob below --input-dir, ** recurses (default: the format's, e.g. **/*.npz)")
     b.add_argument("--format", "-f", help="input format (see `retarget-jax formats`); or input.format in --config")
-    b.add_argument("--robot", "-r", help="built-in robot name or an MJCF path; or robot.name in --config "
-                                         "(required: the driver never guesses a robot)")
+    b.add_argument(
+        "--robot",
+        "-r",
+        help="built-in robot name or an MJCF path; or robot.name in --config "
+        "(required: the driver never guesses a robot)",
+    )
     b.add_argument("--config", "-c", help="YAML file of run settings (the keys of `python -m retarget_jax.run`)")
-    b.add_argument("--output-dir", "-o", required=True, help="results mirror the input folders here, with "
-                                                             "batch_manifest.json")
+    b.add_argument(
+        "--output-dir", "-o", required=True, help="results mirror the input folders here, with batch_manifest.json"
+    )
     b.add_argument("--force", action="store_true", help="redo jobs whose outputs exist (default: skip them)")
     b.add_argument("--max-workers", type=int, help="threads reading and preparing files")
     b.add_argument("--max-batch", type=int, help="clips per device batch (default 64)")
@@ -436,31 +537,56 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="metrics reports of one result or of a batch manifest's results")
     e.add_argument("--result", help="one result file (see --format)")
     e.add_argument("--batch-manifest", help="a batch_manifest.json: evaluate every result it lists")
-    e.add_argument("--output", "-o",
-                   help="with --result: the report file (R.metrics.json); with --batch-manifest: the evaluation "
-                        "manifest (default evaluation_manifest.json; a relative path goes inside --output-dir)")
+    e.add_argument(
+        "--output",
+        "-o",
+        help="with --result: the report file (R.metrics.json); with --batch-manifest: the evaluation "
+        "manifest (default evaluation_manifest.json; a relative path goes inside --output-dir)",
+    )
     e.add_argument("--output-dir", help="with --batch-manifest: reports go here, mirroring the results' folders")
-    e.add_argument("--robot", "-r", help="robot name or MJCF path (default: the result's; required for "
-                                         "robot-space formats)")
-    e.add_argument("--format", "-f", default="npz", choices=RESULT_FORMATS,
-                   help="result file format (default npz, the package's own result)")
-    e.add_argument("--contact-bodies", help="comma-separated contact links for results without a contact plan "
-                                            "(foot sliding then uses the lowest-foot proxy)")
+    e.add_argument(
+        "--robot", "-r", help="robot name or MJCF path (default: the result's; required for robot-space formats)"
+    )
+    e.add_argument(
+        "--format",
+        "-f",
+        default="npz",
+        choices=RESULT_FORMATS,
+        help="result file format (default npz, the package's own result)",
+    )
+    e.add_argument(
+        "--contact-bodies",
+        help="comma-separated contact links for results without a contact plan "
+        "(foot sliding then uses the lowest-foot proxy)",
+    )
     e.add_argument("--chunk-size", type=int, default=256, help="results loaded and evaluated at a time")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     e.set_defaults(func=_evaluate)
-    v = sub.add_parser("render", help="offscreen video or PNG stills of a result (robot, scaled source skeleton, "
-                                      "contacts, penetrations); MUJOCO_GL=egl (default) or osmesa")
+    v = sub.add_parser(
+        "render",
+        help="offscreen video or PNG stills of a result (robot, scaled source skeleton, "
+        "contacts, penetrations); MUJOCO_GL=egl (default) or osmesa",
+    )
     v.add_argument("--result", required=True, help="result file (see --format)")
     v.add_argument("--output", "-o", help="video file (.mp4)")
     v.add_argument("--frames", help="PNG stills of these frames, e.g. 0,100,200 (negative counts from the end)")
     v.add_argument("--output-dir", help="where stills go (default: beside the result), as <stem>.frame_<t>.png")
-    v.add_argument("--format", "-f", default="npz", choices=RESULT_FORMATS,
-                   help="result file format (default npz, the package's own result)")
-    v.add_argument("--robot", "-r", help="robot name or MJCF path (default: the result's; required for "
-                                         "robot-space formats)")
-    v.add_argument("--source", "-s", help="the source motion file: draw its whole skeleton, scaled as the solver "
-                                          "saw it (default: the result's targets)")
+    v.add_argument(
+        "--format",
+        "-f",
+        default="npz",
+        choices=RESULT_FORMATS,
+        help="result file format (default npz, the package's own result)",
+    )
+    v.add_argument(
+        "--robot", "-r", help="robot name or MJCF path (default: the result's; required for robot-space formats)"
+    )
+    v.add_argument(
+        "--source",
+        "-s",
+        help="the source motion file: draw its whole skeleton, scaled as the solver "
+        "saw it (default: the result's targets)",
+    )
     v.add_argument("--source-format", help="format of --source (default: the result's provenance)")
     v.add_argument("--recipe", help="recipe of the solve (default: the result's provenance)")
     v.add_argument("--joint-map", help="joint map of --source (for --source-format bvh)")

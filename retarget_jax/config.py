@@ -81,21 +81,30 @@ def _make_config(name: str, source, doc: str, **kw):
 #: Cost weights (retarget_jax.problem.CostWeights, whose defaults these are); 0 switches a
 #: term off. ``smooth`` multiplies the three smooth_* weights (one knob for sweeps).
 WeightsConfig = _make_config(
-    "WeightsConfig", CostWeights, "Cost weights: the keys and defaults of retarget_jax.problem.CostWeights, "
+    "WeightsConfig",
+    CostWeights,
+    "Cost weights: the keys and defaults of retarget_jax.problem.CostWeights, "
     "plus ``smooth``, a factor on the three smooth_* weights.",
-    prefix=(("smooth", float, dataclasses.field(default=1.0)),))
+    prefix=(("smooth", float, dataclasses.field(default=1.0)),),
+)
 
 #: Config group ``solver``: the keys and defaults of retarget_jax.solve.SolverOptions, and the weights.
 SolverConfig = _make_config(
-    "SolverConfig", SolverOptions, "Config group ``solver``: the keys and defaults of "
+    "SolverConfig",
+    SolverOptions,
+    "Config group ``solver``: the keys and defaults of "
     "retarget_jax.solve.SolverOptions (iterations, levels, tolerances, damping) and the cost weights.",
-    prefix=(("weights", WeightsConfig, dataclasses.field(default_factory=WeightsConfig)),))
+    prefix=(("weights", WeightsConfig, dataclasses.field(default_factory=WeightsConfig)),),
+)
 
 ContactsConfig = _make_config(
-    "ContactsConfig", ContactThresholds, "ContactPlan: detected from the source with the thresholds of "
+    "ContactsConfig",
+    ContactThresholds,
+    "ContactPlan: detected from the source with the thresholds of "
     "retarget_jax.problem.contacts.ContactThresholds (their defaults), or given by ``path`` (an .npz/.csv "
     "plan for a single input file).",
-    prefix=(("path", str | None, dataclasses.field(default=None)),))
+    prefix=(("path", str | None, dataclasses.field(default=None)),),
+)
 
 
 @dataclasses.dataclass
@@ -183,8 +192,10 @@ def run_robot(cfg: RunConfig):
         return load_robot(cfg.robot.name)
     if cfg.input.path is None:
         return load_robot("unitree_g1")  # the embedded demo walk
-    raise ConfigError(f"no robot given for the {cfg.input.format} input {cfg.input.path}: the driver does not "
-                      f"guess one. Set robot=<{'|'.join(BUILTIN_ROBOTS)}> (Hydra), --robot (CLI), or robot.mjcf")
+    raise ConfigError(
+        f"no robot given for the {cfg.input.format} input {cfg.input.path}: the driver does not "
+        f"guess one. Set robot=<{'|'.join(BUILTIN_ROBOTS)}> (Hydra), --robot (CLI), or robot.mjcf"
+    )
 
 
 def cost_weights(cfg: RunConfig) -> CostWeights:
@@ -221,11 +232,20 @@ def run_settings(cfg: RunConfig) -> RunSettings:
     solver options and batch layout of a run: the one function both front doors call."""
     c = cfg.contacts
     problem = ProblemSettings(
-        weights=cost_weights(cfg), fps=cfg.input.fps,
-        contact_thresholds=ContactThresholds(**{f.name: getattr(c, f.name)
-                                                for f in dataclasses.fields(ContactThresholds)}),
+        weights=cost_weights(cfg),
+        fps=cfg.input.fps,
+        contact_thresholds=ContactThresholds(
+            **{f.name: getattr(c, f.name) for f in dataclasses.fields(ContactThresholds)}
+        ),
         joint_velocity_limits=JointVelocityLimits(cfg.limits.joint_velocity, dict(cfg.limits.joint_velocity_per_joint)),
-        terrain=load_height_field(Path(cfg.terrain).expanduser()) if cfg.terrain else None)
+        terrain=load_height_field(Path(cfg.terrain).expanduser()) if cfg.terrain else None,
+    )
     b = cfg.batch
-    return RunSettings(problem=problem, options=solver_options(cfg), buckets=tuple(b.buckets), max_batch=b.max_batch,
-                       window=b.window, overlap=b.overlap)
+    return RunSettings(
+        problem=problem,
+        options=solver_options(cfg),
+        buckets=tuple(b.buckets),
+        max_batch=b.max_batch,
+        window=b.window,
+        overlap=b.overlap,
+    )

@@ -21,8 +21,7 @@ class MotionFormatError(RetargetError, ValueError):
 
     error_type = "motion_format"
 
-    def __init__(self, path: object, message: str, *, line: int | None = None,
-                 field: str | None = None) -> None:
+    def __init__(self, path: object, message: str, *, line: int | None = None, field: str | None = None) -> None:
         self.path = str(path)
         self.line = line
         self.field = field
@@ -45,8 +44,9 @@ class UnknownNameError(RetargetError, KeyError):
 
     error_type = "unknown_name"
 
-    def __init__(self, kind: str, name: str, valid: Iterable[str], *, where: str | None = None,
-                 source: str | None = None):
+    def __init__(
+        self, kind: str, name: str, valid: Iterable[str], *, where: str | None = None, source: str | None = None
+    ):
         self.kind = kind
         self.name = name
         self.valid = sorted(set(valid))

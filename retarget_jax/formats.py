@@ -94,9 +94,18 @@ ROBOT_SHORT_NAMES = {"unitree_g1": "g1", "unitree_h1": "h1", "booster_t1": "t1"}
 
 #: Default file pattern per format when the input is a directory.
 DEFAULT_PATTERNS = {
-    "amass": "**/*.npz", "smpl": "**/*.npz", "smplh": "**/*.npz", "smplx": "**/*.npz",
-    "bvh_lafan1": "**/*.bvh", "bvh_nokov": "**/*.bvh", "bvh_hc_mocap": "**/*.bvh", "bvh": "**/*.bvh",
-    "keypoints": "**/*.npz", "gmr_pkl": "**/*.pkl", "mjlab_npz": "**/*.npz", "seed_csv": "**/*.csv",
+    "amass": "**/*.npz",
+    "smpl": "**/*.npz",
+    "smplh": "**/*.npz",
+    "smplx": "**/*.npz",
+    "bvh_lafan1": "**/*.bvh",
+    "bvh_nokov": "**/*.bvh",
+    "bvh_hc_mocap": "**/*.bvh",
+    "bvh": "**/*.bvh",
+    "keypoints": "**/*.npz",
+    "gmr_pkl": "**/*.pkl",
+    "mjlab_npz": "**/*.npz",
+    "seed_csv": "**/*.csv",
 }
 
 
@@ -110,8 +119,10 @@ def default_recipe(fmt: str | MotionFormat, robot: str, motion: HumanMotion | No
     """
     f = MotionFormat.parse(fmt)
     if robot not in ROBOT_SHORT_NAMES:
-        raise ConfigError(f"no shipped recipe for robot '{robot}'; write one (see docs/robots.md, "
-                          f"'Adding a robot') and pass it with --recipe / recipe=")
+        raise ConfigError(
+            f"no shipped recipe for robot '{robot}'; write one (see docs/robots.md, "
+            f"'Adding a robot') and pass it with --recipe / recipe="
+        )
     family = f.family
     if motion is not None and (motion.orientations is None or motion.conventions is None):
         family = "keypoints"
@@ -127,9 +138,12 @@ RESULT_FORMATS: tuple[str, ...] = ("npz", *sorted(f.value for f in ROBOT_FORMATS
 
 #: Suffixes a robot trajectory file ends with (the outputs', then the robot-space inputs'),
 #: longest first so that ``walk.mjlab.npz`` loses ``.mjlab.npz``, not ``.npz``.
-TRAJECTORY_SUFFIXES: tuple[str, ...] = tuple(sorted(
-    {*OUTPUT_SUFFIXES.values(), *(PurePath(DEFAULT_PATTERNS[f.value]).suffix for f in ROBOT_FORMATS)},
-    key=lambda s: (-len(s), s)))
+TRAJECTORY_SUFFIXES: tuple[str, ...] = tuple(
+    sorted(
+        {*OUTPUT_SUFFIXES.values(), *(PurePath(DEFAULT_PATTERNS[f.value]).suffix for f in ROBOT_FORMATS)},
+        key=lambda s: (-len(s), s),
+    )
+)
 
 
 def output_suffix(fmt: str) -> str:
@@ -154,5 +168,5 @@ def result_stem(path: str | os.PathLike) -> str:
     name = PurePath(path).name
     for suffix in TRAJECTORY_SUFFIXES:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[:-len(suffix)]
+            return name[: -len(suffix)]
     return PurePath(name).stem or name

@@ -14,7 +14,8 @@ Batch record status: ``success`` (the result was written), ``skipped`` (the resu
 already there and was kept), ``failed`` (no result; ``message`` and ``error_type`` say
 why). A solved record's ``provenance`` counts the source samples that were masked (NaN,
 missing) and filled for the solve: ``masked_frames``, ``masked_joints`` (0 when none) and
-``masked_per_joint`` (role -> frames); :func:`masked_note` words them. Evaluation record status: ``success`` / ``partial`` (a report was written; partial
+``masked_per_joint`` (role -> frames); :func:`masked_note` words them.
+Evaluation record status: ``success`` / ``partial`` (a report was written; partial
 = some metric failed, see the report's warnings), ``skipped`` (the batch job failed, so
 there is no result to evaluate), ``failed`` (the batch record promises a result but the
 file is missing or unreadable; ``message`` says why).
@@ -86,8 +87,9 @@ class _Reader:
     def __init__(self, path: Path, data: Any, prefix: str = "") -> None:
         self.path, self.prefix = path, prefix
         if not isinstance(data, dict):
-            raise MotionFormatError(path, f"expected a JSON object, found {_describe(data)}",
-                                    field=prefix.rstrip(".") or None)
+            raise MotionFormatError(
+                path, f"expected a JSON object, found {_describe(data)}", field=prefix.rstrip(".") or None
+            )
         self.data = data
 
     def get(self, key: str, kind: type, *, required: bool = True, nullable: bool = False, default: Any = None):
@@ -108,8 +110,9 @@ class _Reader:
     def status(self, key: str, allowed: tuple[str, ...]) -> str:
         v = self.get(key, str)
         if v not in allowed:
-            raise MotionFormatError(self.path, f"expected one of {', '.join(allowed)}, found {_describe(v)}",
-                                    field=self.prefix + key)
+            raise MotionFormatError(
+                self.path, f"expected one of {', '.join(allowed)}, found {_describe(v)}", field=self.prefix + key
+            )
         return v
 
     def count(self, key: str) -> int:
@@ -136,8 +139,9 @@ def _read_json(path: str | os.PathLike) -> tuple[Path, Any]:
 def _check_schema(r: _Reader) -> int:
     v = r.get("schema_version", int)
     if v != MANIFEST_SCHEMA_VERSION:
-        raise MotionFormatError(r.path, f"expected schema version {MANIFEST_SCHEMA_VERSION}, found {v}",
-                                field="schema_version")
+        raise MotionFormatError(
+            r.path, f"expected schema version {MANIFEST_SCHEMA_VERSION}, found {v}", field="schema_version"
+        )
     return v
 
 
@@ -147,8 +151,9 @@ def _records(r: _Reader, parse) -> list:
     for i, item in enumerate(raw):
         rec = parse(_Reader(r.path, item, f"records[{i}]."))
         if rec.job_id in seen:
-            raise MotionFormatError(r.path, f"job_id {rec.job_id!r} is also records[{seen[rec.job_id]}]",
-                                    field=f"records[{i}].job_id")
+            raise MotionFormatError(
+                r.path, f"job_id {rec.job_id!r} is also records[{seen[rec.job_id]}]", field=f"records[{i}].job_id"
+            )
         seen[rec.job_id] = i
         out.append(rec)
     return out
@@ -171,11 +176,11 @@ def _check_counts(r: _Reader, counts: Mapping[str, int], records: list, statuses
     for s in statuses:
         found = sum(rec.status == s for rec in records)
         if counts[s] != found:
-            raise MotionFormatError(r.path, f"says {counts[s]} but the records hold {found} with status '{s}'",
-                                    field=f"{s}_count")
+            raise MotionFormatError(
+                r.path, f"says {counts[s]} but the records hold {found} with status '{s}'", field=f"{s}_count"
+            )
     if r.data["total"] != len(records):
-        raise MotionFormatError(r.path, f"says {r.data['total']} but there are {len(records)} records",
-                                field="total")
+        raise MotionFormatError(r.path, f"says {r.data['total']} but there are {len(records)} records", field="total")
 
 
 def _write_json(path: str | os.PathLike, data: Mapping) -> Path:
@@ -240,13 +245,17 @@ class BatchRunRecord:
         for key in MASKED_COUNTS:
             if key in prov:
                 p.count(key)
-        return cls(job_id=r.get("job_id", str), motion=r.get("motion", str),
-                   output=r.get("output", str, nullable=True), status=r.status("status", BATCH_STATUSES),
-                   started_at=r.get("started_at", str, required=False, nullable=True),
-                   finished_at=r.get("finished_at", str, required=False, nullable=True),
-                   message=r.get("message", str, required=False, default="") or "",
-                   error_type=r.get("error_type", str, required=False, nullable=True),
-                   provenance=prov)
+        return cls(
+            job_id=r.get("job_id", str),
+            motion=r.get("motion", str),
+            output=r.get("output", str, nullable=True),
+            status=r.status("status", BATCH_STATUSES),
+            started_at=r.get("started_at", str, required=False, nullable=True),
+            finished_at=r.get("finished_at", str, required=False, nullable=True),
+            message=r.get("message", str, required=False, default="") or "",
+            error_type=r.get("error_type", str, required=False, nullable=True),
+            provenance=prov,
+        )
 
 
 #: the provenance counts of masked and filled source samples (non-negative integers)
@@ -259,8 +268,7 @@ def masked_note(provenance: Mapping[str, Any]) -> str:
     frames, joints = (int(provenance.get(k) or 0) for k in MASKED_COUNTS)
     if frames <= 0:
         return ""
-    return (f"filled {frames} masked frame{'s' if frames != 1 else ''} "
-            f"({joints} joint{'s' if joints != 1 else ''})")
+    return f"filled {frames} masked frame{'s' if frames != 1 else ''} ({joints} joint{'s' if joints != 1 else ''})"
 
 
 class _Counted:
@@ -291,8 +299,14 @@ class _Counted:
     def _loaded(cls, r, records, counts, **fields: Any):
         """A manifest read by :func:`_read_manifest`: the common fields from the file and
         the counts, the rest (``fields``) as the subclass read them."""
-        return cls(schema_version=MANIFEST_SCHEMA_VERSION, created_at=r.get("created_at", str), total=len(records),
-                   records=records, **{f"{s}_count": counts[s] for s in cls.STATUSES}, **fields)
+        return cls(
+            schema_version=MANIFEST_SCHEMA_VERSION,
+            created_at=r.get("created_at", str),
+            total=len(records),
+            records=records,
+            **{f"{s}_count": counts[s] for s in cls.STATUSES},
+            **fields,
+        )
 
     def save_json(self, path: str | os.PathLike) -> Path:
         """Write atomically; ConfigError when the counts do not match the records."""
@@ -328,18 +342,27 @@ class BatchManifest(_Counted):
         """A manifest of ``records`` with counts computed; ``meta`` sets ``input_dir``,
         ``output_dir``, ``pattern``, ``created_at`` / ``updated_at`` (default now)."""
         now = utc_now()
-        m = cls(records=list(records), created_at=meta.pop("created_at", now), updated_at=meta.pop("updated_at", now),
-                **meta)
+        m = cls(
+            records=list(records),
+            created_at=meta.pop("created_at", now),
+            updated_at=meta.pop("updated_at", now),
+            **meta,
+        )
         return m.recount()
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BatchManifest:
         """Read and check a batch manifest (MotionFormatError naming the file and field)."""
         r, records, counts = _read_manifest(path, BatchRunRecord._parse, BATCH_STATUSES)
-        return cls._loaded(r, records, counts, updated_at=r.get("updated_at", str),
-                           input_dir=r.get("input_dir", str, nullable=True),
-                           output_dir=r.get("output_dir", str, nullable=True),
-                           pattern=r.get("pattern", str, nullable=True))
+        return cls._loaded(
+            r,
+            records,
+            counts,
+            updated_at=r.get("updated_at", str),
+            input_dir=r.get("input_dir", str, nullable=True),
+            output_dir=r.get("output_dir", str, nullable=True),
+            pattern=r.get("pattern", str, nullable=True),
+        )
 
 
 # --------------------------------------------------------------------------- evaluation manifest
@@ -369,9 +392,13 @@ class EvaluationRecord:
 
     @classmethod
     def _parse(cls, r: _Reader) -> EvaluationRecord:
-        return cls(job_id=r.get("job_id", str), result=r.get("result", str, nullable=True),
-                   report=r.get("report", str, nullable=True), status=r.status("status", EVALUATION_STATUSES),
-                   message=r.get("message", str, required=False, default="") or "")
+        return cls(
+            job_id=r.get("job_id", str),
+            result=r.get("result", str, nullable=True),
+            report=r.get("report", str, nullable=True),
+            status=r.status("status", EVALUATION_STATUSES),
+            message=r.get("message", str, required=False, default="") or "",
+        )
 
 
 @dataclasses.dataclass
@@ -401,5 +428,6 @@ class EvaluationManifest(_Counted):
     def load(cls, path: str | os.PathLike) -> EvaluationManifest:
         """Read and check an evaluation manifest (MotionFormatError naming file and field)."""
         r, records, counts = _read_manifest(path, EvaluationRecord._parse, EVALUATION_STATUSES)
-        return cls._loaded(r, records, counts, batch_manifest=r.get("batch_manifest", str),
-                           output_dir=r.get("output_dir", str))
+        return cls._loaded(
+            r, records, counts, batch_manifest=r.get("batch_manifest", str), output_dir=r.get("output_dir", str)
+        )

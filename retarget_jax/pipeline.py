@@ -43,8 +43,17 @@ from retarget_jax.solve.costs import scaled_human, targets
 from retarget_jax.solve.gauss_newton import SolverOptions
 from retarget_jax.solve.windows import solve_windowed
 
-__all__ = ["MIN_FRAMES", "ClipFailure", "PreparedClip", "ProblemSettings", "finish_clip", "prepare_clip",
-           "read_motion", "retarget_motions", "solve_clips"]
+__all__ = [
+    "MIN_FRAMES",
+    "ClipFailure",
+    "PreparedClip",
+    "ProblemSettings",
+    "finish_clip",
+    "prepare_clip",
+    "read_motion",
+    "retarget_motions",
+    "solve_clips",
+]
 
 #: Fewest frames a clip may have: velocity, acceleration and contact terms need neighbours.
 MIN_FRAMES = 2
@@ -85,8 +94,13 @@ class PreparedClip:
         return self.compiled.num_frames
 
 
-def prepare_clip(motion: HumanMotion, recipe: Recipe, robot: RobotSpec, settings: ProblemSettings | None = None,
-                 contacts: ContactPlan | None = None) -> PreparedClip:
+def prepare_clip(
+    motion: HumanMotion,
+    recipe: Recipe,
+    robot: RobotSpec,
+    settings: ProblemSettings | None = None,
+    contacts: ContactPlan | None = None,
+) -> PreparedClip:
     """Resample, build the problem and compile it (host; raises RetargetError subclasses)."""
     settings = settings or ProblemSettings()
     resampled = resample(motion, settings.fps)
@@ -95,11 +109,18 @@ def prepare_clip(motion: HumanMotion, recipe: Recipe, robot: RobotSpec, settings
         at = f" (at {settings.fps:g} fps)" if resampled is not motion else ""
         raise InvalidMotionError(
             f"{where}, field 'frames': a clip needs at least {MIN_FRAMES} frames to retarget (velocities, "
-            f"contacts and smoothness are defined between frames), found {resampled.num_frames}{at}")
-    prob = RetargetingProblem(resampled, recipe, robot, settings.weights,
-                              contacts=_resample_plan(contacts, motion, resampled),
-                              contact_thresholds=settings.contact_thresholds,
-                              joint_velocity_limits=settings.joint_velocity_limits, terrain=settings.terrain)
+            f"contacts and smoothness are defined between frames), found {resampled.num_frames}{at}"
+        )
+    prob = RetargetingProblem(
+        resampled,
+        recipe,
+        robot,
+        settings.weights,
+        contacts=_resample_plan(contacts, motion, resampled),
+        contact_thresholds=settings.contact_thresholds,
+        joint_velocity_limits=settings.joint_velocity_limits,
+        terrain=settings.terrain,
+    )
     return PreparedClip(prob, compile_problem(prob), float(motion.fps))
 
 
@@ -111,9 +132,16 @@ def finish_clip(clip: PreparedClip, solved) -> RetargetingResult:
     return res
 
 
-def solve_clips(clips: Sequence[PreparedClip], options: SolverOptions | None = None, *,
-                buckets: Sequence[int] = DEFAULT_BUCKETS, max_batch: int = 64, window: int | None = None,
-                overlap: int = 32, fixed_batch: bool = False) -> list[RetargetingResult]:
+def solve_clips(
+    clips: Sequence[PreparedClip],
+    options: SolverOptions | None = None,
+    *,
+    buckets: Sequence[int] = DEFAULT_BUCKETS,
+    max_batch: int = 64,
+    window: int | None = None,
+    overlap: int = 32,
+    fixed_batch: bool = False,
+) -> list[RetargetingResult]:
     """Solve prepared clips in bucketed batches; a clip longer than ``window`` frames is
     split into overlapping windows solved in the same batches and stitched
     (:mod:`retarget_jax.solve.windows`). ``window=None`` solves every clip whole.
@@ -124,8 +152,16 @@ def solve_clips(clips: Sequence[PreparedClip], options: SolverOptions | None = N
     if window is None:
         solved = solve_many(problems, options, buckets=buckets, max_batch=max_batch, fixed_batch=fixed_batch)
     else:
-        solved = solve_windowed(problems, options, robot=clips[0].problem.robot, window=window,
-                                overlap=overlap, buckets=buckets, max_batch=max_batch, fixed_batch=fixed_batch)
+        solved = solve_windowed(
+            problems,
+            options,
+            robot=clips[0].problem.robot,
+            window=window,
+            overlap=overlap,
+            buckets=buckets,
+            max_batch=max_batch,
+            fixed_batch=fixed_batch,
+        )
     return [finish_clip(c, s) for c, s in zip(clips, solved, strict=True)]
 
 
@@ -156,8 +192,13 @@ def retarget_motions(
     resampling (nearest source frame). ``window``/``overlap``/``fixed_batch``: see
     :func:`solve_clips`.
     """
-    settings = ProblemSettings(weights or CostWeights(), fps, contact_thresholds or ContactThresholds(),
-                               joint_velocity_limits or JointVelocityLimits(), terrain)
+    settings = ProblemSettings(
+        weights or CostWeights(),
+        fps,
+        contact_thresholds or ContactThresholds(),
+        joint_velocity_limits or JointVelocityLimits(),
+        terrain,
+    )
     plans = list(contacts) if contacts is not None else [None] * len(motions)
     if len(plans) != len(motions):
         raise ValueError(f"{len(plans)} contact plans for {len(motions)} motions")
@@ -170,8 +211,15 @@ def retarget_motions(
         except RetargetError as e:
             out[i] = ClipFailure(m.source_path, e.error_type, str(e))
     if clips:
-        results = solve_clips(clips, options, buckets=buckets, max_batch=max_batch, window=window,
-                              overlap=overlap, fixed_batch=fixed_batch)
+        results = solve_clips(
+            clips,
+            options,
+            buckets=buckets,
+            max_batch=max_batch,
+            window=window,
+            overlap=overlap,
+            fixed_batch=fixed_batch,
+        )
         for i, res in zip(ok_idx, results, strict=True):
             out[i] = res
     return out
@@ -182,8 +230,10 @@ def _resample_plan(plan: ContactPlan | None, src: HumanMotion, dst: HumanMotion)
     if plan is None or dst is src:
         return plan
     if plan.num_frames != src.num_frames:
-        raise RetargetError(f"{src.source_path or '<motion>'}: the contact plan has {plan.num_frames} frames, "
-                            f"the motion {src.num_frames}")
+        raise RetargetError(
+            f"{src.source_path or '<motion>'}: the contact plan has {plan.num_frames} frames, "
+            f"the motion {src.num_frames}"
+        )
     idx = np.clip(np.searchsorted(src.times, dst.times), 0, src.num_frames - 1)
     prev = np.clip(idx - 1, 0, src.num_frames - 1)
     idx = np.where(np.abs(src.times[prev] - dst.times) <= np.abs(src.times[idx] - dst.times), prev, idx)
@@ -196,8 +246,13 @@ def _contact_summary(prob: RetargetingProblem, cp, stance: np.ndarray) -> dict:
     summary = ContactPlan(stance, prob.recipe.ground_joints, *_plan_meta(prob)).summary()
     joints = [canonical_index(j) for j in prob.recipe.ground_joints]
     motion = prob.motion
-    raw = np.stack([motion.positions[:, motion.index(j)] if j in motion.joint_names
-                    else np.full((motion.num_frames, 3), np.nan) for j in prob.recipe.ground_joints], axis=1)
+    raw = np.stack(
+        [
+            motion.positions[:, motion.index(j)] if j in motion.joint_names else np.full((motion.num_frames, 3), np.nan)
+            for j in prob.recipe.ground_joints
+        ],
+        axis=1,
+    )
     ok = np.isfinite(raw).all(axis=-1)
     scaled = np.asarray(scaled_human(cp), np.float64)[:, joints]
     summary["human_stance_foot_speed_mps"] = stance_foot_speed(np.nan_to_num(raw), stance & ok, motion.fps)
@@ -268,5 +323,9 @@ def _limb_fields(prob: RetargetingProblem, cp) -> dict:
     hdir = unit(h[:, jb] - h[:, ja])
     hdir = np.where(np.asarray(cp.clip.limb_valid, bool)[..., None], hdir, np.nan)
     bodies = prob.robot.body_names
-    return {"limb_names": names, "limb_body_names": tuple((bodies[a], bodies[b]) for a, b in cp.limb_body),
-            "limb_offset_b": np.asarray(cp.clip.limb_offset, np.float64), "limb_human_dir": hdir}
+    return {
+        "limb_names": names,
+        "limb_body_names": tuple((bodies[a], bodies[b]) for a, b in cp.limb_body),
+        "limb_offset_b": np.asarray(cp.clip.limb_offset, np.float64),
+        "limb_human_dir": hdir,
+    }

@@ -83,12 +83,15 @@ def mat_to_quat(R):
     tr = m00 + m11 + m22
     # 4 q_k^2 for k = w, x, y, z
     d = xp.stack([1.0 + tr, 1.0 + 2.0 * m00 - tr, 1.0 + 2.0 * m11 - tr, 1.0 + 2.0 * m22 - tr], axis=-1)
-    cands = xp.stack([
-        xp.stack([d[..., 0], m21 - m12, m02 - m20, m10 - m01], axis=-1),
-        xp.stack([m21 - m12, d[..., 1], m01 + m10, m02 + m20], axis=-1),
-        xp.stack([m02 - m20, m01 + m10, d[..., 2], m12 + m21], axis=-1),
-        xp.stack([m10 - m01, m02 + m20, m12 + m21, d[..., 3]], axis=-1),
-    ], axis=-2)  # (..., 4, 4): row k is 4 q_k q
+    cands = xp.stack(
+        [
+            xp.stack([d[..., 0], m21 - m12, m02 - m20, m10 - m01], axis=-1),
+            xp.stack([m21 - m12, d[..., 1], m01 + m10, m02 + m20], axis=-1),
+            xp.stack([m02 - m20, m01 + m10, d[..., 2], m12 + m21], axis=-1),
+            xp.stack([m10 - m01, m02 + m20, m12 + m21, d[..., 3]], axis=-1),
+        ],
+        axis=-2,
+    )  # (..., 4, 4): row k is 4 q_k q
     k = xp.argmax(d, axis=-1)
     onehot = (xp.arange(4) == k[..., None]).astype(cands.dtype)
     q = xp.sum(onehot[..., :, None] * cands, axis=-2)
@@ -156,9 +159,7 @@ def skew(v):
     xp = array_namespace(v)
     z = xp.zeros_like(v[..., 0])
     x, y, w = v[..., 0], v[..., 1], v[..., 2]
-    return xp.stack(
-        [xp.stack([z, -w, y], -1), xp.stack([w, z, -x], -1), xp.stack([-y, x, z], -1)], axis=-2
-    )
+    return xp.stack([xp.stack([z, -w, y], -1), xp.stack([w, z, -x], -1), xp.stack([-y, x, z], -1)], axis=-2)
 
 
 def so3_right_jacobian_inv(r):
@@ -173,8 +174,9 @@ def so3_right_jacobian_inv(r):
     small = theta2 < 1e-6
     safe2 = xp.where(small, 1.0, theta2)
     theta = xp.sqrt(safe2)
-    c = xp.where(small, 1.0 / 12.0 + theta2 / 720.0,
-                 1.0 / safe2 - (1.0 + xp.cos(theta)) / (2.0 * theta * xp.sin(theta)))
+    c = xp.where(
+        small, 1.0 / 12.0 + theta2 / 720.0, 1.0 / safe2 - (1.0 + xp.cos(theta)) / (2.0 * theta * xp.sin(theta))
+    )
     K = skew(r)
     eye = xp.eye(3, dtype=r.dtype) if xp is np else jnp.eye(3, dtype=r.dtype)
     return eye + 0.5 * K + c * (K @ K)

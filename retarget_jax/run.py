@@ -29,8 +29,21 @@ def _jobs(cfg: RunConfig, out_dir: Path, robot_name: str, config_path: str | Non
 
     formats = list(cfg.output.formats) or ["npz"]
     if cfg.input.path is None:
-        return [BatchJob(DEMO_JOB, DEMO_JOB, str(output_path(out_dir, DEMO_JOB, formats[0])), DEMO_JOB,
-                         None, robot_name, config_path)], None, None
+        return (
+            [
+                BatchJob(
+                    DEMO_JOB,
+                    DEMO_JOB,
+                    str(output_path(out_dir, DEMO_JOB, formats[0])),
+                    DEMO_JOB,
+                    None,
+                    robot_name,
+                    config_path,
+                )
+            ],
+            None,
+            None,
+        )
     p = Path(cfg.input.path).expanduser()
     if p.is_dir():
         pattern = cfg.input.pattern or DEFAULT_PATTERNS.get(cfg.input.format, "**/*")
@@ -39,8 +52,9 @@ def _jobs(cfg: RunConfig, out_dir: Path, robot_name: str, config_path: str | Non
         pattern, files, base = None, [p], p.parent
     else:
         raise ConfigError(f"input.path does not exist: {p}")
-    jobs = make_jobs(files, base, out_dir, formats=formats, motion_format=cfg.input.format, robot=robot_name,
-                     config_path=config_path)
+    jobs = make_jobs(
+        files, base, out_dir, formats=formats, motion_format=cfg.input.format, robot=robot_name, config_path=config_path
+    )
     return jobs, str(base), pattern
 
 
@@ -84,41 +98,97 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
     b = cfg.batch
     mpath = out_dir / BATCH_MANIFEST_NAME
     worker = RetargetWorker(
-        robot=robot, motion_format=fmt, manifest_path=mpath, settings=rs.problem, options=rs.options,
-        recipe=cfg.recipe, formats=list(cfg.output.formats) or ["npz"], joint_map=cfg.input.joint_map,
-        body_model_dir=cfg.body_model.dir, gender=cfg.body_model.gender, contacts_path=c.path,
-        buckets=rs.buckets, max_batch=rs.max_batch, window=rs.window, overlap=rs.overlap,
-        demo_frames=cfg.input.demo_frames)
+        robot=robot,
+        motion_format=fmt,
+        manifest_path=mpath,
+        settings=rs.problem,
+        options=rs.options,
+        recipe=cfg.recipe,
+        formats=list(cfg.output.formats) or ["npz"],
+        joint_map=cfg.input.joint_map,
+        body_model_dir=cfg.body_model.dir,
+        gender=cfg.body_model.gender,
+        contacts_path=c.path,
+        buckets=rs.buckets,
+        max_batch=rs.max_batch,
+        window=rs.window,
+        overlap=rs.overlap,
+        demo_frames=cfg.input.demo_frames,
+    )
     d = b.distributed
     proc = distributed.initialize(d.enabled, d.coordinator_address, d.num_processes, d.process_id, d.merge_timeout_s)
-    runner = BatchRunner(chunk_size=b.max_batch, prefetch=b.prefetch, progress=b.progress, process_index=proc.index,
-                         process_count=proc.count, barrier=proc.barrier, merge_timeout_s=d.merge_timeout_s)
-    print(f"[retarget_jax] {len(jobs)} job(s), {fmt.value} -> {robot.name}, output {out_dir}"
-          + (f", process {proc.index + 1} of {proc.count}" if proc.count > 1 else ""), flush=True)
+    runner = BatchRunner(
+        chunk_size=b.max_batch,
+        prefetch=b.prefetch,
+        progress=b.progress,
+        process_index=proc.index,
+        process_count=proc.count,
+        barrier=proc.barrier,
+        merge_timeout_s=d.merge_timeout_s,
+    )
+    print(
+        f"[retarget_jax] {len(jobs)} job(s), {fmt.value} -> {robot.name}, output {out_dir}"
+        + (f", process {proc.index + 1} of {proc.count}" if proc.count > 1 else ""),
+        flush=True,
+    )
     if proc.index == 0:  # the settings of this run, for reports (retarget-jax report)
         from retarget_jax.io import atomic_write_text
 
         atomic_write_text(out_dir / RUN_CONFIG_NAME, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    manifest = runner.run(jobs, worker, mpath, max_workers=b.max_workers, force=b.force, input_dir=input_dir,
-                          output_dir=str(out_dir), pattern=pattern)
-    failed = [{"source": r.motion, "job_id": r.job_id, "error_type": r.error_type, "message": r.message}
-              for r in manifest.records if r.status == "failed"]
-    written = [str(manifest_path(mpath, o)) for r in manifest.records if r.status == "success"
-               for o in r.provenance.get("outputs", [r.output])]
+    manifest = runner.run(
+        jobs,
+        worker,
+        mpath,
+        max_workers=b.max_workers,
+        force=b.force,
+        input_dir=input_dir,
+        output_dir=str(out_dir),
+        pattern=pattern,
+    )
+    failed = [
+        {"source": r.motion, "job_id": r.job_id, "error_type": r.error_type, "message": r.message}
+        for r in manifest.records
+        if r.status == "failed"
+    ]
+    written = [
+        str(manifest_path(mpath, o))
+        for r in manifest.records
+        if r.status == "success"
+        for o in r.provenance.get("outputs", [r.output])
+    ]
     frames = sum(int(r.provenance.get("frames", 0)) for r in manifest.records if r.status == "success")
     # clips whose masked (NaN, missing) samples were filled for the solve: said, not silent
-    masked = [{"job_id": r.job_id, "motion": r.motion, "masked_frames": r.masked_frames,
-               "masked_joints": r.masked_joints, "note": masked_note(r.provenance)}
-              for r in manifest.records if r.status == "success" and r.masked_frames > 0]
-    summary = {"written": written, "failed": failed, "frames": frames, "masked": masked, "manifest": str(mpath),
-               "success": manifest.success_count, "skipped": manifest.skipped_count,
-               "failed_count": manifest.failed_count, "seconds": round(time.perf_counter() - t0, 2)}
+    masked = [
+        {
+            "job_id": r.job_id,
+            "motion": r.motion,
+            "masked_frames": r.masked_frames,
+            "masked_joints": r.masked_joints,
+            "note": masked_note(r.provenance),
+        }
+        for r in manifest.records
+        if r.status == "success" and r.masked_frames > 0
+    ]
+    summary = {
+        "written": written,
+        "failed": failed,
+        "frames": frames,
+        "masked": masked,
+        "manifest": str(mpath),
+        "success": manifest.success_count,
+        "skipped": manifest.skipped_count,
+        "failed_count": manifest.failed_count,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     if render_opts is not None and proc.index == 0:
         summary["rendered"], summary["render_failed"] = _render_outputs(cfg, manifest, mpath, robot, render_opts)
     for f in failed:
         print(f"  FAILED {f['job_id']}: {f['error_type']}: {f['message']}", file=sys.stderr)
-    print(f"[retarget_jax] {manifest.success_count} solved or loaded, {manifest.skipped_count} skipped, "
-          f"{manifest.failed_count} failed; {frames} frames in {summary['seconds']} s; manifest {mpath}", flush=True)
+    print(
+        f"[retarget_jax] {manifest.success_count} solved or loaded, {manifest.skipped_count} skipped, "
+        f"{manifest.failed_count} failed; {frames} frames in {summary['seconds']} s; manifest {mpath}",
+        flush=True,
+    )
     for m in masked:
         print(f"  {m['job_id']}: {m['note']}")
     for w in written[:12]:
@@ -126,9 +196,11 @@ def execute(cfg: RunConfig, *, config_path: str | None = None) -> dict:
     if len(written) > 12:
         print(f"  ... and {len(written) - 12} more (see the manifest)")
     if "rendered" in summary:
-        print(f"[retarget_jax] rendered {len(summary['rendered'])} file(s) beside the results"
-              + (f", {len(summary['render_failed'])} clip(s) could not be drawn" if summary["render_failed"] else ""),
-              flush=True)
+        print(
+            f"[retarget_jax] rendered {len(summary['rendered'])} file(s) beside the results"
+            + (f", {len(summary['render_failed'])} clip(s) could not be drawn" if summary["render_failed"] else ""),
+            flush=True,
+        )
     return summary
 
 
@@ -165,11 +237,12 @@ def _render_outputs(cfg: RunConfig, manifest, mpath: Path, robot, options) -> tu
             name = Path(rec.motion).name
             if cfg.render.stills:
                 frames = parse_frames(list(cfg.render.stills), result.num_frames, where="render.stills")
-                done += [str(p) for p in render_stills(result, robot, frames, path.parent, stem=stem,
-                                                       options=options, name=name)]
+                done += [
+                    str(p)
+                    for p in render_stills(result, robot, frames, path.parent, stem=stem, options=options, name=name)
+                ]
             if cfg.render.video:
-                done.append(str(render_video(result, robot, path.with_name(f"{stem}.mp4"), options=options,
-                                             name=name)))
+                done.append(str(render_video(result, robot, path.with_name(f"{stem}.mp4"), options=options, name=name)))
         except (RetargetError, OSError) as e:
             failed.append({"job_id": rec.job_id, "error_type": type(e).__name__, "message": str(e)})
             print(f"  RENDER FAILED {rec.job_id}: {type(e).__name__}: {e}", file=sys.stderr)

@@ -45,9 +45,15 @@ def main() -> None:
         raise SystemExit(f"{res.error_type}: {res.message}")
     wall = time.perf_counter() - t0
     m = metric_summary(res, robot)
-    m.update(robot=robot.name, recipe=recipe.name, frames=res.num_frames,
-             status=res.provenance["status_name"], iterations=res.iterations,
-             final_cost=res.final_cost, wall_s_including_compile=round(wall, 2))
+    m.update(
+        robot=robot.name,
+        recipe=recipe.name,
+        frames=res.num_frames,
+        status=res.provenance["status_name"],
+        iterations=res.iterations,
+        final_cost=res.final_cost,
+        wall_s_including_compile=round(wall, 2),
+    )
     if args.output:
         save_result(res, args.output)
         m["output"] = args.output

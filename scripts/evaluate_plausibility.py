@@ -60,30 +60,41 @@ def main(argv=None) -> int:
         v = rep["metrics"][name]["value"]
         return v[key] if key is not None else v
 
-    rows = [("foot_sliding (m/s)", lambda r: val(r, "foot_sliding")),
-            ("contact_preservation", lambda r: val(r, "contact_preservation")),
-            ("ground penetration max (m)", lambda r: val(r, "penetration", "ground_max")),
-            ("self penetration max (m)", lambda r: val(r, "penetration", "self_max")),
-            ("penetration mean (m)", lambda r: val(r, "penetration", "mean")),
-            ("tracking_error mean (m)", lambda r: val(r, "tracking_error", "mean")),
-            ("tracking_error p95 (m)", lambda r: val(r, "tracking_error", "p95")),
-            ("joint_limit_violation max (rad)", lambda r: val(r, "joint_limit_violation", "max_rad")),
-            ("jerk (rad/s^3)", lambda r: val(r, "jerk")),
-            ("optimization_cost", lambda r: val(r, "optimization_cost"))]
+    rows = [
+        ("foot_sliding (m/s)", lambda r: val(r, "foot_sliding")),
+        ("contact_preservation", lambda r: val(r, "contact_preservation")),
+        ("ground penetration max (m)", lambda r: val(r, "penetration", "ground_max")),
+        ("self penetration max (m)", lambda r: val(r, "penetration", "self_max")),
+        ("penetration mean (m)", lambda r: val(r, "penetration", "mean")),
+        ("tracking_error mean (m)", lambda r: val(r, "tracking_error", "mean")),
+        ("tracking_error p95 (m)", lambda r: val(r, "tracking_error", "p95")),
+        ("joint_limit_violation max (rad)", lambda r: val(r, "joint_limit_violation", "max_rad")),
+        ("jerk (rad/s^3)", lambda r: val(r, "jerk")),
+        ("optimization_cost", lambda r: val(r, "optimization_cost")),
+    ]
     plan = results["on"].provenance.get("contact_plan", {})
     print(f"| {Path(args.clip).name} -> {robot.name}, {results['on'].num_frames} frames | off | on |")
     print("|---|---|---|")
     for name, fn in rows:
         print(f"| {name} | {fn(reports['off']):.4g} | {fn(reports['on']):.4g} |")
-    print(f"| solve status / iterations | {results['off'].provenance.get('status_name')} / {results['off'].iterations} "
-          f"| {results['on'].provenance.get('status_name')} / {results['on'].iterations} |")
-    print(f"human stance-foot speed: {plan.get('human_stance_foot_speed_mps', float('nan')):.4f} m/s raw, "
-          f"{plan.get('human_stance_foot_speed_scaled_mps', float('nan')):.4f} m/s scaled; "
-          f"stance fraction {plan.get('stance_fraction')}")
-    summary = {"clip": args.clip, "robot": robot.name, "frames": results["on"].num_frames, "seconds": seconds,
-               "human_stance_foot_speed_mps": plan.get("human_stance_foot_speed_mps"),
-               "human_stance_foot_speed_scaled_mps": plan.get("human_stance_foot_speed_scaled_mps"),
-               "reports": reports}
+    print(
+        f"| solve status / iterations | {results['off'].provenance.get('status_name')} / {results['off'].iterations} "
+        f"| {results['on'].provenance.get('status_name')} / {results['on'].iterations} |"
+    )
+    print(
+        f"human stance-foot speed: {plan.get('human_stance_foot_speed_mps', float('nan')):.4f} m/s raw, "
+        f"{plan.get('human_stance_foot_speed_scaled_mps', float('nan')):.4f} m/s scaled; "
+        f"stance fraction {plan.get('stance_fraction')}"
+    )
+    summary = {
+        "clip": args.clip,
+        "robot": robot.name,
+        "frames": results["on"].num_frames,
+        "seconds": seconds,
+        "human_stance_foot_speed_mps": plan.get("human_stance_foot_speed_mps"),
+        "human_stance_foot_speed_scaled_mps": plan.get("human_stance_foot_speed_scaled_mps"),
+        "reports": reports,
+    }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "plausibility.json", json.dumps(summary, indent=1, default=str))
     return 0

@@ -4,7 +4,8 @@
 
 Each file is read in its format with the shipped recipe of its family and the robot
 (LAFAN1 BVH: bvh_lafan1 -> lafan1_*; the 19-joint BVH: bvh with joint map mocapbank_19,
-whose joint frames are unknown -> keypoints_*; the OMOMO SMPL-H keypoints -> keypoints_*). Figures per result: tracking error of the tracked points
+whose joint frames are unknown -> keypoints_*; the OMOMO SMPL-H keypoints -> keypoints_*).
+Figures per result: tracking error of the tracked points
 (mean, p95, cm), uprightness (min cos of the pelvis z axis to world z), stance sole
 height of each foot (mean and p95 |h|, cm), joint-limit violation, solve status and time.
 """
@@ -39,7 +40,9 @@ ROBOTS = ("unitree_g1", "unitree_h1", "booster_t1")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_data = os.environ.get("RETARGET_JAX_SHARED_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    default_data = os.environ.get("RETARGET_JAX_SHARED_DATA") or str(
+        Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
     ap.add_argument("--data", default=default_data)
     ap.add_argument("--robots", nargs="+", default=list(ROBOTS))
     ap.add_argument("--frames", type=int, default=None, help="only the first N frames of each clip")
@@ -61,8 +64,14 @@ def main() -> None:
             t0 = time.perf_counter()
             (res,) = retarget_motions([motion], recipe, robot, max_batch=1)
             wall = time.perf_counter() - t0
-            row = {"file": fname, "format": fmt, "robot": robot.name, "recipe": recipe.name,
-                   "frames": motion.num_frames, "wall_s_incl_compile": round(wall, 1)}
+            row = {
+                "file": fname,
+                "format": fmt,
+                "robot": robot.name,
+                "recipe": recipe.name,
+                "frames": motion.num_frames,
+                "wall_s_incl_compile": round(wall, 1),
+            }
             if isinstance(res, ClipFailure):
                 row.update(status="failed", error=f"{res.error_type}: {res.message}")
             else:
@@ -76,29 +85,41 @@ def main() -> None:
                 up = quat_rotate(res.root_quat_wxyz, np.array([0.0, 0.0, 1.0]))[:, 2]
                 robot_lean = np.degrees(np.arccos(np.clip(up, -1, 1)))
                 row.update(
-                    status=res.provenance["status_name"], iterations=res.iterations,
-                    tracking_mean_cm=100 * m["tracking_error.mean"], tracking_p95_cm=100 * m["tracking_error.p95"],
-                    upright_min_cos=m["upright"], limit_violation_rad=m["joint_limit_violation.max_rad"],
-                    human_trunk_lean_max_deg=float(human_lean.max()), robot_lean_max_deg=float(robot_lean.max()),
+                    status=res.provenance["status_name"],
+                    iterations=res.iterations,
+                    tracking_mean_cm=100 * m["tracking_error.mean"],
+                    tracking_p95_cm=100 * m["tracking_error.p95"],
+                    upright_min_cos=m["upright"],
+                    limit_violation_rad=m["joint_limit_violation.max_rad"],
+                    human_trunk_lean_max_deg=float(human_lean.max()),
+                    robot_lean_max_deg=float(robot_lean.max()),
                     lean_beyond_human_max_deg=float((robot_lean - human_lean).max()),
                     stance_sole_mean_cm=[100 * m[f"stance_feet.{b}_stance_sole_height_mean"] for b in feet],
                     stance_sole_p95_abs_cm=[100 * m[f"stance_feet.{b}_stance_sole_height_p95_abs"] for b in feet],
                     sole_min_cm=[100 * m[f"stance_feet.{b}_sole_height_min"] for b in feet],
-                    jerk_mean=m.get("jerk_mean_abs_rad_s3"))
+                    jerk_mean=m.get("jerk_mean_abs_rad_s3"),
+                )
             rows.append(row)
             print(json.dumps(row), flush=True)
-    hdr = f"{'file':36s} {'robot':11s} {'frames':>6s} {'track mean/p95 cm':>18s} {'upright':>7s} {'lean/human/excess deg':>22s} " \
-          f"{'stance sole mean L/R cm':>24s} {'p95|h| L/R cm':>14s} {'limits':>7s} {'status':>15s} {'wall s':>7s}"
+    hdr = (
+        f"{'file':36s} {'robot':11s} {'frames':>6s} {'track mean/p95 cm':>18s} {'upright':>7s} "
+        f"{'lean/human/excess deg':>22s} "
+        f"{'stance sole mean L/R cm':>24s} {'p95|h| L/R cm':>14s} {'limits':>7s} {'status':>15s} {'wall s':>7s}"
+    )
     print("\n" + hdr)
     for r in rows:
         if r["status"] == "failed":
             print(f"{r['file']:36s} {r['robot']:11s} FAILED {r['error']}")
             continue
         sm, sp = r["stance_sole_mean_cm"], r["stance_sole_p95_abs_cm"]
-        print(f"{r['file']:36s} {r['robot']:11s} {r['frames']:6d} {r['tracking_mean_cm']:8.2f} / {r['tracking_p95_cm']:5.2f}"
-              f"   {r['upright_min_cos']:7.3f} {r['robot_lean_max_deg']:6.0f} / {r['human_trunk_lean_max_deg']:3.0f} / {r['lean_beyond_human_max_deg']:4.0f}"
-              f" {sm[0]:11.2f} / {sm[1]:5.2f}       {sp[0]:5.2f} / {sp[1]:5.2f}"
-              f" {r['limit_violation_rad']:7.1e} {r['status']:>15s} {r['wall_s_incl_compile']:7.1f}")
+        print(
+            f"{r['file']:36s} {r['robot']:11s} {r['frames']:6d} "
+            f"{r['tracking_mean_cm']:8.2f} / {r['tracking_p95_cm']:5.2f}"
+            f"   {r['upright_min_cos']:7.3f} {r['robot_lean_max_deg']:6.0f} / "
+            f"{r['human_trunk_lean_max_deg']:3.0f} / {r['lean_beyond_human_max_deg']:4.0f}"
+            f" {sm[0]:11.2f} / {sm[1]:5.2f}       {sp[0]:5.2f} / {sp[1]:5.2f}"
+            f" {r['limit_violation_rad']:7.1e} {r['status']:>15s} {r['wall_s_incl_compile']:7.1f}"
+        )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps({"device": str(jax.devices()[0]), "rows": rows}, indent=2))

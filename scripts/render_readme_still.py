@@ -57,21 +57,37 @@ def main() -> None:
     name = f"{Path(args.source).name} [{args.start}:{args.start + args.frames}]"
     t1 = time.perf_counter()
     skeleton = skeleton_from_motion(result, robot, motion, recipe)  # the whole skeleton, as the solver saw it
-    stills = render_stills(result, robot, args.still or [args.frames // 2], out, stem=stem, options=opts, name=name,
-                           skeleton=skeleton)
-    sheet = render_contact_sheet(result, robot, out / f"{stem}.sheet.png", name=name, skeleton=skeleton,
-                                 options=RenderOptions(width=320, height=240, layout=args.layout, label=False))
+    stills = render_stills(
+        result, robot, args.still or [args.frames // 2], out, stem=stem, options=opts, name=name, skeleton=skeleton
+    )
+    sheet = render_contact_sheet(
+        result,
+        robot,
+        out / f"{stem}.sheet.png",
+        name=name,
+        skeleton=skeleton,
+        options=RenderOptions(width=320, height=240, layout=args.layout, label=False),
+    )
     render_s = time.perf_counter() - t1
-    summary = {"result": str(out / f"{stem}.npz"), "stills": [str(s) for s in stills], "sheet": str(sheet),
-               "frames": result.num_frames, "status": result.provenance.get("status_name"),
-               "solve_and_compile_s": round(solve_s, 1), "stills_s": round(render_s, 1),
-               **{k: round(v, 4) for k, v in metric_summary(
-                   result, robot, plugins=("tracking_error", "joint_limit_violation")).items()
-                  if k in ("tracking_error.mean", "joint_limit_violation.max_rad")}}
+    summary = {
+        "result": str(out / f"{stem}.npz"),
+        "stills": [str(s) for s in stills],
+        "sheet": str(sheet),
+        "frames": result.num_frames,
+        "status": result.provenance.get("status_name"),
+        "solve_and_compile_s": round(solve_s, 1),
+        "stills_s": round(render_s, 1),
+        **{
+            k: round(v, 4)
+            for k, v in metric_summary(result, robot, plugins=("tracking_error", "joint_limit_violation")).items()
+            if k in ("tracking_error.mean", "joint_limit_violation.max_rad")
+        },
+    }
     if args.video:
         t2 = time.perf_counter()
-        summary["video"] = str(render_video(result, robot, out / f"{stem}.mp4", options=opts, name=name,
-                                                skeleton=skeleton))
+        summary["video"] = str(
+            render_video(result, robot, out / f"{stem}.mp4", options=opts, name=name, skeleton=skeleton)
+        )
         summary["video_s"] = round(time.perf_counter() - t2, 1)
     print(json.dumps(summary))
 

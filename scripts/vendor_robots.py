@@ -105,9 +105,11 @@ def remove_bodies(root: ET.Element, names: tuple[str, ...], src_model: mujoco.Mj
     jids = [src_model.joint(n).id for n in joints]
     drop_q = {int(src_model.jnt_qposadr[j]) + k for j in jids for k in range(_nq(src_model, j))}
     drop_v = {int(src_model.jnt_dofadr[j]) + k for j in jids for k in range(_nv(src_model, j))}
-    drop_u = {a for a in range(src_model.nu)
-              if src_model.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT
-              and int(src_model.actuator_trnid[a, 0]) in jids}
+    drop_u = {
+        a
+        for a in range(src_model.nu)
+        if src_model.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT and int(src_model.actuator_trnid[a, 0]) in jids
+    }
     for key in root.iter("key"):
         for attr, drop in (("qpos", drop_q), ("qvel", drop_v), ("ctrl", drop_u)):
             if key.get(attr) is not None:

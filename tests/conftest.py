@@ -29,8 +29,7 @@ SHARED_DATA_ENV = "RETARGET_JAX_SHARED_DATA"
 CACHE_DIR_ENV = "RETARGET_JAX_CACHE_DIR"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-jax.config.update("jax_compilation_cache_dir",
-                  os.environ.get(CACHE_DIR_ENV) or str(REPO_ROOT / ".jax_cache"))
+jax.config.update("jax_compilation_cache_dir", os.environ.get(CACHE_DIR_ENV) or str(REPO_ROOT / ".jax_cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 

@@ -44,7 +44,17 @@ def synthetic_trajectory(robot, frames: int, seed: int, yaw_end: float | None = 
     yaw = np.linspace(0, rng.uniform(0.1, 1.0) if yaw_end is None else yaw_end, T)
     quat = np.c_[np.cos(yaw / 2), np.zeros(T), np.zeros(T), np.sin(yaw / 2)]
     pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
-    return RetargetingResult(fps=50.0, root_pos=root, root_quat_wxyz=quat, dof_pos=dof,
-                             dof_names=robot.dof_names, body_names=robot.body_names, body_pos_w=pos,
-                             body_quat_w=rot, status=SolveStatus.CONVERGED, final_cost=0.0, iterations=0,
-                             robot=robot.name)
+    return RetargetingResult(
+        fps=50.0,
+        root_pos=root,
+        root_quat_wxyz=quat,
+        dof_pos=dof,
+        dof_names=robot.dof_names,
+        body_names=robot.body_names,
+        body_pos_w=pos,
+        body_quat_w=rot,
+        status=SolveStatus.CONVERGED,
+        final_cost=0.0,
+        iterations=0,
+        robot=robot.name,
+    )

@@ -55,8 +55,9 @@ def quat_wxyz_to_mat(q):
 # Layouts
 
 
-@pytest.mark.parametrize("family,layout", [("smpl", "poses"), ("smplh", "poses"),
-                                           ("smplx", "poses"), ("smplx", "split")])
+@pytest.mark.parametrize(
+    "family,layout", [("smpl", "poses"), ("smplh", "poses"), ("smplx", "poses"), ("smplx", "split")]
+)
 def test_layouts_read_back(tmp_path, family, layout):
     body, trans, rng = random_clip()
     path = write_clip(tmp_path / "clip.npz", family, body, trans, rng, layout=layout)
@@ -101,8 +102,7 @@ def test_either_fps_key(tmp_path, family, fps_key):
 
 def test_split_layout_family_from_surface_model_type(tmp_path):
     body, trans, rng = random_clip(T=2)
-    p = write_clip(tmp_path / "h.npz", "smplh", body, trans, rng, layout="split",
-                   surface_model_type=np.array("smplh"))
+    p = write_clip(tmp_path / "h.npz", "smplh", body, trans, rng, layout="split", surface_model_type=np.array("smplh"))
     assert parse_amass(p).family == "smplh"
     assert read_amass(p).source_format == "smplh"
 
@@ -119,8 +119,7 @@ def test_zero_pose_facing_x_is_the_smpl_frame(tmp_path):
     m = read_amass(write_clip(tmp_path / "z.npz", "smplx", body, np.zeros((T, 3)), rng))
     R = quat_wxyz_to_mat(m.orientations)
     for role in m.joint_names:
-        np.testing.assert_allclose(R[:, m.index(role)], np.broadcast_to(m.conventions[role], (T, 3, 3)),
-                                   atol=1e-6)
+        np.testing.assert_allclose(R[:, m.index(role)], np.broadcast_to(m.conventions[role], (T, 3, 3)), atol=1e-6)
     # Facing +X: the left hip is on +Y, the right hip on -Y.
     pelvis = m.positions[:, m.index("pelvis")]
     assert np.all(m.positions[:, m.index("left_hip"), 1] - pelvis[:, 1] > 0.05)
@@ -173,10 +172,12 @@ def write_model(path, seed, V=30):
     parents = np.array(list(SMPL_BODY_PARENTS) + [20] * 15 + [21] * 15)
     parents[0] = 4294967295
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"v_template": rng.normal(scale=0.3, size=(V, 3)),
-            "shapedirs": rng.normal(scale=0.02, size=(V, 3, 16)),
-            "J_regressor": reg / reg.sum(1, keepdims=True),
-            "kintree_table": np.stack([parents, np.arange(52)])}
+    data = {
+        "v_template": rng.normal(scale=0.3, size=(V, 3)),
+        "shapedirs": rng.normal(scale=0.02, size=(V, 3, 16)),
+        "J_regressor": reg / reg.sum(1, keepdims=True),
+        "kintree_table": np.stack([parents, np.arange(52)]),
+    }
     np.savez(path, **data)
     return data
 
@@ -185,8 +186,9 @@ def model_rest(data, betas):
     return (data["J_regressor"] @ (data["v_template"] + data["shapedirs"] @ betas))[:22]
 
 
-@pytest.mark.parametrize("gender_field", [np.array("female"), np.array(b"female"),
-                                          np.array(["female"])], ids=["unicode", "bytes", "1d"])
+@pytest.mark.parametrize(
+    "gender_field", [np.array("female"), np.array(b"female"), np.array(["female"])], ids=["unicode", "bytes", "1d"]
+)
 def test_gender_from_file_and_override(tmp_path, gender_field):
     models = tmp_path / "models"
     female = write_model(models / "smplh" / "SMPLH_FEMALE.npz", seed=1)
@@ -196,11 +198,9 @@ def test_gender_from_file_and_override(tmp_path, gender_field):
     p = write_clip(tmp_path / "g.npz", "smplh", body, trans, rng, betas=betas, gender=gender_field)
     assert parse_amass(p).gender == "female"
     m = read_amass(p, body_model_dir=models)
-    np.testing.assert_allclose(m.positions, reference_fk(model_rest(female, betas), body, trans)[0],
-                               atol=2e-6)
+    np.testing.assert_allclose(m.positions, reference_fk(model_rest(female, betas), body, trans)[0], atol=2e-6)
     m = read_amass(p, body_model_dir=models, gender="male")
-    np.testing.assert_allclose(m.positions, reference_fk(model_rest(male, betas), body, trans)[0],
-                               atol=2e-6)
+    np.testing.assert_allclose(m.positions, reference_fk(model_rest(male, betas), body, trans)[0], atol=2e-6)
     with pytest.raises(FileNotFoundError, match="no smplh model file for gender 'neutral'"):
         read_amass(p, body_model_dir=models, gender="neutral")
 
@@ -224,8 +224,14 @@ def test_bad_gender(tmp_path):
 
 def test_stagei_shape_file_is_not_motion(tmp_path):
     p = tmp_path / "subject_stagei.npz"
-    np.savez(p, betas=np.zeros(16), gender=np.array("male"), surface_model_type=np.array("smplx"),
-             markers_latent=np.zeros((53, 3)), num_betas=np.array(16))
+    np.savez(
+        p,
+        betas=np.zeros(16),
+        gender=np.array("male"),
+        surface_model_type=np.array("smplx"),
+        markers_latent=np.zeros((53, 3)),
+        num_betas=np.array(16),
+    )
     with pytest.raises(MotionFormatError, match=r"subject_stagei\.npz.*not a motion file.*stagei") as e:
         read_amass(p)
     assert e.value.field == "poses" and e.value.path == str(p)
@@ -252,8 +258,13 @@ def test_stagei_shape_file_is_not_motion(tmp_path):
 )
 def test_malformed_files_name_file_and_field(tmp_path, change, field, message):
     rng = np.random.default_rng(0)
-    fields = {"poses": rng.normal(size=(4, 156)), "trans": np.zeros((4, 3)), "betas": np.zeros(16),
-              "gender": np.array("male"), "mocap_framerate": np.array(120.0)}
+    fields = {
+        "poses": rng.normal(size=(4, 156)),
+        "trans": np.zeros((4, 3)),
+        "betas": np.zeros(16),
+        "gender": np.array("male"),
+        "mocap_framerate": np.array(120.0),
+    }
     fields.update(change)
     p = tmp_path / "bad_clip.npz"
     np.savez(p, **{k: v for k, v in fields.items() if v is not None})
@@ -280,8 +291,13 @@ def test_split_layout_needs_both_fields(tmp_path):
     with pytest.raises(MotionFormatError, match="missing field 'pose_body'") as e:
         read_amass(p)
     assert e.value.field == "pose_body"
-    np.savez(p, root_orient=np.zeros((3, 3)), pose_body=np.zeros((2, 63)), trans=np.zeros((3, 3)),
-             mocap_frame_rate=np.array(30.0))
+    np.savez(
+        p,
+        root_orient=np.zeros((3, 3)),
+        pose_body=np.zeros((2, 63)),
+        trans=np.zeros((3, 3)),
+        mocap_frame_rate=np.array(30.0),
+    )
     with pytest.raises(MotionFormatError, match=r"expected shape \(3, 63\), found \(2, 63\)"):
         read_amass(p)
 
@@ -296,8 +312,11 @@ def test_explicit_family_must_match_the_width(tmp_path):
         read_amass(p, "bvh")
 
 
-@pytest.mark.parametrize("content", [b"", b"definitely not numpy", b"PK\x03\x04truncated zip",
-                                     b"\x93NUMPY\x01\x00garbage"], ids=["empty", "text", "zip", "npy"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"definitely not numpy", b"PK\x03\x04truncated zip", b"\x93NUMPY\x01\x00garbage"],
+    ids=["empty", "text", "zip", "npy"],
+)
 def test_non_npz_files(tmp_path, content):
     p = tmp_path / "broken.npz"
     p.write_bytes(content)

@@ -27,8 +27,9 @@ def problem(g1, lafan1_g1_recipe):
     return compile_problem(RetargetingProblem(demo_motion(num_frames=12), lafan1_g1_recipe, g1))
 
 
-@pytest.mark.parametrize("cls", [ClipArrays, RobotArrays, CompiledProblem, KinematicTree, CollisionArrays,
-                                 HeightField, SolveOutput])
+@pytest.mark.parametrize(
+    "cls", [ClipArrays, RobotArrays, CompiledProblem, KinematicTree, CollisionArrays, HeightField, SolveOutput]
+)
 def test_every_array_field_is_annotated(cls):
     assert unannotated_arrays(cls) == []
 
@@ -57,12 +58,15 @@ def test_a_field_with_a_wrong_axis_fails_the_check(problem):
 
 
 def test_solve_output_matches_its_annotations(problem):
-    out = SolveOutput(qpos=np.zeros((2, problem.num_frames, 36), np.float32), cost=np.zeros(2, np.float32),
-                      iterations=np.zeros(2, np.int32), status=np.zeros(2, np.int32))
+    out = SolveOutput(
+        qpos=np.zeros((2, problem.num_frames, 36), np.float32),
+        cost=np.zeros(2, np.float32),
+        iterations=np.zeros(2, np.int32),
+        status=np.zeros(2, np.int32),
+    )
     assert annotation_errors(out) == []
     wrong = SolveOutput(qpos=out.qpos, cost=np.zeros(3, np.float32), iterations=out.iterations, status=out.status)
     assert annotation_errors(wrong)  # 3 costs for 2 clips
-
 
 
 def test_metric_batch_matches_its_annotations(g1):

@@ -30,8 +30,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _manifest(n: int) -> BatchManifest:
-    return BatchManifest.from_records([BatchRunRecord(f"clip{i:03d}.npz", f"in/clip{i:03d}.npz", f"clip{i:03d}.npz",
-                                                      "success", "t0", "t1", "converged") for i in range(n)])
+    return BatchManifest.from_records(
+        [
+            BatchRunRecord(
+                f"clip{i:03d}.npz", f"in/clip{i:03d}.npz", f"clip{i:03d}.npz", "success", "t0", "t1", "converged"
+            )
+            for i in range(n)
+        ]
+    )
 
 
 @pytest.mark.parametrize("fmt", ["npz", "mjlab_npz", "gmr_pkl"])
@@ -91,8 +97,12 @@ def test_sigkill_in_the_middle_of_a_write_leaves_the_old_file(tmp_path):
                     print("writing", flush=True)
                 time.sleep(0.01)
         """)
-    p = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    p = subprocess.Popen(
+        [sys.executable, "-c", child],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert p.stdout.readline().strip() == "writing"
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
@@ -120,8 +130,13 @@ def test_a_polling_reader_never_sees_a_partial_result_or_manifest(g1_trajectory,
                                         for k in range(i + 1)]).save_json({str(manifest_path)!r})
         print("done", flush=True)
         """)
-    p = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"})
+    p = subprocess.Popen(
+        [sys.executable, "-c", writer],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "JAX_PLATFORMS": "cpu"},
+    )
     reads, costs, totals = 0, set(), set()
     t0 = time.monotonic()
     while p.poll() is None:
@@ -160,19 +175,26 @@ def _sources(*folders: str, suffixes=(".py",)) -> list[Path]:
 
 
 def test_no_allow_pickle_true_anywhere():
-    files = _sources("retarget_jax", "scripts", "benchmarks", "tests", "configs", "docs", suffixes=(".py", ".md", ".yaml"))
+    files = _sources(
+        "retarget_jax", "scripts", "benchmarks", "tests", "configs", "docs", suffixes=(".py", ".md", ".yaml")
+    )
     files += [REPO_ROOT / "README.md"]
     needle = "allow_pickle" + "=True"  # split so this file does not match itself
-    hits = [f"{p.relative_to(REPO_ROOT)}:{i}" for p in files
-            for i, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"allow_pickle\s*=\s*True", line)
-            or needle in line]
+    hits = [
+        f"{p.relative_to(REPO_ROOT)}:{i}"
+        for p in files
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(r"allow_pickle\s*=\s*True", line) or needle in line
+    ]
     assert not hits, hits
 
 
 # a write that does not go through retarget_jax.files.atomic: open for writing, write_text /
 # write_bytes, numpy's savers and json/pickle dumps given anything but the atomic handle
-_RAW_WRITE = re.compile(r"open\([^)]*['\"][wax]b?\+?['\"]|\.write_(text|bytes)\(|\bjson\.dump\(|"
-                        r"np\.(savez|savez_compressed|save|savetxt)\((?!fh\b)|pickle\.dump\((?![^,]+, fh\b)|\.tofile\(")
+_RAW_WRITE = re.compile(
+    r"open\([^)]*['\"][wax]b?\+?['\"]|\.write_(text|bytes)\(|\bjson\.dump\(|"
+    r"np\.(savez|savez_compressed|save|savetxt)\((?!fh\b)|pickle\.dump\((?![^,]+, fh\b)|\.tofile\("
+)
 
 
 def test_every_file_write_in_the_package_and_scripts_is_atomic():

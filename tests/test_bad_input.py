@@ -54,8 +54,11 @@ def write_keypoints(path: Path, T: int = 40, shift: float = 0.0, **override) -> 
     """A valid keypoint npz of the demo walk (LAFAN1-like names, 30 fps); ``override``
     replaces or (with None) drops keys."""
     m = demo_motion(num_frames=T)
-    arrays = {"positions": m.positions + np.array([shift, -0.5 * shift, 0.0]), "joint_names": _names(m),
-              "fps": np.float64(m.fps)}
+    arrays = {
+        "positions": m.positions + np.array([shift, -0.5 * shift, 0.0]),
+        "joint_names": _names(m),
+        "fps": np.float64(m.fps),
+    }
     arrays.update(override)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
@@ -71,8 +74,12 @@ def _text(path: Path, text: str) -> Path:
 
 
 def _amass(path: Path, T: int = 10, **override) -> Path:
-    arrays = {"poses": np.zeros((T, 165)), "trans": np.zeros((T, 3)), "mocap_frame_rate": np.float64(30),
-              "gender": np.array("neutral")}
+    arrays = {
+        "poses": np.zeros((T, 165)),
+        "trans": np.zeros((T, 3)),
+        "mocap_frame_rate": np.float64(30),
+        "gender": np.array("neutral"),
+    }
     arrays.update(override)
     np.savez(path, **arrays)
     return path
@@ -141,9 +148,21 @@ def _robot_and_recipe(path: Path, g1, recipe):
 def _run_config(path: Path, g1, recipe):
     from retarget_jax.cli import batch_config, build_parser
 
-    args = build_parser().parse_args(["batch", "--input-dir", str(path.parent), "--format", "keypoints",
-                                      "--robot", "unitree_g1", "--config", str(path), "--output-dir",
-                                      str(path.parent / "out")])
+    args = build_parser().parse_args(
+        [
+            "batch",
+            "--input-dir",
+            str(path.parent),
+            "--format",
+            "keypoints",
+            "--robot",
+            "unitree_g1",
+            "--config",
+            str(path),
+            "--output-dir",
+            str(path.parent / "out"),
+        ]
+    )
     return batch_config(args)
 
 
@@ -177,7 +196,7 @@ Case = tuple[str, Callable[[Path], Path], Callable, type[RetargetError], str]
 def _corrupt(p: Path) -> Path:
     raw = bytearray(write_keypoints(p).read_bytes())
     mid = raw.index(b"positions.npy") + 300  # inside the positions member's data (its local header is first)
-    raw[mid:mid + 8] = bytes(b ^ 0xFF for b in raw[mid:mid + 8])
+    raw[mid : mid + 8] = bytes(b ^ 0xFF for b in raw[mid : mid + 8])
     p.write_bytes(bytes(raw))
     return p
 
@@ -197,100 +216,292 @@ CORPUS: dict[str, Case] = {
     # keypoint npz
     "npz_truncated": ("trunc.npz", _truncated, KP, MotionFormatError, r"not a readable npz archive"),
     "npz_corrupt_member": ("corrupt.npz", _corrupt, KP, MotionFormatError, r"field 'positions'.*(corrupt|CRC)"),
-    "npz_not_a_zip": ("text.npz", lambda p: _text(p, "positions,joint_names\n1,2\n"), KP, MotionFormatError,
-                      r"not a readable npz archive"),
-    "npz_object_array_pickle": ("obj.npz", lambda p: write_keypoints(p, joint_names=_names(_DEMO).astype(object)),
-                                KP, MotionFormatError, r"field 'joint_names'.*without pickle"),
-    "npz_missing_key": ("nokey.npz", lambda p: write_keypoints(p, positions=None), KP, MotionFormatError,
-                        r"field 'positions'.*missing"),
-    "poses_all_nan": ("nan.npz", lambda p: write_keypoints(p, positions=np.full((40, 22, 3), np.nan)), KP,
-                      MotionFormatError, r"field 'positions'.*never valid"),
-    "poses_all_inf": ("inf.npz", lambda p: write_keypoints(p, positions=np.full((40, 22, 3), np.inf)), KP,
-                      MotionFormatError, r"field 'positions'.*never valid"),
-    "poses_wrong_shape": ("shape.npz", lambda p: write_keypoints(p, positions=np.zeros((40, 22, 2))), KP,
-                          MotionFormatError, r"field 'positions'.*\(T, J, 3\).*\(40, 22, 2\)"),
-    "zero_frames": ("zero.npz", lambda p: write_keypoints(p, positions=np.zeros((0, 22, 3))), KP,
-                    MotionFormatError, r"field 'positions'.*\(0, 22, 3\)"),
-    "one_frame": ("one.npz", lambda p: write_keypoints(p, positions=_DEMO.positions[:1]), KP,
-                  InvalidMotionError, r"field 'frames'.*at least 2 frames.*found 1"),
-    "fps_negative": ("negfps.npz", lambda p: write_keypoints(p, fps=np.float64(-30)), KP, MotionFormatError,
-                     r"field 'fps'.*positive"),
-    "fps_absurd": ("absurdfps.npz", lambda p: write_keypoints(p, fps=np.float64(1e12)), KP, MotionFormatError,
-                   r"field 'fps'.*between 1 and 10000"),
-    "fps_not_a_number": ("strfps.npz", lambda p: write_keypoints(p, fps=np.array("thirty")), KP,
-                         MotionFormatError, r"field 'fps'.*one number"),
-    "joint_names_unknown": ("unknown.npz", lambda p: write_keypoints(
-        p, joint_names=np.array([f"marker{i}" for i in range(22)])), KP, MotionFormatError,
-        r"field 'joint_names'.*no shipped joint map"),
-    "joint_names_duplicated": ("dup.npz", lambda p: write_keypoints(p, joint_names=_DUP), KP, MotionFormatError,
-                               r"field 'joint_names'.*duplicated joint names: " + _DUP[2]),
-    "joint_names_count": ("count.npz", lambda p: write_keypoints(p, joint_names=_names(_DEMO)[:-1]), KP,
-                          MotionFormatError, r"field 'joint_names'.*21 names for 22 joints"),
+    "npz_not_a_zip": (
+        "text.npz",
+        lambda p: _text(p, "positions,joint_names\n1,2\n"),
+        KP,
+        MotionFormatError,
+        r"not a readable npz archive",
+    ),
+    "npz_object_array_pickle": (
+        "obj.npz",
+        lambda p: write_keypoints(p, joint_names=_names(_DEMO).astype(object)),
+        KP,
+        MotionFormatError,
+        r"field 'joint_names'.*without pickle",
+    ),
+    "npz_missing_key": (
+        "nokey.npz",
+        lambda p: write_keypoints(p, positions=None),
+        KP,
+        MotionFormatError,
+        r"field 'positions'.*missing",
+    ),
+    "poses_all_nan": (
+        "nan.npz",
+        lambda p: write_keypoints(p, positions=np.full((40, 22, 3), np.nan)),
+        KP,
+        MotionFormatError,
+        r"field 'positions'.*never valid",
+    ),
+    "poses_all_inf": (
+        "inf.npz",
+        lambda p: write_keypoints(p, positions=np.full((40, 22, 3), np.inf)),
+        KP,
+        MotionFormatError,
+        r"field 'positions'.*never valid",
+    ),
+    "poses_wrong_shape": (
+        "shape.npz",
+        lambda p: write_keypoints(p, positions=np.zeros((40, 22, 2))),
+        KP,
+        MotionFormatError,
+        r"field 'positions'.*\(T, J, 3\).*\(40, 22, 2\)",
+    ),
+    "zero_frames": (
+        "zero.npz",
+        lambda p: write_keypoints(p, positions=np.zeros((0, 22, 3))),
+        KP,
+        MotionFormatError,
+        r"field 'positions'.*\(0, 22, 3\)",
+    ),
+    "one_frame": (
+        "one.npz",
+        lambda p: write_keypoints(p, positions=_DEMO.positions[:1]),
+        KP,
+        InvalidMotionError,
+        r"field 'frames'.*at least 2 frames.*found 1",
+    ),
+    "fps_negative": (
+        "negfps.npz",
+        lambda p: write_keypoints(p, fps=np.float64(-30)),
+        KP,
+        MotionFormatError,
+        r"field 'fps'.*positive",
+    ),
+    "fps_absurd": (
+        "absurdfps.npz",
+        lambda p: write_keypoints(p, fps=np.float64(1e12)),
+        KP,
+        MotionFormatError,
+        r"field 'fps'.*between 1 and 10000",
+    ),
+    "fps_not_a_number": (
+        "strfps.npz",
+        lambda p: write_keypoints(p, fps=np.array("thirty")),
+        KP,
+        MotionFormatError,
+        r"field 'fps'.*one number",
+    ),
+    "joint_names_unknown": (
+        "unknown.npz",
+        lambda p: write_keypoints(p, joint_names=np.array([f"marker{i}" for i in range(22)])),
+        KP,
+        MotionFormatError,
+        r"field 'joint_names'.*no shipped joint map",
+    ),
+    "joint_names_duplicated": (
+        "dup.npz",
+        lambda p: write_keypoints(p, joint_names=_DUP),
+        KP,
+        MotionFormatError,
+        r"field 'joint_names'.*duplicated joint names: " + _DUP[2],
+    ),
+    "joint_names_count": (
+        "count.npz",
+        lambda p: write_keypoints(p, joint_names=_names(_DEMO)[:-1]),
+        KP,
+        MotionFormatError,
+        r"field 'joint_names'.*21 names for 22 joints",
+    ),
     # BVH
-    "bvh_syntax_error": ("syntax.bvh", lambda p: _text(p, BVH.replace("  {\n    OFFSET 10", "    OFFSET 10", 1)),
-                         _read_human("bvh_lafan1"), MotionFormatError, r"line 7: expected '\{' after JOINT"),
-    "bvh_missing_channels": ("nochan.bvh", lambda p: _text(p, BVH.replace(
-        "    CHANNELS 3 Zrotation Yrotation Xrotation\n", "")), _read_human("bvh_lafan1"), MotionFormatError,
-        r"line 18, field 'frames'.*expected 6 \(sum of CHANNELS\), found 9"),
-    "bvh_truncated": ("trunc.bvh", lambda p: _text(p, BVH.rsplit("0 90", 1)[0]), _read_human("bvh_lafan1"),
-                      MotionFormatError, r"field 'frames'.*truncated file: expected 2 frames"),
-    "bvh_zero_frames": ("zero.bvh", lambda p: _text(p, BVH.replace("Frames: 2", "Frames: 0")),
-                        _read_human("bvh_lafan1"), MotionFormatError, r"field 'Frames'.*zero frames"),
-    "bvh_negative_frame_time": ("negft.bvh", lambda p: _text(p, BVH.replace("0.033333", "-0.03")),
-                                _read_human("bvh_lafan1"), MotionFormatError,
-                                r"field 'Frame Time'.*positive finite"),
-    "bvh_absurd_frame_time": ("tinyft.bvh", lambda p: _text(p, BVH.replace("0.033333", "1e-9")),
-                              _read_human("bvh_lafan1"), MotionFormatError,
-                              r"field 'Frame Time'.*between 1 and 10000"),
-    "bvh_binary": ("binary.bvh", lambda p: (p.write_bytes(b"HIERARCHY\n\x00\x01\x02"), p)[1],
-                   _read_human("bvh_lafan1"), MotionFormatError, r"NUL bytes"),
+    "bvh_syntax_error": (
+        "syntax.bvh",
+        lambda p: _text(p, BVH.replace("  {\n    OFFSET 10", "    OFFSET 10", 1)),
+        _read_human("bvh_lafan1"),
+        MotionFormatError,
+        r"line 7: expected '\{' after JOINT",
+    ),
+    "bvh_missing_channels": (
+        "nochan.bvh",
+        lambda p: _text(p, BVH.replace("    CHANNELS 3 Zrotation Yrotation Xrotation\n", "")),
+        _read_human("bvh_lafan1"),
+        MotionFormatError,
+        r"line 18, field 'frames'.*expected 6 \(sum of CHANNELS\), found 9",
+    ),
+    "bvh_truncated": (
+        "trunc.bvh",
+        lambda p: _text(p, BVH.rsplit("0 90", 1)[0]),
+        _read_human("bvh_lafan1"),
+        MotionFormatError,
+        r"field 'frames'.*truncated file: expected 2 frames",
+    ),
+    "bvh_zero_frames": (
+        "zero.bvh",
+        lambda p: _text(p, BVH.replace("Frames: 2", "Frames: 0")),
+        _read_human("bvh_lafan1"),
+        MotionFormatError,
+        r"field 'Frames'.*zero frames",
+    ),
+    "bvh_negative_frame_time": (
+        "negft.bvh",
+        lambda p: _text(p, BVH.replace("0.033333", "-0.03")),
+        _read_human("bvh_lafan1"),
+        MotionFormatError,
+        r"field 'Frame Time'.*positive finite",
+    ),
+    "bvh_absurd_frame_time": (
+        "tinyft.bvh",
+        lambda p: _text(p, BVH.replace("0.033333", "1e-9")),
+        _read_human("bvh_lafan1"),
+        MotionFormatError,
+        r"field 'Frame Time'.*between 1 and 10000",
+    ),
+    "bvh_binary": (
+        "binary.bvh",
+        lambda p: (p.write_bytes(b"HIERARCHY\n\x00\x01\x02"), p)[1],
+        _read_human("bvh_lafan1"),
+        MotionFormatError,
+        r"NUL bytes",
+    ),
     # AMASS
-    "amass_nan_pose": ("nan_amass.npz", lambda p: _amass(p, poses=np.where(np.arange(165) == 5, np.nan,
-                                                                            np.zeros((10, 165)))),
-                       _read_human("amass"), MotionFormatError, r"field 'poses'.*NaN or infinite value at frame 0"),
-    "amass_wrong_width": ("width_amass.npz", lambda p: _amass(p, poses=np.zeros((10, 100))), _read_human("amass"),
-                          MotionFormatError, r"field 'poses'.*\(10, 100\)"),
-    "amass_absurd_fps": ("fps_amass.npz", lambda p: _amass(p, mocap_frame_rate=np.float64(1e9)),
-                         _read_human("amass"), MotionFormatError, r"field 'mocap_frame_rate'.*between 1 and 10000"),
+    "amass_nan_pose": (
+        "nan_amass.npz",
+        lambda p: _amass(p, poses=np.where(np.arange(165) == 5, np.nan, np.zeros((10, 165)))),
+        _read_human("amass"),
+        MotionFormatError,
+        r"field 'poses'.*NaN or infinite value at frame 0",
+    ),
+    "amass_wrong_width": (
+        "width_amass.npz",
+        lambda p: _amass(p, poses=np.zeros((10, 100))),
+        _read_human("amass"),
+        MotionFormatError,
+        r"field 'poses'.*\(10, 100\)",
+    ),
+    "amass_absurd_fps": (
+        "fps_amass.npz",
+        lambda p: _amass(p, mocap_frame_rate=np.float64(1e9)),
+        _read_human("amass"),
+        MotionFormatError,
+        r"field 'mocap_frame_rate'.*between 1 and 10000",
+    ),
     # pickles: never run, only data
-    "gmr_pkl_runs_code": ("evil.pkl", lambda p: _pickle(p, {"fps": 30.0, "root_pos": RunsCode(p.with_suffix(
-        ".PWNED"))}), _read_robot("gmr_pkl"), MotionFormatError, r"refusing to load class (posix|os)\.system"),
-    "gmr_pkl_runs_code_protocol0": ("evil0.pkl", lambda p: _pickle(p, RunsCode(p.with_suffix(".PWNED")), 0),
-                                    _read_robot("gmr_pkl"), MotionFormatError, r"refusing to load class"),
-    "gmr_pkl_unexpected_class": ("odict.pkl", lambda p: _pickle(p, collections.OrderedDict(fps=30.0)),
-                                 _read_robot("gmr_pkl"), MotionFormatError,
-                                 r"refusing to load class collections\.OrderedDict"),
-    "gmr_pkl_memory_bomb": ("bomb.pkl", lambda p: (p.write_bytes(
-        b"\x80\x02c__builtin__\nlist\nc__builtin__\nrange\nK\x00\x8a\x06\x00\x00\x00\x00\x00\x01\x86R\x85R."), p)[1],
-        _read_robot("gmr_pkl"), MotionFormatError, r"list\(\) called with 1099511627776 items"),
-    "gmr_pkl_truncated": ("trunc.pkl", lambda p: (p.write_bytes(pickle.dumps({"fps": 30.0, "x": list(range(50))})[
-        :-20]), p)[1], _read_robot("gmr_pkl"), MotionFormatError, r"malformed or truncated pickle"),
-    "gmr_pkl_missing_field": ("nofps.pkl", lambda p: _pickle(p, {"root_pos": np.zeros((3, 3))}),
-                              _read_robot("gmr_pkl"), MotionFormatError, r"field 'fps'"),
-    "model_pkl_unexpected_class": ("SMPL_NEUTRAL.pkl", lambda p: _pickle(p, {
-        "J_regressor": collections.Counter(a=1)}, 2), _body_model, MotionFormatError,
-        r"refusing to load class collections\.Counter"),
-    "model_pkl_runs_code": ("SMPL_MALE.pkl", lambda p: _pickle(p, {"kintree_table": RunsCode(p.with_suffix(
-        ".PWNED"))}, 2), _body_model, MotionFormatError, r"refusing to load class (posix|os)\.system"),
+    "gmr_pkl_runs_code": (
+        "evil.pkl",
+        lambda p: _pickle(p, {"fps": 30.0, "root_pos": RunsCode(p.with_suffix(".PWNED"))}),
+        _read_robot("gmr_pkl"),
+        MotionFormatError,
+        r"refusing to load class (posix|os)\.system",
+    ),
+    "gmr_pkl_runs_code_protocol0": (
+        "evil0.pkl",
+        lambda p: _pickle(p, RunsCode(p.with_suffix(".PWNED")), 0),
+        _read_robot("gmr_pkl"),
+        MotionFormatError,
+        r"refusing to load class",
+    ),
+    "gmr_pkl_unexpected_class": (
+        "odict.pkl",
+        lambda p: _pickle(p, collections.OrderedDict(fps=30.0)),
+        _read_robot("gmr_pkl"),
+        MotionFormatError,
+        r"refusing to load class collections\.OrderedDict",
+    ),
+    "gmr_pkl_memory_bomb": (
+        "bomb.pkl",
+        lambda p: (
+            p.write_bytes(
+                b"\x80\x02c__builtin__\nlist\nc__builtin__\nrange\nK\x00\x8a\x06\x00\x00\x00\x00\x00\x01\x86R\x85R."
+            ),
+            p,
+        )[1],
+        _read_robot("gmr_pkl"),
+        MotionFormatError,
+        r"list\(\) called with 1099511627776 items",
+    ),
+    "gmr_pkl_truncated": (
+        "trunc.pkl",
+        lambda p: (p.write_bytes(pickle.dumps({"fps": 30.0, "x": list(range(50))})[:-20]), p)[1],
+        _read_robot("gmr_pkl"),
+        MotionFormatError,
+        r"malformed or truncated pickle",
+    ),
+    "gmr_pkl_missing_field": (
+        "nofps.pkl",
+        lambda p: _pickle(p, {"root_pos": np.zeros((3, 3))}),
+        _read_robot("gmr_pkl"),
+        MotionFormatError,
+        r"field 'fps'",
+    ),
+    "model_pkl_unexpected_class": (
+        "SMPL_NEUTRAL.pkl",
+        lambda p: _pickle(p, {"J_regressor": collections.Counter(a=1)}, 2),
+        _body_model,
+        MotionFormatError,
+        r"refusing to load class collections\.Counter",
+    ),
+    "model_pkl_runs_code": (
+        "SMPL_MALE.pkl",
+        lambda p: _pickle(p, {"kintree_table": RunsCode(p.with_suffix(".PWNED"))}, 2),
+        _body_model,
+        MotionFormatError,
+        r"refusing to load class (posix|os)\.system",
+    ),
     # robots
-    "mjcf_missing_body": ("unitree_g1.xml", lambda p: _g1_without(p, "left_ankle_roll_link"), _robot_and_recipe,
-                          UnknownNameError, r"left_ankle_roll_link"),
-    "mjcf_not_xml": ("broken.xml", lambda p: _text(p, "<mujoco><worldbody><body name='a'>"), _robot_and_recipe,
-                     RobotModelError, r"cannot load MJCF"),
-    "mjcf_no_free_joint": ("fixed.xml", lambda p: _text(p, "<mujoco><worldbody><body name='a'><joint type='hinge'/>"
-                                                           "<geom size='0.1'/></body></worldbody></mujoco>"),
-                           _robot_and_recipe, RobotModelError, r"expected exactly one free joint"),
+    "mjcf_missing_body": (
+        "unitree_g1.xml",
+        lambda p: _g1_without(p, "left_ankle_roll_link"),
+        _robot_and_recipe,
+        UnknownNameError,
+        r"left_ankle_roll_link",
+    ),
+    "mjcf_not_xml": (
+        "broken.xml",
+        lambda p: _text(p, "<mujoco><worldbody><body name='a'>"),
+        _robot_and_recipe,
+        RobotModelError,
+        r"cannot load MJCF",
+    ),
+    "mjcf_no_free_joint": (
+        "fixed.xml",
+        lambda p: _text(
+            p, "<mujoco><worldbody><body name='a'><joint type='hinge'/><geom size='0.1'/></body></worldbody></mujoco>"
+        ),
+        _robot_and_recipe,
+        RobotModelError,
+        r"expected exactly one free joint",
+    ),
     # configs
-    "config_unknown_key": ("run.yaml", lambda p: _text(p, "solver:\n  max_itres: 3\n"), _run_config, ConfigError,
-                           r"max_itres"),
-    "config_wrong_type": ("run.yaml", lambda p: _text(p, "solver:\n  max_iters: many\n"), _run_config,
-                          ConfigError, r"solver\.max_iters"),
+    "config_unknown_key": (
+        "run.yaml",
+        lambda p: _text(p, "solver:\n  max_itres: 3\n"),
+        _run_config,
+        ConfigError,
+        r"max_itres",
+    ),
+    "config_wrong_type": (
+        "run.yaml",
+        lambda p: _text(p, "solver:\n  max_iters: many\n"),
+        _run_config,
+        ConfigError,
+        r"solver\.max_iters",
+    ),
     "config_not_yaml": ("run.yaml", lambda p: _text(p, "solver: [\n"), _run_config, ConfigError, r"not valid YAML"),
-    "recipe_unknown_key": ("my_recipe.yaml", lambda p: _text(p, _recipe_yaml(bogus_key=1)), _recipe_file,
-                           ConfigError, r"unknown key\(s\) \['bogus_key'\]"),
-    "joint_map_unknown_role": ("my_map.yaml", lambda p: _text(p, "name: m\nlength_unit: metre\nup_axis: z\n"
-                                                                 "joints: {Hips: pelvis, Knee: kneecap}\n"),
-                               _joint_map_file, UnknownNameError, r"kneecap"),
+    "recipe_unknown_key": (
+        "my_recipe.yaml",
+        lambda p: _text(p, _recipe_yaml(bogus_key=1)),
+        _recipe_file,
+        ConfigError,
+        r"unknown key\(s\) \['bogus_key'\]",
+    ),
+    "joint_map_unknown_role": (
+        "my_map.yaml",
+        lambda p: _text(p, "name: m\nlength_unit: metre\nup_axis: z\njoints: {Hips: pelvis, Knee: kneecap}\n"),
+        _joint_map_file,
+        UnknownNameError,
+        r"kneecap",
+    ),
 }
 
 
@@ -314,20 +525,39 @@ def test_corpus_is_large_enough():
 
 
 def _config(path: Path) -> Path:
-    cfg = {"recipe": "lafan1_g1", "solver": {"max_iters": 50},
-           "batch": {"max_batch": 4, "buckets": [64], "window": 64, "overlap": 16, "progress": False,
-                     "max_workers": 2},
-           "output": {"formats": ["npz"]}, "jax_cache_dir": CACHE}
+    cfg = {
+        "recipe": "lafan1_g1",
+        "solver": {"max_iters": 50},
+        "batch": {"max_batch": 4, "buckets": [64], "window": 64, "overlap": 16, "progress": False, "max_workers": 2},
+        "output": {"formats": ["npz"]},
+        "jax_cache_dir": CACHE,
+    }
     path.write_text(json.dumps(cfg))
     return path
 
 
 def _batch(inp: Path, out: Path, config: Path, fmt: str = "keypoints") -> int:
-    return cli_main(["batch", "--input-dir", str(inp), "--format", fmt, "--robot", "unitree_g1", "--config",
-                     str(config), "--output-dir", str(out), "--no-progress"])
+    return cli_main(
+        [
+            "batch",
+            "--input-dir",
+            str(inp),
+            "--format",
+            fmt,
+            "--robot",
+            "unitree_g1",
+            "--config",
+            str(config),
+            "--output-dir",
+            str(out),
+            "--no-progress",
+        ]
+    )
 
 
-GOOD = {f"good{i}.npz": (30 + 9 * i, 0.07 * i) for i in range(3)}  # frames, shift: with the diverging clip, one batch of 4
+GOOD = {
+    f"good{i}.npz": (30 + 9 * i, 0.07 * i) for i in range(3)
+}  # frames, shift: with the diverging clip, one batch of 4
 BAD_IN_DRIVER = [c for c, (name, *_rest) in CORPUS.items() if CORPUS[c][2] is KP]
 
 
@@ -448,8 +678,9 @@ def test_worker_fails_every_non_ok_status_and_writes_nothing(tmp_path, g1, g1_tr
 
     worker = RetargetWorker(robot=g1, motion_format="gmr_pkl", manifest_path=tmp_path / "batch_manifest.json")
     statuses = [SolveStatus.CONVERGED, SolveStatus.INVALID_INPUT, SolveStatus.MAX_ITERATIONS, SolveStatus.DIVERGED]
-    jobs = [BatchJob(id=f"clip{s}.pkl", motion=f"in/clip{s}.pkl", output=str(tmp_path / f"clip{s}.npz"))
-            for s in statuses]
+    jobs = [
+        BatchJob(id=f"clip{s}.pkl", motion=f"in/clip{s}.pkl", output=str(tmp_path / f"clip{s}.npz")) for s in statuses
+    ]
     items = [_Loaded(dataclasses.replace(g1_trajectory, status=s), "t0") for s in statuses]
     records = worker.process(jobs, items)
     for s, job, rec in zip(statuses, jobs, records, strict=True):
@@ -472,8 +703,23 @@ def test_single_file_cli_writes_nothing_for_a_failed_solve(tmp_path, monkeypatch
     monkeypatch.setattr(pipeline, "retarget_motions", lambda motions, *a, **k: [failed])  # no solve needed
     src = write_keypoints(tmp_path / "clip.npz")
     out = tmp_path / "out.npz"
-    assert cli_main(["retarget", str(src), "--format", "keypoints", "--robot", "unitree_g1", "--recipe",
-                     "lafan1_g1", "--output", str(out)]) == 2
+    assert (
+        cli_main(
+            [
+                "retarget",
+                str(src),
+                "--format",
+                "keypoints",
+                "--robot",
+                "unitree_g1",
+                "--recipe",
+                "lafan1_g1",
+                "--output",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "SolveError" in err and str(src) in err and "status 'diverged'" in err
     assert not out.exists()

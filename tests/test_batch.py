@@ -83,8 +83,18 @@ class Writer:
         for job, text in zip(jobs, items, strict=True):
             Path(job.output).parent.mkdir(parents=True, exist_ok=True)
             Path(job.output).write_text(text.upper())
-            out.append(BatchRunRecord(job.id, job.motion, relative_to_manifest(self.manifest, job.output),
-                                      "success", utc_now(), utc_now(), "ok", provenance={"frames": len(text)}))
+            out.append(
+                BatchRunRecord(
+                    job.id,
+                    job.motion,
+                    relative_to_manifest(self.manifest, job.output),
+                    "success",
+                    utc_now(),
+                    utc_now(),
+                    "ok",
+                    provenance={"frames": len(text)},
+                )
+            )
         return out
 
 
@@ -93,8 +103,10 @@ def test_jobs_keep_the_relative_layout_and_ids_never_collide(tmp_path):
     jobs = discover_jobs(tmp_path / "motions", "**/*.npz", tmp_path / "results", formats=["npz", "mjlab_npz"])
     assert [j.id for j in jobs] == ["subject_a/walk.npz", "subject_b/walk.npz", "top.npz"]
     assert Path(jobs[0].output) == tmp_path / "results" / "subject_a" / "walk.npz"
-    assert jobs[0].outputs(["npz", "mjlab_npz"]) == [tmp_path / "results/subject_a/walk.mjlab.npz",
-                                                     tmp_path / "results/subject_a/walk.npz"]
+    assert jobs[0].outputs(["npz", "mjlab_npz"]) == [
+        tmp_path / "results/subject_a/walk.mjlab.npz",
+        tmp_path / "results/subject_a/walk.npz",
+    ]
     # a non-recursive pattern only sees the top folder
     assert [j.id for j in discover_jobs(tmp_path / "motions", "*.npz", tmp_path / "r")] == ["top.npz"]
     with pytest.raises(ConfigError, match="no files matching"):
@@ -126,8 +138,9 @@ def test_run_writes_every_output_records_failures_and_resumes(tmp_path):
     jobs = discover_jobs(inp, "**/*.txt", out)
     mpath = out / "batch_manifest.json"
     w = Writer(mpath)
-    m = _runner(chunk_size=3).run(jobs, w, mpath, max_workers=2, input_dir=str(inp), output_dir=str(out),
-                                  pattern="**/*.txt")
+    m = _runner(chunk_size=3).run(
+        jobs, w, mpath, max_workers=2, input_dir=str(inp), output_dir=str(out), pattern="**/*.txt"
+    )
     assert (m.total, m.success_count, m.skipped_count, m.failed_count) == (11, 10, 0, 1)
     assert [r.job_id for r in m.records] == [j.id for j in jobs]  # submission order
     bad = m.records_by_id()["s0/bad.txt"]
@@ -226,11 +239,13 @@ def test_process_parts_merge_into_one_manifest(tmp_path):
     inp, out, jobs, mpath = _jobs(tmp_path, [f"d{i % 2}/c{i:02d}.txt" for i in range(9)], "**/*.txt")
     calls = []
     # process 1 first (it returns its own part), then process 0 merges
-    part1 = _runner(chunk_size=2, process_index=1, process_count=2, barrier=calls.append).run(jobs, Writer(mpath),
-                                                                                              mpath)
+    part1 = _runner(chunk_size=2, process_index=1, process_count=2, barrier=calls.append).run(
+        jobs, Writer(mpath), mpath
+    )
     assert part_path(mpath, 1, 2).exists() and not mpath.exists()
-    merged = _runner(chunk_size=2, process_index=0, process_count=2, barrier=calls.append).run(jobs, Writer(mpath),
-                                                                                               mpath)
+    merged = _runner(chunk_size=2, process_index=0, process_count=2, barrier=calls.append).run(
+        jobs, Writer(mpath), mpath
+    )
     assert calls == ["retarget_jax.batch.parts_written"] * 2
     assert [r.job_id for r in merged.records] == [j.id for j in jobs]
     assert merged.success_count == 9 and part1.total == 4

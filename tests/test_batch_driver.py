@@ -55,9 +55,13 @@ def _clips(root: Path, n: int) -> dict[str, int]:
 
 
 def _config(path: Path, **extra) -> Path:
-    cfg = {"recipe": "lafan1_g1", "solver": {"max_iters": 50},
-           "batch": {"max_batch": 4, "buckets": [64], "window": 64, "overlap": 16, "progress": False},
-           "output": {"formats": ["npz"]}, "jax_cache_dir": CACHE}
+    cfg = {
+        "recipe": "lafan1_g1",
+        "solver": {"max_iters": 50},
+        "batch": {"max_batch": 4, "buckets": [64], "window": 64, "overlap": 16, "progress": False},
+        "output": {"formats": ["npz"]},
+        "jax_cache_dir": CACHE,
+    }
     for k, v in extra.items():
         cfg[k].update(v)  # type: ignore[union-attr]
     path.write_text(json.dumps(cfg))  # JSON is YAML
@@ -73,8 +77,24 @@ def _env(devices: int = 1) -> dict:
 
 
 def _batch_cmd(inp: Path, out: Path, config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "retarget_jax.cli", "batch", "--input-dir", str(inp), "--format", "keypoints",
-            "--robot", "unitree_g1", "--config", str(config), "--output-dir", str(out), "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "retarget_jax.cli",
+        "batch",
+        "--input-dir",
+        str(inp),
+        "--format",
+        "keypoints",
+        "--robot",
+        "unitree_g1",
+        "--config",
+        str(config),
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 # float32 round-off between compiled programs (B=4 on one device, 1 clip on each of 4):
@@ -126,8 +146,9 @@ def single_device(clip_dir, tmp_path_factory):
     inp, frames = clip_dir
     tmp = tmp_path_factory.mktemp("single")
     out = tmp / "out"
-    proc = subprocess.run(_batch_cmd(inp, out, _config(tmp / "run.yaml")), env=_env(), capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        _batch_cmd(inp, out, _config(tmp / "run.yaml")), env=_env(), capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, _qpos(out, frames)
 
@@ -145,8 +166,9 @@ def test_kill_9_at_several_points_then_resume(tmp_path):
         p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         t0 = time.monotonic()
         while p.poll() is None:
-            if (kind == "seconds" and time.monotonic() - t0 >= value) or (kind == "success" and
-                                                                          _success(mpath) >= value):
+            if (kind == "seconds" and time.monotonic() - t0 >= value) or (
+                kind == "success" and _success(mpath) >= value
+            ):
                 os.kill(p.pid, signal.SIGKILL)
                 break
             assert time.monotonic() - t0 < 900, "the driver made no progress"
@@ -179,14 +201,20 @@ def test_four_host_devices_equal_one(clip_dir, single_device, tmp_path):
     sequence): different XLA programs, so float32 round-off differs, and on a clip whose
     stopping test sits at its threshold the solve can stop one iteration apart (seen on
     1 of 41 clips: 11 vs 10 iterations). Every clip must converge on both; every other
-    clip must match to the iteration, its cost to 1e-5 and its joints to 2e-4 rad; at most 2 clips may stop one iteration
+    clip must match to the iteration, its cost to 1e-5 and its joints to 2e-4 rad; at most 2 clips may stop one
+    iteration
     apart, and those must agree to the solver's own tolerance: cost within rtol (1e-4)
     and joints within 1 cm / 0.01 rad."""
     inp, frames = clip_dir
     ref_out, ref = single_device
     out = tmp_path / "out"
-    proc = subprocess.run(_batch_cmd(inp, out, _config(tmp_path / "run.yaml")), env=_env(devices=4),
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        _batch_cmd(inp, out, _config(tmp_path / "run.yaml")),
+        env=_env(devices=4),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = _qpos(out, frames)
     apart = {k for k in ref if got[k][1] != ref[k][1]}
@@ -220,10 +248,22 @@ def test_two_processes_equal_one_and_merge_one_manifest(clip_dir, single_device,
     port = _free_port()
     procs = []
     for k in range(2):
-        cfg = _config(tmp_path / f"run{k}.yaml", batch={"distributed": {
-            "enabled": True, "coordinator_address": f"localhost:{port}", "num_processes": 2, "process_id": k}})
-        procs.append(subprocess.Popen(_batch_cmd(inp, out, cfg), env=_env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        cfg = _config(
+            tmp_path / f"run{k}.yaml",
+            batch={
+                "distributed": {
+                    "enabled": True,
+                    "coordinator_address": f"localhost:{port}",
+                    "num_processes": 2,
+                    "process_id": k,
+                }
+            },
+        )
+        procs.append(
+            subprocess.Popen(
+                _batch_cmd(inp, out, cfg), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     logs = [p.communicate(timeout=900) for p in procs]
     for p, (_, err) in zip(procs, logs, strict=True):
         assert p.returncode == 0, err[-3000:]
@@ -243,10 +283,26 @@ def test_multirun_sweep_writes_each_run_to_its_own_directory(clip_dir, tmp_path)
         (two / rel).parent.mkdir(parents=True, exist_ok=True)
         (two / rel).write_bytes((inp / rel).read_bytes())
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "retarget_jax.run", "-m", "+experiment=keypoints", "robot=unitree_g1",
-           f"input.path={two}", "solver.weights.smooth=0.1,1,10", "solver.max_iters=50", "recipe=lafan1_g1", "batch.max_batch=4",
-           "batch.buckets=[64]", "batch.window=64", "batch.overlap=16", "batch.progress=false",
-           "output.formats=[npz]", f"jax_cache_dir={CACHE}", f"hydra.sweep.dir={sweep}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "retarget_jax.run",
+        "-m",
+        "+experiment=keypoints",
+        "robot=unitree_g1",
+        f"input.path={two}",
+        "solver.weights.smooth=0.1,1,10",
+        "solver.max_iters=50",
+        "recipe=lafan1_g1",
+        "batch.max_batch=4",
+        "batch.buckets=[64]",
+        "batch.window=64",
+        "batch.overlap=16",
+        "batch.progress=false",
+        "output.formats=[npz]",
+        f"jax_cache_dir={CACHE}",
+        f"hydra.sweep.dir={sweep}",
+    ]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted(p.parent for p in sweep.rglob("batch_manifest.json"))
@@ -267,19 +323,53 @@ def test_multirun_sweep_writes_each_run_to_its_own_directory(clip_dir, tmp_path)
 def test_cli_refuses_to_guess_a_robot_and_names_bad_keys(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     np.savez(tmp_path / "in" / "a.npz", poses=np.zeros((4, 165)))
-    assert cli_main(["batch", "--input-dir", str(tmp_path / "in"), "--format", "smplx",
-                     "--output-dir", str(tmp_path / "out")]) == 2
+    assert (
+        cli_main(
+            ["batch", "--input-dir", str(tmp_path / "in"), "--format", "smplx", "--output-dir", str(tmp_path / "out")]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no robot given" in err and "unitree_g1" in err
     assert not (tmp_path / "out").exists()  # refused before any work
     bad = tmp_path / "bad.yaml"
     bad.write_text("solver:\n  max_itres: 3\n")
-    assert cli_main(["batch", "--input-dir", str(tmp_path / "in"), "--format", "smplx", "--robot", "unitree_g1",
-                     "--config", str(bad), "--output-dir", str(tmp_path / "out")]) == 2
+    assert (
+        cli_main(
+            [
+                "batch",
+                "--input-dir",
+                str(tmp_path / "in"),
+                "--format",
+                "smplx",
+                "--robot",
+                "unitree_g1",
+                "--config",
+                str(bad),
+                "--output-dir",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert "max_itres" in capsys.readouterr().err
     # the robot may come from the config file instead of the flag (then the file is read)
     good = tmp_path / "good.yaml"
     good.write_text("robot:\n  name: unitree_h2\n")
-    assert cli_main(["batch", "--input-dir", str(tmp_path / "in"), "--format", "smplx", "--config", str(good),
-                     "--output-dir", str(tmp_path / "out")]) == 2
+    assert (
+        cli_main(
+            [
+                "batch",
+                "--input-dir",
+                str(tmp_path / "in"),
+                "--format",
+                "smplx",
+                "--config",
+                str(good),
+                "--output-dir",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert "unitree_h2" in capsys.readouterr().err  # an unknown robot is named, with the valid ones

@@ -115,17 +115,14 @@ def test_neutral_offsets_are_the_figures(family):
     pose = rng.normal(scale=0.8, size=(6, 22, 3))
     pos, _ = smpl_joint_poses(rest, pose, rng.normal(size=(6, 3)))
     lengths = np.linalg.norm(pos[:, 1:] - pos[:, list(SMPL_BODY_PARENTS[1:])], axis=-1)
-    np.testing.assert_allclose(lengths, np.broadcast_to(np.linalg.norm(xml_off[1:], axis=-1),
-                                                        lengths.shape), atol=1e-6)
+    np.testing.assert_allclose(lengths, np.broadcast_to(np.linalg.norm(xml_off[1:], axis=-1), lengths.shape), atol=1e-6)
     # The root body's pos is the canonical pelvis J_0, kept as is.
     np.testing.assert_allclose(rest[0], xml_off[0])
 
 
 def test_zero_pose_orientations_are_smpl_frame():
-    pos, quat = smpl_joint_poses(neutral_skeleton("smplx").rest_joints, pose_with_root(ROOT_FACE_X),
-                                   np.zeros((1, 3)))
-    np.testing.assert_allclose(quat_wxyz_to_mat(quat[0]), np.broadcast_to(SMPL_FRAME, (22, 3, 3)),
-                               atol=1e-6)
+    pos, quat = smpl_joint_poses(neutral_skeleton("smplx").rest_joints, pose_with_root(ROOT_FACE_X), np.zeros((1, 3)))
+    np.testing.assert_allclose(quat_wxyz_to_mat(quat[0]), np.broadcast_to(SMPL_FRAME, (22, 3, 3)), atol=1e-6)
 
 
 def test_fk_matches_numpy_reference():
@@ -241,8 +238,7 @@ def test_find_model_file_layouts_and_fallback(tmp_path):
     assert find_model_file(d, "smplh", "male") == (d / "SMPLH_male.pkl", "male")
     assert find_model_file(d, "smpl", "female") == (d / "smpl" / "SMPL_FEMALE.npz", "female")
     with pytest.warns(UserWarning, match="no smplh model file for gender 'female'"):
-        assert find_model_file(d, "smplh", "female") == (d / "smplh" / "neutral" / "model.npz",
-                                                         "neutral")
+        assert find_model_file(d, "smplh", "female") == (d / "smplh" / "neutral" / "model.npz", "neutral")
     with pytest.raises(FileNotFoundError, match=r"SMPL_NEUTRAL\.npz"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         find_model_file(d, "smpl", "male")
@@ -351,8 +347,7 @@ def test_restricted_load_checks_sparse_indices():
 
     # PROTO 2, GLOBAL scipy.sparse._csc.csc_matrix, EMPTY_TUPLE, NEWOBJ, STOP: no state.
     with pytest.raises(MotionFormatError, match="csc matrix without its state"):
-        restricted_load(io.BytesIO(b"\x80\x02cscipy.sparse._csc\ncsc_matrix\n)\x81."),
-                        allow_scipy_sparse=True)
+        restricted_load(io.BytesIO(b"\x80\x02cscipy.sparse._csc\ncsc_matrix\n)\x81."), allow_scipy_sparse=True)
 
     m = scipy.sparse.csc_matrix(np.eye(3))
     m.indices = m.indices.copy()
@@ -366,8 +361,7 @@ def test_restricted_load_checks_sparse_indices():
 # Parity with the smplx package (an optional extra of the package, installed by the test extras)
 
 
-PARITY_CASES = [("smpl", "pkl", True), ("smplh", "npz", False), ("smplh", "pkl", True),
-                ("smplx", "npz", False)]
+PARITY_CASES = [("smpl", "pkl", True), ("smplh", "npz", False), ("smplh", "pkl", True), ("smplx", "npz", False)]
 
 
 @pytest.mark.parametrize("family,ext,sparse", PARITY_CASES)
@@ -385,8 +379,7 @@ def test_joints_match_smplx_package(tmp_path, family, ext, sparse):
     trans = rng.normal(size=(B, 3))
 
     kwargs = {} if family == "smpl" else {"ext": ext, "use_pca": False}
-    model = smplx.create(str(tmp_path), model_type=family, gender="neutral", num_betas=10,
-                         batch_size=B, **kwargs)
+    model = smplx.create(str(tmp_path), model_type=family, gender="neutral", num_betas=10, batch_size=B, **kwargs)
 
     class NoExtraJoints(torch.nn.Module):  # the synthetic mesh has no vertices at the
         def forward(self, vertices, joints):  # landmark ids smplx picks extra joints from
@@ -397,8 +390,7 @@ def test_joints_match_smplx_package(tmp_path, family, ext, sparse):
     body = np.concatenate([pose[:, 1:].reshape(B, 63), rng.normal(size=(B, n_body - 63))], 1)
     t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     with torch.no_grad():
-        out = model(betas=t(np.tile(betas, (B, 1))), global_orient=t(pose[:, 0]),
-                    body_pose=t(body), transl=t(trans))
+        out = model(betas=t(np.tile(betas, (B, 1))), global_orient=t(pose[:, 0]), body_pose=t(body), transl=t(trans))
     expected = out.joints[:, :22].numpy().astype(np.float64)
 
     skel = model_skeleton(tmp_path, family, "neutral", betas)
@@ -413,8 +405,7 @@ def test_joints_match_smplx_package(tmp_path, family, ext, sparse):
     if family == "smpl":
         poses[:, 66:] = body[:, 63:]
     clip = tmp_path / "clip.npz"
-    np.savez(clip, poses=poses, trans=trans, betas=betas, gender=np.array("neutral"),
-             mocap_framerate=np.array(30.0))
+    np.savez(clip, poses=poses, trans=trans, betas=betas, gender=np.array("neutral"), mocap_framerate=np.array(30.0))
     motion = read_amass(clip, body_model_dir=tmp_path)
     assert motion.source_format == family
     np.testing.assert_allclose(motion.positions, expected, atol=1e-5)

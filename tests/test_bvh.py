@@ -140,20 +140,14 @@ def test_fk_matches_matrix_composition_for_every_channel_order(tmp_path, order):
     # Values as the file holds them (6 decimals), so the reference sees the same numbers.
     ang = np.round(rng.uniform(-180, 180, size=(4, 3, 3)), 6)  # frames, joints, channels
     root = np.round(rng.uniform(-50, 50, size=(4, 3)), 6)
-    frames = [
-        " ".join(f"{v:.6f}" for v in [*root[t], *ang[t, 0], *ang[t, 1], *ang[t, 2]])
-        for t in range(4)
-    ]
+    frames = [" ".join(f"{v:.6f}" for v in [*root[t], *ang[t, 0], *ang[t, 1], *ang[t, 2]]) for t in range(4)]
     text = _chain(tuple(order), frames)
     # Every joint gets the same order in this test (root and C too).
     rot = " ".join(f"{a}rotation" for a in order)
     text = text.replace("Zrotation Yrotation Xrotation", rot)
     m = _read_raw(_write(tmp_path, text))
     for t in range(4):
-        Rs = [
-            np.linalg.multi_dot([_R[a](ang[t, j, i]) for i, a in enumerate(order)])
-            for j in range(3)
-        ]
+        Rs = [np.linalg.multi_dot([_R[a](ang[t, j, i]) for i, a in enumerate(order)]) for j in range(3)]
         R_A, R_B, R_C = Rs[0], Rs[0] @ Rs[1], Rs[0] @ Rs[1] @ Rs[2]
         p_B = root[t] + R_A @ [1, 0, 0]
         p_C = p_B + R_B @ [0, 2, 0]
@@ -393,9 +387,7 @@ def test_extra_closing_brace(tmp_path):
 
 
 def test_unknown_channel(tmp_path):
-    text = _chain().replace(
-        "CHANNELS 3 Zrotation Yrotation Xrotation", "CHANNELS 3 Zrotation Wrotation Xrotation", 1
-    )
+    text = _chain().replace("CHANNELS 3 Zrotation Yrotation Xrotation", "CHANNELS 3 Zrotation Wrotation Xrotation", 1)
     _raises_at(
         _write(tmp_path, text),
         _line_of(text, "Wrotation"),
@@ -427,9 +419,7 @@ def test_non_numeric_frame_value(tmp_path):
     frames = ["0 0 0 0 0 0 0 0 0 0 0 0"] * 3
     frames[1] = "0 0 0 0 0 x1.5 0 0 0 0 0 0"
     text = _chain(frames=frames)
-    _raises_at(
-        _write(tmp_path, text), _line_of(text, "x1.5"), "frame index 1", "non-numeric", "'x1.5'"
-    )
+    _raises_at(_write(tmp_path, text), _line_of(text, "x1.5"), "frame index 1", "non-numeric", "'x1.5'")
 
 
 def test_frame_line_with_wrong_number_of_values(tmp_path):
@@ -621,11 +611,28 @@ LAFAN1_NAMES = tuple(LAFAN1_JOINT_MAP)
 LAFAN1_PARENTS = (-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 12, 11, 14, 15, 16, 11, 18, 19, 20)
 # LAFAN1's own OFFSETs (cm), rounded: bones run along each joint's x axis.
 LAFAN1_OFFSETS = (
-    (0, 0, 0), (0.10, 1.86, 10.55), (43.5, 0, 0), (42.37, 0, 0), (17.3, 0, 0),
-    (0.10, 1.86, -10.55), (43.5, 0, 0), (42.37, 0, 0), (17.3, 0, 0),
-    (6.90, -2.60, 0), (12.59, 0, 0), (12.34, 0, 0), (25.83, 0, 0), (11.77, 0, 0),
-    (19.75, -1.48, 6.0), (11.28, 0, 0), (33.0, 0, 0), (25.2, 0, 0),
-    (19.75, -1.48, -6.0), (11.28, 0, 0), (33.0, 0, 0), (25.2, 0, 0),
+    (0, 0, 0),
+    (0.10, 1.86, 10.55),
+    (43.5, 0, 0),
+    (42.37, 0, 0),
+    (17.3, 0, 0),
+    (0.10, 1.86, -10.55),
+    (43.5, 0, 0),
+    (42.37, 0, 0),
+    (17.3, 0, 0),
+    (6.90, -2.60, 0),
+    (12.59, 0, 0),
+    (12.34, 0, 0),
+    (25.83, 0, 0),
+    (11.77, 0, 0),
+    (19.75, -1.48, 6.0),
+    (11.28, 0, 0),
+    (33.0, 0, 0),
+    (25.2, 0, 0),
+    (19.75, -1.48, -6.0),
+    (11.28, 0, 0),
+    (33.0, 0, 0),
+    (25.2, 0, 0),
 )
 _POS = ("Xposition", "Yposition", "Zposition")
 _ZYX = ("Zrotation", "Yrotation", "Xrotation")
@@ -639,10 +646,15 @@ def lafan1_like_clip(T: int = 5, seed: int = 0) -> BvhClip:
     frames = np.round(rng.uniform(-40.0, 40.0, size=(T, sum(counts))), 4)
     frames[:, :3] = np.round([30.0, 90.0, -20.0] + rng.normal(0.0, 5.0, size=(T, 3)), 4)
     return BvhClip(
-        path="", joint_names=LAFAN1_NAMES, parents=np.asarray(LAFAN1_PARENTS),
-        offsets=np.asarray(LAFAN1_OFFSETS, dtype=np.float64), channels=channels,
-        channel_start=np.concatenate([[0], np.cumsum(counts)[:-1]]), frames=frames,
-        frame_time=1.0 / 30.0)
+        path="",
+        joint_names=LAFAN1_NAMES,
+        parents=np.asarray(LAFAN1_PARENTS),
+        offsets=np.asarray(LAFAN1_OFFSETS, dtype=np.float64),
+        channels=channels,
+        channel_start=np.concatenate([[0], np.cumsum(counts)[:-1]]),
+        frames=frames,
+        frame_time=1.0 / 30.0,
+    )
 
 
 def renamed_clip(clip: BvhClip, jm: JointMap, extra_leaf: tuple[str, str] | None = None) -> BvhClip:
@@ -669,8 +681,14 @@ def renamed_clip(clip: BvhClip, jm: JointMap, extra_leaf: tuple[str, str] | None
         starts.append(frames.shape[1])
         frames = np.hstack([frames, np.full((frames.shape[0], 3), 25.0)])
     return dataclasses.replace(
-        clip, joint_names=tuple(names), parents=np.asarray(parents), offsets=offsets,
-        channels=tuple(channels), channel_start=np.asarray(starts), frames=frames)
+        clip,
+        joint_names=tuple(names),
+        parents=np.asarray(parents),
+        offsets=offsets,
+        channels=tuple(channels),
+        channel_start=np.asarray(starts),
+        frames=frames,
+    )
 
 
 def test_write_bvh_round_trips_exactly(tmp_path):
@@ -695,7 +713,7 @@ def test_write_bvh_writes_children_inside_their_parents(tmp_path):
     k = back.joint_names.index("LeftHandIndex1")
     assert k == back.joint_names.index("LeftHand") + 1
     assert back.joint_names[back.parents[k]] == "LeftHand"
-    np.testing.assert_array_equal(back.frames[:, back.channel_start[k]:back.channel_start[k] + 3], 25.0)
+    np.testing.assert_array_equal(back.frames[:, back.channel_start[k] : back.channel_start[k] + 3], 25.0)
     pa, _ = bvh_joint_poses(clip)
     pb, _ = bvh_joint_poses(back)
     order = [clip.joint_names.index(n) for n in back.joint_names]
@@ -736,11 +754,14 @@ def test_each_variant_reads_to_the_lafan1_world_positions(tmp_path, lafan1_file,
     assert set(m.source_joint_names) <= set(jm.joints)
     assert len(m.joint_names) == len(set(jm.roles) & set(ref.joint_names))
     for role in m.joint_names:
-        np.testing.assert_allclose(m.positions[:, m.index(role)], ref.positions[:, ref.index(role)],
-                                   atol=1e-9, err_msg=str(role))
-        np.testing.assert_allclose(np.abs(np.sum(m.orientations[:, m.index(role)]
-                                                 * ref.orientations[:, ref.index(role)], axis=-1)),
-                                   1.0, atol=1e-9)
+        np.testing.assert_allclose(
+            m.positions[:, m.index(role)], ref.positions[:, ref.index(role)], atol=1e-9, err_msg=str(role)
+        )
+        np.testing.assert_allclose(
+            np.abs(np.sum(m.orientations[:, m.index(role)] * ref.orientations[:, ref.index(role)], axis=-1)),
+            1.0,
+            atol=1e-9,
+        )
     np.testing.assert_allclose(m.timestamps, np.arange(5) / 30.0, atol=1e-15)
     assert m.valid is None
     want = None if jm.conventions is None else get_conventions(jm.conventions)
@@ -783,21 +804,64 @@ def test_mixamo_zero_pose_frames_are_world_tpose_z_forward(tmp_path):
     # A Mixamo-style skeleton: zero pose is a T-pose, Y-up, facing +Z, left on +X, bones
     # along the world axes. Turned to face +X in Z-up, each joint's zero-pose frame must
     # be the conventions table the mixamo map names.
-    names = ["Hips", "LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToeBase", "RightUpLeg", "RightLeg",
-             "RightFoot", "RightToeBase", "Spine", "Spine1", "Spine2", "Neck", "Head",
-             "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand",
-             "RightShoulder", "RightArm", "RightForeArm", "RightHand"]
-    offsets = [(0, 0, 0), (9, -6, 0), (0, -42, 0), (0, -40, 0), (0, -8, 13),
-               (-9, -6, 0), (0, -42, 0), (0, -40, 0), (0, -8, 13),
-               (0, 10, 0), (0, 12, 0), (0, 12, 0), (0, 16, 0), (0, 10, 0),
-               (5, 12, 0), (12, 0, 0), (28, 0, 0), (25, 0, 0),
-               (-5, 12, 0), (-12, 0, 0), (-28, 0, 0), (-25, 0, 0)]
+    names = [
+        "Hips",
+        "LeftUpLeg",
+        "LeftLeg",
+        "LeftFoot",
+        "LeftToeBase",
+        "RightUpLeg",
+        "RightLeg",
+        "RightFoot",
+        "RightToeBase",
+        "Spine",
+        "Spine1",
+        "Spine2",
+        "Neck",
+        "Head",
+        "LeftShoulder",
+        "LeftArm",
+        "LeftForeArm",
+        "LeftHand",
+        "RightShoulder",
+        "RightArm",
+        "RightForeArm",
+        "RightHand",
+    ]
+    offsets = [
+        (0, 0, 0),
+        (9, -6, 0),
+        (0, -42, 0),
+        (0, -40, 0),
+        (0, -8, 13),
+        (-9, -6, 0),
+        (0, -42, 0),
+        (0, -40, 0),
+        (0, -8, 13),
+        (0, 10, 0),
+        (0, 12, 0),
+        (0, 12, 0),
+        (0, 16, 0),
+        (0, 10, 0),
+        (5, 12, 0),
+        (12, 0, 0),
+        (28, 0, 0),
+        (25, 0, 0),
+        (-5, 12, 0),
+        (-12, 0, 0),
+        (-28, 0, 0),
+        (-25, 0, 0),
+    ]
     clip = BvhClip(
-        path="", joint_names=tuple("mixamorig:" + n for n in names), parents=np.asarray(LAFAN1_PARENTS),
+        path="",
+        joint_names=tuple("mixamorig:" + n for n in names),
+        parents=np.asarray(LAFAN1_PARENTS),
         offsets=np.asarray(offsets, dtype=np.float64),
         channels=tuple((*_POS, *_ZYX) if p < 0 else _ZYX for p in LAFAN1_PARENTS),
         channel_start=np.asarray([0] + [6 + 3 * i for i in range(21)]),
-        frames=np.hstack([[[0.0, 100.0, 0.0]], np.zeros((1, 66))]), frame_time=1 / 30)
+        frames=np.hstack([[[0.0, 100.0, 0.0]], np.zeros((1, 66))]),
+        frame_time=1 / 30,
+    )
     p = tmp_path / "mixamo_tpose.bvh"
     write_bvh(p, clip)
     m = read_bvh_format(p, "bvh", joint_map="mixamo")
@@ -854,7 +918,8 @@ def test_bvh_format_with_a_joint_map_file(tmp_path, lafan1_file):
     write_bvh(tmp_path / "mm.bvh", mm)
     (tmp_path / "mine.yaml").write_text(
         "length_unit: 0.001\nup_axis: y\nconventions: null\njoints:\n"
-        + "".join(f"  j_{n}: {r.value}\n" for n, r in LAFAN1_JOINT_MAP.items()))
+        + "".join(f"  j_{n}: {r.value}\n" for n, r in LAFAN1_JOINT_MAP.items())
+    )
     m = read_bvh_format(tmp_path / "mm.bvh", "bvh", joint_map=tmp_path / "mine.yaml")
     ref = read_bvh_format(lafan1_file, "bvh_lafan1")
     np.testing.assert_allclose(m.positions, ref.positions, atol=1e-9)
@@ -866,8 +931,11 @@ def test_a_variant_read_with_the_wrong_format(tmp_path):
     # not found -> the error names the map and lists the file's joints.
     p = tmp_path / "hc.bvh"
     write_bvh(p, renamed_clip(lafan1_like_clip(), load_joint_map("hc_mocap")))
-    with pytest.raises(MotionFormatError, match=r"hc\.bvh, field 'joint_map': no joint of the file maps to "
-                       r"the pelvis .*'lafan1'.*file joints: hc_Abdomen, hc_Hip_L"):
+    with pytest.raises(
+        MotionFormatError,
+        match=r"hc\.bvh, field 'joint_map': no joint of the file maps to "
+        r"the pelvis .*'lafan1'.*file joints: hc_Abdomen, hc_Hip_L",
+    ):
         read_bvh_format(p, "bvh_lafan1")
     # NOKOV names read as LAFAN1: everything but the toes matches; they are absent.
     q = tmp_path / "nokov.bvh"
@@ -901,7 +969,12 @@ def test_mocapbank_clip_through_its_joint_map(shared_data_dir):
     assert len(m.joint_names) == 19 and m.conventions is None and m.source_format == "bvh"
     assert HumanJoint.SPINE_MID not in m.joint_names and HumanJoint.LEFT_TOE not in m.joint_names
     med = np.median(m.positions, axis=0)[:, 2]
-    assert med[m.index("head")] > med[m.index("neck")] > med[m.index("pelvis")] > med[m.index("left_knee")] \
+    assert (
+        med[m.index("head")]
+        > med[m.index("neck")]
+        > med[m.index("pelvis")]
+        > med[m.index("left_knee")]
         > med[m.index("left_ankle")]
+    )
     # The collars sit on the upper spine (Chest2), as in the canonical tree.
     assert m.joint_names[m.parents[m.index("left_collar")]] == HumanJoint.SPINE_UPPER

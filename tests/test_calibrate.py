@@ -69,7 +69,8 @@ def random_params(layout, rng, dtype, scale=1.0):
         jnp.asarray(rng.normal(scale=0.05 * scale, size=len(layout.groups)), dtype),
         jnp.asarray(rng.normal(scale=0.01 * scale, size=(len(layout.pos_targets), 3)), dtype),
         jnp.asarray(rng.normal(scale=0.05 * scale, size=(len(layout.rot_targets), 3)), dtype),
-        jnp.asarray(0.004 * scale, dtype))
+        jnp.asarray(0.004 * scale, dtype),
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -106,8 +107,9 @@ def test_params_set_the_arrays_the_fitted_recipe_compiles_to(recipe_name, x64):
         assert np.array_equal(np.asarray(getattr(at0, name)), np.asarray(getattr(cp.clip, name))), name
     params = random_params(layout, np.random.default_rng(1), jnp.float64, scale=2.0)
     got = apply_params(params, ctx, layout, cp.pos_joint)
-    fitted = compile_problem(RetargetingProblem(motion, fitted_recipe(recipe, layout, params), robot),
-                             dtype=jnp.float64)
+    fitted = compile_problem(
+        RetargetingProblem(motion, fitted_recipe(recipe, layout, params), robot), dtype=jnp.float64
+    )
     for name in APPLIED_FIELDS:
         a, b = np.asarray(getattr(got, name)), np.asarray(getattr(fitted.clip, name))
         if name == "rot_offset":  # q and -q are one rotation
@@ -131,8 +133,7 @@ def fd_case(g1, lafan1_g1_recipe):
         clips = []
         for i, m in enumerate((demo_motion(num_frames=30), demo_motion(num_frames=40, fps=24.0).slice(4, 40))):
             prob = RetargetingProblem(m, recipe, g1)
-            clips.append(calib_clip(f"m{i}", PreparedClip(prob, compile_problem(prob, dtype=jnp.float64), m.fps),
-                                    spec))
+            clips.append(calib_clip(f"m{i}", PreparedClip(prob, compile_problem(prob, dtype=jnp.float64), m.fps), spec))
         layout = ParamLayout.of(recipe)
         solver = SolverOptions(max_iters=80, rtol=1e-12, step_tol=1e-12)
         fitter = Fitter(layout, spec, solver, FitOptions())
@@ -203,7 +204,7 @@ def _cut_bvh(src: Path, dst: Path, start: int, frames: int) -> None:
     head, _, body = src.read_text().partition("MOTION")
     lines = body.strip().splitlines()
     frame_time = next(ln for ln in lines if ln.startswith("Frame Time"))
-    data = [ln for ln in lines[2:] if ln.strip()][start:start + frames]
+    data = [ln for ln in lines[2:] if ln.strip()][start : start + frames]
     assert len(data) == frames
     dst.write_text(f"{head}MOTION\nFrames: {frames}\n{frame_time}\n" + "\n".join(data) + "\n")
 
@@ -220,8 +221,10 @@ def clips_dirs(tmp_path_factory, lafan1_g1_recipe):
     synth = root / "synthetic"
     synth.mkdir()
     for i, (fps, start) in enumerate(((30.0, 0), (30.0, 37), (24.0, 11))):
-        write_bvh(synth / f"walk{i}.bvh", demo_motion(num_frames=CLIP_FRAMES + start, fps=fps).slice(
-            start, start + CLIP_FRAMES))
+        write_bvh(
+            synth / f"walk{i}.bvh",
+            demo_motion(num_frames=CLIP_FRAMES + start, fps=fps).slice(start, start + CLIP_FRAMES),
+        )
     dirs = {"synthetic": synth}
     lafan = shared_data_path() / "lafan1_skeleton_clip_a.bvh"
     if lafan.exists():
@@ -236,9 +239,22 @@ def clips_dirs(tmp_path_factory, lafan1_g1_recipe):
 
 
 def _config(inp: Path, recipe: Path, out: Path, **kw) -> CalibrateConfig:
-    return CalibrateConfig(input=str(inp), format="bvh_lafan1", robot="unitree_g1", recipe=str(recipe),
-                           output=str(out / "fitted.yaml"), steps=STEPS, batch=B, window=W, lr=0.02, seed=3,
-                           eval_windows=4, checkpoint_every=2, progress=False, **kw)
+    return CalibrateConfig(
+        input=str(inp),
+        format="bvh_lafan1",
+        robot="unitree_g1",
+        recipe=str(recipe),
+        output=str(out / "fitted.yaml"),
+        steps=STEPS,
+        batch=B,
+        window=W,
+        lr=0.02,
+        seed=3,
+        eval_windows=4,
+        checkpoint_every=2,
+        progress=False,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("source", ["synthetic", "shared"])
@@ -280,11 +296,39 @@ def _cmd(cfg: CalibrateConfig) -> list[str]:
     from conftest import CACHE_DIR_ENV
 
     cache = os.environ.get(CACHE_DIR_ENV) or str(REPO_ROOT / ".jax_cache")
-    return [sys.executable, "-m", "retarget_jax.cli", "calibrate", "--input", cfg.input, "--format", cfg.format,
-            "--robot", cfg.robot, "--recipe", cfg.recipe, "--output", cfg.output, "--steps", str(cfg.steps),
-            "--batch", str(cfg.batch), "--window", str(cfg.window), "--lr", str(cfg.lr), "--seed", str(cfg.seed),
-            "--eval-windows", str(cfg.eval_windows), "--checkpoint-every", str(cfg.checkpoint_every),
-            "--no-progress", "--cache-dir", cache]
+    return [
+        sys.executable,
+        "-m",
+        "retarget_jax.cli",
+        "calibrate",
+        "--input",
+        cfg.input,
+        "--format",
+        cfg.format,
+        "--robot",
+        cfg.robot,
+        "--recipe",
+        cfg.recipe,
+        "--output",
+        cfg.output,
+        "--steps",
+        str(cfg.steps),
+        "--batch",
+        str(cfg.batch),
+        "--window",
+        str(cfg.window),
+        "--lr",
+        str(cfg.lr),
+        "--seed",
+        str(cfg.seed),
+        "--eval-windows",
+        str(cfg.eval_windows),
+        "--checkpoint-every",
+        str(cfg.checkpoint_every),
+        "--no-progress",
+        "--cache-dir",
+        cache,
+    ]
 
 
 def _env() -> dict:
@@ -363,8 +407,21 @@ def test_bad_input_raises_typed_errors_naming_the_field(clips_dirs, tmp_path):
         calibrate(dataclasses.replace(_config(synth, start, tmp_path), batch=0))
     with pytest.raises(ConfigError, match=r"--split clips needs at least 2 clips, found 1"):
         calibrate(dataclasses.replace(_config(synth / "walk0.bvh", start, tmp_path), split="clips"))
-    args = build_parser().parse_args(["calibrate", "--input", str(synth), "--format", "bvh_lafan1", "--robot",
-                                      "unitree_g1", "--output", "x.yaml", "--fit", "scales,wings"])
+    args = build_parser().parse_args(
+        [
+            "calibrate",
+            "--input",
+            str(synth),
+            "--format",
+            "bvh_lafan1",
+            "--robot",
+            "unitree_g1",
+            "--output",
+            "x.yaml",
+            "--fit",
+            "scales,wings",
+        ]
+    )
     with pytest.raises(UnknownNameError, match=r"--fit: parameter kind 'wings' not found; valid: .*offsets"):
         config_from_args(args)
     with pytest.raises(UnknownNameError, match=r"--weights: outer-loss term 'speed' not found; valid: .*sliding"):

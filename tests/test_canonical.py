@@ -24,9 +24,14 @@ def _drop(m, roles):
         while p >= 0 and m.joint_names[p] in roles:
             p = int(m.parents[p])
         parents.append(-1 if p < 0 else names.index(m.joint_names[p]))
-    return dataclasses.replace(m, joint_names=names, parents=np.array(parents),
-                               positions=m.positions[:, keep], orientations=m.orientations[:, keep],
-                               source_joint_names=())
+    return dataclasses.replace(
+        m,
+        joint_names=names,
+        parents=np.array(parents),
+        positions=m.positions[:, keep],
+        orientations=m.orientations[:, keep],
+        source_joint_names=(),
+    )
 
 
 def test_canonical_parent_table_is_a_tree_in_order():
@@ -86,8 +91,9 @@ def test_compiled_layout_is_the_same_for_every_source(g1, lafan1_g1_recipe):
     cps = [compile_problem(RetargetingProblem(x, lafan1_g1_recipe, g1)) for x in (m, few, pos_only)]
     statics = [eqx.partition(cp, eqx.is_array)[1] for cp in cps]
     assert statics[0] == statics[1] == statics[2]
-    shapes = [[a.shape for a in eqx.filter(cp, eqx.is_array).clip.__dict__.values() if hasattr(a, "shape")]
-              for cp in cps]
+    shapes = [
+        [a.shape for a in eqx.filter(cp, eqx.is_array).clip.__dict__.values() if hasattr(a, "shape")] for cp in cps
+    ]
     assert shapes[0] == shapes[1] == shapes[2]
     # what differs is data: the masks
     toe_targets = [k for k, j in enumerate(cps[1].pos_joint) if CANONICAL_JOINTS[j] in (J.LEFT_TOE, J.RIGHT_TOE)]

@@ -13,8 +13,20 @@ from retarget_jax.cli import main
 from retarget_jax.formats import HUMAN_FORMATS, ROBOT_FORMATS, MotionFormat, default_recipe
 from retarget_jax.io import load_result, write_result
 
-ISSUE_FORMATS = {"amass", "smpl", "smplh", "smplx", "bvh_lafan1", "bvh_nokov", "bvh_hc_mocap", "bvh",
-                 "keypoints", "gmr_pkl", "mjlab_npz", "seed_csv"}
+ISSUE_FORMATS = {
+    "amass",
+    "smpl",
+    "smplh",
+    "smplx",
+    "bvh_lafan1",
+    "bvh_nokov",
+    "bvh_hc_mocap",
+    "bvh",
+    "keypoints",
+    "gmr_pkl",
+    "mjlab_npz",
+    "seed_csv",
+}
 
 
 def test_format_names_are_the_documented_set(capsys):
@@ -26,9 +38,15 @@ def test_format_names_are_the_documented_set(capsys):
     assert listed == ISSUE_FORMATS
 
 
-@pytest.mark.parametrize("fmt,robot,recipe", [
-    ("amass", "unitree_g1", "smpl_g1"), ("smplx", "unitree_h1", "smpl_h1"),
-    ("bvh_nokov", "booster_t1", "lafan1_t1"), ("keypoints", "unitree_g1", "keypoints_g1")])
+@pytest.mark.parametrize(
+    "fmt,robot,recipe",
+    [
+        ("amass", "unitree_g1", "smpl_g1"),
+        ("smplx", "unitree_h1", "smpl_h1"),
+        ("bvh_nokov", "booster_t1", "lafan1_t1"),
+        ("keypoints", "unitree_g1", "keypoints_g1"),
+    ],
+)
 def test_default_recipe_per_family_and_robot(fmt, robot, recipe):
     assert default_recipe(fmt, robot) == recipe
 
@@ -59,11 +77,14 @@ def test_output_format_follows_the_file_name(tmp_path, g1_trajectory):
         np.testing.assert_allclose(z["joint_pos"], traj.dof_pos, atol=1e-5)
 
 
-@pytest.mark.parametrize("argv,expect", [
-    (["--format", "fbx"], "UnknownNameError: --format: motion format 'fbx' not found"),
-    (["--format", "bvh_lafan1", "--robot", "atlas"], "UnknownNameError"),
-    (["--format", "gmr_pkl"], "MotionFormatError"),  # the file is not a pickle
-])
+@pytest.mark.parametrize(
+    "argv,expect",
+    [
+        (["--format", "fbx"], "UnknownNameError: --format: motion format 'fbx' not found"),
+        (["--format", "bvh_lafan1", "--robot", "atlas"], "UnknownNameError"),
+        (["--format", "gmr_pkl"], "MotionFormatError"),  # the file is not a pickle
+    ],
+)
 def test_errors_are_typed_and_exit_2(tmp_path, capsys, argv, expect):
     src = tmp_path / "in.pkl"
     src.write_bytes(b"not a pickle at all")

@@ -83,12 +83,25 @@ def _demo_bvh_writer():
 
 def _write_keypoints(path: Path, motion) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, positions=motion.positions.astype(np.float32),
-             joint_names=np.array([ROLE_TO_LAFAN1[j] for j in motion.joint_names]), fps=np.float32(motion.fps))
+    np.savez(
+        path,
+        positions=motion.positions.astype(np.float32),
+        joint_names=np.array([ROLE_TO_LAFAN1[j] for j in motion.joint_names]),
+        fps=np.float32(motion.fps),
+    )
 
 
-def standing(robot, T: int, fps: float, *, speed: float = 0.1, lift: tuple[int, int, float] | None = None,
-             teleport: int | None = None, lying: bool = False, phase: float = 0.0) -> RetargetingResult:
+def standing(
+    robot,
+    T: int,
+    fps: float,
+    *,
+    speed: float = 0.1,
+    lift: tuple[int, int, float] | None = None,
+    teleport: int | None = None,
+    lying: bool = False,
+    phase: float = 0.0,
+) -> RetargetingResult:
     """The robot standing at its default pose and swinging its arms while gliding forward at
     ``speed`` m/s; ``lift`` = (first, last, metres) raises it off the ground for those frames,
     ``teleport`` jumps the root 1 m forward at that frame, ``lying`` lays it on its side."""
@@ -108,16 +121,35 @@ def standing(robot, T: int, fps: float, *, speed: float = 0.1, lift: tuple[int, 
         quat[:] = [np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0]
         root[:, 2] = 0.15
     pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
-    return RetargetingResult(fps=fps, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=robot.dof_names,
-                             body_names=robot.body_names, body_pos_w=pos, body_quat_w=rot,
-                             status=SolveStatus.CONVERGED, final_cost=0.0, iterations=0, robot=robot.name)
+    return RetargetingResult(
+        fps=fps,
+        root_pos=root,
+        root_quat_wxyz=quat,
+        dof_pos=dof,
+        dof_names=robot.dof_names,
+        body_names=robot.body_names,
+        body_pos_w=pos,
+        body_quat_w=rot,
+        status=SolveStatus.CONVERGED,
+        final_cost=0.0,
+        iterations=0,
+        robot=robot.name,
+    )
 
 
 def _write_seed(path: Path, traj: RetargetingResult, drop: str | None = None) -> None:
     """A BONES-SEED CSV (cm, extrinsic XYZ degrees, joint degrees) of a trajectory."""
     R = quat_to_mat(traj.root_quat_wxyz)
-    euler = np.degrees(np.stack([np.arctan2(R[:, 2, 1], R[:, 2, 2]), np.arcsin(np.clip(-R[:, 2, 0], -1, 1)),
-                                 np.arctan2(R[:, 1, 0], R[:, 0, 0])], axis=-1))
+    euler = np.degrees(
+        np.stack(
+            [
+                np.arctan2(R[:, 2, 1], R[:, 2, 2]),
+                np.arcsin(np.clip(-R[:, 2, 0], -1, 1)),
+                np.arctan2(R[:, 1, 0], R[:, 0, 0]),
+            ],
+            axis=-1,
+        )
+    )
     cols = [f"{j}_dof" for j in traj.dof_names if j != drop]
     keep = [i for i, j in enumerate(traj.dof_names) if j != drop]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,8 +157,15 @@ def _write_seed(path: Path, traj: RetargetingResult, drop: str | None = None) ->
         w = csv.writer(fh)
         w.writerow([*SEED_ROOT_COLUMNS, *cols])
         for t in range(traj.num_frames):
-            w.writerow([t, *(repr(float(v)) for v in [*(traj.root_pos[t] * 100), *euler[t],
-                                                      *np.degrees(traj.dof_pos[t, keep])])])
+            w.writerow(
+                [
+                    t,
+                    *(
+                        repr(float(v))
+                        for v in [*(traj.root_pos[t] * 100), *euler[t], *np.degrees(traj.dof_pos[t, keep])]
+                    ),
+                ]
+            )
 
 
 def make_corpus(root: Path, robot) -> dict[str, Path]:
@@ -155,10 +194,24 @@ def make_corpus(root: Path, robot) -> dict[str, Path]:
 
 
 def write_spec(path: Path, sources: list[dict], **extra) -> Path:
-    spec = {"name": "mix", "robot": "unitree_g1", "target_fps": 30, "val_percent": 30, "hash_salt": "t",
-            "preprocess": {"normalize_root_xy": True, "ground_align": "clip_min_foot", "min_frames": 30,
-                           "max_root_lin_vel": 6.0, "min_peak_body_height": 0.4, "max_all_off_ground_s": 1.0},
-            "sources": sources, **FAST, **extra}
+    spec = {
+        "name": "mix",
+        "robot": "unitree_g1",
+        "target_fps": 30,
+        "val_percent": 30,
+        "hash_salt": "t",
+        "preprocess": {
+            "normalize_root_xy": True,
+            "ground_align": "clip_min_foot",
+            "min_frames": 30,
+            "max_root_lin_vel": 6.0,
+            "min_peak_body_height": 0.4,
+            "max_all_off_ground_s": 1.0,
+        },
+        "sources": sources,
+        **FAST,
+        **extra,
+    }
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
@@ -204,8 +257,12 @@ def _shard_bytes(ds: Path) -> dict[str, bytes]:
 def test_manifest_accounts_for_every_input_with_status_and_reason(built, corpus):
     ds, info = built
     rows = _rows(ds)
-    inputs = {f"{src}/{p.relative_to(folder).as_posix()}" for src, folder in corpus[1].items()
-              for p in folder.rglob("*") if p.is_file()}
+    inputs = {
+        f"{src}/{p.relative_to(folder).as_posix()}"
+        for src, folder in corpus[1].items()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
     assert set(rows) == inputs == set(EXPECTED)
     for cid, (status, why) in EXPECTED.items():
         r = rows[cid]
@@ -217,8 +274,12 @@ def test_manifest_accounts_for_every_input_with_status_and_reason(built, corpus)
         if status == "kept":
             assert r["shard"] and r["split"] == split_of(cid, 30, "t") and not r["error_type"]
     assert info["counts"] == {"inputs": 16, "kept": 9, "dropped": 4, "failed": 3}
-    assert info["drops_per_filter"] == {"min_frames": 1, "max_root_lin_vel": 1, "min_peak_body_height": 1,
-                                        "max_all_off_ground_s": 1}
+    assert info["drops_per_filter"] == {
+        "min_frames": 1,
+        "max_root_lin_vel": 1,
+        "min_peak_body_height": 1,
+        "max_all_off_ground_s": 1,
+    }
     json.loads((ds / BUILD_INFO_NAME).read_text())  # valid JSON on disk
 
 
@@ -300,8 +361,14 @@ def test_check_fk_catches_body_poses_that_do_not_follow_the_joints(built, g1, tm
     np.savez(bad, **a)
     assert main(["dataset", "check-fk", "--npz", str(bad)]) == 1
     c = open_shard(p).clip(0)
-    fig = fk_figures(g1, c.frames["root_pos"], c.frames["root_quat_wxyz"], c.frames["joint_pos"] + 0.05,
-                     c.frames["body_pos_w"], c.frames["body_quat_w"])
+    fig = fk_figures(
+        g1,
+        c.frames["root_pos"],
+        c.frames["root_quat_wxyz"],
+        c.frames["joint_pos"] + 0.05,
+        c.frames["body_pos_w"],
+        c.frames["body_quat_w"],
+    )
     assert not fig.passed and fig.pos_max > 1e-3
 
 
@@ -317,7 +384,7 @@ def test_loader_samples_frames_and_windows_by_weight(built):
     for b in range(8):  # each window is the right slice of its clip
         clip = train.clip(int(w["clip_index"][b]))
         s = int(w["start"][b])
-        np.testing.assert_array_equal(w["root_pos"][b], clip["root_pos"][s:s + 30])
+        np.testing.assert_array_equal(w["root_pos"][b], clip["root_pos"][s : s + 30])
     f = train.sample_frames(rng, 16, array="jax")
     assert f["contacts"].shape == (16, 2) and type(f["joint_pos"]).__module__.startswith("jax")
     # clips are drawn in proportion to their source weight
@@ -348,8 +415,9 @@ def test_hash_split_is_stable_when_a_source_is_added(built, corpus, g1, tmp_path
     extra.mkdir()
     for i in range(6):
         write_gmr_pkl(standing(g1, 40, 30.0, phase=0.3 * i), extra / f"more_{i}.pkl")
-    spec = write_spec(tmp_path / "mix.yaml",
-                      [*main_sources(dirs), {"name": "extra", "type": "gmr_pkl", "input": str(extra)}])
+    spec = write_spec(
+        tmp_path / "mix.yaml", [*main_sources(dirs), {"name": "extra", "type": "gmr_pkl", "input": str(extra)}]
+    )
     shutil.copytree(ds / "clips", tmp_path / "out" / "mix" / "clips")  # reuse the solved clips
     info = build_dataset(spec, tmp_path / "out", log=lambda m: None)
     assert info["stage1"]["kp"]["done_now"] == 0
@@ -373,8 +441,20 @@ def test_kill_9_during_a_build_then_rerun_gives_identical_shards(built, corpus, 
     for src in ("mocap", "kp"):
         shutil.copytree(ds / "clips" / src, out / "mix" / "clips" / src)
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, "-m", "retarget_jax.cli", "dataset", "build", "--spec", str(spec), "--output-root",
-           str(out), "--no-progress", "--cache-dir", ""]
+    cmd = [
+        sys.executable,
+        "-m",
+        "retarget_jax.cli",
+        "dataset",
+        "build",
+        "--spec",
+        str(spec),
+        "--output-root",
+        str(out),
+        "--no-progress",
+        "--cache-dir",
+        "",
+    ]
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     t0 = time.monotonic()
     clips = out / "mix" / "clips" / "gmr"
@@ -450,23 +530,34 @@ def test_reshard_splits_and_merges_back_to_the_same_clips(built, tmp_path):
 # --------------------------------------------------------------------------- spec errors
 
 
-@pytest.mark.parametrize("edit, key, match", [
-    (lambda s: s.update(shards=3), "shards", r"unknown key 'shards'; valid keys here: .*val_percent"),
-    (lambda s: s["preprocess"].update(min_frame=3), "preprocess.min_frame", "unknown key 'min_frame'"),
-    (lambda s: s["sources"][0].update(wieght=2), "sources[0].wieght", "unknown key 'wieght'"),
-    (lambda s: s["sources"][0].update(type="fbx"), "sources[0].type", "unknown source type 'fbx'; valid: amass"),
-    (lambda s: s["sources"][0].update(weight=-1), "sources[0].weight", "expected a number > 0, found -1"),
-    (lambda s: s["sources"][0].update(input="nowhere"), "sources[0].input", "does not exist"),
-    (lambda s: s["sources"][0].pop("bvh_format"), "sources[0].bvh_format", "needs bvh_format"),
-    (lambda s: s.update(val_percent="five"), "val_percent", "expected a finite number, found str"),
-    (lambda s: s["preprocess"].update(ground_align="lowest"), "preprocess.ground_align", "valid: none, clip_min_foot"),
-    (lambda s: s.update(solver={"max_iter": 3}), "solver.max_iter", "unknown key 'max_iter'; valid keys here: "),
-    (lambda s: s["sources"].append(dict(s["sources"][0])), "sources[1].name", "used twice"),
-])
+@pytest.mark.parametrize(
+    "edit, key, match",
+    [
+        (lambda s: s.update(shards=3), "shards", r"unknown key 'shards'; valid keys here: .*val_percent"),
+        (lambda s: s["preprocess"].update(min_frame=3), "preprocess.min_frame", "unknown key 'min_frame'"),
+        (lambda s: s["sources"][0].update(wieght=2), "sources[0].wieght", "unknown key 'wieght'"),
+        (lambda s: s["sources"][0].update(type="fbx"), "sources[0].type", "unknown source type 'fbx'; valid: amass"),
+        (lambda s: s["sources"][0].update(weight=-1), "sources[0].weight", "expected a number > 0, found -1"),
+        (lambda s: s["sources"][0].update(input="nowhere"), "sources[0].input", "does not exist"),
+        (lambda s: s["sources"][0].pop("bvh_format"), "sources[0].bvh_format", "needs bvh_format"),
+        (lambda s: s.update(val_percent="five"), "val_percent", "expected a finite number, found str"),
+        (
+            lambda s: s["preprocess"].update(ground_align="lowest"),
+            "preprocess.ground_align",
+            "valid: none, clip_min_foot",
+        ),
+        (lambda s: s.update(solver={"max_iter": 3}), "solver.max_iter", "unknown key 'max_iter'; valid keys here: "),
+        (lambda s: s["sources"].append(dict(s["sources"][0])), "sources[1].name", "used twice"),
+    ],
+)
 def test_bad_spec_fails_before_any_work_naming_file_and_key(tmp_path, edit, key, match):
     (tmp_path / "m").mkdir()
-    spec = {"name": "x", "robot": "unitree_g1", "preprocess": {},
-            "sources": [{"name": "m", "type": "bvh", "bvh_format": "lafan1", "input": "m"}]}
+    spec = {
+        "name": "x",
+        "robot": "unitree_g1",
+        "preprocess": {},
+        "sources": [{"name": "m", "type": "bvh", "bvh_format": "lafan1", "input": "m"}],
+    }
     edit(spec)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -518,12 +609,20 @@ def test_real_capture_from_shared_data_builds_and_passes_check_fk(shared_data_di
     clip = parse_bvh(shared_data_dir / "lafan1_skeleton_clip_a.bvh")
     write_bvh(tmp_path / "lafan1" / "clip_a.bvh", dataclasses.replace(clip, frames=clip.frames[100:160]))
     with np.load(shared_data_dir / "omomo_sub3_largebox_003_joints.npz", allow_pickle=False) as z:
-        np.savez(tmp_path / "omomo" / "largebox_003.npz", positions=z["positions"][:60],
-                 joint_names=z["joint_names"], fps=z["fps"])
-    spec = write_spec(tmp_path / "real.yaml", [
-        {"name": "lafan1", "type": "bvh", "bvh_format": "lafan1", "input": "lafan1"},
-        {"name": "omomo", "type": "keypoints", "input": "omomo", "weight": 3.0},
-    ], name="real")
+        np.savez(
+            tmp_path / "omomo" / "largebox_003.npz",
+            positions=z["positions"][:60],
+            joint_names=z["joint_names"],
+            fps=z["fps"],
+        )
+    spec = write_spec(
+        tmp_path / "real.yaml",
+        [
+            {"name": "lafan1", "type": "bvh", "bvh_format": "lafan1", "input": "lafan1"},
+            {"name": "omomo", "type": "keypoints", "input": "omomo", "weight": 3.0},
+        ],
+        name="real",
+    )
     info = build_dataset(spec, tmp_path / "out", log=lambda m: None)
     rows = _rows(tmp_path / "out" / "real")
     assert {r["status"] for r in rows.values()} == {"kept"}, rows
@@ -546,9 +645,18 @@ def test_hydra_entry_builds_with_spec_overrides(corpus, tmp_path, monkeypatch):
     spec = write_spec(tmp_path / "robot_only.yaml", [{"name": "gmr", "type": "pkl", "input": str(dirs["gmr"])}])
     monkeypatch.chdir(tmp_path)
     with initialize(version_base="1.3", config_path=None):
-        cfg = compose("dataset_run", overrides=[f"dataset={spec}", f"output_root={tmp_path / 'out'}",
-                                                "progress=false", "jax_cache_dir=null", "+set.name=hydra_mix",
-                                                "+set.val_percent=0", "+set.preprocess.min_frames=48"])
+        cfg = compose(
+            "dataset_run",
+            overrides=[
+                f"dataset={spec}",
+                f"output_root={tmp_path / 'out'}",
+                "progress=false",
+                "jax_cache_dir=null",
+                "+set.name=hydra_mix",
+                "+set.val_percent=0",
+                "+set.preprocess.min_frames=48",
+            ],
+        )
         info = run.execute(run.typed(cfg))
         bad = compose("dataset_run", overrides=[f"dataset={spec}", "+set.val_precent=3"])
     assert info["name"] == "hydra_mix" and info["per_split"]["val"]["clips"] == 0

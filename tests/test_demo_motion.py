@@ -190,9 +190,7 @@ def test_motion_is_smooth(walk):
 def test_bvh_round_trip_through_the_reader(tmp_path, walk):
     # The script writes a LAFAN1-layout BVH (cm, Y-up); read_bvh's defaults bring back the
     # same motion, so the demo lives in exactly the reader's conventions.
-    spec = importlib.util.spec_from_file_location(
-        "make_demo_motion", REPO / "scripts" / "make_demo_motion.py"
-    )
+    spec = importlib.util.spec_from_file_location("make_demo_motion", REPO / "scripts" / "make_demo_motion.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     path = tmp_path / "demo.bvh"
@@ -239,9 +237,7 @@ def lafan1_standing(shared_data_dir):
     trunk = P[:, m.index("head")] - P[:, m.index("pelvis")]
     tilt = np.degrees(np.arccos(trunk[:, 2] / np.linalg.norm(trunk, axis=-1)))
     arms = [P[:, m.index(f"{s}_elbow")] - P[:, m.index(f"{s}_shoulder")] for s in ("left", "right")]
-    abduction = np.min(
-        [np.degrees(np.arccos(-a[:, 2] / np.linalg.norm(a, axis=-1))) for a in arms], axis=0
-    )
+    abduction = np.min([np.degrees(np.arccos(-a[:, 2] / np.linalg.norm(a, axis=-1))) for a in arms], axis=0)
     standing = (
         (bend("left_hip", "left_knee", "left_ankle") < 15)
         & (bend("right_hip", "right_knee", "right_ankle") < 15)

@@ -32,8 +32,11 @@ def resolves(dotted: str) -> bool:
 
 
 def test_every_qualified_reference_in_the_package_resolves():
-    broken = [f"{p.relative_to(PACKAGE.parent)}:{i}: {m.group(1)}"
-              for p in sorted(PACKAGE.rglob("*.py"))
-              for i, line in enumerate(p.read_text().splitlines(), 1)
-              for m in ROLE.finditer(line) if not resolves(m.group(1))]
+    broken = [
+        f"{p.relative_to(PACKAGE.parent)}:{i}: {m.group(1)}"
+        for p in sorted(PACKAGE.rglob("*.py"))
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        for m in ROLE.finditer(line)
+        if not resolves(m.group(1))
+    ]
     assert not broken, "references to names that do not exist:\n" + "\n".join(broken)

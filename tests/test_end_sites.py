@@ -41,22 +41,52 @@ ROBOTS = {"unitree_g1": "lafan1_g1", "unitree_h1": "lafan1_h1", "booster_t1": "l
 
 #: LAFAN1 names -> a studio's (Blender-like) names; hands and toes are End Sites there
 STUDIO_NAMES = {
-    "Hips": "hips", "LeftUpLeg": "thigh.L", "LeftLeg": "shin.L", "LeftFoot": "foot.L",
-    "RightUpLeg": "thigh.R", "RightLeg": "shin.R", "RightFoot": "foot.R",
-    "Spine": "spine", "Spine1": "spine.001", "Spine2": "chest", "Neck": "neck", "Head": "head",
-    "LeftShoulder": "shoulder.L", "LeftArm": "upper_arm.L", "LeftForeArm": "forearm.L",
-    "RightShoulder": "shoulder.R", "RightArm": "upper_arm.R", "RightForeArm": "forearm.R",
+    "Hips": "hips",
+    "LeftUpLeg": "thigh.L",
+    "LeftLeg": "shin.L",
+    "LeftFoot": "foot.L",
+    "RightUpLeg": "thigh.R",
+    "RightLeg": "shin.R",
+    "RightFoot": "foot.R",
+    "Spine": "spine",
+    "Spine1": "spine.001",
+    "Spine2": "chest",
+    "Neck": "neck",
+    "Head": "head",
+    "LeftShoulder": "shoulder.L",
+    "LeftArm": "upper_arm.L",
+    "LeftForeArm": "forearm.L",
+    "RightShoulder": "shoulder.R",
+    "RightArm": "upper_arm.R",
+    "RightForeArm": "forearm.R",
 }
 ENDS = ("LeftHand", "RightHand", "LeftToe", "RightToe")
 STUDIO_ROLES = {
-    "hips": "pelvis", "thigh.L": "left_hip", "shin.L": "left_knee", "foot.L": "left_ankle",
-    "thigh.R": "right_hip", "shin.R": "right_knee", "foot.R": "right_ankle",
-    "spine": "spine_lower", "spine.001": "spine_mid", "chest": "spine_upper", "neck": "neck", "head": "head",
-    "shoulder.L": "left_collar", "upper_arm.L": "left_shoulder", "forearm.L": "left_elbow",
-    "shoulder.R": "right_collar", "upper_arm.R": "right_shoulder", "forearm.R": "right_elbow",
+    "hips": "pelvis",
+    "thigh.L": "left_hip",
+    "shin.L": "left_knee",
+    "foot.L": "left_ankle",
+    "thigh.R": "right_hip",
+    "shin.R": "right_knee",
+    "foot.R": "right_ankle",
+    "spine": "spine_lower",
+    "spine.001": "spine_mid",
+    "chest": "spine_upper",
+    "neck": "neck",
+    "head": "head",
+    "shoulder.L": "left_collar",
+    "upper_arm.L": "left_shoulder",
+    "forearm.L": "left_elbow",
+    "shoulder.R": "right_collar",
+    "upper_arm.R": "right_shoulder",
+    "forearm.R": "right_elbow",
 }
-END_ROLES = {"forearm.L/End": "left_wrist", "forearm.R/End": "right_wrist",
-             "foot.L/End": "left_toe", "foot.R/End": "right_toe"}
+END_ROLES = {
+    "forearm.L/End": "left_wrist",
+    "forearm.R/End": "right_wrist",
+    "foot.L/End": "left_toe",
+    "foot.R/End": "right_toe",
+}
 
 
 def _lafan1_clip(tmp: Path) -> BvhClip:
@@ -75,8 +105,7 @@ def rerig(clip: BvhClip, ends: tuple[str, ...] = ENDS, remove: tuple[str, ...] =
     (:func:`write_bvh` closes a joint left without children with a zero End Site), and
     studio names."""
     gone = set(ends) | set(remove)
-    keep = [j for j, n in enumerate(clip.joint_names)
-            if not any(a in gone for a in _ancestry(clip, j))]
+    keep = [j for j, n in enumerate(clip.joint_names) if not any(a in gone for a in _ancestry(clip, j))]
     new = {j: i for i, j in enumerate(keep)}
     site_parents, site_offsets = [], []
     for e, p in zip(clip.end_site_parents, clip.end_site_offsets, strict=True):
@@ -91,12 +120,16 @@ def rerig(clip: BvhClip, ends: tuple[str, ...] = ENDS, remove: tuple[str, ...] =
     cols = [np.arange(clip.channel_start[j], clip.channel_start[j] + len(clip.channels[j])) for j in keep]
     counts = [len(clip.channels[j]) for j in keep]
     return dataclasses.replace(
-        clip, joint_names=tuple(STUDIO_NAMES[clip.joint_names[j]] for j in keep),
+        clip,
+        joint_names=tuple(STUDIO_NAMES[clip.joint_names[j]] for j in keep),
         parents=np.array([new[int(clip.parents[j])] if clip.parents[j] >= 0 else -1 for j in keep]),
-        offsets=clip.offsets[keep], channels=tuple(clip.channels[j] for j in keep),
+        offsets=clip.offsets[keep],
+        channels=tuple(clip.channels[j] for j in keep),
         channel_start=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64),
         frames=clip.frames[:, np.concatenate(cols)],
-        end_site_parents=np.asarray(site_parents, np.int64), end_site_offsets=np.reshape(site_offsets, (-1, 3)))
+        end_site_parents=np.asarray(site_parents, np.int64),
+        end_site_offsets=np.reshape(site_offsets, (-1, 3)),
+    )
 
 
 def _ancestry(clip: BvhClip, j: int) -> list[str]:
@@ -107,16 +140,20 @@ def _ancestry(clip: BvhClip, j: int) -> list[str]:
     return out
 
 
-def studio_map(tmp: Path, ends: dict[str, str] | None = None, name: str = "studio",
-               joints: dict[str, str] | None = None) -> Path:
+def studio_map(
+    tmp: Path, ends: dict[str, str] | None = None, name: str = "studio", joints: dict[str, str] | None = None
+) -> Path:
     """A user joint map YAML for the studio rig (LAFAN1 joint frames: the same rig):
     ``joints``, by default its joints and ``ends`` (default: hands and toes)."""
     import yaml
 
     joints = joints or {**STUDIO_ROLES, **(END_ROLES if ends is None else ends)}
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, "length_unit": "centimetre", "up_axis": "y",
-                                    "conventions": "lafan1", "joints": joints}))
+    path.write_text(
+        yaml.safe_dump(
+            {"name": name, "length_unit": "centimetre", "up_axis": "y", "conventions": "lafan1", "joints": joints}
+        )
+    )
     return path
 
 
@@ -186,16 +223,19 @@ def test_unknown_end_site_lists_the_files_end_sites(rigs, tmp_path):
     _, studio, _ = rigs
     joints = {k: v for k, v in {**STUDIO_ROLES, **END_ROLES}.items() if k != "head"}
     jmap = studio_map(tmp_path, name="typo", joints={**joints, "hand.L/End": "head"})
-    with pytest.raises(UnknownNameError,
-                       match=r"studio_walk\.bvh, joint map .*typo\.yaml, field 'joints\.hand\.L/End': "
-                             r"BVH End Site 'hand\.L/End' not found; valid: .*forearm\.L/End") as e:
+    with pytest.raises(
+        UnknownNameError,
+        match=r"studio_walk\.bvh, joint map .*typo\.yaml, field 'joints\.hand\.L/End': "
+        r"BVH End Site 'hand\.L/End' not found; valid: .*forearm\.L/End",
+    ) as e:
         read_bvh_format(studio, "bvh", joint_map=jmap)
     assert {"foot.L/End", "head/End", "forearm.R", "hips"} <= set(e.value.valid)
     # a joint's name without its /End is no End Site
     with pytest.raises(ConfigError, match=r"field 'joints\./End'.*names no joint"):
-        joint_map_from_dict({"name": "m", "length_unit": "cm", "up_axis": "y",
-                             "joints": {"hips": "pelvis", "/End": "head"}},
-                            where="m.yaml")
+        joint_map_from_dict(
+            {"name": "m", "length_unit": "cm", "up_axis": "y", "joints": {"hips": "pelvis", "/End": "head"}},
+            where="m.yaml",
+        )
 
 
 def test_shipped_maps_name_no_end_sites():
@@ -270,17 +310,26 @@ def test_arms_without_wrists_are_measured_shoulder_to_elbow(handless, rigs, robo
     p = compile_problem(RetargetingProblem(handless, recipe, robot))
     g = next(g for g in recipe.scale_groups if g.name == "arms")
     elbow = next(t for t in recipe.targets if t.human is J.LEFT_ELBOW and t.position_weight > 0)
-    robot_len = np.linalg.norm(_robot_point(robot, recipe, elbow.body, elbow.offset)
-                               - _robot_point(robot, recipe, g.robot_chain[0], g.robot_offset))
-    human_len = np.median(np.linalg.norm(handless.positions[:, handless.index(J.LEFT_ELBOW)]
-                                         - handless.positions[:, handless.index(J.LEFT_SHOULDER)], axis=-1))
+    robot_len = np.linalg.norm(
+        _robot_point(robot, recipe, elbow.body, elbow.offset)
+        - _robot_point(robot, recipe, g.robot_chain[0], g.robot_offset)
+    )
+    human_len = np.median(
+        np.linalg.norm(
+            handless.positions[:, handless.index(J.LEFT_ELBOW)]
+            - handless.positions[:, handless.index(J.LEFT_SHOULDER)],
+            axis=-1,
+        )
+    )
     scale = np.asarray(p.clip.bone_scale)
     for b in g.bones:
         assert scale[canonical_index(b)] == pytest.approx(robot_len / human_len, rel=1e-5)
     # sensible: near the full chain's ratio of the rig with hands (robot arms are not
     # built like human ones: within 15% on the three robots)
     full = compile_problem(RetargetingProblem(read_bvh_format(rigs[0], "bvh_lafan1"), recipe, robot))
-    ratio = scale[canonical_index(J.LEFT_ELBOW)] / float(np.asarray(full.clip.bone_scale)[canonical_index(J.LEFT_ELBOW)])
+    ratio = scale[canonical_index(J.LEFT_ELBOW)] / float(
+        np.asarray(full.clip.bone_scale)[canonical_index(J.LEFT_ELBOW)]
+    )
     assert 0.8 < ratio < 1.25 and np.isfinite(scale).all()
 
 
@@ -311,8 +360,9 @@ def test_measured_chain_prefers_the_full_chain_then_its_mirror_then_the_longer_p
     # a missing joint on the way is spanned: shoulder -> wrist with no elbow is the full chain
     assert measured_chain(arms, every - {J.LEFT_ELBOW}, recipe.targets).human == (J.LEFT_SHOULDER, J.LEFT_WRIST)
     assert measured_chain(arms, every - left_arm - right_arm, recipe.targets) is None
-    assert measured_chain(arms, every - {J.LEFT_ELBOW, J.LEFT_WRIST, J.RIGHT_ELBOW, J.RIGHT_WRIST},
-                          recipe.targets) is None
+    assert (
+        measured_chain(arms, every - {J.LEFT_ELBOW, J.LEFT_WRIST, J.RIGHT_ELBOW, J.RIGHT_WRIST}, recipe.targets) is None
+    )
     # only a position target places the joint on the robot: spine_upper's is orientation-only
     torso = next(g for g in recipe.scale_groups if g.name == "torso")
     assert measured_chain(torso, every - {J.LEFT_SHOULDER, J.RIGHT_SHOULDER}, recipe.targets) is None
@@ -321,16 +371,28 @@ def test_measured_chain_prefers_the_full_chain_then_its_mirror_then_the_longer_p
 def test_a_rig_without_one_bone_of_a_chain_is_refused(tmp_path):
     """Arms that end at the shoulders (no elbows, no wrists) leave nothing to measure the
     arms group on: a typed error naming the file and the group."""
-    clip = rerig(_lafan1_clip(tmp_path), ends=("LeftToe", "RightToe"),
-                 remove=("LeftForeArm", "RightForeArm"))
+    clip = rerig(_lafan1_clip(tmp_path), ends=("LeftToe", "RightToe"), remove=("LeftForeArm", "RightForeArm"))
     path = tmp_path / "armless.bvh"
     write_bvh(path, clip)
     toes = {k: v for k, v in END_ROLES.items() if "foot" in k}
     roles = {k: v for k, v in STUDIO_ROLES.items() if not k.startswith("forearm")}
-    m = read_bvh_format(path, "bvh", joint_map=joint_map_from_dict(
-        {"name": "armless", "length_unit": "cm", "up_axis": "y", "conventions": "lafan1",
-         "joints": {**roles, **toes}}))
+    m = read_bvh_format(
+        path,
+        "bvh",
+        joint_map=joint_map_from_dict(
+            {
+                "name": "armless",
+                "length_unit": "cm",
+                "up_axis": "y",
+                "conventions": "lafan1",
+                "joints": {**roles, **toes},
+            }
+        ),
+    )
     assert J.LEFT_ELBOW not in m.joint_names and J.LEFT_SHOULDER in m.joint_names
-    with pytest.raises(InvalidMotionError, match=r"armless\.bvh: scale group 'arms' is measured on "
-                                                 r"left_shoulder->left_wrist .*not even one bone"):
+    with pytest.raises(
+        InvalidMotionError,
+        match=r"armless\.bvh: scale group 'arms' is measured on "
+        r"left_shoulder->left_wrist .*not even one bone",
+    ):
         compile_problem(RetargetingProblem(m, load_recipe("lafan1_g1"), load_robot("unitree_g1")))

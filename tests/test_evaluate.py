@@ -38,12 +38,23 @@ from retarget_jax.robots.kinematics import host_body_poses
 
 FEET = ("left_ankle_roll_link", "right_ankle_roll_link")
 TARGETS = ("pelvis", "left_wrist_yaw_link", "right_knee_link")
-BUILTIN = {"optimization_cost": "1", "foot_sliding": "m/s", "contact_preservation": "fraction",
-           "penetration": "m", "tracking_error": "m",
-           "joint_limit_violation": {"max_rad": "rad", "fraction_of_frames": "fraction"}, "jerk": "rad/s^3",
-           "limb_direction": "cosine", "upright": "cosine",
-           "stance_feet": {"stance_fraction": "fraction", "stance_sole_height_mean": "m",
-                           "stance_sole_height_p95_abs": "m", "sole_height_min": "m"}}
+BUILTIN = {
+    "optimization_cost": "1",
+    "foot_sliding": "m/s",
+    "contact_preservation": "fraction",
+    "penetration": "m",
+    "tracking_error": "m",
+    "joint_limit_violation": {"max_rad": "rad", "fraction_of_frames": "fraction"},
+    "jerk": "rad/s^3",
+    "limb_direction": "cosine",
+    "upright": "cosine",
+    "stance_feet": {
+        "stance_fraction": "fraction",
+        "stance_sole_height_mean": "m",
+        "stance_sole_height_p95_abs": "m",
+        "sole_height_min": "m",
+    },
+}
 
 
 def numpy_tracking_and_jerk(r: RetargetingResult) -> tuple[float, float, float]:
@@ -76,15 +87,35 @@ def make_result(robot, seed: int, T: int = 16) -> RetargetingResult:
     turn = np.where(np.arange(T) < 8, 0.3, 0.0)[:, None]
     hdir = np.cos(turn) * u + np.sin(turn) * perp
     return RetargetingResult(
-        fps=30.0, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=robot.dof_names,
-        body_names=robot.body_names, body_pos_w=pos, body_quat_w=rot, status=SolveStatus.MAX_ITERATIONS,
-        final_cost=0.25, iterations=30, robot=robot.name,
-        provenance={"source_path": f"motions/clip{seed}.bvh", "recipe": "lafan1_g1", "config_hash": "abc123",
-                    "weights": {"position": 1.0, "smooth": 0.1}, "contact_plan": {"source": "detected"}},
-        target_pos_w=targets, target_body_names=TARGETS, target_offset_b=np.zeros((len(idx), 3)),
-        contacts=contacts, contact_body_names=FEET, limb_names=("left_upper_arm",),
-        limb_body_names=(("left_shoulder_roll_link", "left_elbow_link"),), limb_offset_b=np.zeros((1, 2, 3)),
-        limb_human_dir=hdir[:, None])
+        fps=30.0,
+        root_pos=root,
+        root_quat_wxyz=quat,
+        dof_pos=dof,
+        dof_names=robot.dof_names,
+        body_names=robot.body_names,
+        body_pos_w=pos,
+        body_quat_w=rot,
+        status=SolveStatus.MAX_ITERATIONS,
+        final_cost=0.25,
+        iterations=30,
+        robot=robot.name,
+        provenance={
+            "source_path": f"motions/clip{seed}.bvh",
+            "recipe": "lafan1_g1",
+            "config_hash": "abc123",
+            "weights": {"position": 1.0, "smooth": 0.1},
+            "contact_plan": {"source": "detected"},
+        },
+        target_pos_w=targets,
+        target_body_names=TARGETS,
+        target_offset_b=np.zeros((len(idx), 3)),
+        contacts=contacts,
+        contact_body_names=FEET,
+        limb_names=("left_upper_arm",),
+        limb_body_names=(("left_shoulder_roll_link", "left_elbow_link"),),
+        limb_offset_b=np.zeros((1, 2, 3)),
+        limb_human_dir=hdir[:, None],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +154,23 @@ def extra_plugins():
 def test_report_fields_units_and_values(g1, clip, report):
     assert report["schema_version"] == 1 and report["kind"] == "retarget_jax.metrics_report"
     assert report["status"] == "success", report["warnings"]
-    assert report["result"] == {"id": "walk", "path": "results/walk.npz", "robot": "unitree_g1",
-                                "source_path": "motions/clip1.bvh", "config_hash": "abc123",
-                                "recipe": "lafan1_g1", "solve_status": "max_iterations"}
+    assert report["result"] == {
+        "id": "walk",
+        "path": "results/walk.npz",
+        "robot": "unitree_g1",
+        "source_path": "motions/clip1.bvh",
+        "config_hash": "abc123",
+        "recipe": "lafan1_g1",
+        "solve_status": "max_iterations",
+    }
     assert (report["frames"], report["qpos_dim"], report["fps"]) == (16, 36, 30.0)
-    assert report["problem"] == {"recipe": "lafan1_g1", "weights": {"position": 1.0, "smooth": 0.1},
-                                 "contact_plan": {"source": "detected"}, "iterations": 30, "final_cost": 0.25}
+    assert report["problem"] == {
+        "recipe": "lafan1_g1",
+        "weights": {"position": 1.0, "smooth": 0.1},
+        "contact_plan": {"source": "detected"},
+        "iterations": 30,
+        "final_cost": 0.25,
+    }
     assert report["warnings"] == []
     dt.datetime.fromisoformat(report["evaluated_at"].replace("Z", "+00:00"))
     m = report["metrics"]
@@ -258,13 +300,21 @@ def test_cli_robot_space_file_metrics_not_applicable(tmp_path, g1_trajectory, ca
     err = capsys.readouterr().err
     assert "error: ConfigError" in err and "--robot is required" in err
     assert not out.exists()
-    assert main(["evaluate", "--result", str(src), "--format", "mjlab_npz", "--robot", "unitree_g1",
-                 "--output", str(out)]) == 0
+    assert (
+        main(["evaluate", "--result", str(src), "--format", "mjlab_npz", "--robot", "unitree_g1", "--output", str(out)])
+        == 0
+    )
     rep = json.loads(out.read_text())
     assert rep["status"] == "success"
     m = rep["metrics"]
-    for name in ("optimization_cost", "foot_sliding", "contact_preservation", "tracking_error", "limb_direction",
-                 "stance_feet"):
+    for name in (
+        "optimization_cost",
+        "foot_sliding",
+        "contact_preservation",
+        "tracking_error",
+        "limb_direction",
+        "stance_feet",
+    ):
         assert m[name]["value"] is None and m[name]["not_applicable"], name
     assert m["penetration"]["value"]["max"] >= 0 and m["jerk"]["value"] > 0
     assert len(rep["warnings"]) == 6
@@ -284,11 +334,21 @@ def test_cli_errors_are_typed(tmp_path, capsys):
 
 def _records():
     return [
-        BatchRunRecord("a", "motions/a/walk.bvh", "results/a/walk.npz", "success", "2025-01-01T00:00:00Z",
-                       "2025-01-01T00:00:05Z", "", None, {"recipe": "lafan1_g1"}),
+        BatchRunRecord(
+            "a",
+            "motions/a/walk.bvh",
+            "results/a/walk.npz",
+            "success",
+            "2025-01-01T00:00:00Z",
+            "2025-01-01T00:00:05Z",
+            "",
+            None,
+            {"recipe": "lafan1_g1"},
+        ),
         BatchRunRecord("b", "motions/b/walk.bvh", "results/b/walk.npz", "skipped", message="exists"),
-        BatchRunRecord("c", "motions/c/run.bvh", None, "failed", message="joint 'Hips' missing",
-                       error_type="motion_format"),
+        BatchRunRecord(
+            "c", "motions/c/run.bvh", None, "failed", message="joint 'Hips' missing", error_type="motion_format"
+        ),
         BatchRunRecord("d", "motions/d/walk.bvh", "results/d/walk.npz", "success"),
         BatchRunRecord("e", "motions/e/jump.bvh", "results/e/jump.npz", "success"),
     ]
@@ -304,19 +364,23 @@ def test_batch_manifest_round_trip_and_counts(tmp_path):
     m.records.append(BatchRunRecord("f", "x", "y", "success"))
     with pytest.raises(ConfigError, match="recount"):
         m.save_json(tmp_path / "again.json")
-    ev = EvaluationManifest.from_records([EvaluationRecord("a", "r.npz", "r.metrics.json", "partial", "w")],
-                                         batch_manifest="m.json", output_dir=".")
+    ev = EvaluationManifest.from_records(
+        [EvaluationRecord("a", "r.npz", "r.metrics.json", "partial", "w")], batch_manifest="m.json", output_dir="."
+    )
     assert EvaluationManifest.load(ev.save_json(tmp_path / "ev.json")) == ev
 
 
-@pytest.mark.parametrize("edit,field", [
-    (lambda d: d["records"][1].update(status="done"), r"records\[1\]\.status"),
-    (lambda d: d["records"][0].pop("job_id"), r"records\[0\]\.job_id"),
-    (lambda d: d["records"][3].update(job_id="a"), r"records\[3\]\.job_id"),
-    (lambda d: d.update(success_count=4), "success_count"),
-    (lambda d: d.update(total="5"), "total"),
-    (lambda d: d.update(schema_version=2), "schema_version"),
-])
+@pytest.mark.parametrize(
+    "edit,field",
+    [
+        (lambda d: d["records"][1].update(status="done"), r"records\[1\]\.status"),
+        (lambda d: d["records"][0].pop("job_id"), r"records\[0\]\.job_id"),
+        (lambda d: d["records"][3].update(job_id="a"), r"records\[3\]\.job_id"),
+        (lambda d: d.update(success_count=4), "success_count"),
+        (lambda d: d.update(total="5"), "total"),
+        (lambda d: d.update(schema_version=2), "schema_version"),
+    ],
+)
 def test_bad_manifest_fields_name_file_and_field(tmp_path, edit, field):
     data = BatchManifest.from_records(_records(), output_dir="results").to_json()
     edit(data)
@@ -342,17 +406,30 @@ def test_cli_batch_manifest(tmp_path, g1, capsys):
     (run / "results" / "d").mkdir(parents=True)
     (run / "results" / "d" / "walk.npz").write_bytes(b"PK\x03\x04 truncated")
     mpath = BatchManifest.from_records(_records(), input_dir="motions", output_dir="results").save_json(
-        run / BATCH_MANIFEST_NAME)
+        run / BATCH_MANIFEST_NAME
+    )
     out_dir = tmp_path / "D"
-    rc = main(["evaluate", "--batch-manifest", str(mpath), "--output-dir", str(out_dir),
-               "--output", "evaluation_manifest.json"])
+    rc = main(
+        [
+            "evaluate",
+            "--batch-manifest",
+            str(mpath),
+            "--output-dir",
+            str(out_dir),
+            "--output",
+            "evaluation_manifest.json",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out.strip())
     assert summary["total"] == 5
     ra, rb = out_dir / "a" / "walk.metrics.json", out_dir / "b" / "walk.metrics.json"
     assert ra.is_file() and rb.is_file()
     assert sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*.json")) == [
-        "a/walk.metrics.json", "b/walk.metrics.json", "evaluation_manifest.json"]
+        "a/walk.metrics.json",
+        "b/walk.metrics.json",
+        "evaluation_manifest.json",
+    ]
     assert json.loads(ra.read_text())["frames"] == 14 and json.loads(rb.read_text())["frames"] == 20
     assert json.loads(ra.read_text())["result"]["id"] == "a"
 

@@ -32,10 +32,13 @@ from inputs import TINY_BVH
 from retarget_jax.errors import RetargetError
 from retarget_jax.motion.demo import demo_motion
 
-FUZZ = settings(max_examples=int(os.environ.get("RETARGET_JAX_FUZZ_EXAMPLES", "150")), deadline=timedelta(seconds=10),
-                derandomize=not os.environ.get("RETARGET_JAX_FUZZ_RANDOM"), database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=int(os.environ.get("RETARGET_JAX_FUZZ_EXAMPLES", "150")),
+    deadline=timedelta(seconds=10),
+    derandomize=not os.environ.get("RETARGET_JAX_FUZZ_RANDOM"),
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 _counter = itertools.count()
 
@@ -72,10 +75,13 @@ def mutated(draw, base: bytes, alphabet: bytes | None = None) -> bytes:
         if op == "flip":
             data[i] ^= draw(st.integers(1, 255))
         elif op == "delete":
-            del data[i:i + draw(st.integers(1, 16))]
+            del data[i : i + draw(st.integers(1, 16))]
         elif op == "insert":
-            chunk = (draw(st.lists(st.sampled_from(list(alphabet)), min_size=1, max_size=8)) if alphabet
-                     else list(draw(st.binary(min_size=1, max_size=8))))
+            chunk = (
+                draw(st.lists(st.sampled_from(list(alphabet)), min_size=1, max_size=8))
+                if alphabet
+                else list(draw(st.binary(min_size=1, max_size=8)))
+            )
             data[i:i] = bytes(chunk)
         elif op == "dup":
             j = min(len(data), i + draw(st.integers(1, 64)))
@@ -108,12 +114,17 @@ def _npz_compressed(**arrays) -> bytes:
 
 
 _M = demo_motion(num_frames=8)
-KEYPOINTS = _npz(positions=_M.positions, joint_names=np.array([j.value for j in _M.joint_names]),
-                 fps=np.float64(30))
-KEYPOINTS_Z = _npz_compressed(positions=_M.positions, joint_names=np.array([j.value for j in _M.joint_names]),
-                              fps=np.float64(30))
-AMASS = _npz(poses=np.zeros((6, 165)), trans=np.zeros((6, 3)), mocap_frame_rate=np.float64(30),
-             gender=np.array("neutral"), betas=np.zeros(10))
+KEYPOINTS = _npz(positions=_M.positions, joint_names=np.array([j.value for j in _M.joint_names]), fps=np.float64(30))
+KEYPOINTS_Z = _npz_compressed(
+    positions=_M.positions, joint_names=np.array([j.value for j in _M.joint_names]), fps=np.float64(30)
+)
+AMASS = _npz(
+    poses=np.zeros((6, 165)),
+    trans=np.zeros((6, 3)),
+    mocap_frame_rate=np.float64(30),
+    gender=np.array("neutral"),
+    betas=np.zeros(10),
+)
 BVH = TINY_BVH.encode()
 
 
@@ -131,16 +142,36 @@ def robot_files(g1, fuzz_dir):
     root = np.c_[np.linspace(0, 0.2, T), np.zeros(T), np.full(T, 0.78)]
     quat = np.tile([1.0, 0, 0, 0], (T, 1))
     pos, rot = host_body_poses(g1, np.concatenate([root, quat, dof], axis=-1))
-    r = RetargetingResult(fps=30.0, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=g1.dof_names,
-                          body_names=g1.body_names, body_pos_w=pos, body_quat_w=rot, status=0, final_cost=0.0,
-                          iterations=3, robot=g1.name, provenance={"source_path": "x"})
+    r = RetargetingResult(
+        fps=30.0,
+        root_pos=root,
+        root_quat_wxyz=quat,
+        dof_pos=dof,
+        dof_names=g1.dof_names,
+        body_names=g1.body_names,
+        body_pos_w=pos,
+        body_quat_w=rot,
+        status=0,
+        final_cost=0.0,
+        iterations=3,
+        robot=g1.name,
+        provenance={"source_path": "x"},
+    )
     out = {}
     for fmt, name in (("npz", "r.npz"), ("mjlab_npz", "r.mjlab.npz"), ("gmr_pkl", "r.pkl")):
         out[fmt] = write_result(r, fuzz_dir / name, fmt).read_bytes()
-    header = ["Frame", "root_translateX", "root_translateY", "root_translateZ", "root_rotateX", "root_rotateY",
-              "root_rotateZ"] + [f"{n}_dof" for n in g1.dof_names]
-    rows = [",".join(header)] + [",".join([str(t), *(f"{v:.4f}" for v in [*(root[t] * 100), 0, 0, 0,
-                                                                       *np.degrees(dof[t])])]) for t in range(T)]
+    header = [
+        "Frame",
+        "root_translateX",
+        "root_translateY",
+        "root_translateZ",
+        "root_rotateX",
+        "root_rotateY",
+        "root_rotateZ",
+    ] + [f"{n}_dof" for n in g1.dof_names]
+    rows = [",".join(header)] + [
+        ",".join([str(t), *(f"{v:.4f}" for v in [*(root[t] * 100), 0, 0, 0, *np.degrees(dof[t])])]) for t in range(T)
+    ]
     out["seed_csv"] = ("\n".join(rows) + "\n").encode()
     return out
 
@@ -198,8 +229,12 @@ def test_fuzz_mjlab_npz(data, robot_files, fuzz_dir, g1):
 def test_fuzz_gmr_pkl(data, robot_files, fuzz_dir, g1):
     from retarget_jax.io import read_gmr_pkl
 
-    blob = data.draw(st.one_of(random_or_mutated(robot_files["gmr_pkl"]),
-                               mutated(pickle.dumps(pickle.loads(robot_files["gmr_pkl"]), protocol=0))))
+    blob = data.draw(
+        st.one_of(
+            random_or_mutated(robot_files["gmr_pkl"]),
+            mutated(pickle.dumps(pickle.loads(robot_files["gmr_pkl"]), protocol=0)),
+        )
+    )
     _check(lambda p: read_gmr_pkl(p, g1), _write(fuzz_dir, blob, ".pkl"))
 
 
@@ -215,25 +250,35 @@ def test_fuzz_seed_csv(data, robot_files, fuzz_dir, g1):
 # --------------------------------------------------------------------------- pickles, models, manifests, configs
 
 
-PICKLE_OPS = bytes(range(0x20, 0x9a))  # printable opcodes and arguments, protocol 0-5 opcodes
+PICKLE_OPS = bytes(range(0x20, 0x9A))  # printable opcodes and arguments, protocol 0-5 opcodes
 
 
 @FUZZ
-@given(data=st.one_of(st.binary(max_size=256), mutated(pickle.dumps({"a": np.arange(6.0), "b": [1, "x"]},
-                                                                     protocol=2), PICKLE_OPS)))
+@given(
+    data=st.one_of(
+        st.binary(max_size=256), mutated(pickle.dumps({"a": np.arange(6.0), "b": [1, "x"]}, protocol=2), PICKLE_OPS)
+    )
+)
 def test_fuzz_restricted_unpickler(data, fuzz_dir):
     from retarget_jax.io import restricted_load
 
     _check(restricted_load, _write(fuzz_dir, data, ".pkl"))
 
 
-_MODEL = {"J_regressor": np.eye(24, 30), "kintree_table": np.array([np.r_[-1, np.arange(23)], np.arange(24)]),
-          "v_template": np.zeros((30, 3)), "shapedirs": np.zeros((30, 3, 10))}
+_MODEL = {
+    "J_regressor": np.eye(24, 30),
+    "kintree_table": np.array([np.r_[-1, np.arange(23)], np.arange(24)]),
+    "v_template": np.zeros((30, 3)),
+    "shapedirs": np.zeros((30, 3, 10)),
+}
 
 
 @FUZZ
-@given(data=st.one_of(mutated(_npz(**_MODEL)), mutated(_npz_compressed(**_MODEL)),
-                      mutated(pickle.dumps(_MODEL, protocol=2))))
+@given(
+    data=st.one_of(
+        mutated(_npz(**_MODEL)), mutated(_npz_compressed(**_MODEL)), mutated(pickle.dumps(_MODEL, protocol=2))
+    )
+)
 def test_fuzz_body_model_files(data, fuzz_dir):
     from retarget_jax.body_models.model_files import load_body_model
 
@@ -246,15 +291,20 @@ def test_fuzz_body_model_files(data, fuzz_dir):
 def test_fuzz_batch_manifest(data, fuzz_dir):
     from retarget_jax.manifest import BatchManifest, BatchRunRecord
 
-    good = BatchManifest.from_records([
-        BatchRunRecord("a.npz", "in/a.npz", "a.npz", "success", "t0", "t1", "converged"),
-        BatchRunRecord("b.npz", "in/b.npz", None, "failed", "t0", "t1", "bad fps", "motion_format")])
+    good = BatchManifest.from_records(
+        [
+            BatchRunRecord("a.npz", "in/a.npz", "a.npz", "success", "t0", "t1", "converged"),
+            BatchRunRecord("b.npz", "in/b.npz", None, "failed", "t0", "t1", "bad fps", "motion_format"),
+        ]
+    )
     base = json.dumps(good.to_json(), indent=2).encode()
     blob = data.draw(random_or_mutated(base, TEXT))
     _check(BatchManifest.load, _write(fuzz_dir, blob, ".json"))
 
 
-JOINT_MAP = b"name: m\nlength_unit: centimetre\nup_axis: y\nconventions: null\njoints: {Hips: pelvis, LeftUpLeg: left_hip}\n"
+JOINT_MAP = (
+    b"name: m\nlength_unit: centimetre\nup_axis: y\nconventions: null\njoints: {Hips: pelvis, LeftUpLeg: left_hip}\n"
+)
 
 
 @FUZZ
@@ -265,8 +315,10 @@ def test_fuzz_joint_map_yaml(data, fuzz_dir):
     _check(load_joint_map, _write(fuzz_dir, data, ".yaml"))
 
 
-RUN_CONFIG = b"solver: {max_iters: 30, weights: {smooth: 2.0}}\nbatch: {max_batch: 4, window: 64, overlap: 16}\n" \
-             b"output: {formats: [npz, mjlab_npz]}\n"
+RUN_CONFIG = (
+    b"solver: {max_iters: 30, weights: {smooth: 2.0}}\nbatch: {max_batch: 4, window: 64, overlap: 16}\n"
+    b"output: {formats: [npz, mjlab_npz]}\n"
+)
 
 
 @FUZZ
@@ -275,8 +327,22 @@ def test_fuzz_run_config_yaml(data, fuzz_dir):
     from retarget_jax.cli import batch_config, build_parser
 
     def read(p: Path):
-        return batch_config(build_parser().parse_args(
-            ["batch", "--input-dir", str(fuzz_dir), "--format", "keypoints", "--robot", "unitree_g1", "--config",
-             str(p), "--output-dir", str(fuzz_dir / "out")]))
+        return batch_config(
+            build_parser().parse_args(
+                [
+                    "batch",
+                    "--input-dir",
+                    str(fuzz_dir),
+                    "--format",
+                    "keypoints",
+                    "--robot",
+                    "unitree_g1",
+                    "--config",
+                    str(p),
+                    "--output-dir",
+                    str(fuzz_dir / "out"),
+                ]
+            )
+        )
 
     _check(read, _write(fuzz_dir, data, ".yaml"))

@@ -327,17 +327,13 @@ def test_mjlab_velocities_on_analytic_trajectories(result, tmp_path):
     write_mjlab_npz(r, tmp_path / "m.npz", dtype=np.float64)
     with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
         np.testing.assert_allclose(z["body_lin_vel_w"], np.broadcast_to(v, (T, B, 3)), atol=1e-6)
-        np.testing.assert_allclose(
-            z["body_ang_vel_w"], np.broadcast_to(omega, (T, B, 3)), atol=1e-6
-        )
+        np.testing.assert_allclose(z["body_ang_vel_w"], np.broadcast_to(omega, (T, B, 3)), atol=1e-6)
         np.testing.assert_allclose(z["joint_vel"], np.broadcast_to(qd, (T, N)), atol=1e-6)
     # Default float32 output stays within tolerance too.
     write_mjlab_npz(r, tmp_path / "m32.npz")
     with np.load(tmp_path / "m32.npz", allow_pickle=False) as z:
         assert z["body_ang_vel_w"].dtype == np.float32
-        np.testing.assert_allclose(
-            z["body_ang_vel_w"], np.broadcast_to(omega, (T, B, 3)), atol=1e-6
-        )
+        np.testing.assert_allclose(z["body_ang_vel_w"], np.broadcast_to(omega, (T, B, 3)), atol=1e-6)
 
 
 def test_mjlab_unit_yaw_rate(result, tmp_path):
@@ -348,9 +344,7 @@ def test_mjlab_unit_yaw_rate(result, tmp_path):
     r = _trajectory_result(result, np.zeros((T, B, 3)), body_quat, np.zeros((T, N)))
     write_mjlab_npz(r, tmp_path / "m.npz", dtype=np.float64)
     with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
-        np.testing.assert_allclose(
-            z["body_ang_vel_w"], np.broadcast_to([0, 0, 1.0], (T, B, 3)), atol=1e-6
-        )
+        np.testing.assert_allclose(z["body_ang_vel_w"], np.broadcast_to([0, 0, 1.0], (T, B, 3)), atol=1e-6)
         np.testing.assert_allclose(z["body_lin_vel_w"], 0.0, atol=1e-12)
 
 
@@ -413,16 +407,10 @@ def test_gmr_local_body_pos_quarter_turn(result, tmp_path):
     body_pos = np.repeat(root_pos[:, None], B, axis=1).copy()
     body_pos[:, 1] += [0.0, 1.0, 0.0]  # +y in the world is +x in a root yawed by 90 deg
     body_pos[:, 2] += [0.0, 0.0, -0.5]
-    r = dataclasses.replace(
-        result, root_pos=root_pos, root_quat_wxyz=np.tile(yaw90, (T, 1)), body_pos_w=body_pos
-    )
+    r = dataclasses.replace(result, root_pos=root_pos, root_quat_wxyz=np.tile(yaw90, (T, 1)), body_pos_w=body_pos)
     data = restricted_load(write_gmr_pkl(r, tmp_path / "g.pkl"))
-    np.testing.assert_allclose(
-        data["local_body_pos"][:, 1], np.tile([1.0, 0, 0], (T, 1)), atol=1e-12
-    )
-    np.testing.assert_allclose(
-        data["local_body_pos"][:, 2], np.tile([0, 0, -0.5], (T, 1)), atol=1e-12
-    )
+    np.testing.assert_allclose(data["local_body_pos"][:, 1], np.tile([1.0, 0, 0], (T, 1)), atol=1e-12)
+    np.testing.assert_allclose(data["local_body_pos"][:, 2], np.tile([0, 0, -0.5], (T, 1)), atol=1e-12)
 
 
 def test_gmr_pkl_loads_with_restricted_unpickler(result, tmp_path):
@@ -553,9 +541,7 @@ def test_write_result_dispatch(result, tmp_path):
     with np.load(write_result(result, tmp_path / "b.npz", "mjlab_npz"), allow_pickle=False) as z:
         assert "joint_vel" in z.files
     assert restricted_load(write_result(result, tmp_path / "c.pkl", "gmr_pkl"))["fps"] == FPS
-    with pytest.raises(
-        UnknownNameError, match="output format 'bvh' not found; valid: gmr_pkl, mjlab_npz, npz"
-    ):
+    with pytest.raises(UnknownNameError, match="output format 'bvh' not found; valid: gmr_pkl, mjlab_npz, npz"):
         write_result(result, tmp_path / "d.bvh", "bvh")
     assert not (tmp_path / "d.bvh").exists()
 

@@ -37,8 +37,15 @@ CONVENTIONS = {
     "smpl": "smpl",
     "smpl_phc": "smpl",
 }
-UNITS = {"lafan1": 0.01, "nokov": 0.01, "mixamo": 0.01, "mocapbank_19": 0.01, "hc_mocap": 1.0,
-         "smpl": 1.0, "smpl_phc": 1.0}
+UNITS = {
+    "lafan1": 0.01,
+    "nokov": 0.01,
+    "mixamo": 0.01,
+    "mocapbank_19": 0.01,
+    "hc_mocap": 1.0,
+    "smpl": 1.0,
+    "smpl_phc": 1.0,
+}
 
 
 def _yaml(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:
@@ -137,8 +144,9 @@ def test_smpl_phc_map_covers_the_omomo_names(shared_data_dir):
     assert set(jm.joints) <= set(names)
     assert set(jm.roles) == set(HumanJoint)
     unmapped = set(names) - set(jm.joints)
-    assert len(unmapped) == 30 and all(n[2:].rstrip("123") in {"Index", "Middle", "Pinky", "Ring", "Thumb"}
-                                       for n in unmapped)
+    assert len(unmapped) == 30 and all(
+        n[2:].rstrip("123") in {"Index", "Middle", "Pinky", "Ring", "Thumb"} for n in unmapped
+    )
 
 
 def test_standard_smpl_map():
@@ -159,8 +167,9 @@ def test_canonical_parent_table_matches_the_demo_skeleton():
 def test_canonical_parent_table_matches_the_compiler_layout():
     from retarget_jax.motion.canonical import CANONICAL_JOINTS, CANONICAL_PARENTS
 
-    expect = [-1 if CANONICAL_PARENT[j] is None else CANONICAL_JOINTS.index(CANONICAL_PARENT[j])
-              for j in CANONICAL_JOINTS]
+    expect = [
+        -1 if CANONICAL_PARENT[j] is None else CANONICAL_JOINTS.index(CANONICAL_PARENT[j]) for j in CANONICAL_JOINTS
+    ]
     assert list(CANONICAL_PARENTS) == expect
 
 
@@ -170,7 +179,8 @@ def test_canonical_parents_reindex_to_the_nearest_present_ancestor():
     # spine_upper; right_wrist -> (elbow, shoulder absent) right_collar -> spine_upper.
     assert canonical_parents(roles).tolist() == [-1, 0, 0, 2, 5, 2]
     assert canonical_parents(list(HumanJoint)).tolist() == [
-        -1 if p is None else list(HumanJoint).index(p) for p in CANONICAL_PARENT.values()]
+        -1 if p is None else list(HumanJoint).index(p) for p in CANONICAL_PARENT.values()
+    ]
     assert canonical_parents(["head", "neck"]).tolist() == [1, -1]  # no pelvis: a root of its own
 
 
@@ -179,8 +189,9 @@ def test_canonical_parents_reindex_to_the_nearest_present_ancestor():
 
 
 def test_load_by_path_with_a_numeric_unit_and_the_stem_as_name(tmp_path):
-    p = _yaml(tmp_path, "length_unit: 0.001\nup_axis: Z\njoints: {root: pelvis, 'Left Knee': left_knee}\n",
-              "mm_rig.yml")
+    p = _yaml(
+        tmp_path, "length_unit: 0.001\nup_axis: Z\njoints: {root: pelvis, 'Left Knee': left_knee}\n", "mm_rig.yml"
+    )
     for arg in (p, str(p)):
         jm = load_joint_map(arg)
         assert jm.name == "mm_rig" and jm.length_scale == 0.001 and jm.up_axis == "z"
@@ -197,9 +208,22 @@ def test_joint_map_is_frozen_and_its_table_read_only():
         jm.joints["Extra"] = HumanJoint.HEAD  # type: ignore[index]
 
 
-@pytest.mark.parametrize("unit, scale", [("metre", 1.0), ("meters", None), ("m", 1.0), ("centimetre", 0.01),
-                                         ("centimeter", 0.01), ("CM", 0.01), ("millimetre", 0.001),
-                                         ("inch", 0.0254), ("2.5", 2.5), (0.01, 0.01), (1, 1.0)])
+@pytest.mark.parametrize(
+    "unit, scale",
+    [
+        ("metre", 1.0),
+        ("meters", None),
+        ("m", 1.0),
+        ("centimetre", 0.01),
+        ("centimeter", 0.01),
+        ("CM", 0.01),
+        ("millimetre", 0.001),
+        ("inch", 0.0254),
+        ("2.5", 2.5),
+        (0.01, 0.01),
+        (1, 1.0),
+    ],
+)
 def test_length_units(tmp_path, unit, scale):
     p = _yaml(tmp_path, f"length_unit: {unit}\nup_axis: y\njoints: {{Hips: pelvis}}\n")
     if scale is None:
@@ -221,9 +245,11 @@ def test_missing_file_is_a_config_error(tmp_path):
 
 def test_unknown_role_names_file_field_and_valid_roles(tmp_path):
     p = _yaml(tmp_path, GOOD + "  LeftHand: left_hand\n")
-    with pytest.raises(UnknownNameError,
-                       match=r"mine\.yaml, field 'joints\.LeftHand': human joint 'left_hand' not found; "
-                             r"valid: .*left_wrist") as ei:
+    with pytest.raises(
+        UnknownNameError,
+        match=r"mine\.yaml, field 'joints\.LeftHand': human joint 'left_hand' not found; "
+        r"valid: .*left_wrist",
+    ) as ei:
         load_joint_map(p)
     assert "left_elbow" in ei.value.valid and len(ei.value.valid) == 22
 
@@ -236,8 +262,7 @@ def test_unknown_key(tmp_path):
 
 @pytest.mark.parametrize("key", ["length_unit", "up_axis", "joints"])
 def test_missing_required_key(tmp_path, key):
-    lines = [ln for ln in GOOD.split("\n")
-             if not ln.startswith(key) and not (key == "joints" and ln.startswith("  "))]
+    lines = [ln for ln in GOOD.split("\n") if not ln.startswith(key) and not (key == "joints" and ln.startswith("  "))]
     p = _yaml(tmp_path, "\n".join(lines))
     with pytest.raises(ConfigError, match=rf"mine\.yaml, field '{key}': missing required key"):
         load_joint_map(p)
@@ -245,15 +270,19 @@ def test_missing_required_key(tmp_path, key):
 
 def test_duplicated_role(tmp_path):
     p = _yaml(tmp_path, GOOD + "  Head_End: head\n")
-    with pytest.raises(ConfigError, match=r"mine\.yaml, field 'joints\.Head_End': role 'head' is already mapped "
-                                          r"from 'Head'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"mine\.yaml, field 'joints\.Head_End': role 'head' is already mapped "
+        r"from 'Head'",
+    ):
         load_joint_map(p)
 
 
 def test_duplicated_yaml_key_is_not_silently_dropped(tmp_path):
     p = _yaml(tmp_path, GOOD + "  Hips: spine_lower\n")
-    with pytest.raises(ConfigError,
-                       match=r"mine\.yaml, line 7: invalid YAML: duplicated key 'Hips' \(first at line 5\)"):
+    with pytest.raises(
+        ConfigError, match=r"mine\.yaml, line 7: invalid YAML: duplicated key 'Hips' \(first at line 5\)"
+    ):
         load_joint_map(p)
 
 
@@ -289,16 +318,22 @@ def test_bad_fields_name_the_file_and_field(tmp_path, field, value, pattern):
 
 def test_unknown_conventions_lists_the_tables(tmp_path):
     p = _yaml(tmp_path, GOOD.replace("conventions: null", "conventions: bvh_tpose"))
-    with pytest.raises(UnknownNameError, match=r"mine\.yaml, field 'conventions': source convention 'bvh_tpose' "
-                                               r"not found; valid: lafan1, smpl, world_tpose_z_forward"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"mine\.yaml, field 'conventions': source convention 'bvh_tpose' "
+        r"not found; valid: lafan1, smpl, world_tpose_z_forward",
+    ):
         load_joint_map(p)
 
 
-@pytest.mark.parametrize("text, pattern", [
-    ("- a\n- b\n", r"a joint map must be a YAML mapping, found list"),
-    ("", r"a joint map must be a YAML mapping, found NoneType"),
-    ("joints: {Hips: pelvis\n", r"invalid YAML: expected ',' or '}'"),
-])
+@pytest.mark.parametrize(
+    "text, pattern",
+    [
+        ("- a\n- b\n", r"a joint map must be a YAML mapping, found list"),
+        ("", r"a joint map must be a YAML mapping, found NoneType"),
+        ("joints: {Hips: pelvis\n", r"invalid YAML: expected ',' or '}'"),
+    ],
+)
 def test_not_a_mapping_or_not_yaml(tmp_path, text, pattern):
     with pytest.raises(ConfigError, match=r"mine\.yaml(, line \d+)?: " + pattern):
         load_joint_map(_yaml(tmp_path, text))

@@ -18,11 +18,28 @@ from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP, HumanJoint, canonical
 OMOMO = "omomo_sub3_largebox_003_joints.npz"
 _PARENTS = (-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 12, 11, 14, 15, 16, 11, 18, 19, 20)
 _OFFSETS = (
-    (0, 0, 0), (0.1, 1.9, 10.5), (43.5, 0, 0), (42.4, 0, 0), (17.3, 0, 0),
-    (0.1, 1.9, -10.5), (43.5, 0, 0), (42.4, 0, 0), (17.3, 0, 0),
-    (6.9, -2.6, 0), (12.6, 0, 0), (12.3, 0, 0), (25.8, 0, 0), (11.8, 0, 0),
-    (19.7, -1.5, 6.0), (11.3, 0, 0), (33.0, 0, 0), (25.2, 0, 0),
-    (19.7, -1.5, -6.0), (11.3, 0, 0), (33.0, 0, 0), (25.2, 0, 0),
+    (0, 0, 0),
+    (0.1, 1.9, 10.5),
+    (43.5, 0, 0),
+    (42.4, 0, 0),
+    (17.3, 0, 0),
+    (0.1, 1.9, -10.5),
+    (43.5, 0, 0),
+    (42.4, 0, 0),
+    (17.3, 0, 0),
+    (6.9, -2.6, 0),
+    (12.6, 0, 0),
+    (12.3, 0, 0),
+    (25.8, 0, 0),
+    (11.8, 0, 0),
+    (19.7, -1.5, 6.0),
+    (11.3, 0, 0),
+    (33.0, 0, 0),
+    (25.2, 0, 0),
+    (19.7, -1.5, -6.0),
+    (11.3, 0, 0),
+    (33.0, 0, 0),
+    (25.2, 0, 0),
 )
 
 
@@ -31,12 +48,24 @@ def bvh_motion(tmp_path_factory):
     """A LAFAN1-named BVH written here (cm, Y-up, random joint angles), read as a motion."""
     rng = np.random.default_rng(7)
     T = 6
-    chans = tuple(("Xposition", "Yposition", "Zposition", "Zrotation", "Yrotation", "Xrotation") if p < 0
-                  else ("Zrotation", "Yrotation", "Xrotation") for p in _PARENTS)
+    chans = tuple(
+        ("Xposition", "Yposition", "Zposition", "Zrotation", "Yrotation", "Xrotation")
+        if p < 0
+        else ("Zrotation", "Yrotation", "Xrotation")
+        for p in _PARENTS
+    )
     frames = np.round(rng.uniform(-35.0, 35.0, size=(T, 69)), 4)
     frames[:, :3] = [10.0, 92.0, 5.0]
-    clip = BvhClip("", tuple(LAFAN1_JOINT_MAP), np.asarray(_PARENTS), np.asarray(_OFFSETS, float), chans,
-                   np.asarray([0] + [6 + 3 * i for i in range(21)]), frames, 1.0 / 25.0)
+    clip = BvhClip(
+        "",
+        tuple(LAFAN1_JOINT_MAP),
+        np.asarray(_PARENTS),
+        np.asarray(_OFFSETS, float),
+        chans,
+        np.asarray([0] + [6 + 3 * i for i in range(21)]),
+        frames,
+        1.0 / 25.0,
+    )
     p = tmp_path_factory.mktemp("kp") / "src.bvh"
     write_bvh(p, clip)
     return read_bvh_format(p, "bvh_lafan1")
@@ -61,8 +90,9 @@ def test_bvh_positions_written_as_keypoints_read_back_the_same(tmp_path, bvh_mot
     m = bvh_motion
     names = _names_in(map_name, m.joint_names)
     perm = np.random.default_rng(1).permutation(len(names))  # file order need not be canonical
-    p = _save(tmp_path / "kp.npz", positions=m.positions[:, perm], joint_names=np.asarray(names)[perm],
-              fps=np.float32(25.0))
+    p = _save(
+        tmp_path / "kp.npz", positions=m.positions[:, perm], joint_names=np.asarray(names)[perm], fps=np.float32(25.0)
+    )
     k = read_keypoints(p)
     assert k.joint_names == m.joint_names == tuple(HumanJoint)  # canonical order
     np.testing.assert_array_equal(k.positions, m.positions)
@@ -94,8 +124,13 @@ def test_subset_of_joints_hangs_from_the_nearest_present_ancestor(tmp_path, bvh_
     names = _names_in("smpl_phc", roles) + ["L_Index1", "Jaw"]  # unmapped names are ignored
     pos = np.concatenate([m.positions[:, [m.index(r) for r in roles]], np.zeros((6, 2, 3))], axis=1)
     k = read_keypoints(_save(tmp_path / "sub.npz", positions=pos, joint_names=np.asarray(names), fps=25.0))
-    assert k.joint_names == (HumanJoint.PELVIS, HumanJoint.LEFT_ANKLE, HumanJoint.NECK, HumanJoint.HEAD,
-                             HumanJoint.RIGHT_ELBOW)
+    assert k.joint_names == (
+        HumanJoint.PELVIS,
+        HumanJoint.LEFT_ANKLE,
+        HumanJoint.NECK,
+        HumanJoint.HEAD,
+        HumanJoint.RIGHT_ELBOW,
+    )
     assert k.parents.tolist() == [-1, 0, 0, 2, 0]
     assert k.parents.tolist() == canonical_parents(k.joint_names).tolist()
     for r in roles:
@@ -131,8 +166,13 @@ def test_a_given_mask_is_combined_with_nan(tmp_path, bvh_motion, key, dtype):
     pos[0, 3] = np.nan
     given = np.ones((6, 22), dtype=bool)
     given[5, 7] = False
-    p = _save(tmp_path / "m.npz", positions=pos, joint_names=np.asarray(list(LAFAN1_JOINT_MAP)), fps=25.0,
-              **{key: given.astype(dtype)})
+    p = _save(
+        tmp_path / "m.npz",
+        positions=pos,
+        joint_names=np.asarray(list(LAFAN1_JOINT_MAP)),
+        fps=25.0,
+        **{key: given.astype(dtype)},
+    )
     k = read_keypoints(p)
     want = given.copy()
     want[0, 3] = False
@@ -142,15 +182,23 @@ def test_a_given_mask_is_combined_with_nan(tmp_path, bvh_motion, key, dtype):
 def test_root_missing_in_some_frames_is_fine(tmp_path, bvh_motion):
     pos = bvh_motion.positions.copy()
     pos[:5, 0] = np.nan
-    k = read_keypoints(_save(tmp_path / "r.npz", positions=pos, joint_names=np.asarray(list(LAFAN1_JOINT_MAP)),
-                             fps=25.0))
+    k = read_keypoints(
+        _save(tmp_path / "r.npz", positions=pos, joint_names=np.asarray(list(LAFAN1_JOINT_MAP)), fps=25.0)
+    )
     assert k.valid[:, 0].tolist() == [False] * 5 + [True]
 
 
 def test_timestamps_are_kept(tmp_path, bvh_motion):
     ts = np.array([0.0, 0.04, 0.09, 0.12, 0.2, 0.21])
-    k = read_keypoints(_save(tmp_path / "t.npz", positions=bvh_motion.positions,
-                             joint_names=np.asarray(list(LAFAN1_JOINT_MAP)), fps=25.0, timestamps=ts))
+    k = read_keypoints(
+        _save(
+            tmp_path / "t.npz",
+            positions=bvh_motion.positions,
+            joint_names=np.asarray(list(LAFAN1_JOINT_MAP)),
+            fps=25.0,
+            timestamps=ts,
+        )
+    )
     np.testing.assert_array_equal(k.timestamps, ts)
     np.testing.assert_array_equal(k.times, ts)
 
@@ -160,8 +208,11 @@ def test_timestamps_are_kept(tmp_path, bvh_motion):
 
 
 def _good(bvh_motion) -> dict:
-    return {"positions": bvh_motion.positions, "joint_names": np.asarray(list(LAFAN1_JOINT_MAP)),
-            "fps": np.float64(25.0)}
+    return {
+        "positions": bvh_motion.positions,
+        "joint_names": np.asarray(list(LAFAN1_JOINT_MAP)),
+        "fps": np.float64(25.0),
+    }
 
 
 def _raises(path: Path, field: str | None, *patterns: str) -> MotionFormatError:
@@ -217,8 +268,12 @@ def test_bad_arrays(tmp_path, bvh_motion, field, value, pattern):
 def test_unknown_names_list_the_shipped_maps(tmp_path, bvh_motion):
     arrays = _good(bvh_motion)
     arrays["joint_names"] = np.asarray([f"marker{i}" for i in range(22)])
-    _raises(_save(tmp_path / "bad.npz", **arrays), "joint_names",
-            "shipped maps: hc_mocap, lafan1, mixamo, mocapbank_19, nokov, smpl, smpl_phc", "marker0, marker1")
+    _raises(
+        _save(tmp_path / "bad.npz", **arrays),
+        "joint_names",
+        "shipped maps: hc_mocap, lafan1, mixamo, mocapbank_19, nokov, smpl, smpl_phc",
+        "marker0, marker1",
+    )
 
 
 def test_both_valid_and_mask(tmp_path, bvh_motion):
@@ -272,7 +327,7 @@ def test_corrupt_and_foreign_files(tmp_path, bvh_motion):
         assert info.compress_type == zipfile.ZIP_STORED
     raw = bytearray(good.read_bytes())
     h = info.header_offset  # local header: name and extra lengths at bytes 26 and 28
-    at = h + 30 + int.from_bytes(raw[h + 26:h + 28], "little") + int.from_bytes(raw[h + 28:h + 30], "little") + 300
+    at = h + 30 + int.from_bytes(raw[h + 26 : h + 28], "little") + int.from_bytes(raw[h + 28 : h + 30], "little") + 300
     raw[at] ^= 0xFF
     bad = tmp_path / "crc.npz"
     bad.write_bytes(bytes(raw))
@@ -310,8 +365,12 @@ def test_omomo_keypoints_read_upright_and_not_mirrored(shared_data_dir):
     ankles = np.maximum(z[:, m.index("left_ankle")], z[:, m.index("right_ankle")])
     assert np.all(head > pelvis) and np.all(pelvis > ankles)
     # Facing from the feet (ankle -> toe), left from facing x up: the left hip is on it.
-    fwd = P[:, m.index("left_toe")] - P[:, m.index("left_ankle")] + P[:, m.index("right_toe")] \
+    fwd = (
+        P[:, m.index("left_toe")]
+        - P[:, m.index("left_ankle")]
+        + P[:, m.index("right_toe")]
         - P[:, m.index("right_ankle")]
+    )
     fwd[:, 2] = 0.0
     left = np.cross([0.0, 0.0, 1.0], fwd / np.linalg.norm(fwd, axis=-1, keepdims=True))
     side = np.sum((P[:, m.index("left_hip")] - P[:, m.index("right_hip")]) * left, axis=-1)

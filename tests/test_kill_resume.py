@@ -43,8 +43,23 @@ def _trajectory(robot, seed: int) -> RetargetingResult:
 
 
 def _cmd(inp: Path, out: Path, config: Path) -> list[str]:
-    return [sys.executable, "-m", "retarget_jax.cli", "batch", "--input-dir", str(inp), "--format", "gmr_pkl",
-            "--robot", "unitree_g1", "--config", str(config), "--output-dir", str(out), "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "retarget_jax.cli",
+        "batch",
+        "--input-dir",
+        str(inp),
+        "--format",
+        "gmr_pkl",
+        "--robot",
+        "unitree_g1",
+        "--config",
+        str(config),
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    ]
 
 
 def _env() -> dict:
@@ -68,8 +83,11 @@ def _arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def _snapshot(out: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns)
-            for p in out.rglob("*.npz") if not is_temp_file(p)}
+    return {
+        str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in out.rglob("*.npz")
+        if not is_temp_file(p)
+    }
 
 
 @pytest.mark.timeout(600)
@@ -80,8 +98,14 @@ def test_kill_9_at_ten_random_moments_of_a_30_clip_run(tmp_path, g1):
         write_gmr_pkl(_trajectory(g1, i), inp / f"subject_{i % 3}" / f"clip{i:02d}.pkl")
     jobs = sorted(p.relative_to(inp).as_posix() for p in inp.rglob("*.pkl"))
     config = tmp_path / "run.yaml"
-    config.write_text(json.dumps({"batch": {"max_batch": 2, "progress": False, "max_workers": 2},
-                                  "output": {"formats": ["npz", "mjlab_npz"]}}))
+    config.write_text(
+        json.dumps(
+            {
+                "batch": {"max_batch": 2, "progress": False, "max_workers": 2},
+                "output": {"formats": ["npz", "mjlab_npz"]},
+            }
+        )
+    )
     env = _env()
 
     ref = tmp_path / "ref"
@@ -95,8 +119,9 @@ def test_kill_9_at_ten_random_moments_of_a_30_clip_run(tmp_path, g1):
         before = _done(out) if out.exists() else 0
         target = before + int(rng.integers(1, 4))  # wait for 1 to 3 newly finished clips ...
         delay = float(rng.uniform(0.0, 0.05))  # ... and a little more, to land at a random phase
-        p = subprocess.Popen(_cmd(inp, out, config), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
+        p = subprocess.Popen(
+            _cmd(inp, out, config), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         t0 = time.monotonic()
         while p.poll() is None and (not out.exists() or _done(out) < target):
             assert time.monotonic() - t0 < 120, "the driver made no progress"

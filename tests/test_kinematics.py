@@ -112,10 +112,14 @@ def test_g1_spec_names_and_ranges(g1):
 
 
 def test_unknown_body_and_joint_names_list_valid_choices(g1):
-    with pytest.raises(UnknownNameError, match=r"body of robot unitree_g1 'left_foot' not found; valid: .*left_ankle_roll_link") as e:
+    with pytest.raises(
+        UnknownNameError, match=r"body of robot unitree_g1 'left_foot' not found; valid: .*left_ankle_roll_link"
+    ) as e:
         g1.body_index("left_foot")
     assert set(e.value.valid) == set(g1.body_names)
-    with pytest.raises(UnknownNameError, match=r"recipe x: joint of robot unitree_g1 'knee' not found; valid: .*left_knee_joint"):
+    with pytest.raises(
+        UnknownNameError, match=r"recipe x: joint of robot unitree_g1 'knee' not found; valid: .*left_knee_joint"
+    ):
         g1.dof_index("knee", where="recipe x")
 
 
@@ -242,7 +246,8 @@ def test_fk_matches_mjx(g1):
     d = mjx_fk(jnp.asarray(qpos, jnp.float32))
     tree = tree_as(g1.tree, jnp.float32)
     xpos, xquat, anchors, axes = jax.jit(jax.vmap(lambda q: forward_kinematics(tree, q)))(
-        jnp.asarray(qpos, jnp.float32))
+        jnp.asarray(qpos, jnp.float32)
+    )
     jids = [g1.mj_model.joint(name).id for name in g1.dof_names]
     np.testing.assert_allclose(xpos, np.asarray(d.xpos)[:, 1:], atol=POS_ATOL, rtol=0)
     assert_quat_close_up_to_sign(xquat, np.asarray(d.xquat)[:, 1:], QUAT_ATOL)
@@ -284,8 +289,9 @@ def test_point_jacobians_match_manifold_finite_differences(robot, x64):
         bodies[0] = robot.tree.root  # the floating base itself
         bodies[1] = deepest_body(robot)  # end of a long chain
         offsets = rng.normal(scale=0.1, size=(K, 3))
-        Jlin, Jang, Jlin_fd, Jang_fd = (np.asarray(a) for a in check(jnp.asarray(q), jnp.asarray(bodies),
-                                                                     jnp.asarray(offsets)))
+        Jlin, Jang, Jlin_fd, Jang_fd = (
+            np.asarray(a) for a in check(jnp.asarray(q), jnp.asarray(bodies), jnp.asarray(offsets))
+        )
         assert Jlin.shape == (K, 3, robot.nv) and Jang.shape == (K, 3, robot.nv)
         np.testing.assert_allclose(Jlin, Jlin_fd, atol=1e-6, rtol=0)
         np.testing.assert_allclose(Jang, Jang_fd, atol=1e-6, rtol=0)

@@ -50,11 +50,17 @@ def test_masked_samples_counts_frames_and_joints(tmp_path):
     _write_clip(tmp_path / "holes.npz", 40, 0.0, HOLES)
     m = read_motion(tmp_path / "holes.npz", "keypoints")
     got = masked_samples(m)
-    assert got == {"masked_frames": HOLE_FRAMES, "masked_joints": 2,
-                   "masked_per_joint": {r: len(f) for r, f in HOLES.items()}}
+    assert got == {
+        "masked_frames": HOLE_FRAMES,
+        "masked_joints": 2,
+        "masked_per_joint": {r: len(f) for r, f in HOLES.items()},
+    }
     _write_clip(tmp_path / "clean.npz", 40, 0.0)
     assert masked_samples(read_motion(tmp_path / "clean.npz", "keypoints")) == {
-        "masked_frames": 0, "masked_joints": 0, "masked_per_joint": {}}
+        "masked_frames": 0,
+        "masked_joints": 0,
+        "masked_per_joint": {},
+    }
     assert masked_note(got) == f"filled {HOLE_FRAMES} masked frames (2 joints)"
     assert masked_note({"masked_frames": 1, "masked_joints": 1}) == "filled 1 masked frame (1 joint)"
     assert masked_note({"masked_frames": 0, "masked_joints": 0}) == "" == masked_note({})
@@ -76,8 +82,11 @@ def test_nan_in_a_bvh_channel_masks_the_joint_and_those_below_it(tmp_path):
     frames[5:8, clip.channel_start[j]] = np.nan
     write_bvh(tmp_path / "nan.bvh", dataclasses.replace(clip, frames=frames))
     m = read_bvh_format(tmp_path / "nan.bvh", "bvh_lafan1")
-    assert masked_samples(m) == {"masked_frames": 3, "masked_joints": 2,
-                                 "masked_per_joint": {"left_elbow": 3, "left_wrist": 3}}
+    assert masked_samples(m) == {
+        "masked_frames": 3,
+        "masked_joints": 2,
+        "masked_per_joint": {"left_elbow": 3, "left_wrist": 3},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +98,31 @@ def batch_run(tmp_path_factory):
     _write_clip(inp / "holes.npz", 50, 0.05, HOLES)
     _write_clip(inp / "clean_b.npz", 60, 0.1)
     config = tmp / "run.yaml"
-    config.write_text(json.dumps({
-        "recipe": "lafan1_g1", "solver": {"max_iters": 50},
-        "batch": {"max_batch": 4, "buckets": [64], "window": 64, "overlap": 16, "progress": False},
-        "output": {"formats": ["npz"]}, "jax_cache_dir": CACHE}))
-    argv = ["batch", "--input-dir", str(inp), "--format", "keypoints", "--robot", "unitree_g1", "--config",
-            str(config), "--output-dir", str(out), "--no-progress"]
+    config.write_text(
+        json.dumps(
+            {
+                "recipe": "lafan1_g1",
+                "solver": {"max_iters": 50},
+                "batch": {"max_batch": 4, "buckets": [64], "window": 64, "overlap": 16, "progress": False},
+                "output": {"formats": ["npz"]},
+                "jax_cache_dir": CACHE,
+            }
+        )
+    )
+    argv = [
+        "batch",
+        "--input-dir",
+        str(inp),
+        "--format",
+        "keypoints",
+        "--robot",
+        "unitree_g1",
+        "--config",
+        str(config),
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    ]
     return argv, out
 
 
@@ -110,12 +138,18 @@ def test_batch_manifest_provenance_and_summary_count_the_filled_samples(batch_ru
         assert rec.status == "success", (job_id, rec.message)
         holes = job_id == "holes.npz"
         want = (HOLE_FRAMES, 2, per_joint) if holes else (0, 0, {})
-        assert (rec.provenance["masked_frames"], rec.provenance["masked_joints"],
-                rec.provenance["masked_per_joint"]) == want, job_id
+        assert (
+            rec.provenance["masked_frames"],
+            rec.provenance["masked_joints"],
+            rec.provenance["masked_per_joint"],
+        ) == want, job_id
         assert (rec.masked_frames, rec.masked_joints) == want[:2]
         res = load_result(out / job_id)  # the result file says the same
-        assert (res.provenance["masked_frames"], res.provenance["masked_joints"],
-                res.provenance["masked_per_joint"]) == want, job_id
+        assert (
+            res.provenance["masked_frames"],
+            res.provenance["masked_joints"],
+            res.provenance["masked_per_joint"],
+        ) == want, job_id
         assert res.provenance["status_name"] == "converged"
     lines = [ln for ln in stdout.splitlines() if "masked frame" in ln]
     assert lines == [f"  holes.npz: filled {HOLE_FRAMES} masked frames (2 joints)"], stdout
@@ -137,8 +171,11 @@ def test_manifest_refuses_a_masked_count_that_is_not_one(batch_run, tmp_path):
     data["records"][k]["provenance"]["masked_frames"] = -3
     bad = tmp_path / BATCH_MANIFEST_NAME
     bad.write_text(json.dumps(data))
-    with pytest.raises(MotionFormatError, match=rf"{BATCH_MANIFEST_NAME}, field 'records\[{k}\]\.provenance\."
-                                                r"masked_frames': expected a count >= 0, found -3"):
+    with pytest.raises(
+        MotionFormatError,
+        match=rf"{BATCH_MANIFEST_NAME}, field 'records\[{k}\]\.provenance\."
+        r"masked_frames': expected a count >= 0, found -3",
+    ):
         BatchManifest.load(bad)
 
 
@@ -146,8 +183,20 @@ def test_retarget_cli_prints_the_filled_samples(tmp_path, capsys):
     src = tmp_path / "holes.npz"
     _write_clip(src, 50, 0.0, HOLES)
     out = tmp_path / "holes_g1.npz"
-    rc = cli_main(["retarget", str(src), "--format", "keypoints", "--robot", "unitree_g1", "--output", str(out),
-                   "--cache-dir", ""])
+    rc = cli_main(
+        [
+            "retarget",
+            str(src),
+            "--format",
+            "keypoints",
+            "--robot",
+            "unitree_g1",
+            "--output",
+            str(out),
+            "--cache-dir",
+            "",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert f"{src}: filled {HOLE_FRAMES} masked frames (2 joints)" in captured.err

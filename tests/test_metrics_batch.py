@@ -27,8 +27,14 @@ from retarget_jax.robots.kinematics import body_poses, host_body_poses
 
 FPS = 50.0
 FEET = ("left_ankle_roll_link", "right_ankle_roll_link")
-TARGET_BODIES = ("pelvis", "torso_link", "left_wrist_yaw_link", "right_wrist_yaw_link", "left_ankle_roll_link",
-                 "right_knee_link")
+TARGET_BODIES = (
+    "pelvis",
+    "torso_link",
+    "left_wrist_yaw_link",
+    "right_wrist_yaw_link",
+    "left_ankle_roll_link",
+    "right_knee_link",
+)
 
 
 # --------------------------------------------------------------------------- independent references
@@ -81,11 +87,25 @@ def make_result(robot, root, dof, *, quat=None, fps=FPS, contacts=None, targets=
     quat = np.tile([1.0, 0.0, 0.0, 0.0], (T, 1)) if quat is None else quat
     pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
     return RetargetingResult(
-        fps=fps, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=robot.dof_names,
-        body_names=robot.body_names, body_pos_w=pos, body_quat_w=rot, status=SolveStatus.CONVERGED,
-        final_cost=0.1, iterations=3, robot=robot.name, provenance={},
-        target_pos_w=targets, target_body_names=TARGET_BODIES if targets is not None else (),
-        target_offset_b=offsets, contacts=contacts, contact_body_names=FEET if contacts is not None else ())
+        fps=fps,
+        root_pos=root,
+        root_quat_wxyz=quat,
+        dof_pos=dof,
+        dof_names=robot.dof_names,
+        body_names=robot.body_names,
+        body_pos_w=pos,
+        body_quat_w=rot,
+        status=SolveStatus.CONVERGED,
+        final_cost=0.1,
+        iterations=3,
+        robot=robot.name,
+        provenance={},
+        target_pos_w=targets,
+        target_body_names=TARGET_BODIES if targets is not None else (),
+        target_offset_b=offsets,
+        contacts=contacts,
+        contact_body_names=FEET if contacts is not None else (),
+    )
 
 
 def stand_height(robot, dof) -> float:
@@ -206,9 +226,11 @@ def clips(g1):
     dof = random_dof(robot, rng, T, 0.3, 0.7)
     root = np.c_[np.zeros(T), np.zeros(T), np.full(T, 0.75)]
     pos, rot = host_body_poses(robot, np.concatenate([root, np.tile([1.0, 0, 0, 0], (T, 1)), dof], axis=-1))
-    limbs = (("left_upper_arm", "left_shoulder_roll_link", "left_elbow_link"),
-             ("right_thigh", "right_hip_roll_link", "right_knee_link"),
-             ("trunk", "pelvis", "torso_link"))
+    limbs = (
+        ("left_upper_arm", "left_shoulder_roll_link", "left_elbow_link"),
+        ("right_thigh", "right_hip_roll_link", "right_knee_link"),
+        ("trunk", "pelvis", "torso_link"),
+    )
     offs = rng.normal(scale=0.03, size=(len(limbs), 2, 3))
     theta = rng.uniform(0.0, 1.2, size=(T, len(limbs)))
     hdir = np.empty((T, len(limbs), 3))
@@ -354,12 +376,22 @@ def test_padding_changes_nothing_and_no_retrace(g1, clips, x64):
 
     batch, geo = clips["batch"], clips["geometry"]
     before, cache = mb.TRACE_COUNT, evaluate_batch._cache_size()
-    moved = batch.__class__(qpos=batch.qpos + 0.01, frame_mask=batch.frame_mask, fps=batch.fps * 2,
-                            contacts=1.0 - batch.contacts, has_plan=batch.has_plan, target=batch.target,
-                            target_valid=batch.target_valid, target_offset=batch.target_offset,
-                            limb_body=batch.limb_body, limb_offset=batch.limb_offset, limb_dir=-batch.limb_dir,
-                            limb_valid=batch.limb_valid, target_body=batch.target_body,
-                            contact_bodies=batch.contact_bodies)
+    moved = batch.__class__(
+        qpos=batch.qpos + 0.01,
+        frame_mask=batch.frame_mask,
+        fps=batch.fps * 2,
+        contacts=1.0 - batch.contacts,
+        has_plan=batch.has_plan,
+        target=batch.target,
+        target_valid=batch.target_valid,
+        target_offset=batch.target_offset,
+        limb_body=batch.limb_body,
+        limb_offset=batch.limb_offset,
+        limb_dir=-batch.limb_dir,
+        limb_valid=batch.limb_valid,
+        target_body=batch.target_body,
+        contact_bodies=batch.contact_bodies,
+    )
     res = evaluate_batch(moved, geo)
     assert mb.TRACE_COUNT == before and evaluate_batch._cache_size() == cache
     assert float(res["foot_sliding"][0]) == pytest.approx(0.0, abs=1e-9)  # contacts flipped: swing

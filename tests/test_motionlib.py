@@ -67,10 +67,12 @@ VAL = [
     ("SubjectA/walk_02_poses.npz", 1.0, None, [(1.0, 2.5, None)]),
 ]
 #: Slices of many lengths, for the shard balance (body model only: no solve).
-SHARDS = [("SubjectA/walk_00_poses.npz", 1.0, None, [(0.0, 2.9, None), (0.5, 1.1, None), (1.0, 2.0, None)]),
-          ("SubjectA/walk_01_poses.npz", 1.0, None, [(0.0, 3.4, None), (2.0, 2.8, None)]),
-          ("SubjectA/walk_02_poses.npz", 1.0, None, [(0.0, 3.9, None), (1.5, 3.0, None), (3.0, 3.5, None)]),
-          ("SubjectB/run_00_stageii.npz", 1.0, None, [(0.0, 2.4, None), (1.2, 1.9, None)])]
+SHARDS = [
+    ("SubjectA/walk_00_poses.npz", 1.0, None, [(0.0, 2.9, None), (0.5, 1.1, None), (1.0, 2.0, None)]),
+    ("SubjectA/walk_01_poses.npz", 1.0, None, [(0.0, 3.4, None), (2.0, 2.8, None)]),
+    ("SubjectA/walk_02_poses.npz", 1.0, None, [(0.0, 3.9, None), (1.5, 3.0, None), (3.0, 3.5, None)]),
+    ("SubjectB/run_00_stageii.npz", 1.0, None, [(0.0, 2.4, None), (1.2, 1.9, None)]),
+]
 TRAIN_WEIGHTS = [1.0, 3.0, 2.0, 0.5, 4.0, 1.5, 0.25, 1.0]  # the good rows, in order
 
 
@@ -91,19 +93,35 @@ def write_tree(root: Path) -> None:
         poses, trans = _pose(T, 120.0, 156, s, 0.8)
         p = root / f"SubjectA/walk_{s:02d}_poses.npz"
         p.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(p, poses=poses, trans=trans, betas=np.zeros(16), mocap_framerate=np.array(120.0),
-                 gender=np.array("neutral"))
+        np.savez(
+            p, poses=poses, trans=trans, betas=np.zeros(16), mocap_framerate=np.array(120.0), gender=np.array("neutral")
+        )
     (root / "SubjectB").mkdir(parents=True, exist_ok=True)
     poses, trans = _pose(150, 60.0, 165, 7, 2.0)  # SMPL-X, 60 fps, 'poses' layout
-    np.savez(root / "SubjectB/run_00_stageii.npz", poses=poses, trans=trans, betas=np.zeros(16),
-             mocap_frame_rate=np.array(60.0), gender=np.array("female"), surface_model_type=np.array("smplx"))
+    np.savez(
+        root / "SubjectB/run_00_stageii.npz",
+        poses=poses,
+        trans=trans,
+        betas=np.zeros(16),
+        mocap_frame_rate=np.array(60.0),
+        gender=np.array("female"),
+        surface_model_type=np.array("smplx"),
+    )
     T = 91  # SMPL-X standing still, 1.5 s, 'root_orient' + 'pose_body' + 'pose_hand' layout
     body = np.zeros((T, 63))
     body[:, 15 * 3 + 2] = -0.3  # the left collar's roll, so the pose is not the zero pose
     hand = np.tile(np.linspace(-0.2, 0.2, 90), (T, 1))
-    np.savez(root / "SubjectB/stand_00_stageii.npz", root_orient=np.tile(ROOT_FACE_X, (T, 1)), pose_body=body,
-             pose_hand=hand, trans=np.tile([0.3, -0.2, 0.95], (T, 1)), betas=np.zeros(16),
-             mocap_frame_rate=np.array(60.0), gender=np.array("male"), surface_model_type=np.array("smplx"))
+    np.savez(
+        root / "SubjectB/stand_00_stageii.npz",
+        root_orient=np.tile(ROOT_FACE_X, (T, 1)),
+        pose_body=body,
+        pose_hand=hand,
+        trans=np.tile([0.3, -0.2, 0.95], (T, 1)),
+        betas=np.zeros(16),
+        mocap_frame_rate=np.array(60.0),
+        gender=np.array("male"),
+        surface_model_type=np.array("smplx"),
+    )
 
 
 def write_config(path: Path, entries) -> Path:
@@ -113,8 +131,9 @@ def write_config(path: Path, entries) -> Path:
         if fps is not None:
             e["fps"] = fps
         if subs:
-            e["sub_motions"] = [{"timings": {"start": s, "end": t}, **({"weight": w} if w is not None else {})}
-                                for s, t, w in subs]
+            e["sub_motions"] = [
+                {"timings": {"start": s, "end": t}, **({"weight": w} if w is not None else {})} for s, t, w in subs
+            ]
         motions.append(e)
     path.write_text(yaml.safe_dump({"motions": motions}))
     return path
@@ -124,8 +143,12 @@ def write_config(path: Path, entries) -> Path:
 def tree(tmp_path_factory):
     d = tmp_path_factory.mktemp("motionlib")
     write_tree(d / "amass")
-    return {"root": d / "amass", "dir": d, "train": write_config(d / "train.yaml", TRAIN),
-            "val": write_config(d / "val.yaml", VAL)}
+    return {
+        "root": d / "amass",
+        "dir": d,
+        "train": write_config(d / "train.yaml", TRAIN),
+        "val": write_config(d / "val.yaml", VAL),
+    }
 
 
 def _build(tree, target: str, out: Path, **kw):
@@ -178,15 +201,21 @@ def test_motion_config_rows(tree):
     assert cfg.rows[7].end is None  # no sub_motions: the whole clip
 
 
-@pytest.mark.parametrize("motions,field,match", [
-    ("nothing", "motions", "expected a non-empty list"),
-    ([{"fps": 30}], r"motions\[0\]\.file", "expected a file path"),
-    ([{"file": "a.npz", "weight": -1}], r"motions\[0\]\.weight", "expected a number >= 0, found -1"),
-    ([{"file": "a.npz", "sub_motions": [{"timings": {"start": 2.0, "end": 1.0}}]}],
-     r"motions\[0\]\.sub_motions\[0\]\.timings\.end", "must end after it starts"),
-    ([{"file": "a.npz", "fps": 0}], r"motions\[0\]\.fps", "frame rate must be a positive"),
-    ([{"file": "a.npz", "weight": 0}], "motions", "every weight is 0"),
-])
+@pytest.mark.parametrize(
+    "motions,field,match",
+    [
+        ("nothing", "motions", "expected a non-empty list"),
+        ([{"fps": 30}], r"motions\[0\]\.file", "expected a file path"),
+        ([{"file": "a.npz", "weight": -1}], r"motions\[0\]\.weight", "expected a number >= 0, found -1"),
+        (
+            [{"file": "a.npz", "sub_motions": [{"timings": {"start": 2.0, "end": 1.0}}]}],
+            r"motions\[0\]\.sub_motions\[0\]\.timings\.end",
+            "must end after it starts",
+        ),
+        ([{"file": "a.npz", "fps": 0}], r"motions\[0\]\.fps", "frame rate must be a positive"),
+        ([{"file": "a.npz", "weight": 0}], "motions", "every weight is 0"),
+    ],
+)
 def test_motion_config_errors_name_file_and_field(tmp_path, motions, field, match):
     p = tmp_path / "bad.yaml"
     p.write_text(yaml.safe_dump({"motions": motions}))
@@ -198,7 +227,9 @@ def test_slice_times_cut_on_exact_times():
     t = slice_times(3.9917, 4.0, 1.0, 2.9, 30.0, "f")
     np.testing.assert_allclose(t, 1.0 + np.arange(58) / 30.0)
     assert slice_times(2.0, 2.01, 0.0, 2.01, 30.0, "f")[-1] == pytest.approx(2.0)  # nominal end: cut at the last sample
-    with pytest.raises(SliceError, match=r"f: slice end 9 s is after the clip's end; the clip runs from 0 to 3\.9917 s"):
+    with pytest.raises(
+        SliceError, match=r"f: slice end 9 s is after the clip's end; the clip runs from 0 to 3\.9917 s"
+    ):
         slice_times(3.9917, 4.0, 2.0, 9.0, 30.0, "f")
     with pytest.raises(SliceError, match="has 1 frame"):
         slice_times(3.0, 3.0, 2.99, None, 30.0, "f")
@@ -236,8 +267,15 @@ def test_unreadable_and_malformed_files_are_failed_rows_naming_file_and_field(tr
     fields["trans"][5, 2] = np.nan
     np.savez(root / "bad/nan.npz", **fields)
     np.savez(root / "bad/shape.npz", betas=np.zeros(16))  # an AMASS *_stagei.npz: no motion
-    cfg = write_config(tmp_path / "bad.yaml", [TRAIN[0], ("bad/truncated.npz", 1.0, None, []),
-                                                ("bad/nan.npz", 1.0, None, []), ("bad/shape.npz", 1.0, None, [])])
+    cfg = write_config(
+        tmp_path / "bad.yaml",
+        [
+            TRAIN[0],
+            ("bad/truncated.npz", 1.0, None, []),
+            ("bad/nan.npz", 1.0, None, []),
+            ("bad/shape.npz", 1.0, None, []),
+        ],
+    )
     s = build_libraries(root, tmp_path / "out", [cfg], BuildOptions(target="smpl"), progress=False)
     assert (s.success, s.failed) == (2, 3) and load_library(s.libraries["bad"][0]).num_motions == 2
     rec = BatchManifest.load(tmp_path / "out" / MANIFEST_NAME).records_by_id()
@@ -257,7 +295,7 @@ def test_library_equals_per_motion_files(built):
         s, n = int(lib.motion_start[i]), int(lib.motion_num_frames[i])
         assert n == states.num_frames and lib.motion_fps[i] == states.fps == OUT_FPS
         for k in FRAME_FIELDS:
-            a = lib.frames[k][s:s + n]
+            a = lib.frames[k][s : s + n]
             assert a.dtype == getattr(states, k).dtype and np.array_equal(a, getattr(states, k)), (job, k)
 
 
@@ -291,8 +329,9 @@ def _expected_state(lib, i: int, t: float) -> dict[str, np.ndarray]:
         x0, x1 = v[s + i0].astype(np.float64), v[s + i1].astype(np.float64)
         if k in ("root_quat_wxyz", "body_quat_w"):
             q = np.stack([x0, x1]).reshape(2, -1, 4)[..., [1, 2, 3, 0]]
-            out[k] = np.stack([Slerp([0, 1], Rotation.from_quat(q[:, b]))(a).as_quat()[[3, 0, 1, 2]]
-                               for b in range(q.shape[1])]).reshape(x0.shape)
+            out[k] = np.stack(
+                [Slerp([0, 1], Rotation.from_quat(q[:, b]))(a).as_quat()[[3, 0, 1, 2]] for b in range(q.shape[1])]
+            ).reshape(x0.shape)
         elif k == "contacts":
             out[k] = v[s + (i0 if a < 0.5 else i1)]
         else:
@@ -325,8 +364,10 @@ def test_sampling_frequencies_follow_the_weights(smpl):
     lib = MotionLib.load(smpl["summary"].libraries["train"][0])
     n = 40_000
     p = np.asarray(TRAIN_WEIGHTS) / np.sum(TRAIN_WEIGHTS)
-    for ids in (np.asarray(lib.sample_motions(jax.random.key(0), n)),
-                lib.sample_motions_numpy(np.random.default_rng(0), n)):
+    for ids in (
+        np.asarray(lib.sample_motions(jax.random.key(0), n)),
+        lib.sample_motions_numpy(np.random.default_rng(0), n),
+    ):
         counts = np.bincount(ids, minlength=lib.num_motions)
         assert chisquare(counts, n * p).pvalue > 1e-3
         assert chisquare(counts, np.full(lib.num_motions, n / lib.num_motions)).pvalue < 1e-12  # the test has power
@@ -341,8 +382,10 @@ def test_zero_weight_motions_are_never_sampled(smpl):
     lib = load_library(smpl["summary"].libraries["train"][0])
     lib.motion_weight = np.array([0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 1.0, 0.0])  # the last one too (CDF tail)
     ml = MotionLib(lib)
-    for ids in (np.asarray(ml.sample_motions(jax.random.key(5), 20_000)),
-                ml.sample_motions_numpy(np.random.default_rng(5), 20_000)):
+    for ids in (
+        np.asarray(ml.sample_motions(jax.random.key(5), 20_000)),
+        ml.sample_motions_numpy(np.random.default_rng(5), 20_000),
+    ):
         counts = np.bincount(ids, minlength=8)
         assert counts[[0, 2, 4, 5, 7]].sum() == 0
         assert chisquare(counts[[1, 3, 6]], 20_000 * np.array([0.25, 0.5, 0.25])).pvalue > 1e-3
@@ -411,8 +454,9 @@ def test_robot_states_velocities_agree_with_mujoco_differences():
     lo, hi = robot.dof_ranges[:, 0], robot.dof_ranges[:, 1]
     dof = (lo + hi) / 2 + 0.3 * (hi - lo) / 2 * np.sin(2 * np.pi * 0.7 * t[:, None] + np.arange(robot.num_dof))
     yaw = 0.8 * t
-    q = np.c_[0.5 * t, 0.1 * np.sin(t), np.full(T, 0.78), np.cos(yaw / 2), 0.05 * np.sin(t), np.zeros(T),
-              np.sin(yaw / 2), dof]
+    q = np.c_[
+        0.5 * t, 0.1 * np.sin(t), np.full(T, 0.78), np.cos(yaw / 2), 0.05 * np.sin(t), np.zeros(T), np.sin(yaw / 2), dof
+    ]
     s = robot_states(robot, q, fps)
     fd = np.gradient(s.body_pos_w.astype(np.float64), 1 / fps, axis=0)[2:-2]
     np.testing.assert_allclose(s.body_lin_vel_w[2:-2], fd, atol=2e-3 * np.abs(fd).max())
@@ -430,8 +474,10 @@ def test_g1_states_come_from_the_solve(g1):
     from retarget_jax.solve import SolverOptions
 
     budget = 2 + SolverOptions().coarse_iters
-    assert all(i["solved"] and i["status"] in ("converged", "max_iterations") and 1 <= i["iterations"] <= budget
-               for i in lib.infos)
+    assert all(
+        i["solved"] and i["status"] in ("converged", "max_iterations") and 1 <= i["iterations"] <= budget
+        for i in lib.infos
+    )
     assert all(np.isfinite(i["metrics"]["tracking_error.mean"]) for i in lib.infos)
     m = lib.motion(0)  # the stored body poses are the MuJoCo FK of the stored root and joints
     from retarget_jax.robots import load_robot
@@ -469,7 +515,8 @@ def test_sharded_library_and_rank_resolution(tree, monkeypatch):
     assert max(totals) <= 1.10 * min(totals), totals
     assert sum(totals) == whole.frames == 541
     assert sorted(n for lib in shards for n in lib.motion_name) == sorted(
-        r.file.removesuffix(".npz") + f"@{r.start:g}-{r.end:g}" for r in load_motion_config(cfg).rows)
+        r.file.removesuffix(".npz") + f"@{r.start:g}-{r.end:g}" for r in load_motion_config(cfg).rows
+    )
     pattern = out / "amass_train_slurmrank.npz"
     for env, k in (({"RANK": "1"}, 1), ({"SLURM_PROCID": "0"}, 0), ({"OMPI_COMM_WORLD_RANK": "3"}, 1), ({}, 0)):
         for var in ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK"):
@@ -488,10 +535,26 @@ def test_sharded_library_and_rank_resolution(tree, monkeypatch):
 
 
 def _cli(tree, out: Path) -> list[str]:
-    return [sys.executable, "-m", "retarget_jax.cli", "motionlib", "build", str(tree["root"]), str(out),
-            "--motion-config", str(tree["train"]), "--motion-config", str(tree["val"]), "--target", "smpl",
-            "--output-fps", str(OUT_FPS), "--no-progress", "--cache-dir",
-            os.environ.get("RETARGET_JAX_CACHE_DIR") or str(REPO_ROOT / ".jax_cache")]
+    return [
+        sys.executable,
+        "-m",
+        "retarget_jax.cli",
+        "motionlib",
+        "build",
+        str(tree["root"]),
+        str(out),
+        "--motion-config",
+        str(tree["train"]),
+        "--motion-config",
+        str(tree["val"]),
+        "--target",
+        "smpl",
+        "--output-fps",
+        str(OUT_FPS),
+        "--no-progress",
+        "--cache-dir",
+        os.environ.get("RETARGET_JAX_CACHE_DIR") or str(REPO_ROOT / ".jax_cache"),
+    ]
 
 
 @pytest.mark.timeout(300)
@@ -530,12 +593,14 @@ def test_kill_9_during_a_build_then_rerun_gives_the_same_library_and_force_remak
 
     # a rerun with nothing new writes nothing; --force-remake recomputes and rewrites all
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.npz") if not is_temp_file(p)}
-    again = build_libraries(tree["root"], out, [tree["train"], tree["val"]], BuildOptions(target="smpl"),
-                            progress=False)
+    again = build_libraries(
+        tree["root"], out, [tree["train"], tree["val"]], BuildOptions(target="smpl"), progress=False
+    )
     assert again.written == [] and again.success == 0 and again.reused == 11
     assert all(p.stat().st_mtime_ns == t for p, t in stamp.items())
-    forced = build_libraries(tree["root"], out, [tree["train"], tree["val"]],
-                             BuildOptions(target="smpl", force_remake=True), progress=False)
+    forced = build_libraries(
+        tree["root"], out, [tree["train"], tree["val"]], BuildOptions(target="smpl", force_remake=True), progress=False
+    )
     assert forced.success == 11 and forced.reused == 0 and len(forced.written) == 2
     assert all(p.stat().st_mtime_ns != t for p, t in stamp.items())
     for name in ("amass_train.npz", "amass_val.npz"):
@@ -609,8 +674,9 @@ def test_cli_info_and_hydra_compose(smpl, capsys):
     assert main(["motionlib", "info", smpl["summary"].libraries["val"][0]]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["motions"] == 3 and info["metadata"]["target"] == "smpl" and info["bodies"] == 24
-    assert main(["motionlib", "build", "/nonexistent", "/tmp/x", "-m", "a.yaml", "--target", "smpl",
-                 "--shards", "0"]) == 2
+    assert (
+        main(["motionlib", "build", "/nonexistent", "/tmp/x", "-m", "a.yaml", "--target", "smpl", "--shards", "0"]) == 2
+    )
     assert "ConfigError: shards must be >= 1" in capsys.readouterr().err
 
     from hydra import compose as hcompose
@@ -619,9 +685,17 @@ def test_cli_info_and_hydra_compose(smpl, capsys):
     from retarget_jax.motionlib import run as hrun
 
     with initialize(version_base="1.3", config_path=None):
-        cfg = hcompose(config_name="motionlib", overrides=["source_root=/data", "output_dir=/out",
-                                                             "motion_configs=[a.yaml,b.yaml]", "target=unitree_g1",
-                                                             "shards=4", "max_iters=3"])
+        cfg = hcompose(
+            config_name="motionlib",
+            overrides=[
+                "source_root=/data",
+                "output_dir=/out",
+                "motion_configs=[a.yaml,b.yaml]",
+                "target=unitree_g1",
+                "shards=4",
+                "max_iters=3",
+            ],
+        )
     typed = hrun.typed_config(cfg)
     opts = hrun.build_options(typed)
     assert typed.motion_configs == ["a.yaml", "b.yaml"]
@@ -641,6 +715,8 @@ def test_smplx_target_poses_the_fingers_from_the_hand_parameters(tree, tmp_path)
     hand = np.linspace(-0.2, 0.2, 90).reshape(30, 3)  # as written by write_tree, constant over time
     for k, name in ((0, "L_Index1"), (14, "L_Thumb3"), (15, "R_Index1")):
         b = lib.body_names.index(name)
-        np.testing.assert_allclose(lib.frames["dof_pos"][:, 3 * (b - 1):3 * b], np.tile(hand[k] @ XML_TO_CANONICAL,
-                                                                                          (lib.total_frames, 1)),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            lib.frames["dof_pos"][:, 3 * (b - 1) : 3 * b],
+            np.tile(hand[k] @ XML_TO_CANONICAL, (lib.total_frames, 1)),
+            atol=1e-6,
+        )

@@ -37,8 +37,9 @@ def test_target_sites_sit_at_the_tracked_points(g1, compiled):
     xpos, xquat = host_body_poses(g1, d.qpos)
     for k, s in enumerate(sites):
         b = compiled.pos_body[k]
-        np.testing.assert_allclose(d.site_xpos[model.site(s).id], xpos[b] + quat_rotate(xquat[b], offsets[k]),
-                                   atol=1e-9)
+        np.testing.assert_allclose(
+            d.site_xpos[model.site(s).id], xpos[b] + quat_rotate(xquat[b], offsets[k]), atol=1e-9
+        )
 
 
 def test_peer_tracks_the_same_targets_within_joint_ranges(g1, compiled):

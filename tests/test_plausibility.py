@@ -57,8 +57,12 @@ def test_ground_clearance_and_pair_distances_match_mujoco(name, x64):
     d = mujoco.MjData(m)
     col = collision_arrays(robot, dtype=jnp.float64)
     assert len(robot.collision.pairs) >= 1 and robot.collision.source.endswith("collision.yaml")
-    fn = jax.jit(lambda q: (ground_clearance(col, *body_frames(robot.tree, q)[:2], _flat(jnp.float64))[0],
-                            self_collision(col, *body_frames(robot.tree, q)[:2])[0]))
+    fn = jax.jit(
+        lambda q: (
+            ground_clearance(col, *body_frames(robot.tree, q)[:2], _flat(jnp.float64))[0],
+            self_collision(col, *body_frames(robot.tree, q)[:2])[0],
+        )
+    )
     rng = np.random.default_rng(0)
     point_geom = np.asarray(col.point_geom)
     for _ in range(6):
@@ -171,8 +175,14 @@ def _foot_motion(ankle_xyz, toe_xyz=None, fps=30.0, valid=None):
     pos[:, 2] = ankle_xyz
     if toe_xyz is not None:
         pos[:, 3] = toe_xyz
-    return HumanMotion(joint_names=tuple(names), parents=np.array([-1, 0, 1, 2][:len(names)]), positions=pos,
-                       orientations=None, fps=fps, valid=valid)
+    return HumanMotion(
+        joint_names=tuple(names),
+        parents=np.array([-1, 0, 1, 2][: len(names)]),
+        positions=pos,
+        orientations=None,
+        fps=fps,
+        valid=valid,
+    )
 
 
 def _step_path(T=90, fps=30.0):

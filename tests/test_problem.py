@@ -37,8 +37,9 @@ def test_shipped_recipe_parses(recipe_dict, lafan1_g1_recipe):
 def test_unknown_human_joint_lists_valid_roles(recipe_dict):
     d = copy.deepcopy(recipe_dict)
     d["targets"][4]["human"] = "left_kneee"
-    with pytest.raises(UnknownNameError,
-                       match=r"recipe: targets\[4\]\.human: human joint 'left_kneee' not found; valid: .*left_knee") as e:
+    with pytest.raises(
+        UnknownNameError, match=r"recipe: targets\[4\]\.human: human joint 'left_kneee' not found; valid: .*left_knee"
+    ) as e:
         recipe_from_dict(d)
     assert set(e.value.valid) == {j.value for j in HumanJoint}
 
@@ -54,9 +55,11 @@ def test_unknown_robot_body_names_field_and_lists_bodies(recipe_dict, g1, walk):
     d = copy.deepcopy(recipe_dict)
     d["targets"][6]["body"] = "left_foot_link"
     recipe = recipe_from_dict(d)  # bodies are checked against the robot at compile time
-    with pytest.raises(UnknownNameError,
-                       match=r"recipe lafan1_g1: targets.*: body of robot unitree_g1 'left_foot_link' not found; "
-                             r"valid: .*left_ankle_roll_link") as e:
+    with pytest.raises(
+        UnknownNameError,
+        match=r"recipe lafan1_g1: targets.*: body of robot unitree_g1 'left_foot_link' not found; "
+        r"valid: .*left_ankle_roll_link",
+    ) as e:
         compile_problem(RetargetingProblem(walk, recipe, g1))
     assert set(e.value.valid) == set(g1.body_names)
 
@@ -68,8 +71,10 @@ def test_unknown_body_in_scale_group_and_pose(recipe_dict, g1, walk):
         compile_problem(RetargetingProblem(walk, recipe_from_dict(d), g1))
     d = copy.deepcopy(recipe_dict)
     d["default_pose"]["left_elbow"] = 0.3
-    with pytest.raises(UnknownNameError,
-                       match=r"default_pose: joint of robot unitree_g1 'left_elbow' not found; valid: .*left_elbow_joint"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"default_pose: joint of robot unitree_g1 'left_elbow' not found; valid: .*left_elbow_joint",
+    ):
         compile_problem(RetargetingProblem(walk, recipe_from_dict(d), g1))
 
 
@@ -159,8 +164,13 @@ def test_lateral_scale_group_stretches_only_the_hip_width():
         np.testing.assert_allclose(aw, lateral * av, rtol=1e-5)
         np.testing.assert_allclose(w - aw[:, None] * axis, root * (v - av[:, None] * axis), atol=1e-6)
     pos, _, _ = canonicalize(m)
-    twin = scaled_figure(pos, np.asarray(c.bone_scale, np.float64), np.asarray(c.bone_lateral_scale, np.float64),
-                          root, np.asarray(c.root_anchor, np.float64))
+    twin = scaled_figure(
+        pos,
+        np.asarray(c.bone_scale, np.float64),
+        np.asarray(c.bone_lateral_scale, np.float64),
+        root,
+        np.asarray(c.root_anchor, np.float64),
+    )
     twin[..., 2] += float(c.z_offset)
     np.testing.assert_allclose(twin, sh, atol=1e-5)
 
@@ -200,13 +210,16 @@ def test_fitted_recipe_values_move_the_compiled_arrays(recipe_dict, lafan1_g1_re
     assert w["right_forearm"] == 0.0 and w["left_thigh"] == pytest.approx(default)
 
 
-@pytest.mark.parametrize("patch, match", [
-    (lambda d: d.setdefault("limbs", {}).update(left_tail=1.0), r"limbs: limb 'left_tail' not found"),
-    (lambda d: d.setdefault("limbs", {}).update(trunk=-1.0), r"limbs\.trunk must be finite and >= 0"),
-    (lambda d: d["scale_groups"]["arms"].update(factor=0.0), r"scale_groups\.arms\.factor must be finite and > 0"),
-    (lambda d: d["targets"][0].update(rotation_offset=[0.1, 0.2]), r"targets\[0\]\.rotation_offset must have 3"),
-    (lambda d: d["ground"].update(hieght=0.1), r"ground: unknown key"),
-])
+@pytest.mark.parametrize(
+    "patch, match",
+    [
+        (lambda d: d.setdefault("limbs", {}).update(left_tail=1.0), r"limbs: limb 'left_tail' not found"),
+        (lambda d: d.setdefault("limbs", {}).update(trunk=-1.0), r"limbs\.trunk must be finite and >= 0"),
+        (lambda d: d["scale_groups"]["arms"].update(factor=0.0), r"scale_groups\.arms\.factor must be finite and > 0"),
+        (lambda d: d["targets"][0].update(rotation_offset=[0.1, 0.2]), r"targets\[0\]\.rotation_offset must have 3"),
+        (lambda d: d["ground"].update(hieght=0.1), r"ground: unknown key"),
+    ],
+)
 def test_bad_fitted_values_are_config_errors(recipe_dict, patch, match):
     d = copy.deepcopy(recipe_dict)
     patch(d)

@@ -42,16 +42,30 @@ def _result_of(robot, root, quat, dof, fps=30.0, **extra) -> RetargetingResult:
     from retarget_jax.robots.kinematics import host_body_poses
 
     pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
-    return RetargetingResult(fps=fps, root_pos=root, root_quat_wxyz=quat, dof_pos=dof, dof_names=robot.dof_names,
-                             body_names=robot.body_names, body_pos_w=pos, body_quat_w=rot,
-                             status=SolveStatus.CONVERGED, final_cost=0.0, iterations=0, robot=robot.name, **extra)
+    return RetargetingResult(
+        fps=fps,
+        root_pos=root,
+        root_quat_wxyz=quat,
+        dof_pos=dof,
+        dof_names=robot.dof_names,
+        body_names=robot.body_names,
+        body_pos_w=pos,
+        body_quat_w=rot,
+        status=SolveStatus.CONVERGED,
+        final_cost=0.0,
+        iterations=0,
+        robot=robot.name,
+        **extra,
+    )
 
 
 def _standing(robot, T: int, dz: np.ndarray | None = None, **extra) -> RetargetingResult:
     """The robot at its default pose with its lowest geom on the floor, lowered by ``dz``."""
     m = robot.mj_model
-    root = np.tile([0.0, 0.0, robot.standing_height], (T, 1)) - np.c_[np.zeros((T, 2)), dz if dz is not None
-                                                                      else np.zeros(T)]
+    root = (
+        np.tile([0.0, 0.0, robot.standing_height], (T, 1))
+        - np.c_[np.zeros((T, 2)), dz if dz is not None else np.zeros(T)]
+    )
     quat = np.tile([1.0, 0, 0, 0], (T, 1))
     dof = np.tile(m.qpos0[7:], (T, 1))
     return _result_of(robot, root, quat, dof, **extra)
@@ -80,23 +94,46 @@ def walk(g1, tmp_path_factory):
     m = demo_motion(num_frames=60)
     names = {role: name for name, role in LAFAN1_JOINT_MAP.items()}
     src = d / "walk.npz"
-    np.savez(src, positions=m.positions.astype(np.float32), joint_names=np.array([names[j] for j in m.joint_names]),
-             fps=np.float32(m.fps))
+    np.savez(
+        src,
+        positions=m.positions.astype(np.float32),
+        joint_names=np.array([names[j] for j in m.joint_names]),
+        fps=np.float32(m.fps),
+    )
     motion = read_motion(src, "keypoints")
     recipe = load_recipe("keypoints_g1")
     (res,) = retarget_motions([motion], recipe, g1)
     assert SolveStatus.ok(res.status)
     save_result(res, d / "walk.result.npz")
-    return {"dir": d, "source": src, "result_path": d / "walk.result.npz", "result": res, "motion": motion,
-            "recipe": recipe}
+    return {
+        "dir": d,
+        "source": src,
+        "result_path": d / "walk.result.npz",
+        "result": res,
+        "motion": motion,
+        "recipe": recipe,
+    }
 
 
 def test_stills_of_a_retargeted_walk_are_not_blank_and_the_robot_moves(walk, g1, tmp_path, capsys):
     """The acceptance test: `retarget-jax render --frames` writes PNGs of a real solve; they
     are scenes, not blanks, and the robot's pixels move from frame to frame."""
     out = tmp_path / "stills"
-    rc = main(["render", "--result", str(walk["result_path"]), "--frames", "0,30,-1", "--output-dir", str(out),
-               "--width", "320", "--height", "240"])
+    rc = main(
+        [
+            "render",
+            "--result",
+            str(walk["result_path"]),
+            "--frames",
+            "0,30,-1",
+            "--output-dir",
+            str(out),
+            "--width",
+            "320",
+            "--height",
+            "240",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["backend"] == gl_backend()
@@ -141,8 +178,26 @@ def test_video_has_one_frame_per_clip_frame(walk, g1, tmp_path):
 
 def test_cli_video_with_the_source_skeleton(walk, tmp_path, capsys):
     out = tmp_path / "v.mp4"
-    rc = main(["render", "--result", str(walk["result_path"]), "--source", str(walk["source"]), "--output", str(out),
-               "--width", "160", "--height", "120", "--layout", "beside", "--fps", "10", "--no-progress"])
+    rc = main(
+        [
+            "render",
+            "--result",
+            str(walk["result_path"]),
+            "--source",
+            str(walk["source"]),
+            "--output",
+            str(out),
+            "--width",
+            "160",
+            "--height",
+            "120",
+            "--layout",
+            "beside",
+            "--fps",
+            "10",
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["video"] == str(out)
     import imageio_ffmpeg
@@ -225,7 +280,7 @@ def test_contact_sheet_tiles_the_frames(walk, g1, tmp_path):
     path = render_contact_sheet(walk["result"], g1, tmp_path / "sheet.png", options=SMALL)
     img = _png(path)
     assert img.shape == (180, 4 * 240 + 3 * 4, 3)
-    tiles = [img[:, i * 244:i * 244 + 240] for i in range(4)]
+    tiles = [img[:, i * 244 : i * 244 + 240] for i in range(4)]
     for tile in tiles:
         _not_blank(tile)
     assert not np.array_equal(tiles[0], tiles[3])
@@ -283,10 +338,21 @@ def test_hydra_run_renders_every_clip_and_keeps_its_settings(g1, tmp_path):
     (inp / "broken.pkl").write_bytes(b"not a pickle")
     out = tmp_path / "out"
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=["source=gmr_pkl", "robot=unitree_g1", f"input.path={inp}",
-                                           f"output.dir={out}", "batch.progress=false", "render.stills=[0,-1]",
-                                           "render.video=true", "render.width=160", "render.height=120",
-                                           "jax_cache_dir=null"])
+        cfg = compose(
+            "config",
+            overrides=[
+                "source=gmr_pkl",
+                "robot=unitree_g1",
+                f"input.path={inp}",
+                f"output.dir={out}",
+                "batch.progress=false",
+                "render.stills=[0,-1]",
+                "render.video=true",
+                "render.width=160",
+                "render.height=120",
+                "jax_cache_dir=null",
+            ],
+        )
     summary = execute(typed_config(cfg))
     assert summary["failed_count"] == 1 and summary["render_failed"] == []
     for i in range(2):

@@ -39,7 +39,7 @@ ODD_ID = "odd/<b>&\"q'#1 %20.npz"  # markup, quotes, a fragment mark, a space an
 FAILED_ID = "broken/<script>.bvh"
 FEET = ("left_ankle_roll_link", "right_ankle_roll_link")
 TARGETS = ("pelvis", "left_wrist_yaw_link", "right_knee_link")
-RUN_CONFIG = "solver: {max_iters: 30}\n# a <comment> & \"quotes\"\nbatch: {max_batch: 8}\n"
+RUN_CONFIG = 'solver: {max_iters: 30}\n# a <comment> & "quotes"\nbatch: {max_batch: 8}\n'
 # written here, independently of retarget_jax.report.WORSE
 LOWER_IS_WORSE = {"contact_preservation"}
 
@@ -57,8 +57,13 @@ def _clip(g1, seed: int, T: int = 16):
     r.contact_body_names = FEET
     r.final_cost = 0.1 * (seed + 1)
     r.iterations = 20
-    r.provenance = {"robot": "unitree_g1", "recipe": "lafan1_g1", "config_hash": "cafe01",
-                    "package_version": "0.1.0", "source_path": f"motions/{seed}.bvh"}
+    r.provenance = {
+        "robot": "unitree_g1",
+        "recipe": "lafan1_g1",
+        "config_hash": "cafe01",
+        "package_version": "0.1.0",
+        "source_path": f"motions/{seed}.bvh",
+    }
     return r
 
 
@@ -75,15 +80,32 @@ def batch(tmp_path_factory, g1):
         if job_id == "c/not_solved.npz":  # a loaded trajectory: optimization_cost is null
             r.final_cost, r.iterations = float("nan"), 0
         save_result(r, run / "results" / job_id)
-        records.append(BatchRunRecord(job_id, f"motions/{job_id}", f"results/{job_id}", "success",
-                                      message="converged", provenance=dict(r.provenance)))
-    records.insert(2, BatchRunRecord(FAILED_ID, f"motions/{FAILED_ID}", None, "failed",
-                                     message="line 3: <bad> & broken", error_type="motion_format"))
-    mpath = BatchManifest.from_records(records, input_dir="motions", output_dir="results",
-                                       pattern="**/*.bvh").save_json(run / "batch_manifest.json")
+        records.append(
+            BatchRunRecord(
+                job_id,
+                f"motions/{job_id}",
+                f"results/{job_id}",
+                "success",
+                message="converged",
+                provenance=dict(r.provenance),
+            )
+        )
+    records.insert(
+        2,
+        BatchRunRecord(
+            FAILED_ID,
+            f"motions/{FAILED_ID}",
+            None,
+            "failed",
+            message="line 3: <bad> & broken",
+            error_type="motion_format",
+        ),
+    )
+    mpath = BatchManifest.from_records(
+        records, input_dir="motions", output_dir="results", pattern="**/*.bvh"
+    ).save_json(run / "batch_manifest.json")
     atomic_write_bytes(run / "run_config.yaml", RUN_CONFIG.encode())
-    rc = cli_main(["evaluate", "--batch-manifest", str(mpath), "--output-dir", str(root / "eval"),
-                   "--no-progress"])
+    rc = cli_main(["evaluate", "--batch-manifest", str(mpath), "--output-dir", str(root / "eval"), "--no-progress"])
     assert rc == 0
     return root
 
@@ -92,8 +114,7 @@ def batch(tmp_path_factory, g1):
 def report(batch):
     """The page without rendering, 3 worst per metric (fewer than the 5 clips)."""
     out = batch / "site" / "report.html"
-    summary = generate_report(batch / "eval" / "evaluation_manifest.json", out, worst=3, render=False,
-                              progress=False)
+    summary = generate_report(batch / "eval" / "evaluation_manifest.json", out, worst=3, render=False, progress=False)
     return summary, Page.load(out)
 
 
@@ -159,9 +180,14 @@ class Page(html.parser.HTMLParser):
         return [n.attrs[a] for n in self.root.iter() for a in ("href", "src") if a in n.attrs]
 
     def worst_tables(self) -> dict[str, list[tuple[str, float]]]:
-        return {t.attrs["data-metric"]: [(tr.attrs["data-job"], float(tr.attrs["data-value"]))
-                                         for tr in t.find_all("tr") if "data-job" in tr.attrs]
-                for t in self.root.find_all("table", class_="worst")}
+        return {
+            t.attrs["data-metric"]: [
+                (tr.attrs["data-job"], float(tr.attrs["data-value"]))
+                for tr in t.find_all("tr")
+                if "data-job" in tr.attrs
+            ]
+            for t in self.root.find_all("table", class_="worst")
+        }
 
     def rows(self, cls: str) -> list[list[str]]:
         (table,) = self.root.find_all("table", class_=cls)
@@ -224,8 +250,9 @@ def test_page_parses_and_every_link_resolves(report):
     ids = {n.attrs["id"] for n in page.root.iter() if "id" in n.attrs}
     files = [u for u in urls if not u.startswith("#")]
     assert files and all(_file(page, u).is_file() for u in files), [u for u in files if not _file(page, u).is_file()]
-    assert all(u[1:] in ids for u in urls if u.startswith("#")), [u for u in urls if u.startswith("#")
-                                                                   and u[1:] not in ids]
+    assert all(u[1:] in ids for u in urls if u.startswith("#")), [
+        u for u in urls if u.startswith("#") and u[1:] not in ids
+    ]
     assert not page.root.find_all("script")
 
 
@@ -303,8 +330,7 @@ def test_a_corrupt_metrics_report_is_listed_and_the_rest_renders(batch, tmp_path
     bad.write_bytes(b'{"kind": "retarget_jax.metrics_report", "schema_')
     gone = root / "eval" / "b" / "jump.metrics.json"
     gone.unlink()
-    summary = generate_report(root / "eval" / "evaluation_manifest.json", root / "r.html", render=False,
-                              progress=False)
+    summary = generate_report(root / "eval" / "evaluation_manifest.json", root / "r.html", render=False, progress=False)
     page = Page.load(summary.html)
     assert summary.unreadable_reports == 2 and summary.clips == 3
     rows = {r[0]: r for r in page.rows("unreadable")}
@@ -320,8 +346,9 @@ def test_a_plugin_metric_is_ranked_higher_is_worse_and_says_so(batch, tmp_path):
         rep = json.loads(p.read_text())
         rep["metrics"]["my_plugin"] = {"unit": "widgets", "value": float(i)}
         p.write_text(json.dumps(rep))
-    summary = generate_report(root / "eval" / "evaluation_manifest.json", root / "r.html", worst=2,
-                              render=False, progress=False)
+    summary = generate_report(
+        root / "eval" / "evaluation_manifest.json", root / "r.html", worst=2, render=False, progress=False
+    )
     page = Page.load(summary.html)
     assert [v for _, v in page.worst_tables()["my_plugin"]] == [4.0, 3.0]
     (h,) = page.root.find_all("h3", id="metric-my_plugin")
@@ -358,8 +385,19 @@ def _parse(argv):
 
 def test_cli_handler_prints_one_json_line(batch, tmp_path, capsys):
     out = tmp_path / "cli" / "index.html"
-    args = _parse(["report", "--evaluation-manifest", str(batch / "eval" / "evaluation_manifest.json"),
-                   "--output", str(out), "--worst", "2", "--no-render", "--no-progress"])
+    args = _parse(
+        [
+            "report",
+            "--evaluation-manifest",
+            str(batch / "eval" / "evaluation_manifest.json"),
+            "--output",
+            str(out),
+            "--worst",
+            "2",
+            "--no-render",
+            "--no-progress",
+        ]
+    )
     assert args.func(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
@@ -408,8 +446,14 @@ def test_each_worst_clip_is_rendered_once_and_failures_are_noted(batch, tmp_path
 
     fake = types.SimpleNamespace(render_contact_sheet=render_contact_sheet, render_video=render_video)
     monkeypatch.setattr(build_mod, "_renderer", lambda: (fake, None))
-    summary = generate_report(root / "eval" / "evaluation_manifest.json", root / "site" / "r.html", worst=5,
-                              videos=True, render_options="OPTS", progress=False)
+    summary = generate_report(
+        root / "eval" / "evaluation_manifest.json",
+        root / "site" / "r.html",
+        worst=5,
+        videos=True,
+        render_options="OPTS",
+        progress=False,
+    )
     page = Page.load(summary.html)
     in_tables = {j for t in page.worst_tables().values() for j, _ in t}
     assert in_tables == {"a/walk.npz", "a/run.npz", "b/jump.npz", "c/not_solved.npz", ODD_ID}
@@ -435,8 +479,9 @@ def _real_renderer(g1, tmp_path):
     """The renderer module, or skip where it cannot draw here (no OpenGL backend)."""
     render = pytest.importorskip("retarget_jax.render")
     try:
-        render.render_contact_sheet(_clip(g1, 0, T=4), g1, tmp_path / "probe.png",
-                                    options=render.RenderOptions(width=64, height=48))
+        render.render_contact_sheet(
+            _clip(g1, 0, T=4), g1, tmp_path / "probe.png", options=render.RenderOptions(width=64, height=48)
+        )
     except RenderError as e:
         pytest.skip(f"no offscreen rendering here: {e}")
     return render
@@ -452,8 +497,13 @@ def test_real_stills_of_the_worst_clips(batch, g1, tmp_path, monkeypatch):
         return real(result, robot, output, **kw)
 
     monkeypatch.setattr(render, "render_contact_sheet", counting)
-    summary = generate_report(batch / "eval" / "evaluation_manifest.json", tmp_path / "r.html", worst=1,
-                              render_options=render.RenderOptions(width=160, height=120), progress=False)
+    summary = generate_report(
+        batch / "eval" / "evaluation_manifest.json",
+        tmp_path / "r.html",
+        worst=1,
+        render_options=render.RenderOptions(width=160, height=120),
+        progress=False,
+    )
     page = Page.load(summary.html)
     in_tables = {j for t in page.worst_tables().values() for j, _ in t}
     assert summary.stills == len(in_tables) == len(calls) == len(set(calls)) and summary.render_failed == 0

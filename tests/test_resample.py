@@ -54,8 +54,9 @@ def test_irregular_source_clock_uses_its_own_timestamps():
     m = demo_motion(num_frames=40, fps=30.0)
     # the same samples with one dropped frame: times jump over it
     keep = np.r_[0:17, 18:40]
-    gap = dataclasses.replace(m, positions=m.positions[keep], orientations=m.orientations[keep],
-                              timestamps=m.times[keep])
+    gap = dataclasses.replace(
+        m, positions=m.positions[keep], orientations=m.orientations[keep], timestamps=m.times[keep]
+    )
     r = resample(gap, 30.0)
     assert r.num_frames == 40
     np.testing.assert_allclose(r.positions[:17], m.positions[:17], atol=1e-12)

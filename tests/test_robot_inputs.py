@@ -92,9 +92,7 @@ def same_quat(a: np.ndarray, b: np.ndarray, atol: float) -> None:
     np.testing.assert_allclose(a, sign * b, atol=atol)
 
 
-def check_read(
-    res: RetargetingResult, robot, ref: RetargetingResult, fmt: str, path, atol: float = 1e-6
-) -> None:
+def check_read(res: RetargetingResult, robot, ref: RetargetingResult, fmt: str, path, atol: float = 1e-6) -> None:
     """qpos equal to ``ref`` (atol), body poses equal to MuJoCo FK, fields of a non-solve."""
     assert res.num_frames == ref.num_frames
     np.testing.assert_allclose(res.root_pos, ref.root_pos, atol=atol)
@@ -154,9 +152,7 @@ def test_gmr_xyzw_is_converted(g1, traj, tmp_path):
     r = dataclasses.replace(traj, root_quat_wxyz=root_quat)
     r = dataclasses.replace(r, body_pos_w=mujoco_fk(g1, r.qpos)[0])
     path = write_gmr_pkl(r, tmp_path / "yaw.pkl")
-    assert np.allclose(
-        pickle.loads(path.read_bytes())["root_rot"][0], [0, 0, math.sin(a / 2), math.cos(a / 2)]
-    )
+    assert np.allclose(pickle.loads(path.read_bytes())["root_rot"][0], [0, 0, math.sin(a / 2), math.cos(a / 2)])
     res = read_gmr_pkl(path, g1)
     np.testing.assert_allclose(
         res.root_quat_wxyz, np.tile([math.cos(a / 2), 0, 0, math.sin(a / 2)], (T, 1)), atol=1e-12
@@ -164,9 +160,7 @@ def test_gmr_xyzw_is_converted(g1, traj, tmp_path):
     # The pelvis frame's x axis is the world x axis yawed by a.
     pelvis = g1.body_names.index("pelvis")
     R = quat_to_mat(res.body_quat_w[:, pelvis])
-    np.testing.assert_allclose(
-        R[:, :, 0], np.tile([math.cos(a), math.sin(a), 0], (T, 1)), atol=1e-12
-    )
+    np.testing.assert_allclose(R[:, :, 0], np.tile([math.cos(a), math.sin(a), 0], (T, 1)), atol=1e-12)
 
 
 def test_gmr_minimal_dict_as_gmr_writes_it(g1, traj, tmp_path):
@@ -290,9 +284,7 @@ def test_gmr_permuted_joints_fail_the_fk_check(g1, traj, tmp_path):
     """Same DoF count, other joint order: local_body_pos no longer matches FK."""
     perm = np.arange(29)
     perm[[0, 6]] = perm[[6, 0]]  # swap left / right hip pitch
-    path = _gmr_variant(
-        traj, tmp_path, "perm.pkl", _set("dof_pos", lambda d: d["dof_pos"][:, perm])
-    )
+    path = _gmr_variant(traj, tmp_path, "perm.pkl", _set("dof_pos", lambda d: d["dof_pos"][:, perm]))
     expect_error(
         lambda: read_gmr_pkl(path, g1),
         path,
@@ -304,9 +296,7 @@ def test_gmr_permuted_joints_fail_the_fk_check(g1, traj, tmp_path):
 def test_gmr_not_a_dict_empty_truncated(g1, traj, tmp_path):
     p = tmp_path / "list.pkl"
     p.write_bytes(pickle.dumps([1, 2, 3]))
-    expect_error(
-        lambda: read_gmr_pkl(p, g1), p, None, "expected a dict of motion arrays, found list"
-    )
+    expect_error(lambda: read_gmr_pkl(p, g1), p, None, "expected a dict of motion arrays, found list")
     p = tmp_path / "empty.pkl"
     p.write_bytes(b"")
     expect_error(lambda: read_gmr_pkl(p, g1), p, None, "empty file")
@@ -331,9 +321,7 @@ def test_gmr_malicious_pickle_is_refused_not_run(g1, traj, tmp_path):
     data["fps"] = _Evil(f"touch {marker}")
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps(data, protocol=4))
-    expect_error(
-        lambda: read_gmr_pkl(path, g1), path, None, r"refusing to load class (posix|nt|os)\.system"
-    )
+    expect_error(lambda: read_gmr_pkl(path, g1), path, None, r"refusing to load class (posix|nt|os)\.system")
     assert not marker.exists()
 
 
@@ -443,11 +431,7 @@ def test_mjlab_subset_of_bodies_by_name(g1, traj, tmp_path):
             r"expected shape \(T, n\)",
         ),
         (
-            {
-                "body_lin_vel_w": lambda a: np.where(
-                    np.arange(15)[:, None, None] == 9, np.nan, a["body_lin_vel_w"]
-                )
-            },
+            {"body_lin_vel_w": lambda a: np.where(np.arange(15)[:, None, None] == 9, np.nan, a["body_lin_vel_w"])},
             (),
             "body_lin_vel_w",
             "found nan at frame 9",
@@ -491,11 +475,7 @@ def test_mjlab_subset_of_bodies_by_name(g1, traj, tmp_path):
             "expected 30 names, one per body",
         ),
         (
-            {
-                "joint_names": lambda a: np.array(
-                    [n.replace("waist", "torso") for n in a["joint_names"]]
-                )
-            },
+            {"joint_names": lambda a: np.array([n.replace("waist", "torso") for n in a["joint_names"]])},
             (),
             "joint_names",
             r"missing \['waist_yaw_joint'",
@@ -580,8 +560,7 @@ def test_mjlab_body_poses_must_agree_with_fk(g1, traj, tmp_path):
         shifted,
         replace={
             "body_pos_w": lambda a: (
-                a["body_pos_w"]
-                + np.where((np.arange(30)[:, None] == 4) & (np.arange(3) == 0), 0.02, 0.0)
+                a["body_pos_w"] + np.where((np.arange(30)[:, None] == 4) & (np.arange(3) == 0), 0.02, 0.0)
             )
         },
     )
@@ -619,9 +598,7 @@ def test_mjlab_pickled_empty_corrupt(g1, traj, tmp_path):
         tmp_path / "obj.npz",
         replace={"joint_names": np.array(list(g1.dof_names), dtype=object)},
     )
-    expect_error(
-        lambda: read_mjlab_npz(path, g1), path, "joint_names", "object arrays are not allowed"
-    )
+    expect_error(lambda: read_mjlab_npz(path, g1), path, "joint_names", "object arrays are not allowed")
     p = tmp_path / "empty.npz"
     p.write_bytes(b"")
     expect_error(lambda: read_mjlab_npz(p, g1), p, None, "empty file")
@@ -700,6 +677,7 @@ def test_seed_euler_convention_is_extrinsic_xyz():
     assert not np.allclose(quat_to_mat(q)[0], Rx @ Rz)  # not the intrinsic reading
     # Against SciPy's lowercase (extrinsic) 'xyz'.
     from scipy.spatial.transform import Rotation  # scipy comes with jax
+
     eul = np.random.default_rng(2).uniform(-180, 180, size=(50, 3))
     ref = Rotation.from_euler("xyz", eul, degrees=True).as_quat()[:, [3, 0, 1, 2]]
     same_quat(seed_euler_to_quat(np.deg2rad(eul)), ref, 1e-12)
@@ -811,9 +789,7 @@ def test_seed_wrong_robot(g1, traj, tmp_path):
     )
     assert "another robot" in str(err)
     # Another robot's joint: refused, not ignored.
-    path = _seed_case(
-        traj, tmp_path, lambda h, r: (h + ["head_yaw_joint_dof"], [x + ["0"] for x in r])
-    )
+    path = _seed_case(traj, tmp_path, lambda h, r: (h + ["head_yaw_joint_dof"], [x + ["0"] for x in r]))
     expect_error(
         lambda: read_seed_csv(path, g1),
         path,

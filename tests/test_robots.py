@@ -208,8 +208,11 @@ def test_hinge_outside_the_floating_base_is_rejected(tmp_path):
     would be a DoF that moves nothing the retargeter tracks."""
     path = tmp_path / "dummy.xml"
     path.write_text(_DUMMY_WORLD_HINGE)
-    with pytest.raises(RobotModelError, match=r"joint 'not_use_joint' on body 'not_use_body' is not below "
-                                               r"the floating base 'base'"):
+    with pytest.raises(
+        RobotModelError,
+        match=r"joint 'not_use_joint' on body 'not_use_body' is not below "
+        r"the floating base 'base'",
+    ):
         load_robot(path)
 
 

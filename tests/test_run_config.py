@@ -33,9 +33,16 @@ def test_every_experiment_composes_to_a_typed_config(name):
 
 
 def test_plausibility_and_contact_settings_compose_and_are_typed():
-    cfg = _compose(["+experiment=demo", "plausibility=false", "solver.weights.contact_slide=3",
-                                 "contacts.speed_on=0.2", "limits.joint_velocity=12",
-                    "+limits.joint_velocity_per_joint.left_knee_joint=9"])
+    cfg = _compose(
+        [
+            "+experiment=demo",
+            "plausibility=false",
+            "solver.weights.contact_slide=3",
+            "contacts.speed_on=0.2",
+            "limits.joint_velocity=12",
+            "+limits.joint_velocity_per_joint.left_knee_joint=9",
+        ]
+    )
     assert cfg.plausibility is False and cfg.solver.weights.contact_slide == 3.0
     assert cfg.contacts.speed_on == 0.2 and cfg.limits.joint_velocity == 12.0
     assert cfg.limits.joint_velocity_per_joint == {"left_knee_joint": 9.0}
@@ -91,7 +98,8 @@ def test_smooth_multiplies_the_three_velocity_weights():
     w = cost_weights(cfg)
     base = CostWeights()
     assert (w.smooth_position, w.smooth_rotation, w.smooth_joint) == pytest.approx(
-        (0.5 * base.smooth_position, 0.5 * base.smooth_rotation, 0.5 * base.smooth_joint))
+        (0.5 * base.smooth_position, 0.5 * base.smooth_rotation, 0.5 * base.smooth_joint)
+    )
     assert w.accel_joint == base.accel_joint and w.ground == base.ground
 
 
@@ -101,8 +109,15 @@ def test_directory_of_robot_space_files_converts_and_bad_files_are_recorded(tmp_
     good = g1_trajectory
     write_result(good, src / "sub" / "a.pkl", "gmr_pkl")
     (src / "b.pkl").write_bytes(b"\x80\x04corrupt")
-    cfg = _compose(["+experiment=demo", f"input.path={src}", "input.format=gmr_pkl",
-                    f"output.dir={tmp_path / 'out'}", "output.formats=[npz]"])
+    cfg = _compose(
+        [
+            "+experiment=demo",
+            f"input.path={src}",
+            "input.format=gmr_pkl",
+            f"output.dir={tmp_path / 'out'}",
+            "output.formats=[npz]",
+        ]
+    )
     summary = execute(cfg)
     assert [f["source"].endswith("b.pkl") for f in summary["failed"]] == [True]
     assert summary["success"] == 1 and summary["failed_count"] == 1
@@ -123,11 +138,20 @@ def test_directory_of_robot_space_files_converts_and_bad_files_are_recorded(tmp_
 def test_the_shipped_slurm_launcher_config_composes():
     # hydra-submitit-launcher is a test dependency (pyproject [test]): composing needs it
     import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["+experiment=amass", "robot=unitree_g1",
-                                                       "hydra/launcher=slurm_gpu", "hydra.launcher.nodes=4",
-                                                       "batch=gpu", "batch.distributed.enabled=true"],
-                      return_hydra_config=True)
+        cfg = compose(
+            config_name="config",
+            overrides=[
+                "+experiment=amass",
+                "robot=unitree_g1",
+                "hydra/launcher=slurm_gpu",
+                "hydra.launcher.nodes=4",
+                "batch=gpu",
+                "batch.distributed.enabled=true",
+            ],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (4, 1, 1)
@@ -154,17 +178,19 @@ def test_config_defaults_are_the_library_defaults():
     # every SolverOptions / CostWeights field is a config key (none forgotten)
     keys = {f.name for f in dataclasses.fields(RunConfig().solver)}
     assert {f.name for f in dataclasses.fields(SolverOptions)} <= keys
-    assert {f.name for f in dataclasses.fields(CostWeights)} <= {f.name for f in dataclasses.fields(
-        RunConfig().solver.weights)}
+    assert {f.name for f in dataclasses.fields(CostWeights)} <= {
+        f.name for f in dataclasses.fields(RunConfig().solver.weights)
+    }
     # an override reaches the options
     assert run_settings(_compose(["solver.max_iters=5", "solver.rtol=0.003"])).options == SolverOptions(
-        max_iters=5, rtol=0.003)
+        max_iters=5, rtol=0.003
+    )
 
 
 def _cut_bvh(src, dst, frames: int) -> None:
     lines = src.read_text().splitlines()
     i = next(k for k, line in enumerate(lines) if line.strip().lower().startswith("frames:"))
-    dst.write_text("\n".join(lines[:i] + [f"Frames: {frames}", lines[i + 1]] + lines[i + 2:i + 2 + frames]) + "\n")
+    dst.write_text("\n".join(lines[:i] + [f"Frames: {frames}", lines[i + 1]] + lines[i + 2 : i + 2 + frames]) + "\n")
 
 
 def test_both_front_doors_solve_a_clip_with_the_same_settings(tmp_path, shared_data_dir):
@@ -176,15 +202,50 @@ def test_both_front_doors_solve_a_clip_with_the_same_settings(tmp_path, shared_d
 
     clip = tmp_path / "clip.bvh"
     _cut_bvh(shared_data_dir / "lafan1_skeleton_clip_a.bvh", clip, 60)
-    args = build_parser().parse_args(["retarget", str(clip), "--format", "bvh_lafan1", "--robot", "unitree_g1",
-                                      "--output", str(tmp_path / "cli.npz"), "--cache-dir", ""])
-    hydra_cfg = _compose(["+experiment=lafan1_g1", f"input.path={clip}", f"output.dir={tmp_path / 'run'}",
-                          "output.formats=[npz]", "jax_cache_dir=null", "batch.progress=false"])
+    args = build_parser().parse_args(
+        [
+            "retarget",
+            str(clip),
+            "--format",
+            "bvh_lafan1",
+            "--robot",
+            "unitree_g1",
+            "--output",
+            str(tmp_path / "cli.npz"),
+            "--cache-dir",
+            "",
+        ]
+    )
+    hydra_cfg = _compose(
+        [
+            "+experiment=lafan1_g1",
+            f"input.path={clip}",
+            f"output.dir={tmp_path / 'run'}",
+            "output.formats=[npz]",
+            "jax_cache_dir=null",
+            "batch.progress=false",
+        ]
+    )
     a, b = run_settings(retarget_config(args)), run_settings(hydra_cfg)
     assert a.options == b.options and a.problem == b.problem
     assert (a.buckets, a.max_batch, a.window, a.overlap) == (b.buckets, b.max_batch, b.window, b.overlap)
-    assert main(["retarget", str(clip), "--format", "bvh_lafan1", "--robot", "unitree_g1", "--output",
-                 str(tmp_path / "cli.npz"), "--cache-dir", ""]) == 0
+    assert (
+        main(
+            [
+                "retarget",
+                str(clip),
+                "--format",
+                "bvh_lafan1",
+                "--robot",
+                "unitree_g1",
+                "--output",
+                str(tmp_path / "cli.npz"),
+                "--cache-dir",
+                "",
+            ]
+        )
+        == 0
+    )
     summary = execute(hydra_cfg)
     assert summary["success"] == 1
     via_cli, via_run = load_result(tmp_path / "cli.npz"), load_result(tmp_path / "run" / "clip.npz")

@@ -56,14 +56,21 @@ def make_problems():
     from retarget_jax.motion import read_motion
 
     robot, recipe = load_robot("unitree_g1"), load_recipe("lafan1_g1")
-    motions = (demo_motion(num_frames=40), demo_motion(num_frames=60, fps=24.0).slice(8, 60),
-               demo_motion(num_frames=50).slice(10, 50))
+    motions = (
+        demo_motion(num_frames=40),
+        demo_motion(num_frames=60, fps=24.0).slice(8, 60),
+        demo_motion(num_frames=50).slice(10, 50),
+    )
     problems = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, m in enumerate(motions):
             path = Path(tmp) / f"clip{i}.npz"
-            np.savez(path, positions=m.positions, joint_names=np.array([j.value for j in m.joint_names]),
-                     fps=np.float64(m.fps))
+            np.savez(
+                path,
+                positions=m.positions,
+                joint_names=np.array([j.value for j in m.joint_names]),
+                fps=np.float64(m.fps),
+            )
             problems.append(compile_problem(RetargetingProblem(read_motion(path, "keypoints"), recipe, robot)))
     return problems
 
@@ -72,9 +79,14 @@ def flatten(results, prefix: str) -> dict[str, np.ndarray]:
     """solve_many's per-clip tuples as named arrays (clips differ in length)."""
     arrays = {}
     for i, (out, xpos, xquat) in enumerate(results):
-        arrays |= {f"{prefix}qpos_{i}": out.qpos, f"{prefix}cost_{i}": out.cost,
-                   f"{prefix}status_{i}": out.status, f"{prefix}iterations_{i}": out.iterations,
-                   f"{prefix}xpos_{i}": xpos, f"{prefix}xquat_{i}": xquat}
+        arrays |= {
+            f"{prefix}qpos_{i}": out.qpos,
+            f"{prefix}cost_{i}": out.cost,
+            f"{prefix}status_{i}": out.status,
+            f"{prefix}iterations_{i}": out.iterations,
+            f"{prefix}xpos_{i}": xpos,
+            f"{prefix}xquat_{i}": xquat,
+        }
     return arrays
 
 
@@ -120,21 +132,29 @@ def child(path: str) -> None:
     for k, i in enumerate((0, 1, 2, 0, 1)):
         assert np.array_equal(five[k][0].qpos, many[i][0].qpos)
 
-    np.savez(path, **flatten(many, ""), **flatten(again, "again_"), batch_qpos=np.asarray(out.solve.qpos),
-             t_first=t_first, t_again=t_again)
+    np.savez(
+        path,
+        **flatten(many, ""),
+        **flatten(again, "again_"),
+        batch_qpos=np.asarray(out.solve.qpos),
+        t_first=t_first,
+        t_again=t_again,
+    )
 
 
 def test_sharded_solve_matches_one_device(tmp_path):
     out = tmp_path / "sharded.npz"
     repo = Path(__file__).resolve().parents[1]
     cache = jax.config.jax_compilation_cache_dir or str(repo / ".jax_cache")
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} "
-                                      f"--xla_force_host_platform_device_count={NUM_DEVICES}".strip(),
-           "JAX_PLATFORMS": "cpu", CACHE_DIR_ENV: cache,
-           # a script's sys.path starts at tests/: put this checkout's package first
-           "PYTHONPATH": os.pathsep.join(filter(None, (str(repo), os.environ.get("PYTHONPATH"))))}
-    proc = subprocess.run([sys.executable, __file__, str(out)], env=env, capture_output=True, text=True,
-                          timeout=900)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={NUM_DEVICES}".strip(),
+        "JAX_PLATFORMS": "cpu",
+        CACHE_DIR_ENV: cache,
+        # a script's sys.path starts at tests/: put this checkout's package first
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(repo), os.environ.get("PYTHONPATH")))),
+    }
+    proc = subprocess.run([sys.executable, __file__, str(out)], env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     sharded = dict(np.load(out))
 
@@ -143,17 +163,20 @@ def test_sharded_solve_matches_one_device(tmp_path):
     problems = make_problems()
     if len(jax.local_devices()) == 1:
         assert clip_mesh() is None  # one device: the batch is passed on as it is
-    reference = flatten(solve_many(problems, OPTIONS, buckets=BUCKETS, max_batch=NUM_DEVICES, devices=cpu,
-                                   fixed_batch=True), "")
+    reference = flatten(
+        solve_many(problems, OPTIONS, buckets=BUCKETS, max_batch=NUM_DEVICES, devices=cpu, fixed_batch=True), ""
+    )
 
     diffs = {}
     for k, v in reference.items():
         kind = k.rsplit("_", 1)[0]
         d = float(np.max(np.abs(sharded[k].astype(np.float64) - v.astype(np.float64))))
         diffs[kind] = max(diffs.get(kind, 0.0), d)
-    print(f"\nsharded (4 devices) vs 1 device, max |difference|: {diffs}\n"
-          f"child: first solve_many {float(sharded['t_first']):.1f} s, "
-          f"then solve_batch and solve_many of 2 and 5 clips {float(sharded['t_again']):.2f} s")
+    print(
+        f"\nsharded (4 devices) vs 1 device, max |difference|: {diffs}\n"
+        f"child: first solve_many {float(sharded['t_first']):.1f} s, "
+        f"then solve_batch and solve_many of 2 and 5 clips {float(sharded['t_again']):.2f} s"
+    )
     for i in range(len(problems)):
         assert sharded[f"status_{i}"] == reference[f"status_{i}"]
         assert sharded[f"iterations_{i}"] == reference[f"iterations_{i}"]

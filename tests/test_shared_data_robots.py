@@ -21,9 +21,11 @@ from retarget_jax.result import SolveStatus
 from retarget_jax.robots import load_robot
 from retarget_jax.rotations import quat_rotate
 
-FILES = [("lafan1_skeleton_clip_a.bvh", "bvh_lafan1", None),
-         ("mocapbank_19joint_clip.bvh", "bvh", "mocapbank_19"),
-         ("omomo_sub3_largebox_003_joints.npz", "keypoints", None)]
+FILES = [
+    ("lafan1_skeleton_clip_a.bvh", "bvh_lafan1", None),
+    ("mocapbank_19joint_clip.bvh", "bvh", "mocapbank_19"),
+    ("omomo_sub3_largebox_003_joints.npz", "keypoints", None),
+]
 
 
 @pytest.mark.parametrize("robot_name", ["unitree_g1", "unitree_h1", "booster_t1"])
@@ -90,8 +92,22 @@ def test_cli_bvh_with_a_shipped_joint_map(shared_data_dir, tmp_path, capsys):
     write_bvh(src, renamed_clip(clip, load_joint_map("mixamo")))
     assert "mixamorig:Hips" in src.read_text()[:200]
     out = tmp_path / "take.npz"
-    rc = main(["retarget", str(src), "--format", "bvh", "--joint-map", "mixamo", "--robot", "unitree_g1",
-               "-o", str(out), "--cache-dir", ""])
+    rc = main(
+        [
+            "retarget",
+            str(src),
+            "--format",
+            "bvh",
+            "--joint-map",
+            "mixamo",
+            "--robot",
+            "unitree_g1",
+            "-o",
+            str(out),
+            "--cache-dir",
+            "",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     res = load_result(out)
     assert res.num_frames == 64 and res.provenance["source_format"] == "bvh"

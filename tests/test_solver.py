@@ -46,8 +46,7 @@ def tight_options(**kw) -> SolverOptions:
 
 def replace_clip(problem, **arrays):
     names = tuple(arrays)
-    return eqx.tree_at(lambda p: tuple(getattr(p.clip, n) for n in names), problem,
-                       tuple(arrays[n] for n in names))
+    return eqx.tree_at(lambda p: tuple(getattr(p.clip, n) for n in names), problem, tuple(arrays[n] for n in names))
 
 
 # ---------------------------------------------------------------------------------------
@@ -96,8 +95,9 @@ def solve_one():
 @pytest.fixture(scope="module")
 def p64(g1, lafan1_g1_recipe):
     with jax.enable_x64(True):
-        return compile_problem(RetargetingProblem(demo_motion(num_frames=T_GRAD), lafan1_g1_recipe, g1),
-                               dtype=jnp.float64)
+        return compile_problem(
+            RetargetingProblem(demo_motion(num_frames=T_GRAD), lafan1_g1_recipe, g1), dtype=jnp.float64
+        )
 
 
 def nontrivial_qpos(problem, t, rng):
@@ -121,11 +121,18 @@ def active_everywhere(problem):
     dt = problem.clip.human_pos.dtype
     x = jnp.arange(6, dtype=dt)[:, None]
     y = jnp.arange(6, dtype=dt)[None, :]
-    terrain = eqx.tree_at(lambda h: (h.heights, h.origin, h.cell), problem.clip.terrain,
-                          (0.25 + 0.08 * x - 0.05 * y + 0.01 * x * y, jnp.asarray([-1.3, -1.2], dt), jnp.asarray(0.5, dt)))
-    p = replace_clip(problem, terrain=terrain, stance=jnp.ones_like(problem.clip.stance),
-                     velocity_limit=jnp.full_like(problem.clip.velocity_limit, 0.5),
-                     limb_weight=jnp.full_like(problem.clip.limb_weight, 0.7))
+    terrain = eqx.tree_at(
+        lambda h: (h.heights, h.origin, h.cell),
+        problem.clip.terrain,
+        (0.25 + 0.08 * x - 0.05 * y + 0.01 * x * y, jnp.asarray([-1.3, -1.2], dt), jnp.asarray(0.5, dt)),
+    )
+    p = replace_clip(
+        problem,
+        terrain=terrain,
+        stance=jnp.ones_like(problem.clip.stance),
+        velocity_limit=jnp.full_like(problem.clip.velocity_limit, 0.5),
+        limb_weight=jnp.full_like(problem.clip.limb_weight, 0.7),
+    )
     return eqx.tree_at(lambda q: q.robot.collision.margin, p, jnp.asarray(0.3, dt))
 
 
@@ -133,8 +140,14 @@ def _frame_jacobian_and_fd(problem, q, tp, tq, eps):
     ones = lambda k: jnp.ones(k, q.dtype)  # noqa: E731
     L = len(problem.limb_body)
     hdir = costs.frame_masks(problem)[5][0]  # the human's limb directions of frame 0
-    mask = (ones(()), ones(len(problem.pos_body)), ones(len(problem.rot_body)), ones(problem.clip.stance.shape[1]),
-            ones(L), hdir)
+    mask = (
+        ones(()),
+        ones(len(problem.pos_body)),
+        ones(len(problem.rot_body)),
+        ones(problem.clip.stance.shape[1]),
+        ones(L),
+        hdir,
+    )
     r, J = costs.frame_residual(problem, q, tp, tq, mask, jacobian=True)
     f = lambda d: costs.frame_residual(problem, integrate(q, d), tp, tq, mask, jacobian=False)  # noqa: E731
     nv = q.shape[0] - 1
@@ -143,7 +156,7 @@ def _frame_jacobian_and_fd(problem, q, tp, tq, eps):
     J_fd = (r_pm[:nv] - r_pm[nv:]).T / (2 * eps)
     # orientation residuals (log maps) of this configuration, to keep away from angle pi
     Kp, Kr = len(problem.pos_body), len(problem.rot_body)
-    e = r[3 * Kp:3 * Kp + 3 * Kr].reshape(Kr, 3) / jnp.sqrt(problem.clip.rot_weight)[:, None]
+    e = r[3 * Kp : 3 * Kp + 3 * Kr].reshape(Kr, 3) / jnp.sqrt(problem.clip.rot_weight)[:, None]
     return r, J, J_fd, jnp.linalg.norm(e, axis=-1)
 
 
@@ -163,8 +176,8 @@ def test_frame_residual_jacobian_matches_manifold_fd(p64, x64):
         assert J.shape == (Kp * 3 + Kr * 3 + n + P + Ks + C + 3 * L, 35)
         # every kind of row is exercised: some geoms below the terrain, pairs inside the margin
         start = Kp * 3 + Kr * 3 + n
-        ground, contact = r[start:start + P], r[start + P:start + P + Ks]
-        pairs, limbs = r[start + P + Ks:start + P + Ks + C], r[start + P + Ks + C:]
+        ground, contact = r[start : start + P], r[start + P : start + P + Ks]
+        pairs, limbs = r[start + P + Ks : start + P + Ks + C], r[start + P + Ks + C :]
         assert (ground != 0).sum() >= 5 and (pairs != 0).sum() >= 3 and (contact != 0).all()
         assert (np.abs(limbs.reshape(L, 3)).sum(axis=1) > 1e-3).all()
         scale = max(1.0, np.abs(J_fd).max())
@@ -190,8 +203,8 @@ def _pair_jacobians_and_fd(problem, q0, q1, eps):
         return costs.pair_residual(problem, x0, x1, _features(problem, x0), _features(problem, x1), m, jacobian=False)
 
     rr = jax.vmap(f)(jnp.concatenate([E, -E, Z, Z]), jnp.concatenate([Z, Z, E, -E]))
-    A_fd = (rr[:nv] - rr[nv:2 * nv]).T / (2 * eps)
-    B_fd = (rr[2 * nv:3 * nv] - rr[3 * nv:]).T / (2 * eps)
+    A_fd = (rr[:nv] - rr[nv : 2 * nv]).T / (2 * eps)
+    B_fd = (rr[2 * nv : 3 * nv] - rr[3 * nv :]).T / (2 * eps)
     return r, A, B, A_fd, B_fd
 
 
@@ -205,8 +218,8 @@ def test_pair_residual_jacobians_match_manifold_fd(p64, x64):
         q1 = integrate(q0, step)
         r, A, B, A_fd, B_fd = (np.asarray(a) for a in check(p, q0, q1, 1e-6))
         nv, Ks = 35, len(p.sole_body)
-        assert (r[nv:nv + 2 * Ks] != 0).all()  # the feet slide ...
-        assert (r[nv + 2 * Ks:] != 0).sum() >= 5  # ... and joints exceed their speed limits
+        assert (r[nv : nv + 2 * Ks] != 0).all()  # the feet slide ...
+        assert (r[nv + 2 * Ks :] != 0).sum() >= 5  # ... and joints exceed their speed limits
         scale = max(1.0, np.abs(A_fd).max())
         np.testing.assert_allclose(A, A_fd, rtol=0, atol=1e-6 * scale)
         np.testing.assert_allclose(B, B_fd, rtol=0, atol=1e-6 * scale)
@@ -219,11 +232,15 @@ def _triple_jacobians_and_fd(problem, q0, q1, q2, eps):
     nv = q0.shape[0] - 1
     E = eps * jnp.eye(nv, dtype=q0.dtype)
     Z = jnp.zeros_like(E)
-    f = lambda d0, d1, d2: costs.triple_residual(problem, integrate(q0, d0), integrate(q1, d1),  # noqa: E731
-                                                 integrate(q2, d2), m, jacobian=False)
-    rr = jax.vmap(f)(jnp.concatenate([E, -E, Z, Z, Z, Z]), jnp.concatenate([Z, Z, E, -E, Z, Z]),
-                     jnp.concatenate([Z, Z, Z, Z, E, -E]))
-    fd = [(rr[2 * k * nv:(2 * k + 1) * nv] - rr[(2 * k + 1) * nv:(2 * k + 2) * nv]).T / (2 * eps) for k in range(3)]
+
+    def f(d0, d1, d2):
+        x0, x1, x2 = integrate(q0, d0), integrate(q1, d1), integrate(q2, d2)
+        return costs.triple_residual(problem, x0, x1, x2, m, jacobian=False)
+
+    rr = jax.vmap(f)(
+        jnp.concatenate([E, -E, Z, Z, Z, Z]), jnp.concatenate([Z, Z, E, -E, Z, Z]), jnp.concatenate([Z, Z, Z, Z, E, -E])
+    )
+    fd = [(rr[2 * k * nv : (2 * k + 1) * nv] - rr[(2 * k + 1) * nv : (2 * k + 2) * nv]).T / (2 * eps) for k in range(3)]
     return r, (A0, A1, A2), fd
 
 
@@ -252,20 +269,22 @@ def test_normal_equations_match_the_dense_gauss_newton_system(p64, x64):
     def residual(delta):
         x = jax.vmap(integrate)(q, delta.reshape(T_GRAD, nv))
         mk = costs.frame_masks(p)
-        r, (xy, _) = jax.vmap(lambda a, b, c, m: costs.frame_residual(p, a, b, c, m, jacobian=False,
-                                                                     features=True))(x, tpos, tquat, mk)
-        rp = jax.vmap(lambda a, b, fa, fb, m: costs.pair_residual(p, a, b, (fa, None), (fb, None), m,
-                                                                  jacobian=False))(
-            x[:-1], x[1:], xy[:-1], xy[1:], costs.pair_masks(p))
+        r, (xy, _) = jax.vmap(lambda a, b, c, m: costs.frame_residual(p, a, b, c, m, jacobian=False, features=True))(
+            x, tpos, tquat, mk
+        )
+        rp = jax.vmap(lambda a, b, fa, fb, m: costs.pair_residual(p, a, b, (fa, None), (fb, None), m, jacobian=False))(
+            x[:-1], x[1:], xy[:-1], xy[1:], costs.pair_masks(p)
+        )
         ra = jax.vmap(lambda a, b, c, m: costs.triple_residual(p, a, b, c, m, jacobian=False))(
-            x[:-2], x[1:-1], x[2:], costs.triple_masks(p))
+            x[:-2], x[1:-1], x[2:], costs.triple_masks(p)
+        )
         return jnp.concatenate([r.ravel(), rp.ravel(), ra.ravel()])
 
     z = jnp.zeros(T_GRAD * nv, q.dtype)
     r = np.asarray(residual(z))
     Jd = np.asarray(jax.jit(jax.jacfwd(residual))(z))
     H = Jd.T @ Jd
-    blk = lambda i, j: H[i * nv:(i + 1) * nv, j * nv:(j + 1) * nv]  # noqa: E731
+    blk = lambda i, j: H[i * nv : (i + 1) * nv, j * nv : (j + 1) * nv]  # noqa: E731
     tol = 1e-8 * max(1.0, np.abs(H).max())
     assert cost == pytest.approx(float(r @ r), rel=1e-10)
     np.testing.assert_allclose(g.reshape(-1), Jd.T @ r, atol=1e-8 * max(1.0, np.abs(Jd.T @ r).max()))
@@ -276,7 +295,7 @@ def test_normal_equations_match_the_dense_gauss_newton_system(p64, x64):
         if t >= 2:
             np.testing.assert_allclose(L2[t], blk(t, t - 2), atol=tol)
             assert np.abs(L2[t]).max() > 0  # the acceleration terms couple frames two apart
-    assert np.abs(H[3 * nv:, :nv]).max() == 0  # and nothing further
+    assert np.abs(H[3 * nv :, :nv]).max() == 0  # and nothing further
 
 
 def test_block_tridiag_solve_matches_dense(x64):
@@ -285,21 +304,22 @@ def test_block_tridiag_solve_matches_dense(x64):
     # H = M^T M + 0.1 I with M block-bidiagonal is SPD and block-tridiagonal
     M = np.zeros((T * n, T * n))
     for t in range(T):
-        M[t * n:(t + 1) * n, t * n:(t + 1) * n] = rng.normal(size=(n, n))
+        M[t * n : (t + 1) * n, t * n : (t + 1) * n] = rng.normal(size=(n, n))
         if t:
-            M[t * n:(t + 1) * n, (t - 1) * n:t * n] = rng.normal(size=(n, n))
+            M[t * n : (t + 1) * n, (t - 1) * n : t * n] = rng.normal(size=(n, n))
     H = M.T @ M + 0.1 * np.eye(T * n)
-    D = np.stack([H[t * n:(t + 1) * n, t * n:(t + 1) * n] for t in range(T)])
+    D = np.stack([H[t * n : (t + 1) * n, t * n : (t + 1) * n] for t in range(T)])
     L = np.zeros_like(D)
     for t in range(1, T):
-        L[t] = H[t * n:(t + 1) * n, (t - 1) * n:t * n]
+        L[t] = H[t * n : (t + 1) * n, (t - 1) * n : t * n]
     assert np.abs(L[1:]).max() > 0.1
     b = rng.normal(size=(T, n))
     x = np.asarray(jax.jit(linalg.block_tridiag_solve)(jnp.asarray(D), jnp.asarray(L), jnp.asarray(b)))
     x_ref = np.linalg.solve(H, b.reshape(-1)).reshape(T, n)
     np.testing.assert_allclose(x, x_ref, rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(np.asarray(linalg.block_tridiag_matvec(jnp.asarray(D), jnp.asarray(L), jnp.asarray(x))),
-                               b, atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(linalg.block_tridiag_matvec(jnp.asarray(D), jnp.asarray(L), jnp.asarray(x))), b, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("T", [8, 9])
@@ -311,22 +331,23 @@ def test_block_banded_solve_matches_dense(x64, T):
     for t in range(T):
         for k in range(3):
             if t - k >= 0:
-                M[t * n:(t + 1) * n, (t - k) * n:(t - k + 1) * n] = rng.normal(size=(n, n))
+                M[t * n : (t + 1) * n, (t - k) * n : (t - k + 1) * n] = rng.normal(size=(n, n))
     H = M.T @ M + 0.1 * np.eye(T * n)  # SPD, bandwidth 4 frames: keep the pentadiagonal part
     for i in range(T):
         for j in range(T):
             if abs(i - j) > 2:
-                H[i * n:(i + 1) * n, j * n:(j + 1) * n] = 0.0
+                H[i * n : (i + 1) * n, j * n : (j + 1) * n] = 0.0
     H += 10.0 * np.eye(T * n)  # still SPD after truncation
-    blk = lambda i, j: H[i * n:(i + 1) * n, j * n:(j + 1) * n]  # noqa: E731
+    blk = lambda i, j: H[i * n : (i + 1) * n, j * n : (j + 1) * n]  # noqa: E731
     D = np.stack([blk(t, t) for t in range(T)])
     L1 = np.stack([blk(t, t - 1) if t >= 1 else np.zeros((n, n)) for t in range(T)])
     L2 = np.stack([blk(t, t - 2) if t >= 2 else np.zeros((n, n)) for t in range(T)])
     b = rng.normal(size=(T, n))
     x = np.asarray(jax.jit(linalg.block_banded_solve)(*(jnp.asarray(a) for a in (D, L1, L2, b))))
     np.testing.assert_allclose(x, np.linalg.solve(H, b.reshape(-1)).reshape(T, n), rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(np.asarray(linalg.block_banded_matvec(*(jnp.asarray(a) for a in (D, L1, L2, x)))),
-                               b, atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(linalg.block_banded_matvec(*(jnp.asarray(a) for a in (D, L1, L2, x)))), b, atol=1e-9
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,8 +435,7 @@ def test_padded_batch_equals_clips_solved_one_by_one(problems, out_abc, solve_on
         # float32: the batched and single programs reduce in different orders, and the stiff
         # plausibility penalties amplify round-off to ~1e-4; in float64 padding is exact
         # (test_padding_is_exact_in_float64)
-        np.testing.assert_allclose(out_abc.solve.qpos[i, :T], np.asarray(alone.qpos), atol=5e-4, rtol=0,
-                                   err_msg=key)
+        np.testing.assert_allclose(out_abc.solve.qpos[i, :T], np.asarray(alone.qpos), atol=5e-4, rtol=0, err_msg=key)
         np.testing.assert_allclose(out_abc.solve.cost[i], float(alone.cost), rtol=1e-3)
 
 
@@ -481,10 +501,15 @@ def test_plausibility_terms_act_and_switch_off_without_recompiling(batch_abc, ou
     n0 = _solve_batch_jit._cache_size()
     c = batch_abc.clip
     zero = lambda a: jnp.zeros_like(a)  # noqa: E731
-    off = replace_clip(batch_abc, accel_weight=zero(c.accel_weight), ground_weight=zero(c.ground_weight),
-                       contact_height_weight=zero(c.contact_height_weight),
-                       contact_slide_weight=zero(c.contact_slide_weight),
-                       self_collision_weight=zero(c.self_collision_weight), velocity_weight=zero(c.velocity_weight))
+    off = replace_clip(
+        batch_abc,
+        accel_weight=zero(c.accel_weight),
+        ground_weight=zero(c.ground_weight),
+        contact_height_weight=zero(c.contact_height_weight),
+        contact_slide_weight=zero(c.contact_slide_weight),
+        self_collision_weight=zero(c.self_collision_weight),
+        velocity_weight=zero(c.velocity_weight),
+    )
     out_off = jax.device_get(solve_batch(off))
     assert _solve_batch_jit._cache_size() == n0
     for i, key in enumerate(("a", "b", "c")):
@@ -517,8 +542,9 @@ def test_joints_stay_in_range_for_unreachable_targets(problems, g1, motions):
     """Targets that ask for out-of-range poses: a knee bent 40 degrees backwards with the
     foot rolled 60 degrees outwards, and a hand 2 m away."""
     m = motions["a"]
-    hip, knee, ankle, toe, wrist = (m.index(j) for j in ("left_hip", "left_knee", "left_ankle", "left_toe",
-                                                          "left_wrist"))
+    hip, knee, ankle, toe, wrist = (
+        m.index(j) for j in ("left_hip", "left_knee", "left_ankle", "left_toe", "left_wrist")
+    )
     pos = np.array(problems["a"].clip.human_pos, np.float64)
     thigh = pos[:, knee] - pos[:, hip]
     u = thigh / np.linalg.norm(thigh, axis=-1, keepdims=True)
@@ -532,8 +558,9 @@ def test_joints_stay_in_range_for_unreachable_targets(problems, g1, motions):
     quat = np.array(problems["a"].clip.human_quat, np.float64)
     roll = np.array([np.cos(np.radians(30.0)), np.sin(np.radians(30.0)), 0.0, 0.0])  # 60 deg about world x
     quat[:, ankle] = np.asarray(quat_mul(roll, quat[:, ankle]))
-    hyper = replace_clip(problems["a"], human_pos=jnp.asarray(pos, jnp.float32),
-                         human_quat=jnp.asarray(quat, jnp.float32))
+    hyper = replace_clip(
+        problems["a"], human_pos=jnp.asarray(pos, jnp.float32), human_quat=jnp.asarray(quat, jnp.float32)
+    )
     pos2 = np.array(problems["a"].clip.human_pos, np.float64)
     pos2[:, wrist] += [0.0, 2.0, 1.0]
     far = replace_clip(problems["a"], human_pos=jnp.asarray(pos2, jnp.float32))

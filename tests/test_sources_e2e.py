@@ -40,8 +40,9 @@ def _upright_and_grounded(res, robot, recipe):
 
 def _write_keypoints(path, motion, names=None, valid=None):
     names = names or [ROLE_TO_LAFAN1[j] for j in motion.joint_names]
-    arrays = dict(positions=motion.positions.astype(np.float32), joint_names=np.array(names),
-                  fps=np.float32(motion.fps))
+    arrays = dict(
+        positions=motion.positions.astype(np.float32), joint_names=np.array(names), fps=np.float32(motion.fps)
+    )
     if valid is not None:
         arrays["valid"] = valid
     np.savez(path, **arrays)
@@ -59,9 +60,13 @@ def test_masked_joint_is_ignored_by_the_solve(g1, lafan1_g1_recipe):
     masked = dataclasses.replace(m, positions=pos, valid=valid)
     keep = [i for i in range(len(m.joint_names)) if i != w]
     without = dataclasses.replace(
-        m, joint_names=tuple(m.joint_names[i] for i in keep),
+        m,
+        joint_names=tuple(m.joint_names[i] for i in keep),
         parents=np.array([keep.index(int(m.parents[i])) if m.parents[i] >= 0 else -1 for i in keep]),
-        positions=m.positions[:, keep], orientations=m.orientations[:, keep], source_joint_names=())
+        positions=m.positions[:, keep],
+        orientations=m.orientations[:, keep],
+        source_joint_names=(),
+    )
     unmasked = dataclasses.replace(m, positions=pos)
     a, b, c = retarget_motions([masked, without, unmasked], lafan1_g1_recipe, g1, max_batch=1)
     np.testing.assert_allclose(a.dof_pos, b.dof_pos, atol=2e-4)
@@ -101,9 +106,18 @@ def _smplx_npz(path, T=120, fps=120.0):
     pose_body[:, 16, 2] = 1.2
     root_orient = np.tile([np.pi / 2, 0.0, 0.0], (T, 1))  # canonical Y-up -> world Z-up
     trans = np.c_[np.zeros(T), np.zeros(T), np.full(T, 0.95)]
-    np.savez(path, pose_body=pose_body.reshape(T, 63), root_orient=root_orient, trans=trans,
-             betas=np.zeros(16), gender=np.array("neutral"), mocap_frame_rate=np.array(fps),
-             pose_hand=np.zeros((T, 90)), pose_jaw=np.zeros((T, 3)), pose_eye=np.zeros((T, 6)))
+    np.savez(
+        path,
+        pose_body=pose_body.reshape(T, 63),
+        root_orient=root_orient,
+        trans=trans,
+        betas=np.zeros(16),
+        gender=np.array("neutral"),
+        mocap_frame_rate=np.array(fps),
+        pose_hand=np.zeros((T, 90)),
+        pose_jaw=np.zeros((T, 3)),
+        pose_eye=np.zeros((T, 6)),
+    )
 
 
 @pytest.mark.parametrize("robot_name", ["unitree_g1", "unitree_h1", "booster_t1"])
@@ -115,8 +129,22 @@ def test_smplx_120fps_resampled_to_30fps_through_the_cli(tmp_path, capsys, robot
     src = tmp_path / "clip_stageii.npz"
     _smplx_npz(src, T=120, fps=120.0)
     out = tmp_path / "clip.npz"
-    rc = main(["retarget", str(src), "--format", "amass", "--robot", robot_name, "--output", str(out),
-               "--fps", "30", "--cache-dir", ""])
+    rc = main(
+        [
+            "retarget",
+            str(src),
+            "--format",
+            "amass",
+            "--robot",
+            robot_name,
+            "--output",
+            str(out),
+            "--fps",
+            "30",
+            "--cache-dir",
+            "",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     res = load_result(out)
     assert res.num_frames == 120 * 30 // 120 and res.fps == 30.0
@@ -140,9 +168,15 @@ def test_keypoints_with_missing_joints_and_frames(tmp_path, robot_name):
     m = demo_motion(num_frames=50)
     drop = {J.LEFT_TOE, J.RIGHT_TOE}
     keep = [i for i, j in enumerate(m.joint_names) if j not in drop]
-    sub = dataclasses.replace(m, joint_names=tuple(m.joint_names[i] for i in keep),
-                              parents=np.zeros(len(keep), int) - 1, positions=m.positions[:, keep].copy(),
-                              orientations=None, conventions=None, source_joint_names=())
+    sub = dataclasses.replace(
+        m,
+        joint_names=tuple(m.joint_names[i] for i in keep),
+        parents=np.zeros(len(keep), int) - 1,
+        positions=m.positions[:, keep].copy(),
+        orientations=None,
+        conventions=None,
+        source_joint_names=(),
+    )
     w = sub.joint_names.index(J.RIGHT_WRIST)
     sub.positions[10:15, w] = np.nan
     kp = tmp_path / "kp.npz"
@@ -181,8 +215,22 @@ def test_a_user_robot_from_an_mjcf_path_and_a_recipe_file(tmp_path, capsys):
     kp = tmp_path / "walk.npz"
     _write_keypoints(kp, demo_motion(num_frames=40))
     out = tmp_path / "walk_my_robot.npz"
-    rc = main(["retarget", str(kp), "-f", "keypoints", "--robot", str(xml), "--recipe", str(rfile),
-               "-o", str(out), "--cache-dir", ""])
+    rc = main(
+        [
+            "retarget",
+            str(kp),
+            "-f",
+            "keypoints",
+            "--robot",
+            str(xml),
+            "--recipe",
+            str(rfile),
+            "-o",
+            str(out),
+            "--cache-dir",
+            "",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     res = load_result(out)
     assert res.robot == "my_robot" and res.provenance["recipe"] == "my_robot_lafan1"
@@ -198,8 +246,25 @@ def test_cli_explicit_contact_plan_follows_resampling_and_plausibility_switches_
     rows = [f"1,{int(t >= 60)}" for t in range(120)]  # left foot planted, right planted from 0.5 s
     plan.write_text("left_ankle,right_ankle\n" + "\n".join(rows))
     out = tmp_path / "clip.npz"
-    rc = main(["retarget", str(src), "--format", "amass", "--robot", "unitree_g1", "--output", str(out),
-               "--fps", "30", "--cache-dir", "", "--contacts", str(plan), "--no-plausibility"])
+    rc = main(
+        [
+            "retarget",
+            str(src),
+            "--format",
+            "amass",
+            "--robot",
+            "unitree_g1",
+            "--output",
+            str(out),
+            "--fps",
+            "30",
+            "--cache-dir",
+            "",
+            "--contacts",
+            str(plan),
+            "--no-plausibility",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     res = load_result(out)
     assert res.contact_body_names == ("left_ankle_roll_link", "right_ankle_roll_link")

@@ -75,21 +75,25 @@ STAGES: dict[str, int] = {
 #: Modules that defer their package imports to the function that needs them, for start-up
 #: time: ``retarget-jax --help`` (and each subcommand's parser) must not import JAX,
 #: MuJoCo or the solver, and the Hydra driver sets the XLA flags before JAX starts.
-DRIVERS: frozenset[str] = frozenset({
-    "retarget_jax.cli",
-    "retarget_jax.run",
-    "retarget_jax.dataset.cli",
-    "retarget_jax.dataset.run",
-    "retarget_jax.motionlib.cli",
-    "retarget_jax.motionlib.run",
-    "retarget_jax.report.cli",
-    "retarget_jax.calibrate.cli",
-})
+DRIVERS: frozenset[str] = frozenset(
+    {
+        "retarget_jax.cli",
+        "retarget_jax.run",
+        "retarget_jax.dataset.cli",
+        "retarget_jax.dataset.run",
+        "retarget_jax.motionlib.cli",
+        "retarget_jax.motionlib.run",
+        "retarget_jax.report.cli",
+        "retarget_jax.calibrate.cli",
+    }
+)
 
 #: (module, imported module) -> why the import sits inside a function there.
 LOCAL_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {
-    ("retarget_jax.report.build", "retarget_jax.render"):
-        "optional: the report is written without stills (and says why) when the renderer cannot be imported",
+    (
+        "retarget_jax.report.build",
+        "retarget_jax.render",
+    ): "optional: the report is written without stills (and says why) when the renderer cannot be imported",
 }
 
 
@@ -106,8 +110,9 @@ def stage_key(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def package_imports(source: str, module: str, *, is_package: bool = False,
-                    known: frozenset[str] = frozenset()) -> list[tuple[int, str, bool]]:
+def package_imports(
+    source: str, module: str, *, is_package: bool = False, known: frozenset[str] = frozenset()
+) -> list[tuple[int, str, bool]]:
     """``(line, imported module, inside a function)`` of every ``retarget_jax`` import of a
     module's source. ``from retarget_jax.x import y`` names ``retarget_jax.x.y`` when that is
     a module of ``known``, else ``retarget_jax.x``; relative imports are resolved."""
@@ -158,8 +163,9 @@ def stage_violations(sources: dict[str, tuple[str, bool]], stages: dict[str, int
             if tkey not in stages:
                 bad.append(f"{mod}:{line} imports {target}: no stage for '{tkey}' in STAGES")
             elif stages[tkey] > stages[key]:
-                bad.append(f"{mod}:{line} imports {target} (stage {key or 'base'} = {stages[key]} -> "
-                           f"{tkey} = {stages[tkey]})")
+                bad.append(
+                    f"{mod}:{line} imports {target} (stage {key or 'base'} = {stages[key]} -> {tkey} = {stages[tkey]})"
+                )
     return bad
 
 
@@ -193,10 +199,15 @@ def test_every_import_runs_down_the_stages(sources):
 
 def test_function_local_package_imports_only_in_drivers_or_with_a_reason(sources):
     found = local_imports(sources)
-    unexplained = [f"{m}:{','.join(map(str, lines))} imports {t}" for (m, t), lines in found.items()
-                   if (m, t) not in LOCAL_IMPORTS_ALLOWED]
-    assert not unexplained, ("package imports inside functions outside the drivers (move them to the top, "
-                             "or add the pair to LOCAL_IMPORTS_ALLOWED with the reason):\n" + "\n".join(unexplained))
+    unexplained = [
+        f"{m}:{','.join(map(str, lines))} imports {t}"
+        for (m, t), lines in found.items()
+        if (m, t) not in LOCAL_IMPORTS_ALLOWED
+    ]
+    assert not unexplained, (
+        "package imports inside functions outside the drivers (move them to the top, "
+        "or add the pair to LOCAL_IMPORTS_ALLOWED with the reason):\n" + "\n".join(unexplained)
+    )
     stale = sorted(set(LOCAL_IMPORTS_ALLOWED) - set(found))
     assert not stale, f"LOCAL_IMPORTS_ALLOWED names imports that are gone: {stale}"
 
@@ -214,15 +225,19 @@ def test_the_checker_catches_a_back_import_at_the_top_and_inside_a_function():
     top = dict(clean)
     top["retarget_jax.motion.reader"] = ("from retarget_jax.solve.step import step\n", False)
     assert stage_violations(top) == [
-        "retarget_jax.motion.reader:1 imports retarget_jax.solve.step (stage motion = 1 -> solve = 4)"]
+        "retarget_jax.motion.reader:1 imports retarget_jax.solve.step (stage motion = 1 -> solve = 4)"
+    ]
     hidden = dict(clean)
     hidden["retarget_jax.motion.reader"] = ("def read():\n    from ..solve import step\n    return step\n", False)
     assert stage_violations(hidden) == [
-        "retarget_jax.motion.reader:2 imports retarget_jax.solve.step (stage motion = 1 -> solve = 4)"]
+        "retarget_jax.motion.reader:2 imports retarget_jax.solve.step (stage motion = 1 -> solve = 4)"
+    ]
     assert local_imports(hidden) == {("retarget_jax.motion.reader", "retarget_jax.solve.step"): [2]}
     typing_only = dict(clean)
     typing_only["retarget_jax.motion.reader"] = (
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from retarget_jax.solve.step import step\n", False)
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from retarget_jax.solve.step import step\n",
+        False,
+    )
     assert stage_violations(typing_only) == []
     unranked = dict(clean)
     unranked["retarget_jax.helpers"] = ("import retarget_jax.motion\n", False)
@@ -233,8 +248,7 @@ def test_the_checker_fails_on_a_back_import_added_to_a_real_module(sources):
     """The real package plus one line: the motion stage reaching for the solver."""
     src, is_pkg = sources["retarget_jax.motion.canonical"]
     edited = dict(sources)
-    edited["retarget_jax.motion.canonical"] = (src + "\n\ndef _late():\n    import retarget_jax.solve.batch\n",
-                                               is_pkg)
+    edited["retarget_jax.motion.canonical"] = (src + "\n\ndef _late():\n    import retarget_jax.solve.batch\n", is_pkg)
     bad = stage_violations(edited)
     assert len(bad) == 1 and bad[0].startswith("retarget_jax.motion.canonical:")
     assert bad[0].endswith("imports retarget_jax.solve.batch (stage motion = 1 -> solve = 4)")
@@ -243,8 +257,15 @@ def test_the_checker_fails_on_a_back_import_added_to_a_real_module(sources):
 def test_the_command_line_parser_starts_without_jax_or_mujoco():
     """What the drivers' deferred imports buy: ``retarget-jax --help`` (every subcommand's
     parser) loads none of the heavy stages."""
-    code = ("import sys, retarget_jax.cli as c; c.build_parser(); "
-            "print(sorted(m for m in ('jax', 'mujoco', 'retarget_jax.solve', 'retarget_jax.robots') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+    code = (
+        "import sys, retarget_jax.cli as c; c.build_parser(); "
+        "print(sorted(m for m in ('jax', 'mujoco', 'retarget_jax.solve', 'retarget_jax.robots') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)},
+    )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -29,8 +29,14 @@ from test_motionlib import TRAIN, write_config, write_tree
 from retarget_jax.motionlib import BuildOptions, build_libraries
 from retarget_jax.motionlib.viewer import ROBOT_COLOR, frame_jerk, geom_mesh, load_motions
 
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-                 if shutil.which(n)), None)
+CHROMIUM = next(
+    (
+        shutil.which(n)
+        for n in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+        if shutil.which(n)
+    ),
+    None,
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +63,12 @@ def test_geom_meshes_fill_their_geoms():
       <geom name="cylinder" type="cylinder" size=".04 .1"/><geom name="sphere" type="sphere" size=".07"/>
     </body><geom name="plane" type="plane" size="1 1 .1"/></worldbody></mujoco>"""
     m = mujoco.MjModel.from_xml_string(xml)
-    expect = {"box": [.1, .2, .3], "capsule": [.05, .05, .25], "cylinder": [.04, .04, .1], "sphere": [.07, .07, .07]}
+    expect = {
+        "box": [0.1, 0.2, 0.3],
+        "capsule": [0.05, 0.05, 0.25],
+        "cylinder": [0.04, 0.04, 0.1],
+        "sphere": [0.07, 0.07, 0.07],
+    }
     for name, half in expect.items():
         v, f = geom_mesh(m, m.geom(name).id)
         np.testing.assert_allclose(np.abs(v).max(axis=0), half, rtol=1e-6)
@@ -101,9 +112,20 @@ def _screenshots(url: str, profile: Path, deadline_s: float):
     browser process outlives the test."""
     from websockets.sync.client import connect  # a dependency of viser
 
-    cmd = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
-           "--enable-unsafe-swiftshader", "--hide-scrollbars", "--no-first-run", f"--user-data-dir={profile}",
-           "--window-size=900,600", "--remote-debugging-port=0", "about:blank"]
+    cmd = [
+        CHROMIUM,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--use-angle=swiftshader",
+        "--enable-unsafe-swiftshader",
+        "--hide-scrollbars",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=900,600",
+        "--remote-debugging-port=0",
+        "about:blank",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     end = time.monotonic() + deadline_s
     try:

@@ -39,10 +39,22 @@ from retarget_jax.solve.windows import (
 # --------------------------------------------------------------------------- plan
 
 
-@pytest.mark.parametrize("T, window, overlap", [
-    (1, 96, 32), (95, 96, 32), (96, 96, 32), (97, 96, 32), (161, 96, 32), (200, 96, 32),
-    (128, 64, 24), (153, 101, 50), (1000, 33, 16), (10_000, 96, 32), (123_457, 512, 64),
-])
+@pytest.mark.parametrize(
+    "T, window, overlap",
+    [
+        (1, 96, 32),
+        (95, 96, 32),
+        (96, 96, 32),
+        (97, 96, 32),
+        (161, 96, 32),
+        (200, 96, 32),
+        (128, 64, 24),
+        (153, 101, 50),
+        (1000, 33, 16),
+        (10_000, 96, 32),
+        (123_457, 512, 64),
+    ],
+)
 def test_plan_windows_covers_every_frame_with_overlaps(T, window, overlap):
     spans = plan_windows(T, window, overlap)
     assert all(isinstance(s, int) and isinstance(e, int) for s, e in spans)
@@ -72,14 +84,17 @@ def test_plan_windows_exact_spans():
     assert plan_windows(97, 96, 32) == [(0, 65), (32, 97)]
 
 
-@pytest.mark.parametrize("window, overlap, match", [
-    (64, 32, r"batch\.window: expected more than twice batch\.overlap \(64 frames\), got window=64"),
-    (10, 0, r"batch\.overlap: expected at least 1 frame"),
-    (10, -3, r"batch\.overlap"),
-    (64.0, 8, r"batch\.window: expected an integer"),
-    (64, 8.5, r"batch\.overlap: expected an integer"),
-    (True, 1, r"batch\.window: expected an integer"),
-])
+@pytest.mark.parametrize(
+    "window, overlap, match",
+    [
+        (64, 32, r"batch\.window: expected more than twice batch\.overlap \(64 frames\), got window=64"),
+        (10, 0, r"batch\.overlap: expected at least 1 frame"),
+        (10, -3, r"batch\.overlap"),
+        (64.0, 8, r"batch\.window: expected an integer"),
+        (64, 8.5, r"batch\.overlap: expected an integer"),
+        (True, 1, r"batch\.window: expected an integer"),
+    ],
+)
 def test_plan_windows_rejects_bad_arguments(window, overlap, match):
     with pytest.raises(ConfigError, match=match):
         plan_windows(500, window, overlap)
@@ -149,12 +164,12 @@ def test_stitch_spreads_an_offset_over_the_overlap():
     for i, (p, (s, e)) in enumerate(zip(pieces, spans, strict=True)):
         lo = spans[i - 1][1] if i > 0 else s
         hi = spans[i + 1][0] if i + 1 < len(spans) else e
-        assert np.array_equal(out[lo:hi], p[lo - s:hi - s])
+        assert np.array_equal(out[lo:hi], p[lo - s : hi - s])
     # inside: monotone from one offset to the next, steps bounded by c pi / (2 (m + 1))
     for i in range(len(spans) - 1):
         s1, e0 = spans[i + 1][0], spans[i][1]
         m, jump = e0 - s1, offsets[i + 1] - offsets[i]
-        seg = dev[s1 - 1:e0 + 1, 7:]  # from the last frame of window i alone to the first of i+1 alone
+        seg = dev[s1 - 1 : e0 + 1, 7:]  # from the last frame of window i alone to the first of i+1 alone
         steps = np.diff(seg, axis=0)
         assert np.all(steps * np.sign(jump) >= -1e-12)
         bound = abs(jump) * np.pi / (2 * (m + 1))
@@ -178,8 +193,10 @@ def test_stitch_aligns_a_window_with_the_opposite_quaternion_sign():
     # the whole window is turned back: no sign jump anywhere, the rotations exact
     np.testing.assert_allclose(out, q, rtol=0, atol=1e-12)
     # without the alignment the opposite quaternions would cancel mid-overlap
-    naive = sum(w[:, None, None] * np.pad(p[:, 3:7], ((s, T - e), (0, 0)))[:, None]
-                for w, p, (s, e) in zip(W.blend_weights(spans, T), pieces, spans, strict=True))[:, 0]
+    naive = sum(
+        w[:, None, None] * np.pad(p[:, 3:7], ((s, T - e), (0, 0)))[:, None]
+        for w, p, (s, e) in zip(W.blend_weights(spans, T), pieces, spans, strict=True)
+    )[:, 0]
     assert np.linalg.norm(naive, axis=-1).min() < 0.1
 
 
@@ -206,8 +223,8 @@ def test_stitch_keeps_float32_and_exact_own_frames():
     pieces[2][:, 7:] += np.float32(0.01)
     out = stitch_qpos(pieces, spans, T)
     assert out.dtype == np.float32
-    assert np.array_equal(out[:spans[1][0]], q[:spans[1][0]])
-    assert np.array_equal(out[spans[1][1]:], pieces[2][spans[1][1] - spans[2][0]:])
+    assert np.array_equal(out[: spans[1][0]], q[: spans[1][0]])
+    assert np.array_equal(out[spans[1][1] :], pieces[2][spans[1][1] - spans[2][0] :])
 
 
 def test_stitch_rejects_mismatched_pieces():
@@ -232,8 +249,12 @@ def test_stitch_solution_combines_cost_iterations_and_status():
         return SolveOutput(qpos=piece, cost=np.float32(c), iterations=np.int32(it), status=np.int32(st))
 
     pieces = cut(q, spans)
-    C, M, INV, DIV = (SolveStatus.CONVERGED, SolveStatus.MAX_ITERATIONS, SolveStatus.INVALID_INPUT,
-                      SolveStatus.DIVERGED)
+    C, M, INV, DIV = (
+        SolveStatus.CONVERGED,
+        SolveStatus.MAX_ITERATIONS,
+        SolveStatus.INVALID_INPUT,
+        SolveStatus.DIVERGED,
+    )
     s = stitch_solution([out(1.0, 3, C, pieces[0]), out(2.0, 9, M, pieces[1]), out(6.0, 4, C, pieces[2])], spans, T)
     np.testing.assert_allclose(s.qpos, q, atol=1e-12)
     assert float(s.cost) == pytest.approx(3.0) and s.cost.dtype == np.float32
@@ -277,8 +298,10 @@ def test_host_fk_matches_jax_fk_on_random_g1_configurations(g1, x64):
 @pytest.fixture(scope="module")
 def clips(g1, lafan1_g1_recipe):
     """A long clip (128 frames, three windows of 64/24) and a short one (50, passes through)."""
-    return {name: compile_problem(RetargetingProblem(demo_motion(num_frames=T), lafan1_g1_recipe, g1))
-            for name, T in (("long", 128), ("short", 50))}
+    return {
+        name: compile_problem(RetargetingProblem(demo_motion(num_frames=T), lafan1_g1_recipe, g1))
+        for name, T in (("long", 128), ("short", 50))
+    }
 
 
 def test_slice_problem_cuts_only_per_frame_arrays(clips):
@@ -316,15 +339,18 @@ def test_solve_windowed_batches_all_windows_in_one_call(clips, g1, monkeypatch):
 
     def fake_solve_many(problems, options=None, buckets=(), max_batch=64, devices=None, fixed_batch=False):
         calls.append((list(problems), options, tuple(buckets), max_batch, devices))
-        return [(fake_solution(p), np.zeros((p.num_frames, 30, 3), np.float32),
-                 np.zeros((p.num_frames, 30, 4), np.float32)) for p in problems]
+        return [
+            (fake_solution(p), np.zeros((p.num_frames, 30, 3), np.float32), np.zeros((p.num_frames, 30, 4), np.float32))
+            for p in problems
+        ]
 
     monkeypatch.setattr(W, "solve_many", fake_solve_many)
     long, short = clips["long"], clips["short"]
     opts = SolverOptions(max_iters=3)
     devices = jax.local_devices()[:1]
-    res = solve_windowed([short, long, short], opts, robot=g1, window=64, overlap=24, buckets=(128,), max_batch=7,
-                         devices=devices)
+    res = solve_windowed(
+        [short, long, short], opts, robot=g1, window=64, overlap=24, buckets=(128,), max_batch=7, devices=devices
+    )
     assert len(calls) == 1
     sent, options, buckets, max_batch, devs = calls[0]
     assert options is opts and buckets == (128,) and max_batch == 7 and devs == devices
@@ -371,8 +397,9 @@ def solved(clips, g1):
 
 
 def _solve_both(clips, g1, long, spans):
-    windowed = solve_windowed([long, clips["short"]], OPTIONS, robot=g1, window=WINDOW, overlap=OVERLAP,
-                              buckets=BUCKETS)
+    windowed = solve_windowed(
+        [long, clips["short"]], OPTIONS, robot=g1, window=WINDOW, overlap=OVERLAP, buckets=BUCKETS
+    )
     direct = solve_many([slice_problem(long, s, e) for s, e in spans] + [long], OPTIONS, buckets=BUCKETS)
     return {"spans": spans, "windowed": windowed, "pieces": direct[:3], "whole": direct[3]}
 
@@ -418,23 +445,25 @@ def test_windows_agree_in_their_overlaps_and_seams_are_smooth(solved, clips):
     joint_gap, root_gap, rot_gap, mid_joint, mid_root = [], [], [], [], []
     for i in range(len(spans) - 1):
         (sa, ea), (sb, _) = spans[i], spans[i + 1]
-        a, b = pieces[i][sb - sa:], pieces[i + 1][:ea - sb]
+        a, b = pieces[i][sb - sa :], pieces[i + 1][: ea - sb]
         jg = np.abs(a[:, 7:] - b[:, 7:]).max(axis=1)
         rg = np.linalg.norm(a[:, :3] - b[:, :3], axis=-1)
         joint_gap.append(jg.max())
         root_gap.append(rg.max())
         rot_gap.append(rotation_angle(a[:, 3:7], b[:, 3:7]).max())
         m = len(jg)
-        mid_joint.append(jg[m // 3:m - m // 3].max())  # the middle third of the overlap
-        mid_root.append(rg[m // 3:m - m // 3].max())
+        mid_joint.append(jg[m // 3 : m - m // 3].max())  # the middle third of the overlap
+        mid_root.append(rg[m // 3 : m - m // 3].max())
     vel = np.abs(np.diff(stitched[:, 7:], axis=0)).max(axis=1)  # (T-1,) per step, rad/frame
     in_overlap = np.zeros(127, bool)
     for i in range(len(spans) - 1):
-        in_overlap[spans[i + 1][0] - 1:spans[i][1]] = True  # steps into, inside and out of an overlap
-    print(f"\noverlap disagreement: joints max {max(joint_gap):.4f} rad (middle third {max(mid_joint):.4f}), "
-          f"root pos max {max(root_gap) * 1e3:.2f} mm (middle third {max(mid_root) * 1e3:.2f}), "
-          f"root rot max {np.degrees(max(rot_gap)):.3f} deg; joint step max at seams {vel[in_overlap].max():.4f} "
-          f"vs elsewhere {vel[~in_overlap].max():.4f} rad/frame")
+        in_overlap[spans[i + 1][0] - 1 : spans[i][1]] = True  # steps into, inside and out of an overlap
+    print(
+        f"\noverlap disagreement: joints max {max(joint_gap):.4f} rad (middle third {max(mid_joint):.4f}), "
+        f"root pos max {max(root_gap) * 1e3:.2f} mm (middle third {max(mid_root) * 1e3:.2f}), "
+        f"root rot max {np.degrees(max(rot_gap)):.3f} deg; joint step max at seams {vel[in_overlap].max():.4f} "
+        f"vs elsewhere {vel[~in_overlap].max():.4f} rad/frame"
+    )
     assert max(mid_joint) < 0.05 and max(mid_root) < 0.005
     assert max(joint_gap) < 0.25 and max(root_gap) < 0.06 and max(rot_gap) < np.radians(5)
     assert vel[in_overlap].max() <= 3 * vel[~in_overlap].max()
@@ -448,8 +477,10 @@ def test_windowed_tracks_as_well_as_the_whole_clip_solve(solved, clips):
     err_whole = tracking_error(long, w_pos, w_quat)
     dq = np.abs(so.qpos[:, 7:] - w_so.qpos[:, 7:]).max()
     droot = np.linalg.norm(so.qpos[:, :3] - w_so.qpos[:, :3], axis=-1).max()
-    print(f"\ntracking error: windowed {err_windowed * 1e3:.2f} mm, whole clip {err_whole * 1e3:.2f} mm; "
-          f"windowed vs whole: joints max {dq:.4f} rad, root max {droot * 1e3:.2f} mm; "
-          f"cost windowed {float(so.cost):.4g} vs whole {float(w_so.cost):.4g}")
+    print(
+        f"\ntracking error: windowed {err_windowed * 1e3:.2f} mm, whole clip {err_whole * 1e3:.2f} mm; "
+        f"windowed vs whole: joints max {dq:.4f} rad, root max {droot * 1e3:.2f} mm; "
+        f"cost windowed {float(so.cost):.4g} vs whole {float(w_so.cost):.4g}"
+    )
     assert err_windowed <= 1.2 * err_whole + 2e-3
     assert dq < 0.02 and droot < 0.005

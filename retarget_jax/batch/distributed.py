@@ -20,8 +20,13 @@ class ProcessInfo:
     barrier: Callable[[str], None] | None = None
 
 
-def initialize(enabled: bool, coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, barrier_timeout_s: float = 24 * 3600.0) -> ProcessInfo:
+def initialize(
+    enabled: bool,
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    barrier_timeout_s: float = 24 * 3600.0,
+) -> ProcessInfo:
     """Start (or join) the multi-process runtime when ``enabled``; a single process otherwise."""
     if not enabled:
         return ProcessInfo()
@@ -29,8 +34,15 @@ def initialize(enabled: bool, coordinator_address: str | None = None, num_proces
     from jax._src import distributed as _dist
 
     if _dist.global_state.client is None:
-        kwargs = {k: v for k, v in {"coordinator_address": coordinator_address, "num_processes": num_processes,
-                                    "process_id": process_id}.items() if v is not None}
+        kwargs = {
+            k: v
+            for k, v in {
+                "coordinator_address": coordinator_address,
+                "num_processes": num_processes,
+                "process_id": process_id,
+            }.items()
+            if v is not None
+        }
         jax.distributed.initialize(**kwargs)
     client = _dist.global_state.client
     timeout_ms = int(barrier_timeout_s * 1000)

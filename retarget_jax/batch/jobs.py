@@ -75,9 +75,16 @@ def find_inputs(input_dir: str | os.PathLike, pattern: str) -> list[Path]:
     return files
 
 
-def make_jobs(files: Iterable[str | os.PathLike], input_dir: str | os.PathLike | None, output_dir: str | os.PathLike,
-              *, formats: Sequence[str] = ("npz",), motion_format: str | None = None, robot: str | None = None,
-              config_path: str | None = None) -> list[BatchJob]:
+def make_jobs(
+    files: Iterable[str | os.PathLike],
+    input_dir: str | os.PathLike | None,
+    output_dir: str | os.PathLike,
+    *,
+    formats: Sequence[str] = ("npz",),
+    motion_format: str | None = None,
+    robot: str | None = None,
+    config_path: str | None = None,
+) -> list[BatchJob]:
     """One job per file: id = path relative to ``input_dir`` (the file name without one);
     two inputs mapping to one output (``walk.bvh`` and ``walk.npz``) are a ConfigError."""
     jobs, seen = [], {}
@@ -88,15 +95,27 @@ def make_jobs(files: Iterable[str | os.PathLike], input_dir: str | os.PathLike |
         job_id = rel.as_posix()
         out = output_path(output_dir, job_id, formats[0] if formats else "npz")
         if out in seen:
-            raise ConfigError(f"inputs {seen[out]} and {job_id} would both write {out}; "
-                              "rename one or narrow the pattern")
+            raise ConfigError(
+                f"inputs {seen[out]} and {job_id} would both write {out}; rename one or narrow the pattern"
+            )
         seen[out] = job_id
-        jobs.append(BatchJob(id=job_id, motion=str(f), output=str(out), name=rel.stem,
-                             motion_format=motion_format, robot=robot, config_path=config_path))
+        jobs.append(
+            BatchJob(
+                id=job_id,
+                motion=str(f),
+                output=str(out),
+                name=rel.stem,
+                motion_format=motion_format,
+                robot=robot,
+                config_path=config_path,
+            )
+        )
     return jobs
 
 
-def discover_jobs(input_dir: str | os.PathLike, pattern: str, output_dir: str | os.PathLike, **kwargs) -> list[BatchJob]:
+def discover_jobs(
+    input_dir: str | os.PathLike, pattern: str, output_dir: str | os.PathLike, **kwargs
+) -> list[BatchJob]:
     """:func:`find_inputs` then :func:`make_jobs`."""
     return make_jobs(find_inputs(input_dir, pattern), input_dir, output_dir, **kwargs)
 

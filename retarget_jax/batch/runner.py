@@ -98,11 +98,20 @@ def error_type(e: BaseException) -> str:
     return str(getattr(e, "error_type", None) or type(e).__name__)
 
 
-def failed_record(job: BatchJob, e: BaseException, started: str | None = None,
-                  provenance: dict[str, Any] | None = None) -> BatchRunRecord:
-    return BatchRunRecord(job_id=job.id, motion=job.motion, output=None, status="failed", started_at=started,
-                          finished_at=utc_now(), message=str(e) or type(e).__name__, error_type=error_type(e),
-                          provenance=dict(provenance or {}))
+def failed_record(
+    job: BatchJob, e: BaseException, started: str | None = None, provenance: dict[str, Any] | None = None
+) -> BatchRunRecord:
+    return BatchRunRecord(
+        job_id=job.id,
+        motion=job.motion,
+        output=None,
+        status="failed",
+        started_at=started,
+        finished_at=utc_now(),
+        message=str(e) or type(e).__name__,
+        error_type=error_type(e),
+        provenance=dict(provenance or {}),
+    )
 
 
 def part_path(manifest_path: str | Path, process_index: int, process_count: int) -> Path:
@@ -158,9 +167,17 @@ class BatchRunner:
     merge_timeout_s: float = 24 * 3600.0
     log: Callable[[str], None] = dataclasses.field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
-    def run(self, jobs: Sequence[BatchJob], worker: BatchWorker | Callable[[BatchJob], Any],
-            manifest_path: str | Path, max_workers: int | None = None, force: bool = False,
-            input_dir: str | None = None, output_dir: str | None = None, pattern: str | None = None) -> BatchManifest:
+    def run(
+        self,
+        jobs: Sequence[BatchJob],
+        worker: BatchWorker | Callable[[BatchJob], Any],
+        manifest_path: str | Path,
+        max_workers: int | None = None,
+        force: bool = False,
+        input_dir: str | None = None,
+        output_dir: str | None = None,
+        pattern: str | None = None,
+    ) -> BatchManifest:
         """Run ``jobs``; returns the manifest (merged, on process 0 of a multi-process run;
         this process's part on the others)."""
         if not hasattr(worker, "process"):
@@ -182,9 +199,19 @@ class BatchRunner:
             out = Path(job.output)
             if not force and out.exists():
                 prev = previous.get(job.id)
-                state.add(prev if prev is not None and prev.status != "failed" and prev.output else
-                          BatchRunRecord(job.id, job.motion, relative_to_manifest(manifest_path, out), "skipped",
-                                         utc_now(), utc_now(), "the output exists (kept; use force to redo)"))
+                state.add(
+                    prev
+                    if prev is not None and prev.status != "failed" and prev.output
+                    else BatchRunRecord(
+                        job.id,
+                        job.motion,
+                        relative_to_manifest(manifest_path, out),
+                        "skipped",
+                        utc_now(),
+                        utc_now(),
+                        "the output exists (kept; use force to redo)",
+                    )
+                )
             else:
                 todo.append(job)
         if len(mine) > len(todo):
@@ -224,8 +251,14 @@ class BatchRunner:
         held = 0
         frames_done, t0 = 0, time.perf_counter()
         jobs = iter(todo)
-        bar = tqdm(total=len(todo), desc="retarget", unit="clip", file=sys.stderr, disable=not self.progress,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=len(todo),
+            desc="retarget",
+            unit="clip",
+            file=sys.stderr,
+            disable=not self.progress,
+            dynamic_ncols=True,
+        )
 
         def flush(key: Hashable) -> None:
             nonlocal held, frames_done
@@ -253,8 +286,9 @@ class BatchRunner:
                     frames_done += worker.frames(item)
             state.save()
             bar.update(len(chunk))
-            bar.set_postfix_str(f"{frames_done / max(time.perf_counter() - t0, 1e-9):,.0f} frames/s, "
-                                f"{state.failed} failed")
+            bar.set_postfix_str(
+                f"{frames_done / max(time.perf_counter() - t0, 1e-9):,.0f} frames/s, {state.failed} failed"
+            )
 
         with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="retarget-prepare") as pool:
             try:
@@ -294,8 +328,10 @@ class BatchRunner:
         while not all(_done_path(p).exists() for p in parts):
             if time.monotonic() > deadline:
                 missing = [p.name for p in parts if not _done_path(p).exists()]
-                raise ConfigError(f"manifest parts not finished after {self.merge_timeout_s:.0f} s: "
-                                  f"{', '.join(missing)}; rerun to resume")
+                raise ConfigError(
+                    f"manifest parts not finished after {self.merge_timeout_s:.0f} s: "
+                    f"{', '.join(missing)}; rerun to resume"
+                )
             time.sleep(0.2)
         records: dict[str, BatchRunRecord] = {}
         created = []
@@ -306,8 +342,9 @@ class BatchRunner:
                 if r.job_id in records:
                     raise ConfigError(f"job {r.job_id!r} is in two manifest parts ({p.name})")
                 records[r.job_id] = r
-        merged = BatchManifest.from_records(sorted(records.values(), key=lambda r: order.get(r.job_id, len(order))),
-                                            created_at=min(created), **meta)
+        merged = BatchManifest.from_records(
+            sorted(records.values(), key=lambda r: order.get(r.job_id, len(order))), created_at=min(created), **meta
+        )
         merged.save_json(manifest_path)
         for p in parts:
             p.unlink(missing_ok=True)

@@ -36,8 +36,17 @@ from retarget_jax.robots.spec import RobotSpec
 from retarget_jax.solve.gauss_newton import SolverOptions
 from retarget_jax.solve.windows import check_window_args, plan_windows
 
-PROVENANCE_KEYS = ("config_hash", "recipe", "robot", "package_version", "status_name", "source_fps",
-                   "masked_frames", "masked_joints", "masked_per_joint")
+PROVENANCE_KEYS = (
+    "config_hash",
+    "recipe",
+    "robot",
+    "package_version",
+    "status_name",
+    "source_fps",
+    "masked_frames",
+    "masked_joints",
+    "masked_per_joint",
+)
 
 
 @dataclasses.dataclass
@@ -109,12 +118,20 @@ class RetargetWorker:
             motion = demo_motion(num_frames=self.demo_frames)
             fmt = MotionFormat.BVH_LAFAN1  # the demo's skeleton is LAFAN1-like
         else:
-            motion = read_motion(job.motion, self.motion_format, joint_map=self.joint_map,
-                                 body_model_dir=self.body_model_dir, gender=self.gender)
+            motion = read_motion(
+                job.motion,
+                self.motion_format,
+                joint_map=self.joint_map,
+                body_model_dir=self.body_model_dir,
+                gender=self.gender,
+            )
             fmt = self.motion_format
         recipe = _recipe(self.recipe or default_recipe(fmt, self.robot.name, motion))
-        plan = (load_contact_plan(self.contacts_path, recipe.ground_joints, motion.num_frames)
-                if self.contacts_path else None)
+        plan = (
+            load_contact_plan(self.contacts_path, recipe.ground_joints, motion.num_frames)
+            if self.contacts_path
+            else None
+        )
         clip = prepare_clip(motion, recipe, self.robot, self.settings, plan)
         T = clip.num_frames
         slots = len(plan_windows(T, self.window, self.overlap)) if self.window and T > self.window else 1
@@ -134,10 +151,19 @@ class RetargetWorker:
 
     def process(self, jobs: Sequence[BatchJob], items: Sequence[_Loaded | _ToSolve]) -> list[BatchRunRecord]:
         solve = [it for it in items if isinstance(it, _ToSolve)]
-        solved = iter(solve_clips([it.clip for it in solve], self.options, buckets=self.buckets,
-                                  max_batch=self.max_batch, window=self.window, overlap=self.overlap,
-                                  fixed_batch=True)
-                      if solve else [])
+        solved = iter(
+            solve_clips(
+                [it.clip for it in solve],
+                self.options,
+                buckets=self.buckets,
+                max_batch=self.max_batch,
+                window=self.window,
+                overlap=self.overlap,
+                fixed_batch=True,
+            )
+            if solve
+            else []
+        )
         records = []
         for job, item in zip(jobs, items, strict=True):
             result = next(solved) if isinstance(item, _ToSolve) else item.result
@@ -154,11 +180,14 @@ class RetargetWorker:
         # non-finite cost or pose) fails its own job and writes nothing; a rerun retries it.
         name = SolveStatus.name(result.status)
         if not SolveStatus.ok(result.status):
-            raise SolveError(f"{job.motion}: the solve returned status '{name}' "
-                             f"({_STATUS_WHY.get(int(result.status), 'not an ok status')}); nothing written")
+            raise SolveError(
+                f"{job.motion}: the solve returned status '{name}' "
+                f"({_STATUS_WHY.get(int(result.status), 'not an ok status')}); nothing written"
+            )
         if not np.all(np.isfinite(result.qpos)):
-            raise SolveError(f"{job.motion}: the solve produced non-finite joint values "
-                             f"(status '{name}'); nothing written")
+            raise SolveError(
+                f"{job.motion}: the solve produced non-finite joint values (status '{name}'); nothing written"
+            )
         outputs = job.outputs(self.formats)
         for fmt, path in zip([*self.formats[1:], self.formats[0]], outputs, strict=True):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,22 +196,33 @@ class RetargetWorker:
         prov.update(frames=int(result.num_frames), iterations=int(result.iterations), **job.provenance)
         if len(outputs) > 1:
             prov["outputs"] = [relative_to_manifest(self.manifest_path, p) for p in outputs]
-        return BatchRunRecord(job_id=job.id, motion=job.motion, output=relative_to_manifest(self.manifest_path,
-                                                                                            outputs[-1]),
-                              status="success", started_at=started, finished_at=utc_now(),
-                              message=str(result.provenance.get("status_name", "loaded")), provenance=prov)
+        return BatchRunRecord(
+            job_id=job.id,
+            motion=job.motion,
+            output=relative_to_manifest(self.manifest_path, outputs[-1]),
+            status="success",
+            started_at=started,
+            finished_at=utc_now(),
+            message=str(result.provenance.get("status_name", "loaded")),
+            provenance=prov,
+        )
 
 
-_STATUS_WHY = {SolveStatus.INVALID_INPUT: "non-finite targets: the clip was not solved",
-               SolveStatus.DIVERGED: "the cost or the pose became non-finite during the solve"}
+_STATUS_WHY = {
+    SolveStatus.INVALID_INPUT: "non-finite targets: the clip was not solved",
+    SolveStatus.DIVERGED: "the cost or the pose became non-finite during the solve",
+}
 
 
 def _status_provenance(result) -> dict[str, Any]:
     """What a failed record keeps of a solve: its status and iterations (JSON-safe)."""
     if result is None or not hasattr(result, "status"):
         return {}
-    return {"status": int(result.status), "status_name": SolveStatus.name(result.status),
-            "iterations": int(result.iterations)}
+    return {
+        "status": int(result.status),
+        "status_name": SolveStatus.name(result.status),
+        "iterations": int(result.iterations),
+    }
 
 
 @functools.lru_cache(maxsize=32)

@@ -63,8 +63,7 @@ def _bucket(T: int) -> int:
     return max(16, 1 << (T - 1).bit_length())
 
 
-def smpl_joint_poses(rest_joints: np.ndarray, pose_aa: np.ndarray,
-                       trans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def smpl_joint_poses(rest_joints: np.ndarray, pose_aa: np.ndarray, trans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """World joints of a clip (host): (T, 22, 3) positions and (T, 22, 4) wxyz rotations.
 
     Args:
@@ -78,12 +77,10 @@ def smpl_joint_poses(rest_joints: np.ndarray, pose_aa: np.ndarray,
     trans = np.asarray(trans, dtype=np.float64)
     T = pose_aa.shape[0]
     if pose_aa.shape != (T, NUM_BODY_JOINTS, 3) or trans.shape != (T, 3) or T < 1:
-        raise ValueError(f"pose_aa must be (T, 22, 3) and trans (T, 3), T >= 1; got "
-                         f"{pose_aa.shape} and {trans.shape}")
+        raise ValueError(f"pose_aa must be (T, 22, 3) and trans (T, 3), T >= 1; got {pose_aa.shape} and {trans.shape}")
     padded = np.zeros((_bucket(T), NUM_BODY_JOINTS, 3), dtype=np.float32)
     padded[:T] = pose_aa
-    pos, quat = _batched_fk(jnp.asarray(np.asarray(rest_joints, dtype=np.float32)),
-                            jnp.asarray(padded))
+    pos, quat = _batched_fk(jnp.asarray(np.asarray(rest_joints, dtype=np.float32)), jnp.asarray(padded))
     pos = np.asarray(pos, dtype=np.float64)[:T] + trans[:, None, :]
     quat = np.asarray(quat, dtype=np.float64)[:T]
     quat /= np.linalg.norm(quat, axis=-1, keepdims=True)

@@ -50,8 +50,15 @@ from retarget_jax.errors import MotionFormatError, UnknownNameError
 from retarget_jax.files.npz import load_npz
 from retarget_jax.files.safe_pickle import restricted_load
 
-__all__ = ["MODEL_PREFIX", "MODEL_JOINTS", "BodyModel", "model_file_candidates",
-           "find_model_file", "load_body_model", "model_skeleton"]
+__all__ = [
+    "MODEL_PREFIX",
+    "MODEL_JOINTS",
+    "BodyModel",
+    "model_file_candidates",
+    "find_model_file",
+    "load_body_model",
+    "model_skeleton",
+]
 
 #: Family -> file name prefix of the official files.
 MODEL_PREFIX = {"smpl": "SMPL", "smplh": "SMPLH", "smplx": "SMPLX"}
@@ -91,16 +98,23 @@ class BodyModel:
         b = np.asarray(betas, dtype=np.float64).reshape(-1)
         nb = min(b.size, self.num_betas)
         if np.any(b[nb:] != 0):
-            warnings.warn(f"{self.path}: the model has {self.num_betas} shape directions; "
-                          f"betas {nb}..{b.size - 1} are ignored", stacklevel=2)
+            warnings.warn(
+                f"{self.path}: the model has {self.num_betas} shape directions; betas {nb}..{b.size - 1} are ignored",
+                stacklevel=2,
+            )
         return J + self.joint_shapedirs[..., :nb] @ b[:nb]
 
 
 def model_file_candidates(family: str, gender: str) -> list[str]:
     """Relative paths tried for one family and gender, in order of preference."""
     p, g = MODEL_PREFIX[family], gender.upper()
-    return [f"{family}/{p}_{g}.npz", f"{family}/{p}_{g}.pkl", f"{p}_{g}.npz", f"{p}_{g}.pkl",
-            f"{family}/{gender}/model.npz"]
+    return [
+        f"{family}/{p}_{g}.npz",
+        f"{family}/{p}_{g}.pkl",
+        f"{p}_{g}.npz",
+        f"{p}_{g}.pkl",
+        f"{family}/{gender}/model.npz",
+    ]
 
 
 def _resolve(base: Path, rel: str) -> Path | None:
@@ -120,8 +134,7 @@ def _resolve(base: Path, rel: str) -> Path | None:
     return cur if cur.is_file() else None
 
 
-def find_model_file(body_model_dir: str | os.PathLike, family: str,
-                    gender: str = "neutral") -> tuple[Path, str]:
+def find_model_file(body_model_dir: str | os.PathLike, family: str, gender: str = "neutral") -> tuple[Path, str]:
     """The model file for a family and gender: (path, gender found).
 
     Raises:
@@ -144,13 +157,16 @@ def find_model_file(body_model_dir: str | os.PathLike, family: str,
             found = _resolve(base, rel)
             if found is not None:
                 if g != gender:
-                    warnings.warn(f"{base}: no {family} model file for gender '{gender}' "
-                                  f"({', '.join(model_file_candidates(family, gender))}); "
-                                  f"using the neutral one {found}", stacklevel=2)
+                    warnings.warn(
+                        f"{base}: no {family} model file for gender '{gender}' "
+                        f"({', '.join(model_file_candidates(family, gender))}); "
+                        f"using the neutral one {found}",
+                        stacklevel=2,
+                    )
                 return found, g
     raise FileNotFoundError(
-        f"no {family} model file for gender '{gender}' in {base}; looked for (any case): "
-        f"{', '.join(tried)}")
+        f"no {family} model file for gender '{gender}' in {base}; looked for (any case): {', '.join(tried)}"
+    )
 
 
 def _read_pkl(path: str) -> dict[str, object]:
@@ -163,8 +179,12 @@ def _read_pkl(path: str) -> dict[str, object]:
 def _numeric(path: str, key: str, value: object, ndim: tuple[int, ...]) -> np.ndarray:
     a = np.asarray(value)
     if a.dtype.kind not in "biuf" or a.ndim not in ndim:
-        raise MotionFormatError(path, f"expected a numeric array with {' or '.join(map(str, ndim))} "
-                                f"dimensions, found dtype {a.dtype} shape {a.shape}", field=key)
+        raise MotionFormatError(
+            path,
+            f"expected a numeric array with {' or '.join(map(str, ndim))} "
+            f"dimensions, found dtype {a.dtype} shape {a.shape}",
+            field=key,
+        )
     if not np.isfinite(a).all():
         raise MotionFormatError(path, "contains NaN or infinite values", field=key)
     return a
@@ -196,8 +216,7 @@ def _load_cached(path: str, family: str, _mtime_ns: int, _size: int) -> BodyMode
     data = _read_pkl(path) if path.lower().endswith(".pkl") else load_npz(path, _FIELDS)
     missing = [k for k in _FIELDS if k not in data]
     if missing:
-        raise MotionFormatError(path, f"not a body model file: missing {', '.join(missing)}",
-                                field=missing[0])
+        raise MotionFormatError(path, f"not a body model file: missing {', '.join(missing)}", field=missing[0])
     v_template = _numeric(path, "v_template", data["v_template"], (2,))
     V = v_template.shape[0]
     if v_template.shape != (V, 3):
@@ -206,34 +225,36 @@ def _load_cached(path: str, family: str, _mtime_ns: int, _size: int) -> BodyMode
     if shapedirs.ndim == 2:
         shapedirs = shapedirs[:, :, None]
     if shapedirs.shape[:2] != (V, 3):
-        raise MotionFormatError(path, f"expected ({V}, 3, S), found {shapedirs.shape}",
-                                field="shapedirs")
+        raise MotionFormatError(path, f"expected ({V}, 3, S), found {shapedirs.shape}", field="shapedirs")
     kintree = _numeric(path, "kintree_table", data["kintree_table"], (2,))
     n_joints = kintree.shape[1] if kintree.shape[0] == 2 else 0
     if n_joints < NUM_BODY_JOINTS:
-        raise MotionFormatError(path, f"expected (2, J) with J >= 22, found {kintree.shape}",
-                                field="kintree_table")
+        raise MotionFormatError(path, f"expected (2, J) with J >= 22, found {kintree.shape}", field="kintree_table")
     if n_joints != MODEL_JOINTS[family]:
-        warnings.warn(f"{path}: {n_joints} joints, but {family} model files have "
-                      f"{MODEL_JOINTS[family]}; is it the right family's file?", stacklevel=3)
+        warnings.warn(
+            f"{path}: {n_joints} joints, but {family} model files have "
+            f"{MODEL_JOINTS[family]}; is it the right family's file?",
+            stacklevel=3,
+        )
     parents = kintree[0, :NUM_BODY_JOINTS].astype(np.int64)
     if tuple(parents[1:]) != SMPL_BODY_PARENTS[1:]:
-        raise MotionFormatError(path, f"the first 22 joints are not the SMPL body tree: parents "
-                                f"{parents[1:].tolist()}, expected {list(SMPL_BODY_PARENTS[1:])}",
-                                field="kintree_table")
+        raise MotionFormatError(
+            path,
+            f"the first 22 joints are not the SMPL body tree: parents "
+            f"{parents[1:].tolist()}, expected {list(SMPL_BODY_PARENTS[1:])}",
+            field="kintree_table",
+        )
     regressor = data["J_regressor"]
     if hasattr(regressor, "tocsr") and hasattr(regressor, "nnz"):  # scipy.sparse from the pkl
         if regressor.shape != (n_joints, V):
-            raise MotionFormatError(path, f"expected ({n_joints}, {V}), found {regressor.shape}",
-                                    field="J_regressor")
+            raise MotionFormatError(path, f"expected ({n_joints}, {V}), found {regressor.shape}", field="J_regressor")
         rows = regressor.tocsr()[:NUM_BODY_JOINTS]
         if not np.isfinite(rows.data).all():
             raise MotionFormatError(path, "contains NaN or infinite values", field="J_regressor")
     else:
         rows = _numeric(path, "J_regressor", regressor, (2,))
         if rows.shape != (n_joints, V):
-            raise MotionFormatError(path, f"expected ({n_joints}, {V}), found {rows.shape}",
-                                    field="J_regressor")
+            raise MotionFormatError(path, f"expected ({n_joints}, {V}), found {rows.shape}", field="J_regressor")
         rows = rows[:NUM_BODY_JOINTS].astype(np.float64)
     nb = _shape_dim(family, shapedirs.shape[2])
     dirs = shapedirs[:, :, :nb].astype(np.float64).reshape(V, 3 * nb)
@@ -241,14 +262,15 @@ def _load_cached(path: str, family: str, _mtime_ns: int, _size: int) -> BodyMode
     joint_dirs = np.asarray(rows @ dirs).reshape(NUM_BODY_JOINTS, 3, nb)
     template.setflags(write=False)
     joint_dirs.setflags(write=False)
-    return BodyModel(path=path, family=family, joint_template=template,
-                     joint_shapedirs=joint_dirs, num_joints=int(n_joints))
+    return BodyModel(
+        path=path, family=family, joint_template=template, joint_shapedirs=joint_dirs, num_joints=int(n_joints)
+    )
 
 
-def model_skeleton(body_model_dir: str | os.PathLike, family: str, gender: str = "neutral",
-                   betas: np.ndarray | None = None) -> BodySkeleton:
+def model_skeleton(
+    body_model_dir: str | os.PathLike, family: str, gender: str = "neutral", betas: np.ndarray | None = None
+) -> BodySkeleton:
     """Rest skeleton of a family, gender and shape from the user's model files."""
     path, found_gender = find_model_file(body_model_dir, family, gender)
     model = load_body_model(path, family)
-    return BodySkeleton(family=family, rest_joints=model.rest_joints(betas), source=str(path),
-                        gender=found_gender)
+    return BodySkeleton(family=family, rest_joints=model.rest_joints(betas), source=str(path), gender=found_gender)

@@ -33,28 +33,39 @@ from retarget_jax.body_models.topology import (
 from retarget_jax.errors import UnknownNameError
 from retarget_jax.files.resources import BODY_MODEL_ASSETS
 
-__all__ = ["FIGURE_FILES", "XML_BODY_TO_SMPL", "XML_TO_CANONICAL", "figure_path",
-           "parse_figure", "neutral_skeleton"]
+__all__ = ["FIGURE_FILES", "XML_BODY_TO_SMPL", "XML_TO_CANONICAL", "figure_path", "parse_figure", "neutral_skeleton"]
 
 #: Family -> vendored figure file.
-FIGURE_FILES = {"smpl": "smpl_humanoid.xml", "smplh": "smpl_humanoid.xml",
-                "smplx": "smplx_humanoid.xml"}
+FIGURE_FILES = {"smpl": "smpl_humanoid.xml", "smplh": "smpl_humanoid.xml", "smplx": "smplx_humanoid.xml"}
 
 #: Figure body name -> SMPL joint name (the 22 body joints; hands and fingers are dropped).
 XML_BODY_TO_SMPL = {
-    "Pelvis": "pelvis", "L_Hip": "left_hip", "R_Hip": "right_hip", "Torso": "spine1",
-    "L_Knee": "left_knee", "R_Knee": "right_knee", "Spine": "spine2",
-    "L_Ankle": "left_ankle", "R_Ankle": "right_ankle", "Chest": "spine3",
-    "L_Toe": "left_foot", "R_Toe": "right_foot", "Neck": "neck", "L_Thorax": "left_collar",
-    "R_Thorax": "right_collar", "Head": "head", "L_Shoulder": "left_shoulder",
-    "R_Shoulder": "right_shoulder", "L_Elbow": "left_elbow", "R_Elbow": "right_elbow",
-    "L_Wrist": "left_wrist", "R_Wrist": "right_wrist",
+    "Pelvis": "pelvis",
+    "L_Hip": "left_hip",
+    "R_Hip": "right_hip",
+    "Torso": "spine1",
+    "L_Knee": "left_knee",
+    "R_Knee": "right_knee",
+    "Spine": "spine2",
+    "L_Ankle": "left_ankle",
+    "R_Ankle": "right_ankle",
+    "Chest": "spine3",
+    "L_Toe": "left_foot",
+    "R_Toe": "right_foot",
+    "Neck": "neck",
+    "L_Thorax": "left_collar",
+    "R_Thorax": "right_collar",
+    "Head": "head",
+    "L_Shoulder": "left_shoulder",
+    "R_Shoulder": "right_shoulder",
+    "L_Elbow": "left_elbow",
+    "R_Elbow": "right_elbow",
+    "L_Wrist": "left_wrist",
+    "R_Wrist": "right_wrist",
 }
 
 #: v_smpl = XML_TO_CANONICAL @ v_xml (figure x-forward/y-left/z-up -> SMPL canonical).
-XML_TO_CANONICAL = np.array([[0.0, 1.0, 0.0],
-                             [0.0, 0.0, 1.0],
-                             [1.0, 0.0, 0.0]])
+XML_TO_CANONICAL = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
 
 
 def figure_path(family: str) -> str:
@@ -105,9 +116,9 @@ def neutral_skeleton(family: str) -> BodySkeleton:
             J[j] = pos[i]
             continue
         if names[parents[i]] != order[SMPL_BODY_JOINT_NAMES[p]]:
-            raise ValueError(f"{path}: parent of {names[i]} is {names[parents[i]]}, "
-                             f"expected {order[SMPL_BODY_JOINT_NAMES[p]]}")
+            raise ValueError(
+                f"{path}: parent of {names[i]} is {names[parents[i]]}, expected {order[SMPL_BODY_JOINT_NAMES[p]]}"
+            )
         J[j] = J[p] + XML_TO_CANONICAL @ pos[i]
     J.setflags(write=False)
-    return BodySkeleton(family=family, rest_joints=J, source=f"built-in neutral figure {path}",
-                        gender="neutral")
+    return BodySkeleton(family=family, rest_joints=J, source=f"built-in neutral figure {path}", gender="neutral")

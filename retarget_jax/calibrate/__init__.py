@@ -20,10 +20,18 @@ import importlib
 
 # Imported on first use, so that ``retarget-jax --help`` does not pull in JAX.
 _EXPORTS = {
-    "CalibrateConfig": "driver", "calibrate": "driver", "parse_weights": "driver",
-    "TERMS": "outer", "OuterWeights": "outer",
-    "PARAM_KINDS": "params", "CalibParams": "params", "ParamLayout": "params", "fitted_recipe": "params",
-    "rough_recipe": "recipes", "write_fitted_recipe": "recipes", "write_recipe": "recipes",
+    "CalibrateConfig": "driver",
+    "calibrate": "driver",
+    "parse_weights": "driver",
+    "TERMS": "outer",
+    "OuterWeights": "outer",
+    "PARAM_KINDS": "params",
+    "CalibParams": "params",
+    "ParamLayout": "params",
+    "fitted_recipe": "params",
+    "rough_recipe": "recipes",
+    "write_fitted_recipe": "recipes",
+    "write_recipe": "recipes",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -28,7 +28,6 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from retarget_jax.solve.windows import slice_problem
 from retarget_jax.calibrate.outer import OuterSpec, human_limb_lengths
 from retarget_jax.calibrate.params import ClipContext, clip_context
 from retarget_jax.errors import ConfigError, InvalidMotionError
@@ -36,6 +35,7 @@ from retarget_jax.motion.canonical import CANONICAL_PARENTS
 from retarget_jax.pipeline import PreparedClip
 from retarget_jax.problem.compile import CompiledProblem
 from retarget_jax.solve.batch import pad_problem, stack_problems
+from retarget_jax.solve.windows import slice_problem
 
 Span = tuple[int, int]
 #: (clip index, start frame, stop frame)
@@ -96,8 +96,10 @@ def split_clips(clips: Sequence[CalibClip], holdout_percent: float, split: str) 
         T = c.num_frames
         cut = T - int(math.ceil(T * holdout_percent / 100.0))
         if cut < 2 or T - cut < 2:
-            raise InvalidMotionError(f"{c.name}: {T} frames are too few to hold {holdout_percent:g}% out in time "
-                                     "(each part needs at least 2 frames)")
+            raise InvalidMotionError(
+                f"{c.name}: {T} frames are too few to hold {holdout_percent:g}% out in time "
+                "(each part needs at least 2 frames)"
+            )
         c.held_in, c.held_out = ((0, cut),), ((cut, T),)
     return mode
 
@@ -162,8 +164,13 @@ def make_batch(clips: Sequence[CalibClip], windows: Sequence[Window], window: in
         jv = np.asarray(c.context.finite[s:e])
         valid.append(np.concatenate([jv, np.repeat(jv[-1:] * 0, window - (e - s), axis=0)]))
     weight = np.asarray([1.0] * len(windows) + [0.0] * (rows - len(windows)), probs[0].clip.frame_mask.dtype)
-    return WindowBatch(stack_problems(probs), np.asarray([w[0] for w in padded], np.int32), np.stack(valid),
-                       np.stack([clips[i].ee_len for i, _, _ in padded]).astype(weight.dtype), weight)
+    return WindowBatch(
+        stack_problems(probs),
+        np.asarray([w[0] for w in padded], np.int32),
+        np.stack(valid),
+        np.stack([clips[i].ee_len for i, _, _ in padded]).astype(weight.dtype),
+        weight,
+    )
 
 
 def find_inputs(input_path: str | Path, pattern: str) -> list[Path]:

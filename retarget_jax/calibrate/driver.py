@@ -92,8 +92,25 @@ class CalibrateConfig:
     def result_hash(self) -> str:
         """A hash of the settings that change the fitted parameters (not of where files
         go, the progress bar or how many windows are evaluated)."""
-        keys = ("input", "format", "robot", "recipe", "holdout_percent", "split", "pattern", "joint_map", "fps",
-                "steps", "batch", "window", "seed", "lr", "prior", "fit", "max_iters")
+        keys = (
+            "input",
+            "format",
+            "robot",
+            "recipe",
+            "holdout_percent",
+            "split",
+            "pattern",
+            "joint_map",
+            "fps",
+            "steps",
+            "batch",
+            "window",
+            "seed",
+            "lr",
+            "prior",
+            "fit",
+            "max_iters",
+        )
         d = {k: getattr(self, k) for k in keys}
         d["weights"] = dataclasses.asdict(self.weights)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -128,9 +145,15 @@ def parse_weights(text: str | None) -> OuterWeights:
 
 
 def _check(cfg: CalibrateConfig) -> None:
-    for key, v, lo in (("--steps", cfg.steps, 0), ("--batch", cfg.batch, 1), ("--window", cfg.window, 8),
-                       ("--checkpoint-every", cfg.checkpoint_every, 1), ("--eval-windows", cfg.eval_windows, 1),
-                       ("--max-iters", cfg.max_iters, 1), ("--eval-every", cfg.eval_every, 0)):
+    for key, v, lo in (
+        ("--steps", cfg.steps, 0),
+        ("--batch", cfg.batch, 1),
+        ("--window", cfg.window, 8),
+        ("--checkpoint-every", cfg.checkpoint_every, 1),
+        ("--eval-windows", cfg.eval_windows, 1),
+        ("--max-iters", cfg.max_iters, 1),
+        ("--eval-every", cfg.eval_every, 0),
+    ):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ConfigError(f"{key}: expected an integer >= {lo}, got {v!r}")
     if not cfg.output.endswith((".yaml", ".yml")):
@@ -153,8 +176,10 @@ def load_setup(cfg: CalibrateConfig, log: Callable[[str], None]):
         except RetargetError as e:
             failures.append({"path": str(f), "error": f"{type(e).__name__}: {e}"})
     if not motions:
-        raise ConfigError(f"--input {cfg.input}: none of the {len(files)} file(s) could be read as {fmt.value}: "
-                          + "; ".join(x["error"] for x in failures[:3]))
+        raise ConfigError(
+            f"--input {cfg.input}: none of the {len(files)} file(s) could be read as {fmt.value}: "
+            + "; ".join(x["error"] for x in failures[:3])
+        )
     try:
         recipe = load_recipe(cfg.recipe or default_recipe(fmt, robot.name, motions[0][1]))
     except UnknownNameError as e:
@@ -173,8 +198,10 @@ def load_setup(cfg: CalibrateConfig, log: Callable[[str], None]):
         except RetargetError as e:
             failures.append({"path": str(f), "error": f"{type(e).__name__}: {e}"})
     if not clips:
-        raise ConfigError(f"--input {cfg.input}: no clip could be prepared for recipe {recipe.name}: "
-                          + "; ".join(x["error"] for x in failures[:3]))
+        raise ConfigError(
+            f"--input {cfg.input}: no clip could be prepared for recipe {recipe.name}: "
+            + "; ".join(x["error"] for x in failures[:3])
+        )
     for x in failures:
         log(f"skipped {x['path']}: {x['error']}")
     mode = split_clips(clips, cfg.holdout_percent, cfg.split)
@@ -190,10 +217,10 @@ def evaluate(fitter: Fitter, params: CalibParams, contexts, clips, which: str, c
         return {"windows": 0, "loss": float("nan")}
     terms, ok = [], []
     for s in range(0, len(windows), cfg.batch):
-        chunk = windows[s:s + cfg.batch]
+        chunk = windows[s : s + cfg.batch]
         t, o, _, _ = jax.device_get(fitter.evaluate(params, contexts, make_batch(clips, chunk, cfg.window, cfg.batch)))
-        terms.append(np.asarray(t)[:len(chunk)])
-        ok.append(np.asarray(o)[:len(chunk)])
+        terms.append(np.asarray(t)[: len(chunk)])
+        ok.append(np.asarray(o)[: len(chunk)])
     out = summarise(np.concatenate(terms), np.concatenate(ok), np.asarray(cfg.weights.array()))
     out["windows_total"] = len(windows)
     out["frames"] = int(sum(e - s for _, s, e in windows))
@@ -208,8 +235,10 @@ class _Checkpoints:
 
         self.ocp = ocp
         self.path = path.resolve()
-        self.mngr = ocp.CheckpointManager(self.path, options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=False, create=True))
+        self.mngr = ocp.CheckpointManager(
+            self.path,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True),
+        )
 
     def latest(self) -> int | None:
         return self.mngr.latest_step()
@@ -217,15 +246,17 @@ class _Checkpoints:
     def save(self, step: int, params, opt_state, meta: dict) -> None:
         ocp = self.ocp
         state = {"params": params.to_dict(), "opt_state": opt_state, "step": np.asarray(step, np.int64)}
-        self.mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                     meta=ocp.args.JsonSave(meta)), force=True)
+        self.mngr.save(
+            step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True
+        )
         self.mngr.wait_until_finished()
 
     def restore(self, step: int, params, opt_state):
         ocp = self.ocp
         target = {"params": params.to_dict(), "opt_state": opt_state, "step": np.asarray(0, np.int64)}
-        r = self.mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
-                                                            meta=ocp.args.JsonRestore()))
+        r = self.mngr.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+        )
         return CalibParams.from_dict(r.state["params"]), r.state["opt_state"], int(r.state["step"]), r.meta
 
     def close(self) -> None:
@@ -241,8 +272,11 @@ def _loss_curve(history: list[dict], evals: list[dict], path_png: Path, path_csv
         if e["step"] == 0:
             lines.append(f"0,,,,{e['loss']}" + "," * len(TERMS))
     for h in history:
-        lines.append(",".join(str(x) for x in (h["step"], h["outer"], h["prior"], h["used"],
-                                                held_out.get(h["step"], ""), *h["terms"])))
+        lines.append(
+            ",".join(
+                str(x) for x in (h["step"], h["outer"], h["prior"], h["used"], held_out.get(h["step"], ""), *h["terms"])
+            )
+        )
 
     atomic_write_text(path_csv, "\n".join(lines) + "\n")
     try:
@@ -258,11 +292,10 @@ def _loss_curve(history: list[dict], evals: list[dict], path_png: Path, path_csv
     if len(steps):
         ax.plot(steps, loss, lw=0.7, alpha=0.45, color="C0", label="held-in batch")
         k = max(1, min(15, len(loss) // 5))
-        med = np.asarray([np.median(loss[max(0, i - k + 1):i + 1]) for i in range(len(loss))])
+        med = np.asarray([np.median(loss[max(0, i - k + 1) : i + 1]) for i in range(len(loss))])
         ax.plot(steps, med, lw=1.8, color="C0", label=f"held-in batch, running median of {k}")
     if evals:
-        ax.plot([e["step"] for e in evals], [e["loss"] for e in evals], "o-", color="C3", ms=5,
-                label="held-out")
+        ax.plot([e["step"] for e in evals], [e["loss"] for e in evals], "o-", color="C3", ms=5, label="held-out")
     ax.set_yscale("log")
     ax.set_xlabel("outer step")
     ax.set_ylabel("outer loss")
@@ -277,9 +310,15 @@ def _loss_curve(history: list[dict], evals: list[dict], path_png: Path, path_csv
 
 def table(report: dict) -> str:
     """The before / after table of a report (held-out, then held-in)."""
-    rows = [("loss", "{:.5f}", 1.0), ("limb_cosine_mean", "{:.5f}", 1.0), ("direction", "{:.5f}", 1.0),
-            ("end_effector", "{:.4f}", 1.0), ("sliding", "{:.4f}", 1.0), ("penetration", "{:.2f}", 1000.0),
-            ("foot_height", "{:.2f}", 1000.0)]
+    rows = [
+        ("loss", "{:.5f}", 1.0),
+        ("limb_cosine_mean", "{:.5f}", 1.0),
+        ("direction", "{:.5f}", 1.0),
+        ("end_effector", "{:.4f}", 1.0),
+        ("sliding", "{:.4f}", 1.0),
+        ("penetration", "{:.2f}", 1000.0),
+        ("foot_height", "{:.2f}", 1000.0),
+    ]
     units = {"sliding": " m/s", "penetration": " mm", "foot_height": " mm"}
     out = ["| frames | metric | before | after |", "|---|---|---|---|"]
     for which in ("held_out", "held_in"):
@@ -287,8 +326,10 @@ def table(report: dict) -> str:
         if not b.get("windows"):
             continue
         for key, fmt, scale in rows:
-            out.append(f"| {which.replace('_', '-')} ({b['windows']} windows) | {key}{units.get(key, '')} | "
-                       f"{fmt.format(scale * b[key])} | {fmt.format(scale * a[key])} |")
+            out.append(
+                f"| {which.replace('_', '-')} ({b['windows']} windows) | {key}{units.get(key, '')} | "
+                f"{fmt.format(scale * b[key])} | {fmt.format(scale * a[key])} |"
+            )
     return "\n".join(out)
 
 
@@ -298,15 +339,16 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
     import jax.numpy as jnp
     from tqdm import tqdm
 
-
     log = log or (lambda s: print(f"[calibrate] {s}", file=sys.stderr, flush=True))
     _check(cfg)
     t_start = time.perf_counter()
     robot, recipe, spec, clips, mode, failures = load_setup(cfg, log)
     held_in = [c.name for c in clips if c.held_in]
     held_out = [c.name for c in clips if c.held_out]
-    log(f"{len(clips)} clip(s) -> {robot.name}, recipe {recipe.name}; split by {mode}: "
-        f"held-in {held_in}, held-out {held_out}")
+    log(
+        f"{len(clips)} clip(s) -> {robot.name}, recipe {recipe.name}; split by {mode}: "
+        f"held-in {held_in}, held-out {held_out}"
+    )
     layout = ParamLayout.of(recipe)
     fit = FitOptions(steps=cfg.steps, lr=cfg.lr, prior=cfg.prior, fit=tuple(cfg.fit))
     fitter = Fitter(layout, spec, SolverOptions(max_iters=cfg.max_iters), fit)
@@ -327,9 +369,11 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
         params_r, opt_r, step_r, meta_r = ckpt.restore(latest, params, opt_state)
         if meta_r.get("result_hash") != meta["result_hash"]:
             ckpt.close()
-            raise ConfigError(f"--checkpoint-dir {ck_path}: the checkpoint was written by a run with other settings "
-                              f"(hash {meta_r.get('result_hash')}, this run {meta['result_hash']}); pass "
-                              "--no-resume to start over, or another --checkpoint-dir")
+            raise ConfigError(
+                f"--checkpoint-dir {ck_path}: the checkpoint was written by a run with other settings "
+                f"(hash {meta_r.get('result_hash')}, this run {meta['result_hash']}); pass "
+                "--no-resume to start over, or another --checkpoint-dir"
+            )
         params, opt_state, start, meta = params_r, opt_r, step_r, {"evals": [], **meta_r}
         log(f"resumed from {ck_path} at step {start}")
 
@@ -339,20 +383,28 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
         meta["evals"] = [{"step": start, "loss": meta["before"]["held_out"].get("loss")}]
         ckpt.save(start, params, opt_state, meta)
     step_seconds = []
-    with tqdm(total=cfg.steps, initial=start, desc="calibrate", unit="step", file=sys.stderr,
-              disable=not cfg.progress) as bar:
+    with tqdm(
+        total=cfg.steps, initial=start, desc="calibrate", unit="step", file=sys.stderr, disable=not cfg.progress
+    ) as bar:
         for step in range(start, cfg.steps):
             t0 = time.perf_counter()
-            batch = make_batch(clips, sample_windows(clips, step, cfg.seed, cfg.batch, cfg.window), cfg.window,
-                               cfg.batch)
+            batch = make_batch(
+                clips, sample_windows(clips, step, cfg.seed, cfg.batch, cfg.window), cfg.window, cfg.batch
+            )
             params, opt_state, info = fitter.step(params, opt_state, contexts, batch, weights, prior)
             info = jax.device_get(info)
             ok = np.asarray(info["ok"], bool)
             terms = np.asarray(info["terms"], np.float64)
-            meta["history"].append({
-                "step": step + 1, "outer": float(info["outer"]), "prior": float(info["prior"]),
-                "used": int(np.sum(info["used"])), "solved": int(ok.sum()),
-                "terms": [float(x) for x in (terms[ok].mean(axis=0) if ok.any() else np.full(len(TERMS), np.nan))]})
+            meta["history"].append(
+                {
+                    "step": step + 1,
+                    "outer": float(info["outer"]),
+                    "prior": float(info["prior"]),
+                    "used": int(np.sum(info["used"])),
+                    "solved": int(ok.sum()),
+                    "terms": [float(x) for x in (terms[ok].mean(axis=0) if ok.any() else np.full(len(TERMS), np.nan))],
+                }
+            )
             step_seconds.append(time.perf_counter() - t0)
             bar.set_postfix(loss=f"{float(info['outer']):.4f}", used=f"{int(np.sum(info['used']))}/{cfg.batch}")
             bar.update(1)
@@ -365,9 +417,11 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
 
     idle = sum(1 for h in meta["history"] if h["used"] == 0)
     if idle:
-        log(f"{idle} of {len(meta['history'])} steps had no converged window to take a gradient from (their "
+        log(
+            f"{idle} of {len(meta['history'])} steps had no converged window to take a gradient from (their "
             f"parameters did not move); solves that end at --max-iters {cfg.max_iters} are scored but not "
-            "differentiated: raise --max-iters, or check the recipe (a target on the wrong point of a body)")
+            "differentiated: raise --max-iters, or check the recipe (a target on the wrong point of a body)"
+        )
     log("evaluating the fitted parameters...")
     after = {w: evaluate(fitter, params, contexts, clips, w, cfg) for w in ("held_out", "held_in")}
     name = cfg.name or f"{recipe.name}_calibrated"
@@ -375,10 +429,12 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
     out = Path(cfg.output)
     base_ref = cfg.recipe or recipe.name
     ho_b, ho_a = meta["before"]["held_out"], after["held_out"]
-    header = (f"Fitted by `retarget-jax calibrate` from {base_ref} ({cfg.steps} steps of {cfg.batch} x "
-              f"{cfg.window}-frame windows, seed {cfg.seed}).\n"
-              f"Held-out outer loss {ho_b.get('loss', float('nan')):.5f} -> {ho_a.get('loss', float('nan')):.5f}; "
-              f"see {cfg.report_path().name}.")
+    header = (
+        f"Fitted by `retarget-jax calibrate` from {base_ref} ({cfg.steps} steps of {cfg.batch} x "
+        f"{cfg.window}-frame windows, seed {cfg.seed}).\n"
+        f"Held-out outer loss {ho_b.get('loss', float('nan')):.5f} -> {ho_a.get('loss', float('nan')):.5f}; "
+        f"see {cfg.report_path().name}."
+    )
     write_fitted_recipe(out, fitted, base_ref, header)
     history = meta["history"]
     evals = [*meta["evals"], {"step": cfg.steps, "loss": ho_a.get("loss")}]
@@ -386,12 +442,27 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
     if png is None:
         log("matplotlib is not installed: the loss curve is written as CSV only (pip install retarget-jax[plot])")
     report = {
-        "output": str(out), "recipe": base_ref, "recipe_name": recipe.name, "fitted_recipe_name": name,
-        "robot": robot.name, "format": cfg.format, "input": cfg.input, "split": mode,
-        "holdout_percent": cfg.holdout_percent, "clips": {"held_in": held_in, "held_out": held_out},
-        "skipped": failures, "steps": cfg.steps, "batch": cfg.batch, "window": cfg.window, "seed": cfg.seed,
-        "lr": cfg.lr, "prior": cfg.prior, "fit": list(cfg.fit), "weights": dataclasses.asdict(cfg.weights),
-        "max_iters": cfg.max_iters, "result_hash": cfg.result_hash(),
+        "output": str(out),
+        "recipe": base_ref,
+        "recipe_name": recipe.name,
+        "fitted_recipe_name": name,
+        "robot": robot.name,
+        "format": cfg.format,
+        "input": cfg.input,
+        "split": mode,
+        "holdout_percent": cfg.holdout_percent,
+        "clips": {"held_in": held_in, "held_out": held_out},
+        "skipped": failures,
+        "steps": cfg.steps,
+        "batch": cfg.batch,
+        "window": cfg.window,
+        "seed": cfg.seed,
+        "lr": cfg.lr,
+        "prior": cfg.prior,
+        "fit": list(cfg.fit),
+        "weights": dataclasses.asdict(cfg.weights),
+        "max_iters": cfg.max_iters,
+        "result_hash": cfg.result_hash(),
         "held_out": {"before": ho_b, "after": ho_a},
         "held_in": {"before": meta["before"]["held_in"], "after": after["held_in"]},
         "params": {k: np.asarray(v).tolist() for k, v in params.to_dict().items()},
@@ -402,7 +473,8 @@ def calibrate(cfg: CalibrateConfig, log: Callable[[str], None] | None = None) ->
         "step_seconds_mean": float(np.mean(step_seconds)) if step_seconds else None,
         "step_seconds_median": float(np.median(step_seconds)) if step_seconds else None,
         "seconds": round(time.perf_counter() - t_start, 2),
-        "loss_curve_png": png, "loss_curve_csv": str(out.with_name(out.stem + ".loss.csv")),
+        "loss_curve_png": png,
+        "loss_curve_csv": str(out.with_name(out.stem + ".loss.csv")),
         "checkpoint_dir": str(ck_path),
     }
 

@@ -68,8 +68,9 @@ class FitOptions:
         bad = [k for k in self.fit if k not in PARAM_KINDS]
         if bad or not self.fit:
             raise ConfigError(f"--fit: expected a non-empty subset of {list(PARAM_KINDS)}, got {list(self.fit)}")
-        if not (self.steps >= 0 and self.lr > 0 and self.clip > 0 and self.prior >= 0
-                and 0 < self.final_lr_fraction <= 1):
+        if not (
+            self.steps >= 0 and self.lr > 0 and self.clip > 0 and self.prior >= 0 and 0 < self.final_lr_fraction <= 1
+        ):
             raise ConfigError(f"fit options out of range: {self}")
 
 
@@ -77,8 +78,9 @@ class FitOptions:
 def optimizer(options: FitOptions, layout: ParamLayout) -> optax.GradientTransformation:
     """Clip, Adam with a cosine-decayed learning rate, then each kind's step scale (0 for
     a kind that is not fitted)."""
-    mult = CalibParams(*(jnp.asarray(STEP_SCALE[_KIND_FIELD[k]] if k in options.fit else 0.0, jnp.float32)
-                         for k in PARAM_KINDS))
+    mult = CalibParams(
+        *(jnp.asarray(STEP_SCALE[_KIND_FIELD[k]] if k in options.fit else 0.0, jnp.float32) for k in PARAM_KINDS)
+    )
     schedule = optax.cosine_decay_schedule(options.lr, max(options.steps, 1), alpha=options.final_lr_fraction)
     scale_kinds = optax.stateless(lambda updates, params=None: jax.tree.map(lambda u, m: u * m, updates, mult))
     return optax.chain(optax.clip_by_global_norm(options.clip), optax.adam(schedule), scale_kinds)
@@ -94,6 +96,7 @@ def solve_rows(problem, options: SolverOptions):
     """Solve every row of a stacked problem through the differentiable ``solve``: in
     sequence on CPU, vmapped elsewhere (see :mod:`retarget_jax.solve.batch`)."""
     if jax.default_backend() == "cpu":
+
         def one(clip):
             return solve(eqx.tree_at(lambda p: p.clip, problem, clip), options)
 
@@ -101,8 +104,14 @@ def solve_rows(problem, options: SolverOptions):
     return jax.vmap(solve, in_axes=(clip_in_axes(problem), None))(problem, options)
 
 
-def batch_terms(params: CalibParams, contexts: ClipContext, batch: WindowBatch, spec: OuterSpec,
-                layout: ParamLayout, options: SolverOptions):
+def batch_terms(
+    params: CalibParams,
+    contexts: ClipContext,
+    batch: WindowBatch,
+    spec: OuterSpec,
+    layout: ParamLayout,
+    options: SolverOptions,
+):
     """(terms (B, 5), ok (B,), status (B,), iterations (B,)) of a batch at ``params`` (jit).
     ``ok``: a real window whose solve converged or ran out of iterations and whose terms
     are finite (a diverged window is left out of the loss)."""
@@ -112,7 +121,8 @@ def batch_terms(params: CalibParams, contexts: ClipContext, batch: WindowBatch, 
     problem = with_applied(batch.problem, per_window)
     out = solve_rows(problem, options)
     terms = jax.vmap(lambda p, q, v, e: outer_terms(spec, p, q, v, e), in_axes=(clip_in_axes(problem), 0, 0, 0))(
-        problem, out.qpos, batch.joint_valid, batch.ee_len)
+        problem, out.qpos, batch.joint_valid, batch.ee_len
+    )
     solved = (out.status == SolveStatus.CONVERGED) | (out.status == SolveStatus.MAX_ITERATIONS)
     ok = (batch.weight > 0) & solved & jnp.all(jnp.isfinite(terms), axis=1)
     return terms, ok, out.status, out.iterations
@@ -148,6 +158,7 @@ class _Core:
         problem = batch.problem
         xs = (problem.clip, batch.clip, batch.joint_valid, batch.ee_len)
         if jax.default_backend() == "cpu":
+
             def one(x):
                 clip, *rest = x
                 row = eqx.tree_at(lambda p: p.clip, problem, clip)
@@ -166,12 +177,15 @@ class _Core:
         vals, grads, terms, status, iters = self.rows(spec, params, contexts, batch, weights)
         solved = (status == SolveStatus.CONVERGED) | (status == SolveStatus.MAX_ITERATIONS)
         ok = (batch.weight > 0) & solved & jnp.all(jnp.isfinite(terms), axis=1)
-        g_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1)
-                                      for g in jax.tree.leaves(grads)]), axis=0)
+        g_finite = jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(g.reshape(g.shape[0], -1)), axis=1) for g in jax.tree.leaves(grads)]),
+            axis=0,
+        )
         use = ok & (status == SolveStatus.CONVERGED) & g_finite
         n_use = jnp.maximum(jnp.sum(use), 1)
-        grad = jax.tree.map(lambda g: jnp.sum(jnp.where(use.reshape(-1, *([1] * (g.ndim - 1))), g, 0.0), axis=0)
-                            / n_use, grads)
+        grad = jax.tree.map(
+            lambda g: jnp.sum(jnp.where(use.reshape(-1, *([1] * (g.ndim - 1))), g, 0.0), axis=0) / n_use, grads
+        )
         outer = jnp.sum(jnp.where(ok, vals, 0.0)) / jnp.maximum(jnp.sum(ok), 1)
         info = {"outer": outer, "terms": terms, "ok": ok, "used": use, "status": status, "iterations": iters}
         return outer, grad, info

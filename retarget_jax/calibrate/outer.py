@@ -50,8 +50,11 @@ from retarget_jax.solve.costs import foot_groups
 J_ = HumanJoint
 #: (base, end effector) pairs of the end-effector term
 END_EFFECTORS: tuple[tuple[HumanJoint, HumanJoint], ...] = (
-    (J_.LEFT_SHOULDER, J_.LEFT_WRIST), (J_.RIGHT_SHOULDER, J_.RIGHT_WRIST),
-    (J_.LEFT_HIP, J_.LEFT_ANKLE), (J_.RIGHT_HIP, J_.RIGHT_ANKLE))
+    (J_.LEFT_SHOULDER, J_.LEFT_WRIST),
+    (J_.RIGHT_SHOULDER, J_.RIGHT_WRIST),
+    (J_.LEFT_HIP, J_.LEFT_ANKLE),
+    (J_.RIGHT_HIP, J_.RIGHT_ANKLE),
+)
 
 TERMS: tuple[str, ...] = ("direction", "end_effector", "sliding", "penetration", "foot_height")
 
@@ -107,8 +110,9 @@ def outer_spec(recipe: Recipe, robot: RobotSpec, dtype=jnp.float32) -> OuterSpec
     joint and base joint it attaches to two different bodies."""
     limbs = recipe_limbs(recipe)
     where = f"recipe {recipe.name}"
-    limb_body = tuple((robot.body_index(lb.body_a, where=where), robot.body_index(lb.body_b, where=where))
-                      for lb in limbs)
+    limb_body = tuple(
+        (robot.body_index(lb.body_a, where=where), robot.body_index(lb.body_b, where=where)) for lb in limbs
+    )
     limb_joint = tuple((canonical_index(lb.limb.proximal), canonical_index(lb.limb.distal)) for lb in limbs)
     limb_off = np.reshape([(lb.offset_a, lb.offset_b) for lb in limbs], (-1, 2, 3))
     xpos, xquat, _ = robot_world_poses(robot, robot_pose_qpos(robot, dict(recipe.robot_reference_pose), where))
@@ -125,8 +129,15 @@ def outer_spec(recipe: Recipe, robot: RobotSpec, dtype=jnp.float32) -> OuterSpec
         ee_off.append((a.offset, b.offset))
         ee_len.append(float(np.linalg.norm(pb - pa)))
     f = lambda x: jnp.asarray(np.asarray(x, np.float64), dtype)  # noqa: E731
-    return OuterSpec(f(limb_off), f(np.reshape(ee_off, (-1, 2, 3))), f(ee_len), limb_body, limb_joint,
-                     tuple(ee_body), tuple(ee_joint))
+    return OuterSpec(
+        f(limb_off),
+        f(np.reshape(ee_off, (-1, 2, 3))),
+        f(ee_len),
+        limb_body,
+        limb_joint,
+        tuple(ee_body),
+        tuple(ee_joint),
+    )
 
 
 def human_limb_lengths(spec: OuterSpec, pos: np.ndarray, valid: np.ndarray, parents) -> np.ndarray:
@@ -211,7 +222,8 @@ def outer_terms(spec: OuterSpec, problem: CompiledProblem, qpos, joint_valid, ee
     else:
         sliding = foot_height = zero
     clear = jax.vmap(lambda xp, xm: ground_clearance(problem.robot.collision, xp, xm, c.terrain)[0])(
-        frames.xpos, frames.xmat)  # (T, P)
+        frames.xpos, frames.xmat
+    )  # (T, P)
     depth = jnp.max(jnp.maximum(-clear, 0.0), axis=1) if clear.shape[1] else jnp.zeros_like(mask)
     penetration = _mean(depth, mask)
     return jnp.stack([direction, end_effector, sliding, penetration, foot_height])

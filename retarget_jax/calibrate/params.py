@@ -176,11 +176,22 @@ def clip_context(problem: RetargetingProblem, compiled: CompiledProblem) -> Clip
     dt = c.human_pos.dtype
     f = lambda x: jnp.asarray(np.asarray(x, np.float64), dt)  # noqa: E731
     return ClipContext(
-        pos=f(np.nan_to_num(pos)), finite=f(finite), anchor=c.root_anchor, bone_scale=c.bone_scale,
-        lateral_scale=c.bone_lateral_scale, root_scale=c.root_scale, z_offset=c.z_offset, pos_dz=c.pos_target_dz,
-        pos_offset=c.pos_offset, rot_offset=c.rot_offset, limb_offset=c.limb_offset, ground_mask=f(ground),
+        pos=f(np.nan_to_num(pos)),
+        finite=f(finite),
+        anchor=c.root_anchor,
+        bone_scale=c.bone_scale,
+        lateral_scale=c.bone_lateral_scale,
+        root_scale=c.root_scale,
+        z_offset=c.z_offset,
+        pos_dz=c.pos_target_dz,
+        pos_offset=c.pos_offset,
+        rot_offset=c.rot_offset,
+        limb_offset=c.limb_offset,
+        ground_mask=f(ground),
         target_present=f([t.human in src.present for t in pos_t]),
-        from_ground=f([t.offset_z_from_ground for t in pos_t]), level_mask=f(level.reshape(len(pos_t), J)))
+        from_ground=f([t.offset_z_from_ground for t in pos_t]),
+        level_mask=f(level.reshape(len(pos_t), J)),
+    )
 
 
 def stack_contexts(contexts: Sequence[ClipContext]) -> ClipContext:
@@ -191,9 +202,14 @@ def stack_contexts(contexts: Sequence[ClipContext]) -> ClipContext:
         n = T - int(c.pos.shape[0])
         if n == 0:
             return c
-        return eqx.tree_at(lambda x: (x.pos, x.finite), c,
-                           (np.concatenate([np.asarray(c.pos), np.zeros((n, *c.pos.shape[1:]), c.pos.dtype)]),
-                            np.concatenate([np.asarray(c.finite), np.zeros((n, c.finite.shape[1]), c.finite.dtype)])))
+        return eqx.tree_at(
+            lambda x: (x.pos, x.finite),
+            c,
+            (
+                np.concatenate([np.asarray(c.pos), np.zeros((n, *c.pos.shape[1:]), c.pos.dtype)]),
+                np.concatenate([np.asarray(c.finite), np.zeros((n, c.finite.shape[1]), c.finite.dtype)]),
+            ),
+        )
 
     return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *[pad(c) for c in contexts])
 
@@ -251,8 +267,7 @@ class Applied(eqx.Module):
 APPLIED_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Applied))
 
 
-def apply_params(params: CalibParams, ctx: ClipContext, layout: ParamLayout,
-                 pos_joint: Sequence[int]) -> Applied:
+def apply_params(params: CalibParams, ctx: ClipContext, layout: ParamLayout, pos_joint: Sequence[int]) -> Applied:
     """The fields of one clip's compiled problem at these parameters (jit; one clip, vmap
     for several). ``pos_joint``: the compiled problem's position-target joints (static)."""
     f = jnp.exp(params.log_factor)
@@ -275,8 +290,11 @@ def apply_params(params: CalibParams, ctx: ClipContext, layout: ParamLayout,
 
 def with_applied(batch: CompiledProblem, applied: Applied) -> CompiledProblem:
     """A (stacked) problem with its :class:`Applied` fields replaced (same leading axes)."""
-    return eqx.tree_at(lambda p: tuple(getattr(p.clip, n) for n in APPLIED_FIELDS), batch,
-                       tuple(getattr(applied, n) for n in APPLIED_FIELDS))
+    return eqx.tree_at(
+        lambda p: tuple(getattr(p.clip, n) for n in APPLIED_FIELDS),
+        batch,
+        tuple(getattr(applied, n) for n in APPLIED_FIELDS),
+    )
 
 
 # --------------------------------------------------------------------------- fitted recipe
@@ -286,8 +304,10 @@ def fitted_recipe(recipe: Recipe, layout: ParamLayout, params: CalibParams, *, n
     """The recipe whose compiled problem is the base one at ``params`` (host)."""
     p = params.to_dict()
     p = {k: np.asarray(v, np.float64) for k, v in p.items()}
-    groups = tuple(dataclasses.replace(g, factor=float(g.factor * np.exp(p["log_factor"][i])))
-                   for i, g in enumerate(recipe.scale_groups))
+    groups = tuple(
+        dataclasses.replace(g, factor=float(g.factor * np.exp(p["log_factor"][i])))
+        for i, g in enumerate(recipe.scale_groups)
+    )
     targets = list(recipe.targets)
     for k, i in enumerate(layout.pos_targets):
         t = targets[i]
@@ -296,5 +316,10 @@ def fitted_recipe(recipe: Recipe, layout: ParamLayout, params: CalibParams, *, n
         t = targets[i]
         r = quat_log(quat_mul(quat_exp(np.asarray(t.rotation_offset, np.float64)), quat_exp(p["rot_offset"][k])))
         targets[i] = dataclasses.replace(t, rotation_offset=tuple(float(x) for x in r))
-    return dataclasses.replace(recipe, name=name or recipe.name, scale_groups=groups, targets=tuple(targets),
-                               ground_offset=float(recipe.ground_offset + p["ground_offset"]))
+    return dataclasses.replace(
+        recipe,
+        name=name or recipe.name,
+        scale_groups=groups,
+        targets=tuple(targets),
+        ground_offset=float(recipe.ground_offset + p["ground_offset"]),
+    )

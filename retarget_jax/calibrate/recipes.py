@@ -28,15 +28,20 @@ def rough_recipe(recipe: Recipe, *, name: str | None = None) -> Recipe:
     rotation offset 0, every scale factor 1, no ground offset. Its targets, weights, scale
     groups (the chains they are measured on) and poses are kept."""
     return dataclasses.replace(
-        recipe, name=name or f"{recipe.name}_rough",
+        recipe,
+        name=name or f"{recipe.name}_rough",
         targets=tuple(dataclasses.replace(t, offset=_ZERO3, rotation_offset=_ZERO3) for t in recipe.targets),
         scale_groups=tuple(dataclasses.replace(g, factor=1.0) for g in recipe.scale_groups),
-        ground_offset=0.0)
+        ground_offset=0.0,
+    )
 
 
 def _group_dict(g: ScaleGroup) -> dict[str, Any]:
-    d: dict[str, Any] = {"human_chain": [j.value for j in g.human_chain], "robot_chain": list(g.robot_chain),
-                         "bones": [j.value for j in g.bones]}
+    d: dict[str, Any] = {
+        "human_chain": [j.value for j in g.human_chain],
+        "robot_chain": list(g.robot_chain),
+        "bones": [j.value for j in g.bones],
+    }
     if g.measure != "chain":
         d["measure"] = g.measure
     if tuple(g.robot_offset) != _ZERO3:
@@ -69,9 +74,11 @@ def _target_dict(t: TargetSpec) -> dict[str, Any]:
 def recipe_dict(recipe: Recipe) -> dict[str, Any]:
     """Every key of a recipe as plain data (what ``recipe_from_dict`` reads back)."""
     d: dict[str, Any] = {
-        "name": recipe.name, "robot": recipe.robot,
+        "name": recipe.name,
+        "robot": recipe.robot,
         "root": {"human": recipe.root_human.value, "body": recipe.root_body},
-        "robot_reference_pose": dict(recipe.robot_reference_pose), "default_pose": dict(recipe.default_pose),
+        "robot_reference_pose": dict(recipe.robot_reference_pose),
+        "default_pose": dict(recipe.default_pose),
         "root_scale_group": recipe.root_scale_group,
         "scale_groups": {g.name: _group_dict(g) for g in recipe.scale_groups},
         "targets": [_target_dict(t) for t in recipe.targets],
@@ -87,8 +94,13 @@ def recipe_dict(recipe: Recipe) -> dict[str, Any]:
 def _ground_dict(recipe: Recipe) -> dict[str, Any]:
     if not (recipe.ground_joints or recipe.ground_bodies or recipe.ground_offset):
         return {}
-    return {"ground": {"human": [j.value for j in recipe.ground_joints], "bodies": list(recipe.ground_bodies),
-                       "offset": float(recipe.ground_offset)}}
+    return {
+        "ground": {
+            "human": [j.value for j in recipe.ground_joints],
+            "bodies": list(recipe.ground_bodies),
+            "offset": float(recipe.ground_offset),
+        }
+    }
 
 
 def extends_reference(base: str | Path, output: Path) -> str:
@@ -107,8 +119,11 @@ def write_fitted_recipe(path: str | Path, fitted: Recipe, base: str | Path, head
     """Write ``fitted`` as a recipe that extends ``base`` (a shipped name or a YAML path),
     read it back and check it loads to ``fitted``; returns the loaded recipe."""
     path = Path(path)
-    data: dict[str, Any] = {"extends": extends_reference(base, path), "name": fitted.name,
-                            "scale_groups": {g.name: _group_dict(g) for g in fitted.scale_groups}}
+    data: dict[str, Any] = {
+        "extends": extends_reference(base, path),
+        "name": fitted.name,
+        "scale_groups": {g.name: _group_dict(g) for g in fitted.scale_groups},
+    }
     data.update(_ground_dict(fitted))
     data["targets"] = [_target_dict(t) for t in fitted.targets]
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
@@ -117,8 +132,10 @@ def write_fitted_recipe(path: str | Path, fitted: Recipe, base: str | Path, head
     atomic_write_text(path, comment + text)
     loaded = load_recipe(path)
     if loaded != fitted:
-        raise ConfigError(f"{path}: the written recipe does not load back to the fitted one (base {base}: "
-                          "does it still match the recipe calibration started from?)")
+        raise ConfigError(
+            f"{path}: the written recipe does not load back to the fitted one (base {base}: "
+            "does it still match the recipe calibration started from?)"
+        )
     return loaded
 
 

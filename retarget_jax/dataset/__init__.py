@@ -26,10 +26,17 @@ from typing import Any
 #: public name -> the module that defines it (imported on first use, so that
 #: ``retarget-jax`` and its ``dataset`` subcommand start without loading them)
 _EXPORTS = {
-    "FK_THRESHOLDS": "fk", "FkFigures": "fk", "check_fk_file": "fk", "fk_figures": "fk",
+    "FK_THRESHOLDS": "fk",
+    "FkFigures": "fk",
+    "check_fk_file": "fk",
+    "fk_figures": "fk",
     "MotionDataset": "loader",
-    "FRAME_KEYS": "shards", "ShardWriter": "shards", "open_shard": "shards", "reshard": "shards",
-    "DatasetSpec": "spec", "load_spec": "spec",
+    "FRAME_KEYS": "shards",
+    "ShardWriter": "shards",
+    "open_shard": "shards",
+    "reshard": "shards",
+    "DatasetSpec": "spec",
+    "load_spec": "spec",
     "split_of": "split",
     "build_dataset": "build",
 }

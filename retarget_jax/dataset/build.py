@@ -80,9 +80,26 @@ MANIFEST_NAME = "manifest_resolved.csv"
 BUILD_INFO_NAME = "build_info.json"
 CLIP_SETTINGS_NAME = "clip_settings.json"
 DEFAULT_OUTPUT_ROOT = "outputs/datasets"
-MANIFEST_COLUMNS = ("clip_id", "source", "input", "status", "reason", "error_type", "filters", "frames", "fps",
-                    "weight", "split", "shard", "offset", "source_frames", "source_fps", "fk_pos_max_m",
-                    "fk_quat_mean_rad", "fk_quat_p95_rad")
+MANIFEST_COLUMNS = (
+    "clip_id",
+    "source",
+    "input",
+    "status",
+    "reason",
+    "error_type",
+    "filters",
+    "frames",
+    "fps",
+    "weight",
+    "split",
+    "shard",
+    "offset",
+    "source_frames",
+    "source_fps",
+    "fk_pos_max_m",
+    "fk_quat_mean_rad",
+    "fk_quat_p95_rad",
+)
 
 
 @dataclasses.dataclass
@@ -110,12 +127,23 @@ class _Clip:
         kept = self.status == "kept"
         fk = self.fk or {}
         return {
-            "clip_id": self.clip_id, "source": self.source.name, "input": self.input, "status": self.status,
-            "reason": self.reason, "error_type": self.error_type, "filters": self.filters,
-            "frames": _num(self.frames), "fps": _num(self.fps), "weight": _num(self.source.weight),
-            "split": self.split if kept else "", "shard": self.shard, "offset": _num(self.offset),
-            "source_frames": _num(self.source_frames), "source_fps": _num(self.source_fps),
-            "fk_pos_max_m": _num(fk.get("pos_max")), "fk_quat_mean_rad": _num(fk.get("quat_mean")),
+            "clip_id": self.clip_id,
+            "source": self.source.name,
+            "input": self.input,
+            "status": self.status,
+            "reason": self.reason,
+            "error_type": self.error_type,
+            "filters": self.filters,
+            "frames": _num(self.frames),
+            "fps": _num(self.fps),
+            "weight": _num(self.source.weight),
+            "split": self.split if kept else "",
+            "shard": self.shard,
+            "offset": _num(self.offset),
+            "source_frames": _num(self.source_frames),
+            "source_fps": _num(self.source_fps),
+            "fk_pos_max_m": _num(fk.get("pos_max")),
+            "fk_quat_mean_rad": _num(fk.get("quat_mean")),
             "fk_quat_p95_rad": _num(fk.get("quat_p95")),
         }
 
@@ -137,9 +165,16 @@ def dataset_dir(spec: DatasetSpec, output_root: str | os.PathLike | None = None)
     return Path(output_root or DEFAULT_OUTPUT_ROOT).expanduser() / spec.name
 
 
-def build_dataset(spec: DatasetSpec | str | os.PathLike, output_root: str | os.PathLike | None = None, *,
-                  force: bool = False, jobs: int | None = None, max_shard_mb: float | None = None,
-                  progress: bool = False, log: Callable[[str], None] = _log_stderr) -> dict[str, Any]:
+def build_dataset(
+    spec: DatasetSpec | str | os.PathLike,
+    output_root: str | os.PathLike | None = None,
+    *,
+    force: bool = False,
+    jobs: int | None = None,
+    max_shard_mb: float | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = _log_stderr,
+) -> dict[str, Any]:
     """Build the dataset of ``spec`` (a :class:`DatasetSpec` or a YAML path); returns the
     build info (also written as ``build_info.json``). See the module docstring.
 
@@ -177,11 +212,21 @@ def build_dataset(spec: DatasetSpec | str | os.PathLike, output_root: str | os.P
         t1 = time.perf_counter()
         records, reused = _stage1(spec, src, src_jobs, out, robot, options, force, jobs, progress, log)
         failed = sum(r.status == "failed" for r in records.values())
-        stage1[src.name] = {"inputs": len(src_jobs), "reused": reused, "done_now": len(src_jobs) - reused - failed,
-                            "failed": failed, "seconds": round(time.perf_counter() - t1, 3)}
+        stage1[src.name] = {
+            "inputs": len(src_jobs),
+            "reused": reused,
+            "done_now": len(src_jobs) - reused - failed,
+            "failed": failed,
+            "seconds": round(time.perf_counter() - t1, 3),
+        }
         for job in src_jobs:
-            c = _Clip(f"{src.name}/{job.id}", src, job.motion, Path(job.output),
-                      split_of(f"{src.name}/{job.id}", spec.val_percent, spec.hash_salt))
+            c = _Clip(
+                f"{src.name}/{job.id}",
+                src,
+                job.motion,
+                Path(job.output),
+                split_of(f"{src.name}/{job.id}", spec.val_percent, spec.hash_salt),
+            )
             rec = records.get(job.id)
             if rec is None or rec.status == "failed":
                 c.status = "failed"
@@ -191,8 +236,9 @@ def build_dataset(spec: DatasetSpec | str | os.PathLike, output_root: str | os.P
 
     # ---- stage 2: preprocess, filter, check-fk and pack, one split after the other
     t2 = time.perf_counter()
-    meta = dict(robot=robot.name, joint_names=robot.dof_names, body_names=robot.body_names,
-                contact_body_names=tuple(feet))
+    meta = dict(
+        robot=robot.name, joint_names=robot.dof_names, body_names=robot.body_names, contact_body_names=tuple(feet)
+    )
     shards: dict[str, list] = {}
     for split in SPLITS:
         writer = ShardWriter(out / split, ShardMeta(split=split, **meta), int(shard_mb * 1e6))
@@ -207,9 +253,11 @@ def build_dataset(spec: DatasetSpec | str | os.PathLike, output_root: str | os.P
     info = _build_info(spec, robot, out, clips, shards, stage1, feet, started, t0, stage2_s)
     atomic_write_text(out / BUILD_INFO_NAME, json.dumps(info, indent=2, sort_keys=False) + "\n")
     c = info["counts"]
-    log(f"[retarget_jax.dataset] {c['kept']} kept, {c['dropped']} dropped, {c['failed']} failed of {c['inputs']}; "
+    log(
+        f"[retarget_jax.dataset] {c['kept']} kept, {c['dropped']} dropped, {c['failed']} failed of {c['inputs']}; "
         f"{info['frames']} frames ({info['hours']:.3f} h) in {sum(len(v) for v in shards.values())} shard(s); "
-        f"{info['wall_time_s']:.1f} s, peak RSS {info['peak_rss_mib']:.0f} MiB")
+        f"{info['wall_time_s']:.1f} s, peak RSS {info['peak_rss_mib']:.0f} MiB"
+    )
     return info
 
 
@@ -227,27 +275,51 @@ def _source_jobs(spec: DatasetSpec, i: int, src: SourceSpec, out: Path):
     else:
         files, base = [src.input], src.input.parent
     try:
-        return make_jobs(files, base, out / "clips" / src.name, formats=("npz",), motion_format=src.format,
-                         robot=spec.robot)
+        return make_jobs(
+            files, base, out / "clips" / src.name, formats=("npz",), motion_format=src.format, robot=spec.robot
+        )
     except ConfigError as e:
         raise DatasetSpecError(spec.path or "<spec>", f"{key}.input", str(e)) from None
 
 
 def _clip_settings(spec: DatasetSpec, src: SourceSpec, robot) -> dict[str, Any]:
     """What a source's intermediates depend on: a change redoes the source."""
-    d: dict[str, Any] = {"package_version": retarget_jax.__version__, "robot": robot.name,
-                         "mjcf": str(robot.mjcf_path), "type": src.type, "format": src.format,
-                         "input": str(src.input)}
+    d: dict[str, Any] = {
+        "package_version": retarget_jax.__version__,
+        "robot": robot.name,
+        "mjcf": str(robot.mjcf_path),
+        "type": src.type,
+        "format": src.format,
+        "input": str(src.input),
+    }
     if src.is_human:
         b = spec.batch
-        d.update(target_fps=spec.target_fps, solver=dict(sorted(spec.solver.items())), recipe=src.recipe,
-                 joint_map=src.joint_map, body_model_dir=src.body_model_dir, gender=src.gender, window=b.window,
-                 overlap=b.overlap, buckets=list(b.buckets) if b.buckets else None)
+        d.update(
+            target_fps=spec.target_fps,
+            solver=dict(sorted(spec.solver.items())),
+            recipe=src.recipe,
+            joint_map=src.joint_map,
+            body_model_dir=src.body_model_dir,
+            gender=src.gender,
+            window=b.window,
+            overlap=b.overlap,
+            buckets=list(b.buckets) if b.buckets else None,
+        )
     return d
 
 
-def _stage1(spec: DatasetSpec, src: SourceSpec, jobs, out: Path, robot, options, force: bool, threads: int | None,
-            progress: bool, log) -> tuple[dict, int]:
+def _stage1(
+    spec: DatasetSpec,
+    src: SourceSpec,
+    jobs,
+    out: Path,
+    robot,
+    options,
+    force: bool,
+    threads: int | None,
+    progress: bool,
+    log,
+) -> tuple[dict, int]:
     folder = out / "clips" / src.name
     mpath = folder / BATCH_MANIFEST_NAME
     settings = _clip_settings(spec, src, robot)
@@ -277,18 +349,30 @@ def _stage1(spec: DatasetSpec, src: SourceSpec, jobs, out: Path, robot, options,
     reused = 0 if redo else sum(Path(j.output).exists() for j in jobs)
     # prefetch one batch: a build holds at most one batch of prepared clips (and one shard)
     runner = BatchRunner(chunk_size=spec.batch.max_batch, prefetch=spec.batch.max_batch, progress=progress, log=log)
-    manifest = runner.run(jobs, worker, mpath, max_workers=threads, force=redo, input_dir=str(src.input),
-                          output_dir=str(folder))
+    manifest = runner.run(
+        jobs, worker, mpath, max_workers=threads, force=redo, input_dir=str(src.input), output_dir=str(folder)
+    )
     return {r.job_id: r for r in manifest.records}, reused
 
 
 def _retarget_worker(spec: DatasetSpec, src: SourceSpec, robot, options, mpath: Path):
     b = spec.batch
-    return RetargetWorker(robot=robot, motion_format=src.format, manifest_path=mpath,
-                          settings=ProblemSettings(fps=spec.target_fps), options=options, recipe=src.recipe,
-                          formats=("npz",), joint_map=src.joint_map, body_model_dir=src.body_model_dir,
-                          gender=src.gender, buckets=tuple(b.buckets) if b.buckets else DEFAULT_BUCKETS,
-                          max_batch=b.max_batch, window=b.window, overlap=b.overlap)
+    return RetargetWorker(
+        robot=robot,
+        motion_format=src.format,
+        manifest_path=mpath,
+        settings=ProblemSettings(fps=spec.target_fps),
+        options=options,
+        recipe=src.recipe,
+        formats=("npz",),
+        joint_map=src.joint_map,
+        body_model_dir=src.body_model_dir,
+        gender=src.gender,
+        buckets=tuple(b.buckets) if b.buckets else DEFAULT_BUCKETS,
+        max_batch=b.max_batch,
+        window=b.window,
+        overlap=b.overlap,
+    )
 
 
 def _convert_npz(job, robot) -> None:
@@ -299,18 +383,23 @@ def _convert_npz(job, robot) -> None:
     if "schema_version" in keys:
         res = load_result(path)
         if tuple(res.dof_names) != robot.dof_names:
-            raise MotionFormatError(path, f"joints are not robot '{robot.name}''s (the file is for "
-                                          f"'{res.robot}')", field="dof_names")
+            raise MotionFormatError(
+                path, f"joints are not robot '{robot.name}''s (the file is for '{res.robot}')", field="dof_names"
+            )
         if tuple(res.body_names) != robot.body_names:
             raise MotionFormatError(path, f"bodies are not robot '{robot.name}''s", field="body_names")
         if not SolveStatus.ok(res.status):
-            raise MotionFormatError(path, f"the result's solve status is '{SolveStatus.name(res.status)}', not "
-                                          "usable for training", field="status")
+            raise MotionFormatError(
+                path,
+                f"the result's solve status is '{SolveStatus.name(res.status)}', not usable for training",
+                field="status",
+            )
     elif "joint_pos" in keys:
         res = read_mjlab_npz(path, robot)
     else:
-        raise MotionFormatError(path, "neither a retarget_jax result npz (key schema_version) nor an mjlab npz "
-                                      "(key joint_pos)")
+        raise MotionFormatError(
+            path, "neither a retarget_jax result npz (key schema_version) nor an mjlab npz (key joint_pos)"
+        )
     Path(job.output).parent.mkdir(parents=True, exist_ok=True)
     save_result(res, job.output)
 
@@ -356,18 +445,27 @@ def _finish(c: _Clip, spec: DatasetSpec, robot, soles: SoleModel):
     """Load, preprocess, filter and check one clip: a ShardClip, or (filters, reasons, clip)
     for a dropped one. Raises the typed error of a clip that cannot be used."""
     res = load_result(c.intermediate)
-    clip = process_clip(res, robot, spec.preprocess, soles, spec.target_fps, c.source.max_frames,
-                        where=f"{c.input} (clip {c.clip_id})")
+    clip = process_clip(
+        res, robot, spec.preprocess, soles, spec.target_fps, c.source.max_frames, where=f"{c.input} (clip {c.clip_id})"
+    )
     reasons = filter_reasons(clip, spec.preprocess)
     if reasons:
         return ("dropped", reasons, clip)
     frames = {k: np.ascontiguousarray(v, dtype=FRAME_DTYPES[k]) for k, v in clip.frames.items()}
     # check-fk on the arrays exactly as they go into the shard (float32)
-    fk = fk_figures(robot, frames["root_pos"], frames["root_quat_wxyz"], frames["joint_pos"], frames["body_pos_w"],
-                    frames["body_quat_w"])
+    fk = fk_figures(
+        robot,
+        frames["root_pos"],
+        frames["root_quat_wxyz"],
+        frames["joint_pos"],
+        frames["body_pos_w"],
+        frames["body_quat_w"],
+    )
     if not fk.passed:
-        raise FkCheckError(f"{c.input} (clip {c.clip_id}): body poses disagree with MuJoCo FK of the joint "
-                           f"positions: {'; '.join(fk.failures())}")
+        raise FkCheckError(
+            f"{c.input} (clip {c.clip_id}): body poses disagree with MuJoCo FK of the joint "
+            f"positions: {'; '.join(fk.failures())}"
+        )
     return ShardClip(c.clip_id, c.source.name, clip.fps, c.source.weight, frames), clip, fk
 
 
@@ -417,13 +515,26 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         r = csv.DictReader(f)
         if tuple(r.fieldnames or ()) != MANIFEST_COLUMNS:
-            raise MotionFormatError(path, f"expected the columns {', '.join(MANIFEST_COLUMNS)}, found "
-                                          f"{', '.join(r.fieldnames or [])}", field="header")
+            raise MotionFormatError(
+                path,
+                f"expected the columns {', '.join(MANIFEST_COLUMNS)}, found {', '.join(r.fieldnames or [])}",
+                field="header",
+            )
         return list(r)
 
 
-def _build_info(spec: DatasetSpec, robot, out: Path, clips: list[_Clip], shards: dict, stage1: dict,
-                feet, started: str, t0: float, stage2_s: float) -> dict[str, Any]:
+def _build_info(
+    spec: DatasetSpec,
+    robot,
+    out: Path,
+    clips: list[_Clip],
+    shards: dict,
+    stage1: dict,
+    feet,
+    started: str,
+    t0: float,
+    stage2_s: float,
+) -> dict[str, Any]:
     status = collections.Counter(c.status for c in clips)
     kept = [c for c in clips if c.status == "kept"]
     frames = sum(c.frames or 0 for c in kept)
@@ -433,17 +544,24 @@ def _build_info(spec: DatasetSpec, robot, out: Path, clips: list[_Clip], shards:
         mine = [c for c in clips if c.source.name == src.name]
         k = [c for c in mine if c.status == "kept"]
         per_source[src.name] = {
-            "inputs": len(mine), "kept": len(k), "dropped": sum(c.status == "dropped" for c in mine),
-            "failed": sum(c.status == "failed" for c in mine), "frames": sum(c.frames or 0 for c in k),
+            "inputs": len(mine),
+            "kept": len(k),
+            "dropped": sum(c.status == "dropped" for c in mine),
+            "failed": sum(c.status == "failed" for c in mine),
+            "frames": sum(c.frames or 0 for c in k),
             "hours": sum((c.frames or 0) / (c.fps or 1.0) for c in k) / 3600.0,
-            "train": sum(c.split == "train" for c in k), "val": sum(c.split == "val" for c in k),
+            "train": sum(c.split == "train" for c in k),
+            "val": sum(c.split == "val" for c in k),
         }
     per_split = {}
     for split in SPLITS:
         k = [c for c in kept if c.split == split]
-        per_split[split] = {"clips": len(k), "frames": sum(c.frames or 0 for c in k),
-                            "hours": sum((c.frames or 0) / (c.fps or 1.0) for c in k) / 3600.0,
-                            "shards": shards.get(split, [])}
+        per_split[split] = {
+            "clips": len(k),
+            "frames": sum(c.frames or 0 for c in k),
+            "hours": sum((c.frames or 0) / (c.fps or 1.0) for c in k) / 3600.0,
+            "shards": shards.get(split, []),
+        }
     drops = {f: 0 for f in FILTERS}
     for c in clips:
         if c.status == "dropped":
@@ -461,18 +579,25 @@ def _build_info(spec: DatasetSpec, robot, out: Path, clips: list[_Clip], shards:
         "robot": robot.name,
         "feet": list(feet),
         "output": str(out),
-        "counts": {"inputs": len(clips), "kept": status["kept"], "dropped": status["dropped"],
-                   "failed": status["failed"]},
+        "counts": {
+            "inputs": len(clips),
+            "kept": status["kept"],
+            "dropped": status["dropped"],
+            "failed": status["failed"],
+        },
         "per_source": per_source,
         "per_split": per_split,
         "frames": frames,
         "hours": seconds / 3600.0,
         "drops_per_filter": drops,
         "failed_per_error_type": dict(sorted(failed_types.items())),
-        "fk_check": {"thresholds": FK_THRESHOLDS, "clips_checked": len(fks),
-                     "pos_max_m": max((f["pos_max"] for f in fks), default=None),
-                     "quat_mean_rad_max": max((f["quat_mean"] for f in fks), default=None),
-                     "quat_p95_rad_max": max((f["quat_p95"] for f in fks), default=None)},
+        "fk_check": {
+            "thresholds": FK_THRESHOLDS,
+            "clips_checked": len(fks),
+            "pos_max_m": max((f["pos_max"] for f in fks), default=None),
+            "quat_mean_rad_max": max((f["quat_mean"] for f in fks), default=None),
+            "quat_p95_rad_max": max((f["quat_p95"] for f in fks), default=None),
+        },
         "stage1": stage1,
         "stage2_seconds": round(stage2_s, 3),
         "started_at": started,

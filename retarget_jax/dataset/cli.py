@@ -22,10 +22,13 @@ from typing import Any
 
 def add_parsers(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``dataset`` (with ``build``, ``reshard``, ``check-fk``) to ``subparsers``."""
-    d = subparsers.add_parser("dataset", help="training datasets: build from a spec, reshard, check FK",
-                              description="Training datasets (docs/datasets.md): build shards from a YAML spec "
-                                          "of many sources, split or merge shards, check body poses against "
-                                          "MuJoCo FK.")
+    d = subparsers.add_parser(
+        "dataset",
+        help="training datasets: build from a spec, reshard, check FK",
+        description="Training datasets (docs/datasets.md): build shards from a YAML spec "
+        "of many sources, split or merge shards, check body poses against "
+        "MuJoCo FK.",
+    )
     sub = d.add_subparsers(dest="dataset_command", required=True)
     b = sub.add_parser("build", help="retarget, filter, split and shard every source of a spec")
     b.add_argument("--spec", "-s", required=True, help="the dataset spec (YAML; every key: docs/datasets.md, The spec)")
@@ -58,8 +61,14 @@ def run_build(args: argparse.Namespace) -> int:
         import jax
 
         jax.config.update("jax_compilation_cache_dir", str(Path(args.cache_dir).expanduser()))
-    info = build_dataset(args.spec, args.output_root, force=args.force, jobs=args.jobs,
-                         max_shard_mb=args.max_shard_mb, progress=not args.no_progress)
+    info = build_dataset(
+        args.spec,
+        args.output_root,
+        force=args.force,
+        jobs=args.jobs,
+        max_shard_mb=args.max_shard_mb,
+        progress=not args.no_progress,
+    )
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -68,19 +77,22 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def _print_summary(info: dict) -> None:
-    print(f"{'source':<20} {'inputs':>6} {'kept':>6} {'dropped':>7} {'failed':>6} {'train':>6} {'val':>5} "
-          f"{'hours':>8}")
+    print(f"{'source':<20} {'inputs':>6} {'kept':>6} {'dropped':>7} {'failed':>6} {'train':>6} {'val':>5} {'hours':>8}")
     for name, s in info["per_source"].items():
-        print(f"{name:<20} {s['inputs']:>6} {s['kept']:>6} {s['dropped']:>7} {s['failed']:>6} {s['train']:>6} "
-              f"{s['val']:>5} {s['hours']:>8.3f}")
+        print(
+            f"{name:<20} {s['inputs']:>6} {s['kept']:>6} {s['dropped']:>7} {s['failed']:>6} {s['train']:>6} "
+            f"{s['val']:>5} {s['hours']:>8.3f}"
+        )
     drops = ", ".join(f"{k} {v}" for k, v in info["drops_per_filter"].items() if v) or "none"
     print(f"dropped by filter: {drops}")
     for split, s in info["per_split"].items():
         print(f"{split}: {s['clips']} clips, {s['frames']} frames in {len(s['shards'])} shard(s)")
     fk = info["fk_check"]
     if fk["clips_checked"]:
-        print(f"check-fk on {fk['clips_checked']} kept clip(s): pos_max {fk['pos_max_m']:.2e} m, "
-              f"quat_mean {fk['quat_mean_rad_max']:.2e} rad, quat_p95 {fk['quat_p95_rad_max']:.2e} rad (worst clip)")
+        print(
+            f"check-fk on {fk['clips_checked']} kept clip(s): pos_max {fk['pos_max_m']:.2e} m, "
+            f"quat_mean {fk['quat_mean_rad_max']:.2e} rad, quat_p95 {fk['quat_p95_rad_max']:.2e} rad (worst clip)"
+        )
     print(f"{info['output']} ({info['wall_time_s']:.1f} s, peak RSS {info['peak_rss_mib']:.0f} MiB)")
 
 
@@ -105,14 +117,28 @@ def run_check_fk(args: argparse.Namespace) -> int:
     results = check_fk_file(args.npz, args.robot)
     failed = [cid for cid, f in results if not f.passed]
     if args.json:
-        print(json.dumps({"file": args.npz, "thresholds": FK_THRESHOLDS, "clips": len(results), "failed": failed,
-                          "figures": {cid: f.as_dict() for cid, f in results}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "file": args.npz,
+                    "thresholds": FK_THRESHOLDS,
+                    "clips": len(results),
+                    "failed": failed,
+                    "figures": {cid: f.as_dict() for cid, f in results},
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{'clip':<48} {'pos_max m':>10} {'quat_mean':>10} {'quat_p95':>10}  ok")
         for cid, f in results:
-            print(f"{cid[-48:]:<48} {f.pos_max:>10.2e} {f.quat_mean:>10.2e} {f.quat_p95:>10.2e}  "
-                  f"{'yes' if f.passed else 'NO: ' + '; '.join(f.failures())}")
-        print(f"{len(results) - len(failed)} of {len(results)} clip(s) pass (pos_max < {FK_THRESHOLDS['pos_max']:g} m, "
-              f"quat_mean < {FK_THRESHOLDS['quat_mean']:g} rad, quat_p95 < {FK_THRESHOLDS['quat_p95']:g} rad)",
-              file=sys.stderr)
+            print(
+                f"{cid[-48:]:<48} {f.pos_max:>10.2e} {f.quat_mean:>10.2e} {f.quat_p95:>10.2e}  "
+                f"{'yes' if f.passed else 'NO: ' + '; '.join(f.failures())}"
+            )
+        print(
+            f"{len(results) - len(failed)} of {len(results)} clip(s) pass (pos_max < {FK_THRESHOLDS['pos_max']:g} m, "
+            f"quat_mean < {FK_THRESHOLDS['quat_mean']:g} rad, quat_p95 < {FK_THRESHOLDS['quat_p95']:g} rad)",
+            file=sys.stderr,
+        )
     return 0 if not failed else 1

@@ -49,12 +49,14 @@ class FkFigures:
 
     def failures(self) -> list[str]:
         """The figures over their bound, as ``pos_max 0.012 >= 0.001`` strings."""
-        return [f"{k} {getattr(self, k):.3g} >= {v:g}" for k, v in FK_THRESHOLDS.items()
-                if not (np.isfinite(getattr(self, k)) and getattr(self, k) < v)]
+        return [
+            f"{k} {getattr(self, k):.3g} >= {v:g}"
+            for k, v in FK_THRESHOLDS.items()
+            if not (np.isfinite(getattr(self, k)) and getattr(self, k) < v)
+        ]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"pos_max": self.pos_max, "quat_mean": self.quat_mean, "quat_p95": self.quat_p95,
-                "passed": self.passed}
+        return {"pos_max": self.pos_max, "quat_mean": self.quat_mean, "quat_p95": self.quat_p95, "passed": self.passed}
 
 
 def rotation_angle(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
@@ -73,16 +75,27 @@ def rotation_angle(q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
     return 2.0 * np.arcsin(np.clip(np.linalg.norm(vec, axis=-1), 0.0, 1.0))
 
 
-def fk_figures(robot, root_pos: np.ndarray, root_quat_wxyz: np.ndarray, joint_pos: np.ndarray,
-               body_pos_w: np.ndarray, body_quat_w: np.ndarray) -> FkFigures:
+def fk_figures(
+    robot,
+    root_pos: np.ndarray,
+    root_quat_wxyz: np.ndarray,
+    joint_pos: np.ndarray,
+    body_pos_w: np.ndarray,
+    body_quat_w: np.ndarray,
+) -> FkFigures:
     """Compare stored body poses (T, B, 3) / (T, B, 4) with MuJoCo FK of the qpos."""
-    qpos = np.concatenate([np.asarray(root_pos, np.float64), np.asarray(root_quat_wxyz, np.float64),
-                           np.asarray(joint_pos, np.float64)], axis=-1)
+    qpos = np.concatenate(
+        [np.asarray(root_pos, np.float64), np.asarray(root_quat_wxyz, np.float64), np.asarray(joint_pos, np.float64)],
+        axis=-1,
+    )
     xpos, xquat = host_body_poses(robot, qpos)
     if xpos.shape != np.shape(body_pos_w) or xquat.shape != np.shape(body_quat_w):
-        raise MotionFormatError("<clip>", f"body arrays of shape {np.shape(body_pos_w)} / {np.shape(body_quat_w)} "
-                                          f"do not match the robot's {xpos.shape} / {xquat.shape}",
-                                field="body_pos_w")
+        raise MotionFormatError(
+            "<clip>",
+            f"body arrays of shape {np.shape(body_pos_w)} / {np.shape(body_quat_w)} "
+            f"do not match the robot's {xpos.shape} / {xquat.shape}",
+            field="body_pos_w",
+        )
     if qpos.shape[0] == 0:
         return FkFigures(0.0, 0.0, 0.0)
     dpos = np.linalg.norm(xpos - np.asarray(body_pos_w, np.float64), axis=-1)
@@ -105,30 +118,47 @@ def check_fk_file(path: str | os.PathLike, robot: str | None = None) -> list[tup
         starts, lengths = arrays["clip_starts"], arrays["clip_lengths"]
         for i, cid in enumerate(arrays["clip_ids"].tolist()):
             s = slice(int(starts[i]), int(starts[i]) + int(lengths[i]))
-            out.append((cid, fk_figures(rb, arrays["root_pos"][s], arrays["root_quat_wxyz"][s],
-                                        arrays["joint_pos"][s], arrays["body_pos_w"][s], arrays["body_quat_w"][s])))
+            out.append(
+                (
+                    cid,
+                    fk_figures(
+                        rb,
+                        arrays["root_pos"][s],
+                        arrays["root_quat_wxyz"][s],
+                        arrays["joint_pos"][s],
+                        arrays["body_pos_w"][s],
+                        arrays["body_quat_w"][s],
+                    ),
+                )
+            )
         return out
     if "schema_version" in arrays:
         res = load_result(path)
         rb = load_robot(robot or res.robot)
-        return [(path.name, fk_figures(rb, res.root_pos, res.root_quat_wxyz, res.dof_pos, res.body_pos_w,
-                                       res.body_quat_w))]
+        return [
+            (path.name, fk_figures(rb, res.root_pos, res.root_quat_wxyz, res.dof_pos, res.body_pos_w, res.body_quat_w))
+        ]
     if "joint_pos" in arrays and "body_pos_w" in arrays:
         if robot is None:
             raise ConfigError(f"{path}: an mjlab npz does not name its robot; pass --robot")
         rb = load_robot(robot)
         bp, bq = np.asarray(arrays["body_pos_w"]), np.asarray(arrays["body_quat_w"])
         return [(path.name, fk_figures(rb, bp[:, 0], bq[:, 0], arrays["joint_pos"], bp, bq))]
-    raise MotionFormatError(path, "neither a dataset shard (clip_starts), a result npz (schema_version) nor an "
-                                  "mjlab npz (joint_pos, body_pos_w)")
+    raise MotionFormatError(
+        path,
+        "neither a dataset shard (clip_starts), a result npz (schema_version) nor an mjlab npz (joint_pos, body_pos_w)",
+    )
 
 
 def _robot(name: str, arrays, path: Path):
     rb = load_robot(name)
     names = tuple(arrays["joint_names"].tolist())
     if names != rb.dof_names:
-        raise MotionFormatError(path, f"the shard's joints are not robot '{rb.name}''s ({len(names)} vs "
-                                      f"{rb.num_dof} joints, or another order)", field="joint_names")
+        raise MotionFormatError(
+            path,
+            f"the shard's joints are not robot '{rb.name}''s ({len(names)} vs {rb.num_dof} joints, or another order)",
+            field="joint_names",
+        )
     if tuple(arrays["body_names"].tolist()) != rb.body_names:
         raise MotionFormatError(path, f"the shard's bodies are not robot '{rb.name}''s", field="body_names")
     return rb

@@ -62,8 +62,9 @@ class MotionDataset:
         folder = root / split if (root / split).is_dir() else root
         files = shard_files(folder)
         if not files:
-            raise ConfigError(f"{folder}: no shards (shard_*.npz); is this a dataset folder and is '{split}' "
-                              "a split of it?")
+            raise ConfigError(
+                f"{folder}: no shards (shard_*.npz); is this a dataset folder and is '{split}' a split of it?"
+            )
         self.keys = tuple(keys) if keys is not None else FRAME_KEYS
         for k in self.keys:
             if k not in FRAME_KEYS:
@@ -78,9 +79,17 @@ class MotionDataset:
         for i, s in enumerate(self.shards):
             a = s.arrays
             for j in range(s.num_clips):
-                self.clips.append(ClipRef(i, int(a["clip_starts"][j]), int(a["clip_lengths"][j]),
-                                          float(a["clip_fps"][j]), float(a["clip_weights"][j]),
-                                          str(a["clip_ids"][j]), str(a["clip_sources"][j])))
+                self.clips.append(
+                    ClipRef(
+                        i,
+                        int(a["clip_starts"][j]),
+                        int(a["clip_lengths"][j]),
+                        float(a["clip_fps"][j]),
+                        float(a["clip_weights"][j]),
+                        str(a["clip_ids"][j]),
+                        str(a["clip_sources"][j]),
+                    )
+                )
         self._lengths = np.array([c.length for c in self.clips], np.int64)
         self._weights = np.array([c.weight for c in self.clips], np.float64)
 
@@ -113,7 +122,7 @@ class MotionDataset:
         """Clip ``i`` whole: its per-frame arrays and ``clip_id``, ``source``, ``fps``, ``weight``."""
         c = self.clips[i]
         a = self.shards[c.shard].arrays
-        out: dict[str, Any] = {k: _convert(a[k][c.start:c.start + c.length], array) for k in self.keys}
+        out: dict[str, Any] = {k: _convert(a[k][c.start : c.start + c.length], array) for k in self.keys}
         out.update(clip_id=c.clip_id, source=c.source, fps=c.fps, weight=c.weight)
         return out
 
@@ -124,8 +133,9 @@ class MotionDataset:
         of at least ``min_length`` frames."""
         ok = self._lengths >= min_length
         if not ok.any():
-            raise ConfigError(f"MotionDataset: no clip has {min_length} frames or more "
-                              f"(longest: {int(self._lengths.max())})")
+            raise ConfigError(
+                f"MotionDataset: no clip has {min_length} frames or more (longest: {int(self._lengths.max())})"
+            )
         p = np.where(ok, self._weights, 0.0)
         return rng.choice(len(self.clips), size=n, p=p / p.sum())
 
@@ -135,8 +145,9 @@ class MotionDataset:
         t = (rng.random(batch_size) * self._lengths[idx]).astype(np.int64)
         return self._gather(idx, t[:, None], array, squeeze=True)
 
-    def sample_windows(self, rng: np.random.Generator, batch_size: int, length: int,
-                       array: str = "numpy") -> dict[str, Any]:
+    def sample_windows(
+        self, rng: np.random.Generator, batch_size: int, length: int, array: str = "numpy"
+    ) -> dict[str, Any]:
         """``batch_size`` windows of ``length`` consecutive frames of one clip each: arrays of
         shape (batch_size, length, ...), plus ``clip_index`` and ``start`` (frame in the clip)."""
         if length < 1:

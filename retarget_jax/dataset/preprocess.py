@@ -64,8 +64,11 @@ class ProcessedClip:
 def default_feet(robot, spec_path: Any = "<spec>") -> tuple[str, ...]:
     """The feet of a built-in robot: the ground bodies of its shipped LAFAN1 recipe."""
     if robot.name not in ROBOT_SHORT_NAMES:
-        raise DatasetSpecError(spec_path, "preprocess.feet", f"robot '{robot.name}' has no shipped recipe to take "
-                                                             "its feet from; list its foot bodies here")
+        raise DatasetSpecError(
+            spec_path,
+            "preprocess.feet",
+            f"robot '{robot.name}' has no shipped recipe to take its feet from; list its foot bodies here",
+        )
     return tuple(load_recipe(f"lafan1_{ROBOT_SHORT_NAMES[robot.name]}").ground_bodies)
 
 
@@ -91,11 +94,17 @@ class SoleModel:
             colliding = [g for g in geoms if m.geom_contype[g] or m.geom_conaffinity[g]]
             geoms = colliding or geoms
             if not geoms:
-                raise DatasetSpecError(where, "preprocess.feet", f"foot body '{foot}' of robot '{robot.name}' has no "
-                                                                 "geoms to find its sole from")
+                raise DatasetSpecError(
+                    where,
+                    "preprocess.feet",
+                    f"foot body '{foot}' of robot '{robot.name}' has no geoms to find its sole from",
+                )
             g = np.asarray(geoms)
-            for lst, arr in zip(per, (m.geom_bodyid[g] - 1, m.geom_pos[g], m.geom_quat[g], m.geom_type[g],
-                                      m.geom_size[g], m.geom_rbound[g]), strict=True):
+            for lst, arr in zip(
+                per,
+                (m.geom_bodyid[g] - 1, m.geom_pos[g], m.geom_quat[g], m.geom_type[g], m.geom_size[g], m.geom_rbound[g]),
+                strict=True,
+            ):
                 lst.append(np.array(arr))
         return cls(tuple(feet), *(tuple(x) for x in per))
 
@@ -139,22 +148,41 @@ def resample_result(result: RetargetingResult, fps: float, robot) -> Retargeting
     quat = quat_slerp(q[i0], q[i1], a)
     quat = quat / np.linalg.norm(quat, axis=-1, keepdims=True)
     xpos, xquat = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
-    return dataclasses.replace(result, fps=float(fps), root_pos=root, root_quat_wxyz=quat, dof_pos=dof,
-                               body_pos_w=xpos, body_quat_w=xquat, target_pos_w=None, target_body_names=(),
-                               target_offset_b=None, contacts=None, contact_body_names=())
+    return dataclasses.replace(
+        result,
+        fps=float(fps),
+        root_pos=root,
+        root_quat_wxyz=quat,
+        dof_pos=dof,
+        body_pos_w=xpos,
+        body_quat_w=xquat,
+        target_pos_w=None,
+        target_body_names=(),
+        target_offset_b=None,
+        contacts=None,
+        contact_body_names=(),
+    )
 
 
-def process_clip(result: RetargetingResult, robot, pre: PreprocessSpec, soles: SoleModel, fps: float,
-                 max_frames: int = 0, where: str = "<clip>") -> ProcessedClip:
+def process_clip(
+    result: RetargetingResult,
+    robot,
+    pre: PreprocessSpec,
+    soles: SoleModel,
+    fps: float,
+    max_frames: int = 0,
+    where: str = "<clip>",
+) -> ProcessedClip:
     """Steps 1-7 of the module docstring for one clip."""
     if tuple(result.dof_names) != tuple(robot.dof_names):
-        raise InvalidMotionError(f"{where}, field 'dof_names': the clip's joints are not robot '{robot.name}''s "
-                                 f"({len(result.dof_names)} vs {robot.num_dof}, or another order)")
+        raise InvalidMotionError(
+            f"{where}, field 'dof_names': the clip's joints are not robot '{robot.name}''s "
+            f"({len(result.dof_names)} vs {robot.num_dof}, or another order)"
+        )
     if tuple(result.body_names) != tuple(robot.body_names):
         raise InvalidMotionError(f"{where}, field 'body_names': the clip's bodies are not robot '{robot.name}''s")
     arrays = (result.root_pos, result.root_quat_wxyz, result.dof_pos, result.body_pos_w, result.body_quat_w)
-    for name, arr in zip(("root_pos", "root_quat_wxyz", "dof_pos", "body_pos_w", "body_quat_w"), arrays,
-                         strict=True):
+    for name, arr in zip(("root_pos", "root_quat_wxyz", "dof_pos", "body_pos_w", "body_quat_w"), arrays, strict=True):
         if not np.all(np.isfinite(arr)):
             raise InvalidMotionError(f"{where}, field '{name}': non-finite values (NaN or inf)")
     src_frames, src_fps = result.num_frames, float(result.fps)
@@ -198,11 +226,16 @@ def process_clip(result: RetargetingResult, robot, pre: PreprocessSpec, soles: S
     }
     root_speed = np.linalg.norm(linear_velocity(root, rate), axis=-1)
     off = np.all(sole > pre.contact_height, axis=1)
-    return ProcessedClip(fps=rate, frames=frames, source_frames=src_frames, source_fps=src_fps,
-                         truncated_from=truncated,
-                         root_speed_max=float(root_speed.max()) if n else 0.0,
-                         peak_root_height=float(root[:, 2].max()) if n else float("nan"),
-                         longest_off_ground_s=_longest_run(off) / rate)
+    return ProcessedClip(
+        fps=rate,
+        frames=frames,
+        source_frames=src_frames,
+        source_fps=src_fps,
+        truncated_from=truncated,
+        root_speed_max=float(root_speed.max()) if n else 0.0,
+        peak_root_height=float(root[:, 2].max()) if n else float("nan"),
+        longest_off_ground_s=_longest_run(off) / rate,
+    )
 
 
 def _longest_run(mask: np.ndarray) -> int:
@@ -218,16 +251,35 @@ def filter_reasons(clip: ProcessedClip, pre: PreprocessSpec) -> list[tuple[str, 
     """``(filter, reason)`` for every filter the clip fails (empty: the clip is kept)."""
     out = []
     if clip.num_frames < max(pre.min_frames, 2):
-        out.append(("min_frames", f"too short: {clip.num_frames} frames at {clip.fps:g} fps < min_frames "
-                                  f"{max(pre.min_frames, 2)}"))
+        out.append(
+            (
+                "min_frames",
+                f"too short: {clip.num_frames} frames at {clip.fps:g} fps < min_frames {max(pre.min_frames, 2)}",
+            )
+        )
     if pre.max_root_lin_vel is not None and clip.root_speed_max > pre.max_root_lin_vel:
-        out.append(("max_root_lin_vel", f"too fast: root speed reaches {clip.root_speed_max:.3g} m/s > "
-                                        f"max_root_lin_vel {pre.max_root_lin_vel:g}"))
+        out.append(
+            (
+                "max_root_lin_vel",
+                f"too fast: root speed reaches {clip.root_speed_max:.3g} m/s > "
+                f"max_root_lin_vel {pre.max_root_lin_vel:g}",
+            )
+        )
     if pre.min_peak_body_height is not None and not clip.peak_root_height >= pre.min_peak_body_height:
-        out.append(("min_peak_body_height", f"too low: the root never rises above {clip.peak_root_height:.3g} m < "
-                                            f"min_peak_body_height {pre.min_peak_body_height:g}"))
+        out.append(
+            (
+                "min_peak_body_height",
+                f"too low: the root never rises above {clip.peak_root_height:.3g} m < "
+                f"min_peak_body_height {pre.min_peak_body_height:g}",
+            )
+        )
     if pre.max_all_off_ground_s is not None and clip.longest_off_ground_s > pre.max_all_off_ground_s:
-        out.append(("max_all_off_ground_s", f"floating: every foot is above {pre.contact_height:g} m for "
-                                            f"{clip.longest_off_ground_s:.3g} s > max_all_off_ground_s "
-                                            f"{pre.max_all_off_ground_s:g}"))
+        out.append(
+            (
+                "max_all_off_ground_s",
+                f"floating: every foot is above {pre.contact_height:g} m for "
+                f"{clip.longest_off_ground_s:.3g} s > max_all_off_ground_s "
+                f"{pre.max_all_off_ground_s:g}",
+            )
+        )
     return out

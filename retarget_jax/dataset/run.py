@@ -35,10 +35,13 @@ class DatasetRunConfig:
 
 
 ConfigStore.instance().store(name="dataset_run_schema", node=DatasetRunConfig)
-ConfigStore.instance().store(name="dataset_run", node={
-    "defaults": ["dataset_run_schema", "_self_"],
-    "hydra": {"run": {"dir": "."}, "sweep": {"dir": ".", "subdir": "."}, "output_subdir": None},
-})
+ConfigStore.instance().store(
+    name="dataset_run",
+    node={
+        "defaults": ["dataset_run_schema", "_self_"],
+        "hydra": {"run": {"dir": "."}, "sweep": {"dir": ".", "subdir": "."}, "output_subdir": None},
+    },
+)
 
 
 def typed(cfg: DictConfig) -> DatasetRunConfig:
@@ -65,8 +68,9 @@ def execute(run: DatasetRunConfig) -> dict:
 
         jax.config.update("jax_compilation_cache_dir", str(Path(run.jax_cache_dir).expanduser()))
     spec = load_spec(run.dataset, overrides=dict(run.set) if run.set else None)
-    return build_dataset(spec, run.output_root, force=run.force, jobs=run.jobs, max_shard_mb=run.max_shard_mb,
-                         progress=run.progress)
+    return build_dataset(
+        spec, run.output_root, force=run.force, jobs=run.jobs, max_shard_mb=run.max_shard_mb, progress=run.progress
+    )
 
 
 @hydra.main(version_base="1.3", config_path=None, config_name="dataset_run")

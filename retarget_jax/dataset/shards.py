@@ -62,8 +62,17 @@ SHARD_FORMAT = "retarget_jax.dataset.shard"
 SHARD_SCHEMA_VERSION = 1
 SHARD_PREFIX = "shard_"
 #: per-frame arrays, in file order
-FRAME_KEYS = ("joint_pos", "joint_vel", "root_pos", "root_quat_wxyz", "body_pos_w", "body_quat_w",
-              "body_lin_vel_w", "body_ang_vel_w", "contacts")
+FRAME_KEYS = (
+    "joint_pos",
+    "joint_vel",
+    "root_pos",
+    "root_quat_wxyz",
+    "body_pos_w",
+    "body_quat_w",
+    "body_lin_vel_w",
+    "body_ang_vel_w",
+    "contacts",
+)
 #: per-clip arrays, in file order
 CLIP_KEYS = ("clip_ids", "clip_sources", "clip_starts", "clip_lengths", "clip_fps", "clip_weights")
 META_KEYS = ("format", "schema_version", "robot", "split", "joint_names", "body_names", "contact_body_names")
@@ -89,9 +98,17 @@ class ShardMeta:
     def frame_shapes(self) -> dict[str, tuple[int, ...]]:
         """The shape of one frame of each per-frame array."""
         n, B, F = len(self.joint_names), len(self.body_names), len(self.contact_body_names)
-        return {"joint_pos": (n,), "joint_vel": (n,), "root_pos": (3,), "root_quat_wxyz": (4,),
-                "body_pos_w": (B, 3), "body_quat_w": (B, 4), "body_lin_vel_w": (B, 3), "body_ang_vel_w": (B, 3),
-                "contacts": (F,)}
+        return {
+            "joint_pos": (n,),
+            "joint_vel": (n,),
+            "root_pos": (3,),
+            "root_quat_wxyz": (4,),
+            "body_pos_w": (B, 3),
+            "body_quat_w": (B, 4),
+            "body_lin_vel_w": (B, 3),
+            "body_ang_vel_w": (B, 3),
+            "contacts": (F,),
+        }
 
     def bytes_per_frame(self) -> int:
         return sum(int(np.prod(s)) * FRAME_DTYPES[k].itemsize for k, s in self.frame_shapes().items())
@@ -144,12 +161,14 @@ def _header(arr_dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        buf, {"descr": np.lib.format.dtype_to_descr(arr_dtype), "fortran_order": False, "shape": shape})
+        buf, {"descr": np.lib.format.dtype_to_descr(arr_dtype), "fortran_order": False, "shape": shape}
+    )
     return buf.getvalue()
 
 
-def _write_member(zf: zipfile.ZipFile, key: str, dtype: np.dtype, shape: tuple[int, ...],
-                  chunks: Iterable[np.ndarray]) -> None:
+def _write_member(
+    zf: zipfile.ZipFile, key: str, dtype: np.dtype, shape: tuple[int, ...], chunks: Iterable[np.ndarray]
+) -> None:
     """One stored ``<key>.npy`` entry, its data 64-byte aligned in the file, written chunk by
     chunk (the concatenation of ``chunks`` along axis 0 is never built in memory)."""
     header = _header(dtype, shape)
@@ -196,8 +215,9 @@ def write_shard(path: str | os.PathLike, meta: ShardMeta, clips: Sequence[ShardC
         for key in FRAME_KEYS:
             a = c.frames[key]
             if a.shape != (c.num_frames, *shapes[key]):
-                raise MotionFormatError(path, f"clip {c.clip_id}: expected shape {(c.num_frames, *shapes[key])}, "
-                                              f"found {a.shape}", field=key)
+                raise MotionFormatError(
+                    path, f"clip {c.clip_id}: expected shape {(c.num_frames, *shapes[key])}, found {a.shape}", field=key
+                )
     with atomic_write(path, suffix=".npz") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
         for key in META_KEYS + CLIP_KEYS:
             arr = np.asarray(small[key], order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
@@ -335,8 +355,13 @@ class Shard:
     @property
     def meta(self) -> ShardMeta:
         a = self.arrays
-        return ShardMeta(str(a["robot"]), str(a["split"]), tuple(a["joint_names"].tolist()),
-                         tuple(a["body_names"].tolist()), tuple(a["contact_body_names"].tolist()))
+        return ShardMeta(
+            str(a["robot"]),
+            str(a["split"]),
+            tuple(a["joint_names"].tolist()),
+            tuple(a["body_names"].tolist()),
+            tuple(a["contact_body_names"].tolist()),
+        )
 
     @property
     def num_clips(self) -> int:
@@ -350,8 +375,13 @@ class Shard:
         """Clip ``i`` (its per-frame arrays are views into the shard, not copies)."""
         a = self.arrays
         s, n = int(a["clip_starts"][i]), int(a["clip_lengths"][i])
-        return ShardClip(str(a["clip_ids"][i]), str(a["clip_sources"][i]), float(a["clip_fps"][i]),
-                         float(a["clip_weights"][i]), {k: a[k][s:s + n] for k in FRAME_KEYS})
+        return ShardClip(
+            str(a["clip_ids"][i]),
+            str(a["clip_sources"][i]),
+            float(a["clip_fps"][i]),
+            float(a["clip_weights"][i]),
+            {k: a[k][s : s + n] for k in FRAME_KEYS},
+        )
 
     def clips(self) -> Iterator[ShardClip]:
         for i in range(self.num_clips):
@@ -374,8 +404,9 @@ def check_shard_arrays(a: Mapping[str, np.ndarray], path: Path) -> None:
     """Raise MotionFormatError unless ``a`` is a shard of schema 1 (see the module table)."""
     for key in SHARD_KEYS:
         if key not in a:
-            raise MotionFormatError(path, f"missing required key of a dataset shard (schema "
-                                          f"v{SHARD_SCHEMA_VERSION})", field=key)
+            raise MotionFormatError(
+                path, f"missing required key of a dataset shard (schema v{SHARD_SCHEMA_VERSION})", field=key
+            )
 
     def fail(key: str, expected: str, found: object) -> MotionFormatError:
         return MotionFormatError(path, f"expected {expected}, found {found}", field=key)
@@ -391,8 +422,13 @@ def check_shard_arrays(a: Mapping[str, np.ndarray], path: Path) -> None:
         if a[key].ndim != 1 or (a[key].size and a[key].dtype.kind != "U"):
             raise fail(key, "a (N,) unicode array", f"shape {a[key].shape} dtype {a[key].dtype}")
     C = a["clip_ids"].shape[0]
-    for key, kind in (("clip_starts", "i"), ("clip_lengths", "i"), ("clip_fps", "f"), ("clip_weights", "f"),
-                      ("clip_sources", "U")):
+    for key, kind in (
+        ("clip_starts", "i"),
+        ("clip_lengths", "i"),
+        ("clip_fps", "f"),
+        ("clip_weights", "f"),
+        ("clip_sources", "U"),
+    ):
         if a[key].shape != (C,) or (C and a[key].dtype.kind != kind):
             raise fail(key, f"shape ({C},) of kind '{kind}'", f"shape {a[key].shape} dtype {a[key].dtype}")
     lengths = np.asarray(a["clip_lengths"], np.int64)
@@ -457,13 +493,18 @@ def reshard(input_dir: str | os.PathLike, output_dir: str | os.PathLike, max_byt
             else:
                 for field in dataclasses.fields(ShardMeta):
                     if getattr(meta, field.name) != getattr(meta0, field.name):
-                        raise MotionFormatError(p, f"differs from {first.name} (the shards of one folder must "
-                                                   "agree)", field=field.name)
+                        raise MotionFormatError(
+                            p, f"differs from {first.name} (the shards of one folder must agree)", field=field.name
+                        )
             for c in shard.clips():
                 writer.add(c)
                 clips += 1
                 frames += c.num_frames
         infos = writer.close() if writer is not None else []
-        summary["splits"][split or "."] = {"clips": clips, "frames": frames, "shards": len(infos),
-                                           "files": [dataclasses.asdict(i) for i in infos]}
+        summary["splits"][split or "."] = {
+            "clips": clips,
+            "frames": frames,
+            "shards": len(infos),
+            "files": [dataclasses.asdict(i) for i in infos],
+        }
     return summary

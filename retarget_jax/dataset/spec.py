@@ -30,10 +30,17 @@ from retarget_jax.solve.gauss_newton import SolverOptions
 #: spec ``type`` -> input format name (:mod:`retarget_jax.formats`); ``bvh`` takes its
 #: format from ``bvh_format``, ``npz`` is detected per file (our result npz or mjlab npz)
 SOURCE_TYPES: dict[str, str | None] = {
-    "bvh": None, "bvh_lafan1": "bvh_lafan1", "bvh_nokov": "bvh_nokov", "bvh_hc_mocap": "bvh_hc_mocap",
-    "amass": "amass", "smpl": "smpl", "smplh": "smplh", "smplx": "smplx",
+    "bvh": None,
+    "bvh_lafan1": "bvh_lafan1",
+    "bvh_nokov": "bvh_nokov",
+    "bvh_hc_mocap": "bvh_hc_mocap",
+    "amass": "amass",
+    "smpl": "smpl",
+    "smplh": "smplh",
+    "smplx": "smplx",
     "keypoints": "keypoints",
-    "pkl": "gmr_pkl", "gmr_pkl": "gmr_pkl",
+    "pkl": "gmr_pkl",
+    "gmr_pkl": "gmr_pkl",
     "seed_csv": "seed_csv",
     "mjlab_npz": "mjlab_npz",
     "npz": None,
@@ -161,8 +168,7 @@ def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice",
-                                                    key_node.start_mark)
+            raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep)
 
@@ -201,15 +207,19 @@ def _merge(base: Any, over: Mapping[str, Any]) -> Any:
     return out
 
 
-def spec_from_dict(data: Any, *, where: str | os.PathLike = "<spec>",
-                   base_dir: str | os.PathLike | None = None) -> DatasetSpec:
+def spec_from_dict(
+    data: Any, *, where: str | os.PathLike = "<spec>", base_dir: str | os.PathLike | None = None
+) -> DatasetSpec:
     """A :class:`DatasetSpec` from a parsed YAML mapping; relative inputs are taken from
     ``base_dir`` (default: the current folder)."""
     c = _Checker(Path(where) if not isinstance(where, Path) else where)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    top = c.mapping(data, None, required=("name", "robot", "sources"),
-                    optional=("target_fps", "val_percent", "hash_salt", "preprocess", "solver", "batch",
-                              "max_shard_mb"))
+    top = c.mapping(
+        data,
+        None,
+        required=("name", "robot", "sources"),
+        optional=("target_fps", "val_percent", "hash_salt", "preprocess", "solver", "batch", "max_shard_mb"),
+    )
     name = c.name(top["name"], "name")
     robot = c.string(top["robot"], "robot")
     if robot.lower().endswith(".xml") and not Path(robot).is_absolute():
@@ -224,48 +234,73 @@ def spec_from_dict(data: Any, *, where: str | os.PathLike = "<spec>",
     solver = _solver(c, top.get("solver"))
     raw_sources = top["sources"]
     if not isinstance(raw_sources, list) or not raw_sources:
-        raise DatasetSpecError(c.path, "sources", f"expected a non-empty list of sources, found "
-                                                  f"{_describe(raw_sources)}")
+        raise DatasetSpecError(
+            c.path, "sources", f"expected a non-empty list of sources, found {_describe(raw_sources)}"
+        )
     sources = []
     for i, s in enumerate(raw_sources):
         sources.append(_source(c, s, f"sources[{i}]", base))
     names = [s.name for s in sources]
     for i, n in enumerate(names):
         if n in names[:i]:
-            raise DatasetSpecError(c.path, f"sources[{i}].name", f"source name '{n}' is used twice "
-                                                                 f"(sources[{names.index(n)}] too)")
-    return DatasetSpec(name=name, robot=robot, sources=tuple(sources), target_fps=target_fps,
-                       val_percent=val_percent, hash_salt=salt, preprocess=pre, solver=solver, batch=batch,
-                       max_shard_mb=max_shard_mb, path=c.path)
+            raise DatasetSpecError(
+                c.path, f"sources[{i}].name", f"source name '{n}' is used twice (sources[{names.index(n)}] too)"
+            )
+    return DatasetSpec(
+        name=name,
+        robot=robot,
+        sources=tuple(sources),
+        target_fps=target_fps,
+        val_percent=val_percent,
+        hash_salt=salt,
+        preprocess=pre,
+        solver=solver,
+        batch=batch,
+        max_shard_mb=max_shard_mb,
+        path=c.path,
+    )
 
 
 def _source(c: _Checker, data: Any, key: str, base: Path) -> SourceSpec:
     fields = [f.name for f in dataclasses.fields(SourceSpec) if f.name != "format"]
-    s = c.mapping(data, key, required=("name", "type", "input"),
-                  optional=tuple(f for f in fields if f not in ("name", "type", "input")))
+    s = c.mapping(
+        data,
+        key,
+        required=("name", "type", "input"),
+        optional=tuple(f for f in fields if f not in ("name", "type", "input")),
+    )
     name = c.name(s["name"], f"{key}.name")
     typ = c.string(s["type"], f"{key}.type")
     if typ not in SOURCE_TYPES:
-        raise DatasetSpecError(c.path, f"{key}.type", f"unknown source type '{typ}'; valid: "
-                                                      f"{', '.join(sorted(SOURCE_TYPES))}")
-    opt = {k: (None if s.get(k) is None else c.string(s[k], f"{key}.{k}"))
-           for k in ("pattern", "bvh_format", "joint_map", "recipe", "body_model_dir", "gender")}
+        raise DatasetSpecError(
+            c.path, f"{key}.type", f"unknown source type '{typ}'; valid: {', '.join(sorted(SOURCE_TYPES))}"
+        )
+    opt = {
+        k: (None if s.get(k) is None else c.string(s[k], f"{key}.{k}"))
+        for k in ("pattern", "bvh_format", "joint_map", "recipe", "body_model_dir", "gender")
+    }
     fmt = SOURCE_TYPES[typ]
     if typ == "bvh":
         bf = opt["bvh_format"] or ("generic" if opt["joint_map"] else None)
         if bf is None:
-            raise DatasetSpecError(c.path, f"{key}.bvh_format", "a 'bvh' source needs bvh_format ("
-                                   f"{', '.join(BVH_FORMATS)}) or a joint_map")
+            raise DatasetSpecError(
+                c.path,
+                f"{key}.bvh_format",
+                f"a 'bvh' source needs bvh_format ({', '.join(BVH_FORMATS)}) or a joint_map",
+            )
         if bf not in BVH_FORMATS:
-            raise DatasetSpecError(c.path, f"{key}.bvh_format", f"unknown BVH format '{bf}'; valid: "
-                                                                f"{', '.join(BVH_FORMATS)}")
+            raise DatasetSpecError(
+                c.path, f"{key}.bvh_format", f"unknown BVH format '{bf}'; valid: {', '.join(BVH_FORMATS)}"
+            )
         if bf == "generic" and not opt["joint_map"]:
-            raise DatasetSpecError(c.path, f"{key}.joint_map", "bvh_format 'generic' needs a joint_map "
-                                                               "(a shipped map name or a YAML file)")
+            raise DatasetSpecError(
+                c.path, f"{key}.joint_map", "bvh_format 'generic' needs a joint_map (a shipped map name or a YAML file)"
+            )
         fmt = BVH_FORMATS[bf]
     elif opt["bvh_format"] is not None:
-        raise DatasetSpecError(c.path, f"{key}.bvh_format", f"only 'bvh' sources take a bvh_format, "
-                                                            f"this one is '{typ}'")
+        raise DatasetSpecError(
+            c.path, f"{key}.bvh_format", f"only 'bvh' sources take a bvh_format, this one is '{typ}'"
+        )
     fmt = fmt or NPZ_AUTO
     inp = Path(c.string(s["input"], f"{key}.input")).expanduser()
     inp = (inp if inp.is_absolute() else base / inp).resolve()
@@ -278,8 +313,7 @@ def _source(c: _Checker, data: Any, key: str, base: Path) -> SourceSpec:
     weight = c.number(s.get("weight", 1.0), f"{key}.weight", low=0.0, low_open=True)
     max_frames = c.integer(s.get("max_frames", 0), f"{key}.max_frames", low=0)
     if opt["gender"] is not None and opt["gender"] not in ("neutral", "male", "female"):
-        raise DatasetSpecError(c.path, f"{key}.gender", f"expected neutral, male or female, found "
-                                                        f"'{opt['gender']}'")
+        raise DatasetSpecError(c.path, f"{key}.gender", f"expected neutral, male or female, found '{opt['gender']}'")
     return SourceSpec(name=name, type=typ, format=fmt, input=inp, weight=weight, max_frames=max_frames, **opt)
 
 
@@ -295,12 +329,12 @@ def _preprocess(c: _Checker, data: Any) -> PreprocessSpec:
     if "ground_align" in p:
         g = "none" if p["ground_align"] is None else c.string(p["ground_align"], "preprocess.ground_align")
         if g not in GROUND_ALIGN:
-            raise DatasetSpecError(c.path, "preprocess.ground_align",
-                                   f"unknown value '{g}'; valid: {', '.join(GROUND_ALIGN)}")
+            raise DatasetSpecError(
+                c.path, "preprocess.ground_align", f"unknown value '{g}'; valid: {', '.join(GROUND_ALIGN)}"
+            )
         out["ground_align"] = g
     if "min_frames" in p:
-        out["min_frames"] = 0 if p["min_frames"] is None else c.integer(p["min_frames"], "preprocess.min_frames",
-                                                                          low=0)
+        out["min_frames"] = 0 if p["min_frames"] is None else c.integer(p["min_frames"], "preprocess.min_frames", low=0)
     for k in ("max_root_lin_vel", "max_all_off_ground_s"):
         if k in p:
             out[k] = None if p[k] is None else c.number(p[k], f"preprocess.{k}", low=0.0, low_open=True)
@@ -313,8 +347,9 @@ def _preprocess(c: _Checker, data: Any) -> PreprocessSpec:
     if p.get("feet") is not None:
         feet = p["feet"]
         if not isinstance(feet, list) or not feet or not all(isinstance(f, str) and f for f in feet):
-            raise DatasetSpecError(c.path, "preprocess.feet", f"expected a non-empty list of robot body names, "
-                                                              f"found {_describe(feet)}")
+            raise DatasetSpecError(
+                c.path, "preprocess.feet", f"expected a non-empty list of robot body names, found {_describe(feet)}"
+            )
         out["feet"] = tuple(feet)
     return dataclasses.replace(d, **out)
 
@@ -333,10 +368,14 @@ def _batch(c: _Checker, data: Any) -> BatchSpec:
         out["overlap"] = c.integer(b["overlap"], "batch.overlap", low=0)
     if b.get("buckets") is not None:
         bk = b["buckets"]
-        if not isinstance(bk, list) or not bk or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0
-                                                         for x in bk):
-            raise DatasetSpecError(c.path, "batch.buckets", f"expected a list of positive frame counts, found "
-                                                            f"{_describe(bk)}")
+        if (
+            not isinstance(bk, list)
+            or not bk
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in bk)
+        ):
+            raise DatasetSpecError(
+                c.path, "batch.buckets", f"expected a list of positive frame counts, found {_describe(bk)}"
+            )
         out["buckets"] = tuple(sorted(bk))
     return dataclasses.replace(BatchSpec(), **out)
 
@@ -370,8 +409,9 @@ class _Checker:
     def fail(self, key: str | None, message: str) -> DatasetSpecError:
         return DatasetSpecError(self.path, key, message)
 
-    def mapping(self, data: Any, key: str | None, *, required: tuple[str, ...],
-                optional: tuple[str, ...]) -> dict[str, Any]:
+    def mapping(
+        self, data: Any, key: str | None, *, required: tuple[str, ...], optional: tuple[str, ...]
+    ) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise self.fail(key, f"expected a mapping, found {_describe(data)}")
         valid = (*required, *optional)
@@ -398,8 +438,9 @@ class _Checker:
             raise self.fail(key, f"'{s}' is not a valid name (letters, digits, '_', '.', '-'; it names a folder)")
         return s
 
-    def number(self, v: Any, key: str, *, low: float | None = None, high: float | None = None,
-               low_open: bool = False) -> float:
+    def number(
+        self, v: Any, key: str, *, low: float | None = None, high: float | None = None, low_open: bool = False
+    ) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
             raise self.fail(key, f"expected a finite number, found {_describe(v)}")
         x = float(v)

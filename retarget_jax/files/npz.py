@@ -20,8 +20,9 @@ from retarget_jax.errors import MotionFormatError
 __all__ = ["load_npz", "read_npz"]
 
 
-def read_npz(path: str | os.PathLike, keys: Iterable[str] | None = None) -> tuple[dict[str, np.ndarray],
-                                                                                   dict[str, str]]:
+def read_npz(
+    path: str | os.PathLike, keys: Iterable[str] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The arrays of an npz archive, and why each refused member was refused.
 
     ``keys`` reads only those members (the ones present); None reads all. A member that
@@ -40,8 +41,9 @@ def read_npz(path: str | os.PathLike, keys: Iterable[str] | None = None) -> tupl
     except Exception as e:  # zip and npy header parsing raise many kinds (BadZipFile, TokenError, ...)
         raise MotionFormatError(path, f"not a readable npz archive: {type(e).__name__}: {e}") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise MotionFormatError(path, f"a single .npy array of shape {np.shape(archive)}, not an npz archive "
-                                "of named arrays")
+        raise MotionFormatError(
+            path, f"a single .npy array of shape {np.shape(archive)}, not an npz archive of named arrays"
+        )
     arrays: dict[str, np.ndarray] = {}
     refused: dict[str, str] = {}
     with archive:
@@ -52,8 +54,10 @@ def read_npz(path: str | os.PathLike, keys: Iterable[str] | None = None) -> tupl
             except ValueError as e:
                 if "allow_pickle" not in str(e):
                     raise MotionFormatError(path, f"corrupt array: {e}", field=key) from None
-                refused[key] = ("object arrays are not allowed (one cannot be read without pickle); re-save it "
-                                "as a plain numeric or string array")
+                refused[key] = (
+                    "object arrays are not allowed (one cannot be read without pickle); re-save it "
+                    "as a plain numeric or string array"
+                )
             except Exception as e:  # CRC, truncation, a garbled npy header (TokenError, SyntaxError), ...
                 raise MotionFormatError(path, f"corrupt array: {type(e).__name__}: {e}", field=key) from None
     return arrays, refused

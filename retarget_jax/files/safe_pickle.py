@@ -61,9 +61,7 @@ def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") ->
     # Protocol 2 stores bytes as _codecs.encode(str, "latin1"); refuse any other codec
     # (bytes-to-bytes codecs such as zlib_codec would turn this into a decompressor).
     if codecs.lookup(encoding).name != "iso8859-1" or not isinstance(obj, str):
-        raise pickle.UnpicklingError(
-            f"_codecs.encode is only allowed with latin1, got {encoding!r}"
-        )
+        raise pickle.UnpicklingError(f"_codecs.encode is only allowed with latin1, got {encoding!r}")
     return codecs.encode(obj, "latin1", errors)
 
 
@@ -78,8 +76,10 @@ MAX_CALL_ARRAY_BYTES = 1 << 31
 
 def _check_call_args(name: str, args: tuple, kwargs: dict) -> None:
     for a in (*args, *kwargs.values()):
-        if isinstance(a, range | bytes | bytearray | str | list | tuple | set | frozenset | dict) \
-                and len(a) > MAX_CALL_ITEMS:
+        if (
+            isinstance(a, range | bytes | bytearray | str | list | tuple | set | frozenset | dict)
+            and len(a) > MAX_CALL_ITEMS
+        ):
             raise pickle.UnpicklingError(f"{name}() called with {len(a)} items (at most {MAX_CALL_ITEMS})")
         if name in ("bytes", "bytearray") and isinstance(a, int) and a > MAX_CALL_ITEMS:
             raise pickle.UnpicklingError(f"{name}({a}) asks for more than {MAX_CALL_ITEMS} bytes")
@@ -184,8 +184,7 @@ class _CsrStub(_SparseStub):
 
 
 _SPARSE_GLOBALS: dict[tuple[str, str], type[_SparseStub]] = {}
-for _mod in ("scipy.sparse", "scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.csr",
-             "scipy.sparse._csr"):
+for _mod in ("scipy.sparse", "scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.csr", "scipy.sparse._csr"):
     _SPARSE_GLOBALS[(_mod, "csc_matrix")] = _CscStub
     _SPARSE_GLOBALS[(_mod, "csc_array")] = _CscStub
     _SPARSE_GLOBALS[(_mod, "csr_matrix")] = _CsrStub
@@ -194,8 +193,7 @@ for _mod in ("scipy.sparse", "scipy.sparse.csc", "scipy.sparse._csc", "scipy.spa
 
 def _stub_reconstructor(cls: Any, base: Any, state: Any) -> _SparseStub:
     # copyreg._reconstructor (protocols 0/1) for the stand-ins only, never a general one.
-    if not (isinstance(cls, type) and issubclass(cls, _SparseStub)) or base is not object \
-            or state is not None:
+    if not (isinstance(cls, type) and issubclass(cls, _SparseStub)) or base is not object or state is not None:
         raise pickle.UnpicklingError("copyreg._reconstructor is only allowed for scipy.sparse data")
     return cls.__new__(cls)
 
@@ -215,8 +213,9 @@ class RestrictedUnpickler(pickle.Unpickler):
     the caller must pass the result through :func:`_rebuild_sparse`.
     """
 
-    def __init__(self, file: IO[bytes], *, where: object = "<stream>",
-                 allow_scipy_sparse: bool = False, encoding: str = "ASCII") -> None:
+    def __init__(
+        self, file: IO[bytes], *, where: object = "<stream>", allow_scipy_sparse: bool = False, encoding: str = "ASCII"
+    ) -> None:
         super().__init__(file, encoding=encoding)
         self.where = where
         self.allow_scipy_sparse = allow_scipy_sparse
@@ -248,8 +247,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise MotionFormatError(self.where, "refusing persistent id in a motion pickle")
 
 
-def restricted_load(path_or_file: str | os.PathLike[str] | IO[bytes], *,
-                    allow_scipy_sparse: bool = False, encoding: str = "ASCII") -> Any:
+def restricted_load(
+    path_or_file: str | os.PathLike[str] | IO[bytes], *, allow_scipy_sparse: bool = False, encoding: str = "ASCII"
+) -> Any:
     """Unpickle a file (path or binary handle) allowing only numpy and builtin data.
 
     ``allow_scipy_sparse=True`` also accepts scipy.sparse CSC/CSR matrices (rebuilt and
@@ -271,20 +271,16 @@ def restricted_loads(data: bytes) -> Any:
     return _load(io.BytesIO(data), "<bytes>")
 
 
-def _load(fh: IO[bytes], where: object, *, allow_scipy_sparse: bool = False,
-          encoding: str = "ASCII") -> Any:
+def _load(fh: IO[bytes], where: object, *, allow_scipy_sparse: bool = False, encoding: str = "ASCII") -> Any:
     try:
-        obj = RestrictedUnpickler(fh, where=where, allow_scipy_sparse=allow_scipy_sparse,
-                                  encoding=encoding).load()
+        obj = RestrictedUnpickler(fh, where=where, allow_scipy_sparse=allow_scipy_sparse, encoding=encoding).load()
         if allow_scipy_sparse:
             obj = _rebuild_sparse(obj, where)
         return obj
     except MotionFormatError:
         raise
     except Exception as e:  # UnpicklingError, EOFError, ValueError, TypeError, MemoryError...
-        raise MotionFormatError(
-            where, f"malformed or truncated pickle: {type(e).__name__}: {e}"
-        ) from None
+        raise MotionFormatError(where, f"malformed or truncated pickle: {type(e).__name__}: {e}") from None
 
 
 def _sparse_from_stub(stub: _SparseStub, where: object) -> Any:
@@ -295,12 +291,13 @@ def _sparse_from_stub(stub: _SparseStub, where: object) -> Any:
         raise MotionFormatError(where, f"scipy.sparse {stub.fmt} matrix without its state")
     shape = state.get("_shape", state.get("shape"))
     parts = [state.get(k) for k in ("data", "indices", "indptr")]
-    if not all(isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype.kind in "biuf"
-               for a in parts):
+    if not all(isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype.kind in "biuf" for a in parts):
         raise MotionFormatError(
-            where, f"scipy.sparse {stub.fmt} matrix: data/indices/indptr must be 1-D numeric arrays")
-    if not (isinstance(shape, tuple) and len(shape) == 2
-            and all(isinstance(n, int | np.integer) and n >= 0 for n in shape)):
+            where, f"scipy.sparse {stub.fmt} matrix: data/indices/indptr must be 1-D numeric arrays"
+        )
+    if not (
+        isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(n, int | np.integer) and n >= 0 for n in shape)
+    ):
         raise MotionFormatError(where, f"scipy.sparse {stub.fmt} matrix: bad shape {shape!r}")
     data, indices, indptr = parts
     if indices.dtype.kind == "f" or indptr.dtype.kind == "f":

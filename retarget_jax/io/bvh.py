@@ -65,16 +65,21 @@ def write_bvh(path: str | os.PathLike, clip: BvhClip) -> None:
             emit(c, depth + 1)
         offsets = [site_offsets[e] for e in sites[j]] or ([] if children[j] else [np.zeros(3)])
         for off in offsets:
-            out.extend([f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET {' '.join(_num(v) for v in off)}",
-                        f"{ind}  }}"])
+            out.extend(
+                [f"{ind}  End Site", f"{ind}  {{", f"{ind}    OFFSET {' '.join(_num(v) for v in off)}", f"{ind}  }}"]
+            )
         out.append(f"{ind}}}")
 
     for j in range(J):
         if parents[j] < 0:
             emit(j, 0)
-    cols = np.concatenate([
-        np.arange(clip.channel_start[j], clip.channel_start[j] + len(clip.channels[j])) for j in order
-    ]).astype(np.int64) if C else np.zeros(0, dtype=np.int64)
+    cols = (
+        np.concatenate(
+            [np.arange(clip.channel_start[j], clip.channel_start[j] + len(clip.channels[j])) for j in order]
+        ).astype(np.int64)
+        if C
+        else np.zeros(0, dtype=np.int64)
+    )
     out += ["MOTION", f"Frames: {clip.num_frames}", f"Frame Time: {_num(clip.frame_time)}"]
     out += [" ".join(_num(v) for v in row) for row in clip.frames[:, cols]]
     atomic_write_text(path, "\n".join(out) + "\n")

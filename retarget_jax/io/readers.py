@@ -103,9 +103,7 @@ QUAT_NORM_TOL = 0.05
 # --------------------------------------------------------------------------- public API
 
 
-def read_robot_motion(
-    path: PathLike, fmt: str, robot: RobotSpec | str, **options: Any
-) -> RetargetingResult:
+def read_robot_motion(path: PathLike, fmt: str, robot: RobotSpec | str, **options: Any) -> RetargetingResult:
     """Read a robot-space motion file in format ``fmt`` (one of :data:`ROBOT_MOTION_READERS`,
     by name or as a :class:`~retarget_jax.formats.MotionFormat`).
 
@@ -116,9 +114,7 @@ def read_robot_motion(
     try:
         reader = ROBOT_MOTION_READERS[str(fmt)]
     except KeyError:
-        raise UnknownNameError(
-            "robot motion format", str(fmt), ROBOT_MOTION_READERS, where=str(path)
-        ) from None
+        raise UnknownNameError("robot motion format", str(fmt), ROBOT_MOTION_READERS, where=str(path)) from None
     return reader(path, robot, **options)
 
 
@@ -134,15 +130,11 @@ def read_gmr_pkl(
     _check_not_empty(path)
     data = restricted_load(path)  # MotionFormatError for refused globals / bad pickles
     if not isinstance(data, Mapping):
-        raise MotionFormatError(
-            path, f"expected a dict of motion arrays, found {type(data).__name__}"
-        )
+        raise MotionFormatError(path, f"expected a dict of motion arrays, found {type(data).__name__}")
     data = {k: v for k, v in data.items() if v is not None}  # GMR writes None for absent
     for key in ("fps", "root_pos", "root_rot", "dof_pos"):
         if key not in data:
-            raise MotionFormatError(
-                path, f"missing required key; keys present: {sorted(map(str, data))}", field=key
-            )
+            raise MotionFormatError(path, f"missing required key; keys present: {sorted(map(str, data))}", field=key)
     fps = _fps(data["fps"], path)
     root_pos = _float_array(data["root_pos"], path, "root_pos")
     T = _frames(root_pos, path, "root_pos", (None, 3), "(T, 3)")
@@ -166,9 +158,7 @@ def read_gmr_pkl(
         _shape(local, path, "local_body_pos", (T, L, 3), "(T, L, 3), L = len(link_body_list)", T)
         _finite(local, path, "local_body_pos")
     if names is not None:
-        shared = [
-            (i, robot.body_names.index(b)) for i, b in enumerate(names) if b in robot.body_names
-        ]
+        shared = [(i, robot.body_names.index(b)) for i, b in enumerate(names) if b in robot.body_names]
         if not shared:
             raise MotionFormatError(
                 path,
@@ -181,9 +171,7 @@ def read_gmr_pkl(
         provenance["link_bodies_skipped"] = [b for b in names if b not in robot.body_names]
         if local is not None:
             fi, ri = (np.array(ix) for ix in zip(*shared, strict=True))
-            fk_local = quat_rotate(
-                quat_conj(root_quat)[:, None, :], body_pos[:, ri] - root_pos[:, None, :]
-            )
+            fk_local = quat_rotate(quat_conj(root_quat)[:, None, :], body_pos[:, ri] - root_pos[:, None, :])
             err = np.linalg.norm(local[:, fi] - fk_local, axis=-1)
             worst = float(err.max())
             provenance["local_body_pos_max_err_m"] = worst
@@ -196,9 +184,7 @@ def read_gmr_pkl(
                     f"(tolerance {pos_tol:g} m); the file is for another robot or joint order",
                     field="local_body_pos",
                 )
-    return _result(
-        path, "gmr_pkl", robot, fps, root_pos, root_quat, dof_pos, body_pos, body_quat, provenance
-    )
+    return _result(path, "gmr_pkl", robot, fps, root_pos, root_quat, dof_pos, body_pos, body_quat, provenance)
 
 
 _MJLAB_REQUIRED = (
@@ -226,9 +212,7 @@ def read_mjlab_npz(
     a = load_npz(path)
     for key in _MJLAB_REQUIRED:
         if key not in a:
-            raise MotionFormatError(
-                path, f"missing required key; keys present: {sorted(a)}", field=key
-            )
+            raise MotionFormatError(path, f"missing required key; keys present: {sorted(a)}", field=key)
     fps = _fps(a["fps"], path)
     joint_pos = _float_array(a["joint_pos"], path, "joint_pos")
     T = _frames(joint_pos, path, "joint_pos", (None, None), "(T, n)")
@@ -332,9 +316,7 @@ def read_mjlab_npz(
         "fk_max_pos_err_m": float(pos_err.max()),
         "fk_max_rot_err_rad": float(rot_err.max()),
     }
-    return _result(
-        path, "mjlab_npz", robot, fps, root_pos, root_quat, dof_pos, body_pos, body_quat, provenance
-    )
+    return _result(path, "mjlab_npz", robot, fps, root_pos, root_quat, dof_pos, body_pos, body_quat, provenance)
 
 
 def read_seed_csv(
@@ -419,8 +401,7 @@ def read_seed_csv(
         if r and frame[r] != frame[r - 1] + 1:
             raise MotionFormatError(
                 path,
-                f"expected Frame to increase by 1 per row ({int(frame[r - 1]) + 1}), found "
-                f"{int(frame[r])}",
+                f"expected Frame to increase by 1 per row ({int(frame[r - 1]) + 1}), found {int(frame[r])}",
                 line=lines[r],
                 field="Frame",
             )
@@ -435,9 +416,7 @@ def read_seed_csv(
         "ignored_columns": [h for h in header if h not in used],
         "fps_source": fps_source,
     }
-    return _result(
-        path, "seed_csv", robot, fps, root_pos, root_quat, dof_pos, body_pos, body_quat, provenance
-    )
+    return _result(path, "seed_csv", robot, fps, root_pos, root_quat, dof_pos, body_pos, body_quat, provenance)
 
 
 ROBOT_MOTION_READERS: dict[str, Callable[..., RetargetingResult]] = {
@@ -547,17 +526,13 @@ def _float_array(value: Any, path: Path, field: str) -> np.ndarray:
     except (ValueError, TypeError) as e:  # ragged nested lists
         raise MotionFormatError(path, f"expected a numeric array, found {e}", field=field) from None
     if arr.dtype.kind not in "fiu":
-        raise MotionFormatError(
-            path, f"expected a numeric array, found {_describe(value)}", field=field
-        )
+        raise MotionFormatError(path, f"expected a numeric array, found {_describe(value)}", field=field)
     return arr.astype(np.float64, copy=False)
 
 
 def _shape_ok(arr: np.ndarray, shape: tuple) -> bool:
     """``arr.shape`` equals ``shape``, where None matches any size."""
-    return arr.ndim == len(shape) and all(
-        s is None or s == f for s, f in zip(shape, arr.shape, strict=True)
-    )
+    return arr.ndim == len(shape) and all(s is None or s == f for s, f in zip(shape, arr.shape, strict=True))
 
 
 def _frames(arr: np.ndarray, path: Path, field: str, shape: tuple, symbolic: str) -> int:
@@ -572,9 +547,7 @@ def _frames(arr: np.ndarray, path: Path, field: str, shape: tuple, symbolic: str
 def _shape(arr: np.ndarray, path: Path, field: str, shape: tuple, symbolic: str, T: int) -> None:
     if not _shape_ok(arr, shape):
         want = tuple("*" if s is None else s for s in shape)
-        raise MotionFormatError(
-            path, f"expected shape {symbolic} = {want} (T={T}), found {arr.shape}", field=field
-        )
+        raise MotionFormatError(path, f"expected shape {symbolic} = {want} (T={T}), found {arr.shape}", field=field)
 
 
 def _dof_shape(arr: np.ndarray, path: Path, field: str, robot: RobotSpec, T: int) -> None:
@@ -618,31 +591,23 @@ def _unit_quat(q: np.ndarray, path: Path, field: str) -> np.ndarray:
 def _name_list(value: Any, path: Path, field: str) -> list[str]:
     if isinstance(value, np.ndarray):
         if value.ndim != 1 or (value.dtype.kind not in "US" and value.size):
-            raise MotionFormatError(
-                path, f"expected a (N,) array of names, found {_describe(value)}", field=field
-            )
+            raise MotionFormatError(path, f"expected a (N,) array of names, found {_describe(value)}", field=field)
         items = value.tolist()
     elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
         items = list(value)
     else:
-        raise MotionFormatError(
-            path, f"expected a list of names, found {_describe(value)}", field=field
-        )
+        raise MotionFormatError(path, f"expected a list of names, found {_describe(value)}", field=field)
     out = []
     for s in items:
         if isinstance(s, bytes):
             s = s.decode("utf-8", "replace")
         if not isinstance(s, str):
-            raise MotionFormatError(
-                path, f"expected names (str), found {type(s).__name__} {s!r}", field=field
-            )
+            raise MotionFormatError(path, f"expected names (str), found {type(s).__name__} {s!r}", field=field)
         out.append(s)
     return out
 
 
-def _match_names(
-    found: Sequence[str], expected: Sequence[str], path: Path, field: str, kind: str
-) -> None:
+def _match_names(found: Sequence[str], expected: Sequence[str], path: Path, field: str, kind: str) -> None:
     missing = [e for e in expected if e not in found]
     extra = [f for f in found if f not in expected]
     dup = sorted({f for f in found if list(found).count(f) > 1})
@@ -654,9 +619,7 @@ def _match_names(
             parts.append(f"unknown {extra[:5]}{'...' if len(extra) > 5 else ''}")
         if dup:
             parts.append(f"duplicated {dup[:5]}")
-        raise MotionFormatError(
-            path, "; ".join(parts) + ": the file is for another robot", field=field
-        )
+        raise MotionFormatError(path, "; ".join(parts) + ": the file is for another robot", field=field)
 
 
 def _csv_rows(fh, path: Path):
@@ -673,25 +636,18 @@ def _csv_rows(fh, path: Path):
             yield reader.line_num, row
 
 
-def _seed_joint_columns(
-    header: Sequence[str], robot: RobotSpec, path: Path, line: int
-) -> tuple[list[str], str]:
+def _seed_joint_columns(header: Sequence[str], robot: RobotSpec, path: Path, line: int) -> tuple[list[str], str]:
     """The ``_dof`` column of each robot joint (MJCF order) and the naming found."""
     dof_cols = [h for h in header if h.endswith("_dof")]
     full = {f"{j}_dof": j for j in robot.dof_names}
     short = {f"{j.removesuffix('_joint')}_dof": j for j in robot.dof_names}
     n_full = sum(c in full for c in dof_cols)
     n_short = sum(c in short for c in dof_cols)
-    table, naming = (
-        (full, "<joint>_dof") if n_full >= n_short else (short, "<joint minus _joint>_dof")
-    )
+    table, naming = (full, "<joint>_dof") if n_full >= n_short else (short, "<joint minus _joint>_dof")
     unknown = [c for c in dof_cols if c not in table]
     missing = [c for c, j in table.items() if c not in dof_cols]
     if unknown or missing:
-        msg = (
-            f"expected {robot.num_dof} joint columns '<joint>_dof' for robot {robot.name}, found "
-            f"{len(dof_cols)}"
-        )
+        msg = f"expected {robot.num_dof} joint columns '<joint>_dof' for robot {robot.name}, found {len(dof_cols)}"
         if missing:
             msg += f"; missing {missing[:5]}{'...' if len(missing) > 5 else ''}"
         if unknown:

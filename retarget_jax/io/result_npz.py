@@ -78,14 +78,16 @@ _SCALARS = {  # key -> (numpy dtype kinds accepted, in words)
 _STRINGS = ("status_name", "robot", "provenance_json") + PROVENANCE_KEYS
 
 REQUIRED_KEYS: tuple[str, ...] = (
-    ("schema_version",)
-    + _FLOAT_ARRAYS
-    + _NAME_ARRAYS
-    + tuple(k for k in _SCALARS if k != "schema_version")
-    + _STRINGS
+    ("schema_version",) + _FLOAT_ARRAYS + _NAME_ARRAYS + tuple(k for k in _SCALARS if k != "schema_version") + _STRINGS
 )
-OPTIONAL_KEYS: tuple[str, ...] = ("target_pos_w", "target_body_names", "target_offset_b", "contacts",
-                                  "contact_body_names", *_LIMB_KEYS)
+OPTIONAL_KEYS: tuple[str, ...] = (
+    "target_pos_w",
+    "target_body_names",
+    "target_offset_b",
+    "contacts",
+    "contact_body_names",
+    *_LIMB_KEYS,
+)
 
 
 # --------------------------------------------------------------------------- encoding helpers
@@ -101,17 +103,13 @@ def _str0(s: Any) -> np.ndarray:
     return np.array("" if s is None else str(s), dtype=np.str_)
 
 
-def result_to_arrays(
-    result: RetargetingResult, where: object = "<result>"
-) -> dict[str, np.ndarray]:
+def result_to_arrays(result: RetargetingResult, where: object = "<result>") -> dict[str, np.ndarray]:
     """The archive content for ``result`` (schema-checked), as a dict of numpy arrays."""
     prov = dict(result.provenance or {})
     try:
         prov_json = json.dumps(prov, sort_keys=True, allow_nan=True)
     except (TypeError, ValueError) as e:
-        raise MotionFormatError(
-            where, f"provenance is not JSON-serialisable: {e}", field="provenance"
-        ) from None
+        raise MotionFormatError(where, f"provenance is not JSON-serialisable: {e}", field="provenance") from None
     arrays: dict[str, np.ndarray] = {
         "schema_version": np.array(SCHEMA_VERSION, dtype=np.int64),
         "fps": np.array(result.fps, dtype=np.float64),
@@ -143,8 +141,9 @@ def result_to_arrays(
         arrays["contact_body_names"] = str_array(result.contact_body_names)
     if result.limb_names:
         arrays["limb_names"] = str_array(result.limb_names)
-        arrays["limb_body_names"] = np.array([[str(a), str(b)] for a, b in result.limb_body_names],
-                                             dtype=np.str_).reshape(-1, 2)
+        arrays["limb_body_names"] = np.array(
+            [[str(a), str(b)] for a, b in result.limb_body_names], dtype=np.str_
+        ).reshape(-1, 2)
         arrays["limb_offset_b"] = np.asarray(result.limb_offset_b, np.float64)
         arrays["limb_human_dir"] = np.asarray(result.limb_human_dir, np.float64)
     check_result_arrays(arrays, where)
@@ -159,9 +158,7 @@ def check_result_arrays(arrays: Mapping[str, np.ndarray], where: object) -> None
     keys = set(arrays)
     for key in REQUIRED_KEYS:
         if key not in keys:
-            raise MotionFormatError(
-                where, f"missing required key (schema v{SCHEMA_VERSION})", field=key
-            )
+            raise MotionFormatError(where, f"missing required key (schema v{SCHEMA_VERSION})", field=key)
     for key, arr in arrays.items():
         if arr.dtype == object:
             raise MotionFormatError(where, "object arrays are not allowed", field=key)
@@ -217,9 +214,7 @@ def check_result_arrays(arrays: Mapping[str, np.ndarray], where: object) -> None
         expected["target_pos_w"] = ("(T, K, 3)", (T, K, 3))
         names = arrays.get("target_body_names")
         if names is None:
-            raise MotionFormatError(
-                where, "required when target_pos_w is present", field="target_body_names"
-            )
+            raise MotionFormatError(where, "required when target_pos_w is present", field="target_body_names")
         if K >= 0 and names.shape[0] not in (0, K):
             raise fail(
                 "target_body_names",
@@ -243,8 +238,11 @@ def check_result_arrays(arrays: Mapping[str, np.ndarray], where: object) -> None
         raise MotionFormatError(where, f"required with {present[0]}", field=missing)
     if present:
         if arrays["limb_names"].ndim != 1 or arrays["limb_body_names"].dtype.kind != "U":
-            raise fail("limb_body_names", "(L, 2) unicode names with (L,) limb_names",
-                       f"shape {arrays['limb_body_names'].shape} dtype {arrays['limb_body_names'].dtype}")
+            raise fail(
+                "limb_body_names",
+                "(L, 2) unicode names with (L,) limb_names",
+                f"shape {arrays['limb_body_names'].shape} dtype {arrays['limb_body_names'].dtype}",
+            )
         L = arrays["limb_names"].shape[0]
         expected["limb_body_names"] = ("(L, 2)", (L, 2))
         expected["limb_offset_b"] = ("(L, 2, 3)", (L, 2, 3))

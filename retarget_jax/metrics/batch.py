@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from retarget_jax.buckets import bucket_length
 from retarget_jax.arrays import AnyArray, Float, Int
+from retarget_jax.buckets import bucket_length
 from retarget_jax.errors import ConfigError
 from retarget_jax.motion.skeleton import LIMBS
 from retarget_jax.problem.limbs import unit
@@ -196,10 +196,12 @@ class MetricBatch(eqx.Module):
         for r, name in zip(results, names, strict=True):
             check_result(r, robot, name)
 
-        target_names, first = _common_names(results, names, "target_body_names",
-                                            lambda r: r.target_pos_w is not None and len(r.target_body_names) > 0)
-        contact_names, _ = _common_names(results, names, "contact_body_names",
-                                         lambda r: r.contacts is not None and len(r.contact_body_names) > 0)
+        target_names, first = _common_names(
+            results, names, "target_body_names", lambda r: r.target_pos_w is not None and len(r.target_body_names) > 0
+        )
+        contact_names, _ = _common_names(
+            results, names, "contact_body_names", lambda r: r.contacts is not None and len(r.contact_body_names) > 0
+        )
         if not contact_names and contact_bodies:
             contact_names = tuple(contact_bodies)
         where_t = names[first] if first is not None else "targets"
@@ -255,10 +257,22 @@ class MetricBatch(eqx.Module):
         def f(a):
             return jnp.asarray(a, dtype)
 
-        return cls(qpos=f(qpos), frame_mask=f(mask), fps=f(fps), contacts=f(contacts), has_plan=f(has_plan),
-                   target=f(target), target_valid=f(valid), target_offset=f(offset),
-                   limb_body=jnp.asarray(limb_body), limb_offset=f(limb_offset), limb_dir=f(limb_dir),
-                   limb_valid=f(limb_valid), target_body=target_body, contact_bodies=contact_idx)
+        return cls(
+            qpos=f(qpos),
+            frame_mask=f(mask),
+            fps=f(fps),
+            contacts=f(contacts),
+            has_plan=f(has_plan),
+            target=f(target),
+            target_valid=f(valid),
+            target_offset=f(offset),
+            limb_body=jnp.asarray(limb_body),
+            limb_offset=f(limb_offset),
+            limb_dir=f(limb_dir),
+            limb_valid=f(limb_valid),
+            target_body=target_body,
+            contact_bodies=contact_idx,
+        )
 
 
 def _fill_limbs(r: RetargetingResult, robot: RobotSpec, name: str, body, offset, direction, valid) -> None:
@@ -306,8 +320,10 @@ def _common_names(results, names, field: str, present) -> tuple[tuple[str, ...],
         if first is None:
             common, first = own, i
         elif own != common:
-            raise ConfigError(f"{names[i]}: {field} {list(own)} differ from {list(common)} of {names[first]}; "
-                              "results in one metric batch must share them")
+            raise ConfigError(
+                f"{names[i]}: {field} {list(own)} differ from {list(common)} of {names[first]}; "
+                "results in one metric batch must share them"
+            )
     return common, first
 
 
@@ -331,11 +347,21 @@ def metric_geometry(
     thresholds). Raises ConfigError for a contact link with no collision geom on it or
     below it (its clearance would be undefined)."""
     dtype = dtype or default_float_dtype()
-    idx = tuple(b if isinstance(b, int | np.integer) else robot.body_index(str(b), where="contact links")
-                for b in contact_bodies)
+    idx = tuple(
+        b if isinstance(b, int | np.integer) else robot.body_index(str(b), where="contact links")
+        for b in contact_bodies
+    )
     idx = tuple(int(b) for b in idx)
-    key = (robot.name, str(robot.mjcf_path), idx, jnp.dtype(dtype).name, contact_height, contact_speed, proxy_height,
-           limit_tolerance)
+    key = (
+        robot.name,
+        str(robot.mjcf_path),
+        idx,
+        jnp.dtype(dtype).name,
+        contact_height,
+        contact_speed,
+        proxy_height,
+        limit_tolerance,
+    )
     hit = _GEOMETRY_CACHE.get(key)
     if hit is not None:
         return hit
@@ -345,18 +371,29 @@ def metric_geometry(
         geoms = set(robot.subtree_geoms(b))
         own = tuple(i for i, g in enumerate(col.point_geom) if g in geoms)
         if not own:
-            raise ConfigError(f"contact link '{robot.body_names[b]}' of robot {robot.name} has no collision "
-                              "geom on it or below it; its ground clearance is undefined")
+            raise ConfigError(
+                f"contact link '{robot.body_names[b]}' of robot {robot.name} has no collision "
+                "geom on it or below it; its ground clearance is undefined"
+            )
         points.append(own)
 
     def f(a):
         return jnp.asarray(a, dtype)
 
     tree = jax.tree.map(f, robot.tree)
-    geo = MetricGeometry(tree=tree, q_lower=f(robot.dof_ranges[:, 0]), q_upper=f(robot.dof_ranges[:, 1]),
-                         collision=col, terrain=flat_ground(dtype), contact_height=f(contact_height),
-                         contact_speed=f(contact_speed), proxy_height=f(proxy_height), limit_tolerance=f(limit_tolerance),
-                         contact_bodies=idx, contact_points=tuple(points))
+    geo = MetricGeometry(
+        tree=tree,
+        q_lower=f(robot.dof_ranges[:, 0]),
+        q_upper=f(robot.dof_ranges[:, 1]),
+        collision=col,
+        terrain=flat_ground(dtype),
+        contact_height=f(contact_height),
+        contact_speed=f(contact_speed),
+        proxy_height=f(proxy_height),
+        limit_tolerance=f(limit_tolerance),
+        contact_bodies=idx,
+        contact_points=tuple(points),
+    )
     _GEOMETRY_CACHE[key] = geo
     return geo
 
@@ -368,8 +405,7 @@ def metric_geometry(
 TRACE_COUNT = 0
 
 
-def _frame(geo: MetricGeometry, target_body: tuple[int, ...], qpos, xpos, xmat, target, target_valid,
-           offset):
+def _frame(geo: MetricGeometry, target_body: tuple[int, ...], qpos, xpos, xmat, target, target_valid, offset):
     """Per-frame quantities for one frame (qpos (nq,), body positions (B, 3) and rotations (B, 3, 3))."""
     col = geo.collision
     dt = qpos.dtype
@@ -415,6 +451,7 @@ def _masked_max(x, w):
 
 def _limb_cosines(frames, limb_body, limb_offset, limb_dir):
     """(T, L) cosine between each robot limb segment and the human bone's direction."""
+
     def ends(k):
         b = limb_body[:, k]
         return frames.xpos[:, b] + jnp.einsum("tlij,lj->tli", frames.xmat[:, b], limb_offset[:, k])
@@ -422,14 +459,28 @@ def _limb_cosines(frames, limb_body, limb_offset, limb_dir):
     return jnp.sum(unit(ends(1) - ends(0)) * limb_dir, axis=-1)
 
 
-def _clip(geo: MetricGeometry, target_body, qpos, mask, fps, contacts, has_plan, target, target_valid,
-          offset, limb_body, limb_offset, limb_dir, limb_valid):
+def _clip(
+    geo: MetricGeometry,
+    target_body,
+    qpos,
+    mask,
+    fps,
+    contacts,
+    has_plan,
+    target,
+    target_valid,
+    offset,
+    limb_body,
+    limb_offset,
+    limb_dir,
+    limb_valid,
+):
     """Metrics of one clip: qpos (T, nq), mask (T,), contacts (T, F), targets (T, K, 3),
     limbs (L, 2) bodies, (L, 2, 3) offsets, (T, L, 3) human directions, (T, L) validity."""
     frames = body_frames(geo.tree, qpos)  # (T, B, 3), (T, B, 3, 3)
     ground, self_depth, link_clear, link_xy, err, viol = jax.vmap(
-        lambda q, p, r, t, v: _frame(geo, target_body, q, p, r, t, v, offset))(qpos, frames.xpos, frames.xmat,
-                                                                               target, target_valid)
+        lambda q, p, r, t, v: _frame(geo, target_body, q, p, r, t, v, offset)
+    )(qpos, frames.xpos, frames.xmat, target, target_valid)
     real = mask > 0
     T = qpos.shape[0]
     dt = qpos.dtype
@@ -552,16 +603,32 @@ def evaluate_batch(batch: MetricBatch, geometry: MetricGeometry) -> dict[str, jn
     if batch.qpos.shape[-1] != nq:
         raise ConfigError(f"metric batch has qpos of size {batch.qpos.shape[-1]}, the robot needs {nq}")
     if tuple(batch.contact_bodies) != tuple(geometry.contact_bodies):
-        raise ConfigError(f"metric batch contact links {batch.contact_bodies} differ from the geometry's "
-                          f"{geometry.contact_bodies}; build it with metric_geometry(robot, batch.contact_bodies)")
+        raise ConfigError(
+            f"metric batch contact links {batch.contact_bodies} differ from the geometry's "
+            f"{geometry.contact_bodies}; build it with metric_geometry(robot, batch.contact_bodies)"
+        )
     clip = jax.vmap(lambda *a: _clip(geometry, batch.target_body, *a))
-    return clip(batch.qpos, batch.frame_mask, batch.fps, batch.contacts, batch.has_plan, batch.target,
-                batch.target_valid, batch.target_offset, batch.limb_body, batch.limb_offset, batch.limb_dir,
-                batch.limb_valid)
+    return clip(
+        batch.qpos,
+        batch.frame_mask,
+        batch.fps,
+        batch.contacts,
+        batch.has_plan,
+        batch.target,
+        batch.target_valid,
+        batch.target_offset,
+        batch.limb_body,
+        batch.limb_offset,
+        batch.limb_dir,
+        batch.limb_valid,
+    )
 
 
 def evaluate_results_core(
-    results: Sequence[RetargetingResult], robot: RobotSpec, *, contact_bodies: Sequence[str] | None = None,
+    results: Sequence[RetargetingResult],
+    robot: RobotSpec,
+    *,
+    contact_bodies: Sequence[str] | None = None,
     length: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Convenience: pack ``results`` into one batch, evaluate, return (len(results),) numpy

@@ -85,8 +85,7 @@ class MetricPlugin:
 _REGISTRY: dict[str, MetricPlugin] = {}
 
 
-def register_metric(name: str, unit: Unit, description: str, fn: Callable | None = None, *,
-                    needs_core: bool = True):
+def register_metric(name: str, unit: Unit, description: str, fn: Callable | None = None, *, needs_core: bool = True):
     """Register a metric plugin; as a decorator when ``fn`` is not given.
 
     Raises ConfigError when ``name`` is already registered (unregister it first).
@@ -96,10 +95,10 @@ def register_metric(name: str, unit: Unit, description: str, fn: Callable | None
         if not isinstance(name, str) or not name:
             raise ConfigError(f"metric name must be a non-empty string, got {name!r}")
         if name in _REGISTRY:
-            raise ConfigError(f"metric '{name}' is already registered ({_REGISTRY[name].description!r}); "
-                              "unregister_metric() it first")
-        _REGISTRY[name] = MetricPlugin(name=name, unit=unit, description=description, fn=f,
-                                       needs_core=needs_core)
+            raise ConfigError(
+                f"metric '{name}' is already registered ({_REGISTRY[name].description!r}); unregister_metric() it first"
+            )
+        _REGISTRY[name] = MetricPlugin(name=name, unit=unit, description=description, fn=f, needs_core=needs_core)
         return f
 
     return add(fn) if fn is not None else add
@@ -128,9 +127,13 @@ def get_metric(name: str) -> MetricPlugin:
 # --------------------------------------------------------------------------- built-ins
 
 
-@register_metric("optimization_cost", unit="1", needs_core=False,
-                 description="the solver's mean per-frame objective at the solution (final_cost); "
-                             "n/a for a trajectory that was loaded, not solved")
+@register_metric(
+    "optimization_cost",
+    unit="1",
+    needs_core=False,
+    description="the solver's mean per-frame objective at the solution (final_cost); "
+    "n/a for a trajectory that was loaded, not solved",
+)
 def _optimization_cost(ctx: MetricContext) -> MetricValue:
     r = ctx.result
     if not math.isfinite(float(r.final_cost)) and int(r.iterations) == 0:
@@ -142,10 +145,13 @@ def _feet(ctx: MetricContext) -> bool:
     return ctx.core["contact_links"] > 0
 
 
-@register_metric("foot_sliding", unit="m/s",
-                 description="mean horizontal speed of the contact links' origins over frame pairs in "
-                             "stance: the contact plan's stance (basis 'contact_plan'), or without a plan "
-                             "the lower foot within 3 cm of the ground (basis 'proxy')")
+@register_metric(
+    "foot_sliding",
+    unit="m/s",
+    description="mean horizontal speed of the contact links' origins over frame pairs in "
+    "stance: the contact plan's stance (basis 'contact_plan'), or without a plan "
+    "the lower foot within 3 cm of the ground (basis 'proxy')",
+)
 def _foot_sliding(ctx: MetricContext) -> MetricValue:
     if not _feet(ctx):
         return ctx.not_applicable("no contact links (the result has no contact plan; pass contact_bodies)")
@@ -153,54 +159,76 @@ def _foot_sliding(ctx: MetricContext) -> MetricValue:
     return ctx.core["foot_sliding"]
 
 
-@register_metric("contact_preservation", unit="fraction",
-                 description="fraction of frames and feet where the contact plan's stance agrees with the "
-                             "robot link touching the ground (lowest collision point below 2.5 cm)")
+@register_metric(
+    "contact_preservation",
+    unit="fraction",
+    description="fraction of frames and feet where the contact plan's stance agrees with the "
+    "robot link touching the ground (lowest collision point below 2.5 cm)",
+)
 def _contact_preservation(ctx: MetricContext) -> MetricValue:
     if not _feet(ctx) or ctx.core["has_plan"] < 0.5:
         return ctx.not_applicable("the result has no contact plan")
     return ctx.core["contact_preservation"]
 
 
-@register_metric("penetration", unit="m",
-                 description="ground and self penetration depth: mean and max over frames of their sum "
-                             "per frame, and the max of each (self: declared pairs, no margin)")
+@register_metric(
+    "penetration",
+    unit="m",
+    description="ground and self penetration depth: mean and max over frames of their sum "
+    "per frame, and the max of each (self: declared pairs, no margin)",
+)
 def _penetration(ctx: MetricContext) -> MetricValue:
     c = ctx.core
-    return {"mean": c["penetration"], "max": c["penetration_max"], "ground_max": c["ground_penetration_max"],
-            "self_max": c["self_penetration_max"]}
+    return {
+        "mean": c["penetration"],
+        "max": c["penetration_max"],
+        "ground_max": c["ground_penetration_max"],
+        "self_max": c["self_penetration_max"],
+    }
 
 
-@register_metric("tracking_error", unit="m",
-                 description="distance between each tracked body point and its target, mean and 95th "
-                             "percentile over frames and valid targets")
+@register_metric(
+    "tracking_error",
+    unit="m",
+    description="distance between each tracked body point and its target, mean and 95th "
+    "percentile over frames and valid targets",
+)
 def _tracking_error(ctx: MetricContext) -> MetricValue:
     if ctx.core["tracking_samples"] < 1:
         return ctx.not_applicable("the result has no tracked targets")
     return {"mean": ctx.core["tracking_error_mean"], "p95": ctx.core["tracking_error_p95"]}
 
 
-@register_metric("joint_limit_violation", unit={"max_rad": "rad", "fraction_of_frames": "fraction"},
-                 description="largest excursion of a joint past its MJCF range, and the fraction of "
-                             "frames with any joint past its range by more than 1e-6 rad")
+@register_metric(
+    "joint_limit_violation",
+    unit={"max_rad": "rad", "fraction_of_frames": "fraction"},
+    description="largest excursion of a joint past its MJCF range, and the fraction of "
+    "frames with any joint past its range by more than 1e-6 rad",
+)
 def _joint_limit_violation(ctx: MetricContext) -> MetricValue:
     c = ctx.core
     return {"max_rad": c["joint_limit_violation_max"], "fraction_of_frames": c["joint_limit_violation_fraction"]}
 
 
-@register_metric("jerk", unit="rad/s^3",
-                 description="mean absolute third time derivative of the joint positions (finite "
-                             "differences over 4 consecutive frames)")
+@register_metric(
+    "jerk",
+    unit="rad/s^3",
+    description="mean absolute third time derivative of the joint positions (finite "
+    "differences over 4 consecutive frames)",
+)
 def _jerk(ctx: MetricContext) -> MetricValue:
     if ctx.core["frames"] < 4:
         return ctx.not_applicable("fewer than 4 frames")
     return ctx.core["jerk"]
 
 
-@register_metric("limb_direction", unit="cosine",
-                 description="cosine between each robot limb (thighs, shins, upper arms, forearms, trunk: the "
-                             "segment between the points the recipe attaches the two joints to) and the "
-                             "unscaled human bone, mean and 5th percentile over frames, overall and per limb")
+@register_metric(
+    "limb_direction",
+    unit="cosine",
+    description="cosine between each robot limb (thighs, shins, upper arms, forearms, trunk: the "
+    "segment between the points the recipe attaches the two joints to) and the "
+    "unscaled human bone, mean and 5th percentile over frames, overall and per limb",
+)
 def _limb_direction(ctx: MetricContext) -> MetricValue:
     c = ctx.core
     if c.get("limb_direction_samples", 0.0) < 1:
@@ -212,28 +240,40 @@ def _limb_direction(ctx: MetricContext) -> MetricValue:
     return out
 
 
-@register_metric("upright", unit="cosine", needs_core=False,
-                 description="min over frames of the world z component of the root's z-axis (1: upright)")
+@register_metric(
+    "upright",
+    unit="cosine",
+    needs_core=False,
+    description="min over frames of the world z component of the root's z-axis (1: upright)",
+)
 def _upright(ctx: MetricContext) -> MetricValue:
     up = quat_rotate(ctx.result.root_quat_wxyz, np.array([0.0, 0.0, 1.0]))[:, 2]
     return float(up.min())
 
 
 #: Units of the ``stance_feet`` keys, by suffix (the keys are ``<foot body>_<suffix>``).
-STANCE_FEET_UNITS = {"stance_fraction": "fraction", "stance_sole_height_mean": "m",
-                     "stance_sole_height_p95_abs": "m", "sole_height_min": "m"}
+STANCE_FEET_UNITS = {
+    "stance_fraction": "fraction",
+    "stance_sole_height_mean": "m",
+    "stance_sole_height_p95_abs": "m",
+    "sole_height_min": "m",
+}
 STANCE_SPEED = 0.15  # m/s: a foot slower than this ...
 STANCE_HEIGHT = 0.05  # m: ... and its sole this close to its lowest is in stance
 
 
-@register_metric("stance_feet", unit=STANCE_FEET_UNITS, needs_core=False,
-                 description="per contact link (key <link>_<suffix>, unit by suffix): its sole's height "
-                             "(lowest point of the collision geoms on the link and below it, so a heel "
-                             "up with the toes down is 0) over frames in stance (the link slower than "
-                             f"{STANCE_SPEED} m/s and its sole within {STANCE_HEIGHT} m of its lowest): "
-                             "mean and 95th percentile of |height|, the fraction of frames in stance, "
-                             "and the sole's lowest height over all frames (a link never in stance has no "
-                             "stance heights and is listed in 'never_in_stance')")
+@register_metric(
+    "stance_feet",
+    unit=STANCE_FEET_UNITS,
+    needs_core=False,
+    description="per contact link (key <link>_<suffix>, unit by suffix): its sole's height "
+    "(lowest point of the collision geoms on the link and below it, so a heel "
+    "up with the toes down is 0) over frames in stance (the link slower than "
+    f"{STANCE_SPEED} m/s and its sole within {STANCE_HEIGHT} m of its lowest): "
+    "mean and 95th percentile of |height|, the fraction of frames in stance, "
+    "and the sole's lowest height over all frames (a link never in stance has no "
+    "stance heights and is listed in 'never_in_stance')",
+)
 def _stance_feet(ctx: MetricContext) -> MetricValue:
     r = ctx.result
     feet = tuple(r.contact_body_names)

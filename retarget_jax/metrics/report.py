@@ -119,8 +119,12 @@ def evaluate_results(
         if seq is not None and len(seq) != n:
             raise ConfigError(f"evaluate_results: {len(seq)} {name} for {n} results")
     path_strs = [None if paths is None or paths[i] is None else str(paths[i]) for i in range(n)]
-    id_strs = [str(ids[i]) if ids is not None else (path_strs[i] or
-               str((results[i].provenance or {}).get("source_path") or f"result_{i}")) for i in range(n)]
+    id_strs = [
+        str(ids[i])
+        if ids is not None
+        else (path_strs[i] or str((results[i].provenance or {}).get("source_path") or f"result_{i}"))
+        for i in range(n)
+    ]
     for i, r in enumerate(results):
         check_result(r, robot, f"result '{id_strs[i]}'")
     plugin_list = _resolve_plugins(plugins)
@@ -132,15 +136,17 @@ def evaluate_results(
     reports: list[dict | None] = [None] * n
     for (T_pad, _, _), members in sorted(groups.items(), key=lambda kv: kv[0][0]):
         for s in range(0, len(members), max_batch):
-            chunk = members[s:s + max_batch]
+            chunk = members[s : s + max_batch]
             if need_core:
-                cores, failure = _evaluate_group([results[i] for i in chunk], robot, [id_strs[i] for i in chunk],
-                                                 T_pad, contact_bodies, max_batch)
+                cores, failure = _evaluate_group(
+                    [results[i] for i in chunk], robot, [id_strs[i] for i in chunk], T_pad, contact_bodies, max_batch
+                )
             else:  # host-only plugins: no jitted pass, no compile
                 cores, failure = [{} for _ in chunk], None
             for j, i in enumerate(chunk):
-                reports[i] = build_report(results[i], robot, cores[j], id_strs[i], path_strs[i], plugin_list,
-                                          group_failure=failure)
+                reports[i] = build_report(
+                    results[i], robot, cores[j], id_strs[i], path_strs[i], plugin_list, group_failure=failure
+                )
             if progress is not None:
                 progress(len(chunk))
     assert all(r is not None for r in reports)
@@ -150,13 +156,18 @@ def evaluate_results(
 def _evaluate_group(results, robot, ids, T_pad, contact_bodies, max_batch):
     """(per-result core dicts, None) or (empty dicts, failure message) for one jitted pass."""
     try:
-        batch = MetricBatch.from_results(results, robot, contact_bodies=contact_bodies, length=T_pad,
-                                         batch_size=_batch_size(len(results), max_batch), ids=ids)
+        batch = MetricBatch.from_results(
+            results,
+            robot,
+            contact_bodies=contact_bodies,
+            length=T_pad,
+            batch_size=_batch_size(len(results), max_batch),
+            ids=ids,
+        )
         geometry = metric_geometry(robot, batch.contact_bodies, dtype=batch.qpos.dtype)
         out = jax.device_get(evaluate_batch(batch, geometry))
     except Exception as e:  # a failed pass becomes partial reports, never a stopped batch
-        msg = (f"the jitted metrics pass failed for this group of {len(results)} result(s): "
-               f"{type(e).__name__}: {e}")
+        msg = f"the jitted metrics pass failed for this group of {len(results)} result(s): {type(e).__name__}: {e}"
         return [{} for _ in results], msg
     arrays = {k: np.asarray(v, np.float64) for k, v in out.items()}
     return [{k: float(a[j]) for k, a in arrays.items()} for j in range(len(results))], None
@@ -305,8 +316,9 @@ def write_report(report: Mapping, path: str | os.PathLike) -> Path:
     return path
 
 
-def metric_summary(result: RetargetingResult, robot: RobotSpec, *,
-                   plugins: Sequence[str | MetricPlugin] | None = None) -> dict:
+def metric_summary(
+    result: RetargetingResult, robot: RobotSpec, *, plugins: Sequence[str | MetricPlugin] | None = None
+) -> dict:
     """:func:`report_summary` of one result's report (``plugins`` as in :func:`evaluate_results`)."""
     return report_summary(evaluate_results([result], robot, plugins=plugins)[0])
 

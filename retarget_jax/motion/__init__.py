@@ -15,5 +15,15 @@ from retarget_jax.motion.reader import read_motion
 from retarget_jax.motion.resample import resample
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP, HumanJoint
 
-__all__ = ["HumanMotion", "HumanJoint", "LAFAN1_JOINT_MAP", "load_joint_map", "read_amass", "read_bvh",
-           "read_bvh_format", "read_keypoints", "read_motion", "resample"]
+__all__ = [
+    "HumanMotion",
+    "HumanJoint",
+    "LAFAN1_JOINT_MAP",
+    "load_joint_map",
+    "read_amass",
+    "read_bvh",
+    "read_bvh_format",
+    "read_keypoints",
+    "read_motion",
+    "resample",
+]

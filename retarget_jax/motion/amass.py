@@ -49,18 +49,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from retarget_jax.body_models import topology
 from retarget_jax.body_models.fk import smpl_joint_poses
 from retarget_jax.body_models.model_files import model_skeleton
 from retarget_jax.body_models.neutral import neutral_skeleton
-from retarget_jax.body_models import topology
 from retarget_jax.errors import MotionFormatError, UnknownNameError
 from retarget_jax.files.npz import read_npz
 from retarget_jax.motion.conventions import get_conventions
 from retarget_jax.motion.human_motion import HumanMotion, fps_problem
 from retarget_jax.motion.skeleton import HumanJoint
 
-__all__ = ["FORMATS", "POSE_WIDTH", "FPS_KEYS", "SMPL_JOINT_MAP", "AmassClip", "parse_amass",
-           "read_amass"]
+__all__ = ["FORMATS", "POSE_WIDTH", "FPS_KEYS", "SMPL_JOINT_MAP", "AmassClip", "parse_amass", "read_amass"]
 
 #: Accepted ``fmt`` values: "amass" detects the family from the file.
 FORMATS = ("amass", *topology.FAMILIES)
@@ -131,8 +130,7 @@ def _need(path: str, fields: dict, unreadable: dict, key: str) -> np.ndarray:
     if key in unreadable:
         raise MotionFormatError(path, unreadable[key], field=key)
     if key not in fields:
-        raise MotionFormatError(path, f"missing field '{key}'; fields: {', '.join(sorted(fields))}",
-                                field=key)
+        raise MotionFormatError(path, f"missing field '{key}'; fields: {', '.join(sorted(fields))}", field=key)
     return fields[key]
 
 
@@ -148,8 +146,9 @@ def _finite(path: str, key: str, a: np.ndarray, shape: tuple[int | None, ...]) -
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         where = f"frame {first[0]}" if a.ndim == 2 and key not in ("betas",) else f"index {first}"
-        raise MotionFormatError(path, f"NaN or infinite value at {where} "
-                                f"({int(bad.sum())} bad values in all)", field=key)
+        raise MotionFormatError(
+            path, f"NaN or infinite value at {where} ({int(bad.sum())} bad values in all)", field=key
+        )
     return a
 
 
@@ -163,8 +162,10 @@ def _string(a: np.ndarray) -> str | None:
 def _not_motion(path: str, fields: dict) -> MotionFormatError:
     msg = "not a motion file: no 'poses' field (nor 'root_orient' + 'pose_body')"
     if "betas" in fields:
-        msg += ("; it holds body shape fields only, like an AMASS *_stagei.npz shape file "
-                f"(fields: {', '.join(sorted(fields))})")
+        msg += (
+            "; it holds body shape fields only, like an AMASS *_stagei.npz shape file "
+            f"(fields: {', '.join(sorted(fields))})"
+        )
     return MotionFormatError(path, msg, field="poses")
 
 
@@ -188,23 +189,23 @@ def parse_amass(path: str | os.PathLike, fmt: str = "amass") -> AmassClip:
         if fmt == "amass":
             if width not in by_width:
                 raise MotionFormatError(
-                    path, f"expected shape (T, 72), (T, 156) or (T, 165) (SMPL, SMPL-H, SMPL-X), "
-                    f"found {raw.shape}", field="poses")
+                    path,
+                    f"expected shape (T, 72), (T, 156) or (T, 165) (SMPL, SMPL-H, SMPL-X), found {raw.shape}",
+                    field="poses",
+                )
             family = by_width[width]
         else:
             family = fmt
             if width != POSE_WIDTH[fmt]:
-                hint = (f"; that width is {by_width[width]}'s (fmt='amass' detects it)"
-                        if width in by_width else "")
+                hint = f"; that width is {by_width[width]}'s (fmt='amass' detects it)" if width in by_width else ""
                 raise MotionFormatError(
-                    path, f"expected shape (T, {POSE_WIDTH[fmt]}) for {fmt}, found {raw.shape}"
-                    + hint, field="poses")
+                    path, f"expected shape (T, {POSE_WIDTH[fmt]}) for {fmt}, found {raw.shape}" + hint, field="poses"
+                )
         poses = _finite(path, "poses", raw, (None, POSE_WIDTH[family]))
         pose = poses[:, : 3 * topology.NUM_BODY_JOINTS]
     elif any(k in fields or k in unreadable for k in ("root_orient", "pose_body")):
         root = _finite(path, "root_orient", _need(path, fields, unreadable, "root_orient"), (None, 3))
-        body = _finite(path, "pose_body", _need(path, fields, unreadable, "pose_body"),
-                       (root.shape[0], 63))
+        body = _finite(path, "pose_body", _need(path, fields, unreadable, "pose_body"), (root.shape[0], 63))
         pose = np.concatenate([root, body], axis=1)
         if fmt != "amass":
             family = fmt
@@ -216,18 +217,19 @@ def parse_amass(path: str | os.PathLike, fmt: str = "amass") -> AmassClip:
 
     T = pose.shape[0]
     if T < 1:
-        raise MotionFormatError(path, "the clip has zero frames",
-                                field="poses" if "poses" in fields else "root_orient")
+        raise MotionFormatError(path, "the clip has zero frames", field="poses" if "poses" in fields else "root_orient")
     trans = _finite(path, "trans", _need(path, fields, unreadable, "trans"), (T, 3))
 
     fps_key = next((k for k in FPS_KEYS if k in fields or k in unreadable), None)
     if fps_key is None:
-        raise MotionFormatError(path, f"missing frame rate: no '{FPS_KEYS[0]}' or '{FPS_KEYS[1]}' field",
-                                field=FPS_KEYS[0])
+        raise MotionFormatError(
+            path, f"missing frame rate: no '{FPS_KEYS[0]}' or '{FPS_KEYS[1]}' field", field=FPS_KEYS[0]
+        )
     fps_arr = _need(path, fields, unreadable, fps_key)
     if fps_arr.size != 1 or fps_arr.dtype.kind not in "biuf":
-        raise MotionFormatError(path, f"expected one number, found dtype {fps_arr.dtype} shape "
-                                f"{fps_arr.shape}", field=fps_key)
+        raise MotionFormatError(
+            path, f"expected one number, found dtype {fps_arr.dtype} shape {fps_arr.shape}", field=fps_key
+        )
     fps = float(fps_arr.reshape(-1)[0])
     bad_fps = fps_problem(fps)
     if bad_fps:
@@ -245,40 +247,54 @@ def parse_amass(path: str | os.PathLike, fmt: str = "amass") -> AmassClip:
     if "gender" in fields:
         gender = _string(fields["gender"])
         if gender is None:
-            warnings.warn(f"{path}: field 'gender' is not a string ({fields['gender'].dtype}, "
-                          f"shape {fields['gender'].shape}); ignored", stacklevel=2)
+            warnings.warn(
+                f"{path}: field 'gender' is not a string ({fields['gender'].dtype}, "
+                f"shape {fields['gender'].shape}); ignored",
+                stacklevel=2,
+            )
     elif "gender" in unreadable:
         warnings.warn(f"{path}: field 'gender' {unreadable['gender']}; ignored", stacklevel=2)
 
-    return AmassClip(path=path, family=family,
-                     pose=np.ascontiguousarray(pose.reshape(T, topology.NUM_BODY_JOINTS, 3)),
-                     trans=trans, betas=betas, fps=fps, gender=gender)
+    return AmassClip(
+        path=path,
+        family=family,
+        pose=np.ascontiguousarray(pose.reshape(T, topology.NUM_BODY_JOINTS, 3)),
+        trans=trans,
+        betas=betas,
+        fps=fps,
+        gender=gender,
+    )
 
 
 # ---------------------------------------------------------------------------------------
 # Kinematics
 
 
-def _skeleton(clip: AmassClip, body_model_dir: str | os.PathLike | None,
-              gender: str | None) -> topology.BodySkeleton:
+def _skeleton(clip: AmassClip, body_model_dir: str | os.PathLike | None, gender: str | None) -> topology.BodySkeleton:
     if body_model_dir is None:
         if np.any(clip.betas != 0):
-            warnings.warn(f"{clip.path}: betas are ignored by the built-in neutral {clip.family} "
-                          "skeleton; pass body_model_dir= for shape-aware joints", stacklevel=3)
+            warnings.warn(
+                f"{clip.path}: betas are ignored by the built-in neutral {clip.family} "
+                "skeleton; pass body_model_dir= for shape-aware joints",
+                stacklevel=3,
+            )
         return neutral_skeleton(clip.family)
     if gender is None:
         if clip.gender is None:
-            warnings.warn(f"{clip.path}: no gender in the file; using the neutral model "
-                          "(pass gender= to choose)", stacklevel=3)
+            warnings.warn(
+                f"{clip.path}: no gender in the file; using the neutral model (pass gender= to choose)", stacklevel=3
+            )
             gender = "neutral"
         elif clip.gender not in topology.GENDERS:
-            raise MotionFormatError(clip.path, f"expected one of {', '.join(topology.GENDERS)}, found "
-                                    f"'{clip.gender}' (pass gender= to choose)", field="gender")
+            raise MotionFormatError(
+                clip.path,
+                f"expected one of {', '.join(topology.GENDERS)}, found '{clip.gender}' (pass gender= to choose)",
+                field="gender",
+            )
         else:
             gender = clip.gender
     if clip.betas.size == 0:
-        warnings.warn(f"{clip.path}: no betas in the file; using the model's mean shape",
-                      stacklevel=3)
+        warnings.warn(f"{clip.path}: no betas in the file; using the model's mean shape", stacklevel=3)
     return model_skeleton(body_model_dir, clip.family, gender, clip.betas)
 
 

@@ -29,13 +29,12 @@ and marked invalid in the motion's ``valid`` mask.
 
 from __future__ import annotations
 
-from typing import Any
-
 import dataclasses
 import math
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -52,9 +51,20 @@ from retarget_jax.motion.joint_maps import (
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP, HumanJoint
 from retarget_jax.rotations import euler_to_quat, quat_mul, quat_normalize, quat_rotate
 
-__all__ = ["AUTO", "BVH_FORMATS", "BvhClip", "parse_bvh", "read_bvh", "read_bvh_format",
-           "motion_from_clip", "bvh_joint_poses", "end_site_positions", "END_SITE_SUFFIX",
-           "Y_UP_TO_Z_UP", "Q_Y_UP_TO_Z_UP"]
+__all__ = [
+    "AUTO",
+    "BVH_FORMATS",
+    "BvhClip",
+    "parse_bvh",
+    "read_bvh",
+    "read_bvh_format",
+    "motion_from_clip",
+    "bvh_joint_poses",
+    "end_site_positions",
+    "END_SITE_SUFFIX",
+    "Y_UP_TO_Z_UP",
+    "Q_Y_UP_TO_Z_UP",
+]
 
 # Y-up -> Z-up: the proper rotation about +X by +90 degrees, (x, y, z) -> (x, -z, y).
 # det = +1; an axis swap (x, z, y) would mirror the skeleton left <-> right.
@@ -132,8 +142,7 @@ def _read_text(path: str) -> str:
         line = raw.count(b"\n", 0, e.start) + 1
         raise MotionFormatError(
             path,
-            f"not a text BVH file: undecodable byte 0x{raw[e.start]:02x} "
-            f"at byte offset {e.start} ({e.reason})",
+            f"not a text BVH file: undecodable byte 0x{raw[e.start]:02x} at byte offset {e.start} ({e.reason})",
             line=line,
         ) from None
     nul = text.find("\x00")
@@ -254,8 +263,7 @@ def _parse_hierarchy(tk: _Tokens):
             if tk.peek() is None:
                 where = "MOTION" if tk.motion_line else "the end of the file"
                 raise tk.error(
-                    f"unbalanced braces: joint '{name}' opened at line {kind_line} "
-                    f"is not closed before {where}",
+                    f"unbalanced braces: joint '{name}' opened at line {kind_line} is not closed before {where}",
                     tk.motion_line or tk.last_line,
                     "HIERARCHY",
                 )
@@ -277,16 +285,14 @@ def _parse_hierarchy(tk: _Tokens):
                 parse_end_site(idx, ln)
             elif key == "ROOT":
                 raise tk.error(
-                    f"ROOT inside joint '{name}' (opened at line {kind_line}); "
-                    "did a '}' go missing?",
+                    f"ROOT inside joint '{name}' (opened at line {kind_line}); did a '}}' go missing?",
                     ln,
                 )
             elif key == "MOTION":  # pragma: no cover - the tokenizer stops at MOTION
                 break
             else:
                 raise tk.error(
-                    f"unexpected '{tok}' in joint '{name}'; expected OFFSET, "
-                    "CHANNELS, JOINT, End Site or '}'",
+                    f"unexpected '{tok}' in joint '{name}'; expected OFFSET, CHANNELS, JOINT, End Site or '}}'",
                     ln,
                 )
         if not have_offset:
@@ -306,9 +312,7 @@ def _parse_hierarchy(tk: _Tokens):
                 "CHANNELS",
             ) from None
         if not 0 <= count <= 6:
-            raise tk.error(
-                f"CHANNELS count of joint '{joint}' must be 0..6, found {count}", line, "CHANNELS"
-            )
+            raise tk.error(f"CHANNELS count of joint '{joint}' must be 0..6, found {count}", line, "CHANNELS")
         if len(names_toks) != count:
             raise tk.error(
                 f"CHANNELS of joint '{joint}' says {count} channels but lists {len(names_toks)}",
@@ -325,9 +329,7 @@ def _parse_hierarchy(tk: _Tokens):
                     "CHANNELS",
                 )
             if canon in out:
-                raise tk.error(
-                    f"channel '{canon}' listed twice in joint '{joint}'", line, "CHANNELS"
-                )
+                raise tk.error(f"channel '{canon}' listed twice in joint '{joint}'", line, "CHANNELS")
             out.append(canon)
         return tuple(out)
 
@@ -335,9 +337,7 @@ def _parse_hierarchy(tk: _Tokens):
     if first is None or first[0].upper() != "HIERARCHY":
         line = first[1] if first else (tk.motion_line or 1)
         found = f"'{first[0]}'" if first else ("MOTION" if tk.motion_line else "nothing")
-        raise tk.error(
-            f"missing HIERARCHY: the file must start with it, found {found}", line, "HIERARCHY"
-        )
+        raise tk.error(f"missing HIERARCHY: the file must start with it, found {found}", line, "HIERARCHY")
     tk.pos += 1
     while (tok := tk.peek()) is not None:
         tk.pos += 1
@@ -372,15 +372,11 @@ def _next_nonblank(lines: list[str], i: int) -> int:
     return i
 
 
-
-def _header_value(path: str, lines: list[str], i: int, regex, field: str, form: str, convert,
-                  kind: str):
+def _header_value(path: str, lines: list[str], i: int, regex, field: str, form: str, convert, kind: str):
     """Parse one MOTION header line (``Frames:`` or ``Frame Time:``) at 0-based index i."""
     m = regex.match(lines[i])
     if m is None:
-        raise MotionFormatError(
-            path, f"expected '{form}', found '{lines[i].strip()}'", line=i + 1, field=field
-        )
+        raise MotionFormatError(path, f"expected '{form}', found '{lines[i].strip()}'", line=i + 1, field=field)
     try:
         return convert(m.group(1))
     except ValueError:
@@ -388,26 +384,20 @@ def _header_value(path: str, lines: list[str], i: int, regex, field: str, form: 
             path, f"{field.lower()} must be {kind}, found '{m.group(1)}'", line=i + 1, field=field
         ) from None
 
+
 def _parse_motion_header(path: str, lines: list[str], motion_line: int) -> tuple[int, float, int]:
     """Return (declared frame count, frame time, index of the first frame line)."""
     last = _last_nonblank_line(lines)
     i = _next_nonblank(lines, motion_line)  # motion_line is 1-based: lines[motion_line] follows
     if i >= len(lines):
-        raise MotionFormatError(
-            path, "MOTION section has no 'Frames:' line", line=last, field="Frames"
-        )
+        raise MotionFormatError(path, "MOTION section has no 'Frames:' line", line=last, field="Frames")
     n = _header_value(path, lines, i, _FRAMES_RE, "Frames", "Frames: <count>", int, "an integer")
     if n <= 0:
-        raise MotionFormatError(
-            path, f"the clip has zero frames (Frames: {n})", line=i + 1, field="Frames"
-        )
+        raise MotionFormatError(path, f"the clip has zero frames (Frames: {n})", line=i + 1, field="Frames")
     j = _next_nonblank(lines, i + 1)
     if j >= len(lines):
-        raise MotionFormatError(
-            path, "MOTION section has no 'Frame Time:' line", line=last, field="Frame Time"
-        )
-    dt = _header_value(path, lines, j, _FRAME_TIME_RE, "Frame Time", "Frame Time: <seconds>", float,
-                       "a number")
+        raise MotionFormatError(path, "MOTION section has no 'Frame Time:' line", line=last, field="Frame Time")
+    dt = _header_value(path, lines, j, _FRAME_TIME_RE, "Frame Time", "Frame Time: <seconds>", float, "a number")
     if not math.isfinite(dt) or dt <= 0:
         raise MotionFormatError(
             path,
@@ -417,8 +407,12 @@ def _parse_motion_header(path: str, lines: list[str], motion_line: int) -> tuple
         )
     bad_fps = fps_problem(1.0 / dt)
     if bad_fps:
-        raise MotionFormatError(path, f"frame time {lines[j].split(':', 1)[1].strip()} s gives a frame rate that "
-                                f"{bad_fps}", line=j + 1, field="Frame Time")
+        raise MotionFormatError(
+            path,
+            f"frame time {lines[j].split(':', 1)[1].strip()} s gives a frame rate that {bad_fps}",
+            line=j + 1,
+            field="Frame Time",
+        )
     return n, dt, j + 1
 
 
@@ -426,10 +420,7 @@ def _parse_frames(path: str, lines: list[str], start: int, n: int, C: int) -> np
     idx = [i for i in range(start, len(lines)) if lines[i].strip()]
     if len(idx) < n:
         end_line = idx[-1] + 1 if idx else start
-        msg = (
-            f"truncated file: expected {n} frames ('Frames: {n}'), found {len(idx)}; "
-            f"the data ends at line {end_line}"
-        )
+        msg = f"truncated file: expected {n} frames ('Frames: {n}'), found {len(idx)}; the data ends at line {end_line}"
         if idx:
             k = len(lines[idx[-1]].split())
             if k != C:
@@ -438,8 +429,7 @@ def _parse_frames(path: str, lines: list[str], start: int, n: int, C: int) -> np
     if len(idx) > n:
         raise MotionFormatError(
             path,
-            f"expected {n} frames ('Frames: {n}'), found {len(idx)} frame lines; "
-            f"the first extra one is here",
+            f"expected {n} frames ('Frames: {n}'), found {len(idx)} frame lines; the first extra one is here",
             line=idx[n] + 1,
             field="frames",
         )
@@ -450,8 +440,7 @@ def _parse_frames(path: str, lines: list[str], start: int, n: int, C: int) -> np
         b = int(bad[0])
         raise MotionFormatError(
             path,
-            f"frame index {b} has the wrong number of values: "
-            f"expected {C} (sum of CHANNELS), found {counts[b]}",
+            f"frame index {b} has the wrong number of values: expected {C} (sum of CHANNELS), found {counts[b]}",
             line=idx[b] + 1,
             field="frames",
         )
@@ -564,8 +553,12 @@ def _check_end_site_names(clip: BvhClip, joint_map: Mapping[str, HumanJoint | st
     known = set(clip.joint_names) | set(clip.end_site_names)
     for name in joint_map:
         if is_end_site_name(name) and name not in known:
-            raise UnknownNameError("BVH End Site", name, [*clip.joint_names, *clip.end_site_names],
-                                   where=f"{clip.path}, {where or 'joint map'}, field 'joints.{name}'")
+            raise UnknownNameError(
+                "BVH End Site",
+                name,
+                [*clip.joint_names, *clip.end_site_names],
+                where=f"{clip.path}, {where or 'joint map'}, field 'joints.{name}'",
+            )
 
 
 class _Auto:
@@ -648,8 +641,10 @@ def motion_from_clip(
     pos, quat = bvh_joint_poses(clip)
     # the named End Sites ride after the joints (index J + k), with their joint's orientation
     site_clip = dataclasses.replace(
-        clip, end_site_parents=np.asarray(clip.end_site_parents, dtype=np.int64).reshape(-1)[sites],
-        end_site_offsets=np.asarray(clip.end_site_offsets, dtype=np.float64).reshape(-1, 3)[sites])
+        clip,
+        end_site_parents=np.asarray(clip.end_site_parents, dtype=np.int64).reshape(-1)[sites],
+        end_site_offsets=np.asarray(clip.end_site_offsets, dtype=np.float64).reshape(-1, 3)[sites],
+    )
     site_parents = np.asarray(site_clip.end_site_parents, dtype=np.int64)
     all_parents = np.concatenate([clip.parents, site_parents])
     pos = np.concatenate([pos, end_site_positions(site_clip, pos, quat)], axis=1)
@@ -733,13 +728,15 @@ def read_bvh_format(
             raise ConfigError(
                 f"{os.fspath(path)}: format 'bvh' needs a joint map (a shipped name: "
                 f"{', '.join(shipped_joint_maps())}; or a YAML file); "
-                f"or use a named format: {', '.join(k for k in BVH_FORMATS if k != 'bvh')}")
+                f"or use a named format: {', '.join(k for k in BVH_FORMATS if k != 'bvh')}"
+            )
         jm = load_joint_map(joint_map)
     else:
         if joint_map is not None:
             raise ConfigError(
                 f"{os.fspath(path)}: format '{fmt}' brings its own joint map '{shipped}'; "
-                "to read with another map use format 'bvh' with joint_map=...")
+                "to read with another map use format 'bvh' with joint_map=..."
+            )
         jm = load_joint_map(shipped)
     clip = parse_bvh(path)
     pelvis = [k for k, r in jm.joints.items() if r is HumanJoint.PELVIS]

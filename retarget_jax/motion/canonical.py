@@ -24,7 +24,8 @@ CANONICAL_JOINTS: tuple[HumanJoint, ...] = tuple(HumanJoint)
 #: Parent indices of :data:`CANONICAL_JOINTS` (-1 for the root).
 CANONICAL_PARENTS: tuple[int, ...] = tuple(
     -1 if CANONICAL_PARENT[j] is None else CANONICAL_JOINTS.index(CANONICAL_PARENT[j])  # type: ignore[arg-type]
-    for j in CANONICAL_JOINTS)
+    for j in CANONICAL_JOINTS
+)
 
 
 def canonical_index(role: HumanJoint) -> int:
@@ -76,9 +77,11 @@ def masked_samples(motion: HumanMotion) -> dict[str, Any]:
     """
     invalid = ~motion.valid_mask
     per_joint = invalid.sum(axis=0)
-    return {"masked_frames": int(invalid.any(axis=1).sum()),
-            "masked_joints": int(np.count_nonzero(per_joint)),
-            "masked_per_joint": {j.value: int(n) for j, n in zip(motion.joint_names, per_joint, strict=True) if n}}
+    return {
+        "masked_frames": int(invalid.any(axis=1).sum()),
+        "masked_joints": int(np.count_nonzero(per_joint)),
+        "masked_per_joint": {j.value: int(n) for j, n in zip(motion.joint_names, per_joint, strict=True) if n},
+    }
 
 
 def canonicalize(motion: HumanMotion) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -114,7 +117,8 @@ def canonicalize(motion: HumanMotion) -> tuple[np.ndarray, np.ndarray | None, np
             if par < 0:
                 raise InvalidMotionError(
                     f"{where}: the motion has no valid '{role.value}' (the root joint); "
-                    f"joints present: {[j.value for j in motion.joint_names]}")
+                    f"joints present: {[j.value for j in motion.joint_names]}"
+                )
             pos[:, c] = pos[:, par]
             if quat is not None:
                 quat[:, c] = quat[:, par]

@@ -32,15 +32,13 @@ from retarget_jax.motion.skeleton import HumanJoint
 __all__ = ["SMPL_FRAME", "WORLD_TPOSE_Z_FORWARD_FRAME", "uniform", "get_conventions", "NAMES"]
 
 #: SMPL canonical body frame (x left, y up, z forward) as seen facing +X in a Z-up world.
-SMPL_FRAME = np.array([[0.0, 0.0, 1.0],
-                       [1.0, 0.0, 0.0],
-                       [0.0, 1.0, 0.0]])
+SMPL_FRAME = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 #: A Y-up, +Z-facing world frame after the BVH reader's +90 deg turn about X (y -> z,
 #: z -> -y, so the figure faces -Y) and a +90 deg turn about Z to face +X.
-WORLD_TPOSE_Z_FORWARD_FRAME = (
-    np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    @ np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]))
+WORLD_TPOSE_Z_FORWARD_FRAME = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]) @ np.array(
+    [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]
+)
 
 
 def uniform(frame: np.ndarray) -> Mapping[HumanJoint, np.ndarray]:

@@ -349,9 +349,7 @@ def demo_motion(num_frames: int = 150, fps: float = 30.0) -> HumanMotion:
 
         # This arm is most forward when the other foot strikes (cycle phase 1/2).
         fwd = -math.radians(18.0) * np.cos(two_pi * (c - shift))
-        col_j, sh_j, el_j, wr_j = (
-            J_[f"{side}_{n}"] for n in ("COLLAR", "SHOULDER", "ELBOW", "WRIST")
-        )
+        col_j, sh_j, el_j, wr_j = (J_[f"{side}_{n}"] for n in ("COLLAR", "SHOULDER", "ELBOW", "WRIST"))
         M[col_j] = M[J_.SPINE_UPPER]
         M[sh_j] = M[col_j] @ _rot("y", -fwd) @ _rot("x", -sgn * math.radians(80.0))
         M[el_j] = M[sh_j] @ _elbow(sgn, math.radians(ELBOW_BEND_DEG + 5.0) + 0.5 * fwd)
@@ -360,10 +358,7 @@ def demo_motion(num_frames: int = 150, fps: float = 30.0) -> HumanMotion:
     pos = _fk(M, pelvis)
     R_world = np.stack([M[j] @ CONVENTIONS[j] for j in DEMO_JOINTS], axis=1)
     parents = np.array(
-        [
-            -1 if DEMO_PARENTS[j] is None else DEMO_JOINTS.index(DEMO_PARENTS[j])
-            for j in DEMO_JOINTS
-        ],
+        [-1 if DEMO_PARENTS[j] is None else DEMO_JOINTS.index(DEMO_PARENTS[j]) for j in DEMO_JOINTS],
         dtype=np.int64,
     )
     return HumanMotion(

@@ -83,7 +83,8 @@ class HumanMotion:
             raise InvalidMotionError(f"{where}: motion has no frames")
         if self.orientations is not None and np.shape(self.orientations) != (pos.shape[0], J, 4):
             raise InvalidMotionError(
-                f"{where}: orientations must be ({pos.shape[0]}, {J}, 4), got {np.shape(self.orientations)}")
+                f"{where}: orientations must be ({pos.shape[0]}, {J}, 4), got {np.shape(self.orientations)}"
+            )
         if np.shape(self.parents) != (J,):
             raise InvalidMotionError(f"{where}: parents must be ({J},), got {np.shape(self.parents)}")
         bad_fps = fps_problem(self.fps)
@@ -134,9 +135,9 @@ class HumanMotion:
         try:
             return self.joint_names.index(role)
         except ValueError:
-            raise UnknownNameError("joint of this motion", role.value,
-                                   [j.value for j in self.joint_names],
-                                   where=self.source_path or None) from None
+            raise UnknownNameError(
+                "joint of this motion", role.value, [j.value for j in self.joint_names], where=self.source_path or None
+            ) from None
 
     def chain_length(self, joint: HumanJoint | str, ancestor: HumanJoint | str) -> float:
         """Sum of the median segment lengths on the path from ``ancestor`` down to ``joint``."""
@@ -145,8 +146,7 @@ class HumanMotion:
         while j != a:
             p = int(self.parents[j])
             if p < 0:
-                raise InvalidMotionError(
-                    f"{self.source_path}: {self.joint_names[a]} is not an ancestor of {joint}")
+                raise InvalidMotionError(f"{self.source_path}: {self.joint_names[a]} is not an ancestor of {joint}")
             seg = np.linalg.norm(self.positions[:, j] - self.positions[:, p], axis=-1)
             seg = seg[np.isfinite(seg)]
             total += float(np.median(seg)) if seg.size else 0.0

@@ -69,12 +69,21 @@ __all__ = [
 ]
 
 #: Unit names accepted by ``length_unit`` -> metres per unit.
-LENGTH_UNITS: Mapping[str, float] = types.MappingProxyType({
-    "metre": 1.0, "meter": 1.0, "m": 1.0,
-    "centimetre": 0.01, "centimeter": 0.01, "cm": 0.01,
-    "millimetre": 0.001, "millimeter": 0.001, "mm": 0.001,
-    "inch": 0.0254, "in": 0.0254,
-})
+LENGTH_UNITS: Mapping[str, float] = types.MappingProxyType(
+    {
+        "metre": 1.0,
+        "meter": 1.0,
+        "m": 1.0,
+        "centimetre": 0.01,
+        "centimeter": 0.01,
+        "cm": 0.01,
+        "millimetre": 0.001,
+        "millimeter": 0.001,
+        "mm": 0.001,
+        "inch": 0.0254,
+        "in": 0.0254,
+    }
+)
 UP_AXES = ("y", "z")
 _KEYS = ("name", "description", "length_unit", "up_axis", "conventions", "joints")
 _REQUIRED = ("length_unit", "up_axis", "joints")
@@ -125,28 +134,33 @@ class JointMap:
             if not isinstance(src, str) or not src.strip():
                 raise _err(where, "joints", f"source joint names must be non-empty strings, found {src!r}")
             if is_end_site_name(src) and not _END_SITE_NAME.sub("", src).strip():
-                raise _err(where, f"joints.{src}",
-                           f"an End Site is named after its joint, '<joint name>{END_SITE_SUFFIX}'; "
-                           f"'{src}' names no joint")
+                raise _err(
+                    where,
+                    f"joints.{src}",
+                    f"an End Site is named after its joint, '<joint name>{END_SITE_SUFFIX}'; '{src}' names no joint",
+                )
             r = HumanJoint.parse(role, where=f"{where}, field 'joints.{src}'")
             if r in seen:
-                raise _err(where, f"joints.{src}",
-                           f"role '{r.value}' is already mapped from '{seen[r]}'; "
-                           "each role takes one source joint")
+                raise _err(
+                    where,
+                    f"joints.{src}",
+                    f"role '{r.value}' is already mapped from '{seen[r]}'; each role takes one source joint",
+                )
             seen[r] = src
             parsed[src] = r
         if not parsed:
             raise _err(where, "joints", "maps no joint")
         if self.up_axis not in UP_AXES:
             raise _err(where, "up_axis", f"expected one of {', '.join(UP_AXES)}, found {self.up_axis!r}")
-        if not (isinstance(self.length_scale, int | float) and math.isfinite(self.length_scale)
-                and self.length_scale > 0):
-            raise _err(where, "length_unit",
-                       f"metres per unit must be a positive number, found {self.length_scale!r}")
+        if not (
+            isinstance(self.length_scale, int | float) and math.isfinite(self.length_scale) and self.length_scale > 0
+        ):
+            raise _err(where, "length_unit", f"metres per unit must be a positive number, found {self.length_scale!r}")
         if self.conventions is not None:
             if self.conventions not in NAMES:
-                raise UnknownNameError("source convention", str(self.conventions), NAMES,
-                                       where=f"{where}, field 'conventions'")
+                raise UnknownNameError(
+                    "source convention", str(self.conventions), NAMES, where=f"{where}, field 'conventions'"
+                )
         object.__setattr__(self, "joints", types.MappingProxyType(parsed))
         object.__setattr__(self, "length_scale", float(self.length_scale))
 
@@ -189,8 +203,8 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
             continue  # the base constructor reports unhashable keys itself
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None,
-                f"duplicated key {key!r} (first at line {seen[key]})", key_node.start_mark)
+                None, None, f"duplicated key {key!r} (first at line {seen[key]})", key_node.start_mark
+            )
         seen[key] = key_node.start_mark.line + 1
     return loader.construct_mapping(node, deep=deep)
 
@@ -206,13 +220,19 @@ def _length_scale(value: Any, where: str) -> float:
         try:
             value = float(key)
         except ValueError:
-            raise _err(where, "length_unit",
-                       f"unknown unit '{value}'; expected one of {', '.join(LENGTH_UNITS)} "
-                       "or a positive number of metres per file unit") from None
+            raise _err(
+                where,
+                "length_unit",
+                f"unknown unit '{value}'; expected one of {', '.join(LENGTH_UNITS)} "
+                "or a positive number of metres per file unit",
+            ) from None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise _err(where, "length_unit",
-                   f"expected a unit name ({', '.join(LENGTH_UNITS)}) or a positive number of "
-                   f"metres per file unit, found {value!r}")
+        raise _err(
+            where,
+            "length_unit",
+            f"expected a unit name ({', '.join(LENGTH_UNITS)}) or a positive number of "
+            f"metres per file unit, found {value!r}",
+        )
     return float(value)
 
 
@@ -249,8 +269,11 @@ def joint_map_from_dict(data: Any, *, where: str = "<joint map>", default_name: 
         raise _err(where, "joints", "expected a non-empty mapping of source joint name -> role")
     for src, role in joints.items():
         if not isinstance(src, str):
-            raise _err(where, "joints", f"source joint names must be strings, found {src!r} "
-                       "(quote names YAML reads as numbers or booleans)")
+            raise _err(
+                where,
+                "joints",
+                f"source joint names must be strings, found {src!r} (quote names YAML reads as numbers or booleans)",
+            )
         if not isinstance(role, str | HumanJoint):
             raise _err(where, f"joints.{src}", f"expected a role name, found {role!r}")
     return JointMap(
@@ -279,8 +302,12 @@ def load_joint_map(name_or_path: str | os.PathLike | JointMap) -> JointMap:
         return name_or_path
     text = os.fspath(name_or_path)
     p = Path(text)
-    is_path = isinstance(name_or_path, os.PathLike) or p.suffix in (".yaml", ".yml") or os.sep in text \
+    is_path = (
+        isinstance(name_or_path, os.PathLike)
+        or p.suffix in (".yaml", ".yml")
+        or os.sep in text
         or (os.altsep is not None and os.altsep in text)
+    )
     if not is_path:
         p = joint_maps_dir() / f"{text}.yaml"
         if not p.is_file():

@@ -49,8 +49,10 @@ _DETECT_FIRST = ("smpl_phc", "smpl", "lafan1")
 def _as_names(path: str, raw: np.ndarray) -> tuple[str, ...]:
     if raw.ndim != 1 or raw.dtype.kind not in "US":
         raise MotionFormatError(
-            path, f"expected a 1-D array of strings, found dtype {raw.dtype} with shape {raw.shape}",
-            field="joint_names")
+            path,
+            f"expected a 1-D array of strings, found dtype {raw.dtype} with shape {raw.shape}",
+            field="joint_names",
+        )
     names = tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in raw.tolist())
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -82,14 +84,16 @@ def detect_joint_map(names: tuple[str, ...] | list[str], *, where: str = "") -> 
             f"no shipped joint map matches these joint names (none maps a pelvis among them); "
             f"shipped maps: {', '.join(shipped)}; joint names: {shown}; "
             "pass joint_map= (a shipped name or a YAML file)",
-            field="joint_names")
+            field="joint_names",
+        )
     return best
 
 
 def _scalar_fps(path: str, raw: np.ndarray) -> float:
     if raw.size != 1 or raw.dtype.kind not in "iuf":
         raise MotionFormatError(
-            path, f"expected one number, found dtype {raw.dtype} with shape {raw.shape}", field="fps")
+            path, f"expected one number, found dtype {raw.dtype} with shape {raw.shape}", field="fps"
+        )
     fps = float(raw.reshape(()))
     bad = fps_problem(fps)
     if bad:
@@ -121,20 +125,22 @@ def read_keypoints(
     missing = [k for k in ("positions", "joint_names", "fps") if k not in data]
     if missing:
         raise MotionFormatError(
-            path, f"missing required array '{missing[0]}'; the file has: {', '.join(sorted(data)) or 'nothing'}",
-            field=missing[0])
+            path,
+            f"missing required array '{missing[0]}'; the file has: {', '.join(sorted(data)) or 'nothing'}",
+            field=missing[0],
+        )
 
     pos = data["positions"]
     if pos.dtype.kind not in "iuf":
         raise MotionFormatError(path, f"expected a float array, found dtype {pos.dtype}", field="positions")
     if pos.ndim != 3 or pos.shape[2] != 3 or pos.shape[0] < 1 or pos.shape[1] < 1:
-        raise MotionFormatError(path, f"expected shape (T, J, 3) with T, J >= 1, found {pos.shape}",
-                                field="positions")
+        raise MotionFormatError(path, f"expected shape (T, J, 3) with T, J >= 1, found {pos.shape}", field="positions")
     T, J = pos.shape[:2]
     names = _as_names(path, data["joint_names"])
     if len(names) != J:
         raise MotionFormatError(
-            path, f"{len(names)} names for {J} joints in positions {pos.shape}", field="joint_names")
+            path, f"{len(names)} names for {J} joints in positions {pos.shape}", field="joint_names"
+        )
     fps = _scalar_fps(path, data["fps"])
 
     if "valid" in data and "mask" in data:
@@ -157,8 +163,8 @@ def read_keypoints(
         ts = data["timestamps"]
         if ts.dtype.kind not in "iuf" or ts.shape != (T,):
             raise MotionFormatError(
-                path, f"expected ({T},) numbers, found dtype {ts.dtype} with shape {ts.shape}",
-                field="timestamps")
+                path, f"expected ({T},) numbers, found dtype {ts.dtype} with shape {ts.shape}", field="timestamps"
+            )
         ts = ts.astype(np.float64)
         if not np.isfinite(ts).all() or (T > 1 and not (np.diff(ts) > 0).all()):
             raise MotionFormatError(path, "must be finite and strictly increasing", field="timestamps")
@@ -170,12 +176,14 @@ def read_keypoints(
         jm_joints = joint_map
     else:
         jm_joints = load_joint_map(joint_map).joints
-    roles = {n: HumanJoint.parse(jm_joints[n], where=f"{path}: joint_map[{n!r}]")
-             for n in names if n in jm_joints}
+    roles = {n: HumanJoint.parse(jm_joints[n], where=f"{path}: joint_map[{n!r}]") for n in names if n in jm_joints}
     if not roles:
         raise MotionFormatError(
-            path, f"no joint name is in the joint map; joint names: {', '.join(names)}; "
-            f"map expects: {', '.join(sorted(jm_joints))}", field="joint_names")
+            path,
+            f"no joint name is in the joint map; joint names: {', '.join(names)}; "
+            f"map expects: {', '.join(sorted(jm_joints))}",
+            field="joint_names",
+        )
     if len(set(roles.values())) != len(roles):
         raise MotionFormatError(path, "the joint map gives two joints the same role", field="joint_names")
     by_role = {r: names.index(n) for n, r in roles.items()}
@@ -186,12 +194,18 @@ def read_keypoints(
     valid = given_valid[:, cols] & np.isfinite(p).all(axis=-1)
     if HumanJoint.PELVIS not in by_role:
         raise MotionFormatError(
-            path, "no joint maps to the pelvis (the root); mapped: "
-            + ", ".join(f"{names[by_role[r]]} -> {r.value}" for r in kept), field="joint_names")
+            path,
+            "no joint maps to the pelvis (the root); mapped: "
+            + ", ".join(f"{names[by_role[r]]} -> {r.value}" for r in kept),
+            field="joint_names",
+        )
     if not valid[:, 0].any():
         raise MotionFormatError(
-            path, f"the root joint '{names[by_role[HumanJoint.PELVIS]]}' (pelvis) is never valid "
-            "(non-finite or masked in every frame)", field="positions")
+            path,
+            f"the root joint '{names[by_role[HumanJoint.PELVIS]]}' (pelvis) is never valid "
+            "(non-finite or masked in every frame)",
+            field="positions",
+        )
 
     return HumanMotion(
         joint_names=tuple(kept),

@@ -38,8 +38,10 @@ def read_motion(
     """
     f = MotionFormat.parse(fmt, where=os.fspath(path))
     if f.is_robot_space:
-        raise ConfigError(f"format '{f.value}' is a robot-space trajectory, not human motion; "
-                          "load it with retarget_jax.io.read_robot_motion()")
+        raise ConfigError(
+            f"format '{f.value}' is a robot-space trajectory, not human motion; "
+            "load it with retarget_jax.io.read_robot_motion()"
+        )
     if f.family == "smpl":
         return read_amass(path, f.value, body_model_dir=body_model_dir, gender=gender)
     if f == MotionFormat.KEYPOINTS:

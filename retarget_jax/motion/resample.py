@@ -80,5 +80,5 @@ def resample_at(motion: HumanMotion, times: np.ndarray, fps: float) -> HumanMoti
         v = np.asarray(motion.valid, bool)
         new_valid = v[i0] & v[i1]
     return dataclasses.replace(
-        motion, positions=new_pos, orientations=new_quat, fps=fps,
-        timestamps=out_t, valid=new_valid)
+        motion, positions=new_pos, orientations=new_quat, fps=fps, timestamps=out_t, valid=new_valid
+    )

@@ -20,12 +20,20 @@ import importlib
 #: Public name -> defining module; imported on first use, so that ``retarget-jax --help``
 #: (which registers this stage's subcommands) does not import JAX.
 _EXPORTS = {
-    "BuildSummary": "build", "build_libraries": "build",
-    "BuildOptions": "config", "ContactRule": "config", "MotionConfig": "config", "MotionRow": "config",
+    "BuildSummary": "build",
+    "build_libraries": "build",
+    "BuildOptions": "config",
+    "ContactRule": "config",
+    "MotionConfig": "config",
+    "MotionRow": "config",
     "load_motion_config": "config",
-    "MotionLibrary": "library", "load_library": "library", "resolve_library_path": "library",
+    "MotionLibrary": "library",
+    "load_library": "library",
+    "resolve_library_path": "library",
     "save_library": "library",
-    "MotionLib": "query", "MotionState": "query", "state_at": "query",
+    "MotionLib": "query",
+    "MotionState": "query",
+    "state_at": "query",
     "MotionStates": "states",
 }
 __all__ = sorted(_EXPORTS)

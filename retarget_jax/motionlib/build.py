@@ -153,21 +153,41 @@ def _sha256(path: Path) -> str:
 
 def _settings(options: BuildOptions, model_hash: str) -> dict[str, Any]:
     """Every setting that changes a motion's states (part of each build key)."""
-    s: dict[str, Any] = {"states_schema": STATES_SCHEMA_VERSION, "target": options.target, "model": model_hash,
-                         "output_fps": float(options.output_fps), "format": options.format}
+    s: dict[str, Any] = {
+        "states_schema": STATES_SCHEMA_VERSION,
+        "target": options.target,
+        "model": model_hash,
+        "output_fps": float(options.output_fps),
+        "format": options.format,
+    }
     if options.is_body_model:
-        s.update(body_model_dir=str(Path(options.body_model_dir).resolve()) if options.body_model_dir else None,
-                 gender=options.gender, contacts=dataclasses.asdict(options.contacts))
+        s.update(
+            body_model_dir=str(Path(options.body_model_dir).resolve()) if options.body_model_dir else None,
+            gender=options.gender,
+            contacts=dataclasses.asdict(options.contacts),
+        )
     else:
-        s.update(recipe=options.recipe, max_iters=options.max_iters, window=options.window,
-                 overlap=int(options.overlap), body_model_dir=options.body_model_dir, gender=options.gender,
-                 joint_map=options.joint_map)
+        s.update(
+            recipe=options.recipe,
+            max_iters=options.max_iters,
+            window=options.window,
+            overlap=int(options.overlap),
+            body_model_dir=options.body_model_dir,
+            gender=options.gender,
+            joint_map=options.joint_map,
+        )
     return s
 
 
 def _key(settings: dict, row: MotionRow, file_hash: str) -> str:
-    payload = {"settings": settings, "file_sha256": file_hash, "fps": row.fps, "start": row.start,
-               "end": row.end, "format": row.format}
+    payload = {
+        "settings": settings,
+        "file_sha256": file_hash,
+        "fps": row.fps,
+        "start": row.start,
+        "end": row.end,
+        "format": row.format,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -178,38 +198,61 @@ def _body_model_row(src: _Source, path: Path, options: BuildOptions) -> MotionSt
     row = src.row
     fmt = row.format or options.format
     if fmt not in _SMPL_FORMATS:
-        raise ConfigError(f"{path}: target '{options.target}' poses the SMPL body model from SMPL-family files "
-                          f"(formats {', '.join(_SMPL_FORMATS)}); format '{fmt}' has no pose parameters")
+        raise ConfigError(
+            f"{path}: target '{options.target}' poses the SMPL body model from SMPL-family files "
+            f"(formats {', '.join(_SMPL_FORMATS)}); format '{fmt}' has no pose parameters"
+        )
     clip = parse_amass(path, fmt)
     fps = float(row.fps or clip.fps)
     last = (clip.num_frames - 1) / fps
-    times = slice_times(last, clip.num_frames / fps, row.start, row.end, options.output_fps, str(path),
-                        f"{clip.num_frames} frames at {fps:g} fps")
+    times = slice_times(
+        last,
+        clip.num_frames / fps,
+        row.start,
+        row.end,
+        options.output_fps,
+        str(path),
+        f"{clip.num_frames} frames at {fps:g} fps",
+    )
     if options.body_model_dir:
         gender = options.gender or (clip.gender if clip.gender in ("neutral", "male", "female") else "neutral")
         skeleton = model_skeleton(options.body_model_dir, clip.family, gender, clip.betas)
     else:
         skeleton = neutral_skeleton(options.target)
-    return body_model_states(clip, options.target, skeleton, times, options.output_fps, options.contacts,
-                             clip_fps=fps)
+    return body_model_states(clip, options.target, skeleton, times, options.output_fps, options.contacts, clip_fps=fps)
 
 
 def _human_motion(src: _Source, path: Path, options: BuildOptions):
     """The row's human motion sampled at the output rate on the slice (clock from 0), and
     the source's rate."""
     row = src.row
-    motion = read_motion(path, row.format or options.format, joint_map=options.joint_map,
-                         body_model_dir=options.body_model_dir, gender=options.gender)
+    motion = read_motion(
+        path,
+        row.format or options.format,
+        joint_map=options.joint_map,
+        body_model_dir=options.body_model_dir,
+        gender=options.gender,
+    )
     if row.fps is not None:
-        motion = dataclasses.replace(motion, fps=float(row.fps),
-                                     timestamps=np.arange(motion.num_frames, dtype=np.float64) / row.fps)
+        motion = dataclasses.replace(
+            motion, fps=float(row.fps), timestamps=np.arange(motion.num_frames, dtype=np.float64) / row.fps
+        )
     t0 = float(motion.times[0])
     last = float(motion.times[-1]) - t0
-    times = slice_times(last, last + 1.0 / motion.fps, row.start, row.end, options.output_fps, str(path),
-                        f"{motion.num_frames} frames at {motion.fps:g} fps")
+    times = slice_times(
+        last,
+        last + 1.0 / motion.fps,
+        row.start,
+        row.end,
+        options.output_fps,
+        str(path),
+        f"{motion.num_frames} frames at {motion.fps:g} fps",
+    )
     out = resample_at(motion, times + t0, options.output_fps)
-    return (dataclasses.replace(out, timestamps=np.arange(times.shape[0], dtype=np.float64) / options.output_fps),
-            float(motion.fps))
+    return (
+        dataclasses.replace(out, timestamps=np.arange(times.shape[0], dtype=np.float64) / options.output_fps),
+        float(motion.fps),
+    )
 
 
 def _robot_space_row(src: _Source, path: Path, options: BuildOptions, robot) -> MotionStates:
@@ -217,13 +260,22 @@ def _robot_space_row(src: _Source, path: Path, options: BuildOptions, robot) -> 
     result = read_robot_motion(path, row.format or options.format, robot)
     fps = float(row.fps or result.fps)
     last = (result.num_frames - 1) / fps
-    times = slice_times(last, result.num_frames / fps, row.start, row.end, options.output_fps, str(path),
-                        f"{result.num_frames} frames at {fps:g} fps")
+    times = slice_times(
+        last,
+        result.num_frames / fps,
+        row.start,
+        row.end,
+        options.output_fps,
+        str(path),
+        f"{result.num_frames} frames at {fps:g} fps",
+    )
     q = qpos_at(result.qpos, fps, times)
     return robot_states(robot, q, options.output_fps, info={"source_fps": fps, "solved": False})
 
 
-def _solve_rows(items: list[tuple[_Source, Any, float]], options: BuildOptions, robot) -> list[MotionStates | Exception]:
+def _solve_rows(
+    items: list[tuple[_Source, Any, float]], options: BuildOptions, robot
+) -> list[MotionStates | Exception]:
     """Retarget prepared human motions (grouped by recipe, one batched call per group)."""
     out: list[MotionStates | Exception] = [None] * len(items)  # type: ignore[list-item]
     groups: dict[str, list[int]] = {}
@@ -240,34 +292,56 @@ def _solve_rows(items: list[tuple[_Source, Any, float]], options: BuildOptions, 
             for i in idx:
                 out[i] = e
             continue
-        results = retarget_motions([items[i][1] for i in idx], recipe, robot,
-                                   options=SolverOptions() if options.max_iters is None else SolverOptions(max_iters=int(options.max_iters)),
-                                   window=options.window, overlap=int(options.overlap),
-                                   max_batch=int(options.max_batch))
+        results = retarget_motions(
+            [items[i][1] for i in idx],
+            recipe,
+            robot,
+            options=SolverOptions() if options.max_iters is None else SolverOptions(max_iters=int(options.max_iters)),
+            window=options.window,
+            overlap=int(options.overlap),
+            max_batch=int(options.max_batch),
+        )
         for i, res in zip(idx, results, strict=True):
             if isinstance(res, ClipFailure):
                 err = RetargetError(res.message)
                 err.error_type = res.error_type
                 out[i] = err
             elif not res.ok:
-                out[i] = SolveError(f"{res.provenance.get('source_path')}: the solve returned status "
-                                    f"'{SolveStatus.name(res.status)}'")
+                out[i] = SolveError(
+                    f"{res.provenance.get('source_path')}: the solve returned status '{SolveStatus.name(res.status)}'"
+                )
             else:
-                info = {"solved": True, "status": SolveStatus.name(res.status), "final_cost": float(res.final_cost),
-                        "iterations": int(res.iterations), "recipe": recipe.name,
-                        "source_fps": items[i][2],
-                        "metrics": metric_summary(res, robot)}
-                out[i] = robot_states(robot, res.qpos, res.fps, contacts=res.contacts,
-                                      contact_body_names=res.contact_body_names, info=info)
+                info = {
+                    "solved": True,
+                    "status": SolveStatus.name(res.status),
+                    "final_cost": float(res.final_cost),
+                    "iterations": int(res.iterations),
+                    "recipe": recipe.name,
+                    "source_fps": items[i][2],
+                    "metrics": metric_summary(res, robot),
+                }
+                out[i] = robot_states(
+                    robot,
+                    res.qpos,
+                    res.fps,
+                    contacts=res.contacts,
+                    contact_body_names=res.contact_body_names,
+                    info=info,
+                )
     return out
 
 
 # --------------------------------------------------------------------------- the build
 
 
-def build_libraries(source_root: str | os.PathLike, output_dir: str | os.PathLike,
-                    motion_configs: Sequence[str | os.PathLike | MotionConfig], options: BuildOptions, *,
-                    progress: bool = True) -> BuildSummary:
+def build_libraries(
+    source_root: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    motion_configs: Sequence[str | os.PathLike | MotionConfig],
+    options: BuildOptions,
+    *,
+    progress: bool = True,
+) -> BuildSummary:
     """Build one library (or ``options.shards`` shards) per motion config; see the module
     docstring. Raises only for problems of the whole build (a bad config, an unknown
     target); problems of single rows are failed records in the manifest."""
@@ -330,11 +404,12 @@ def build_libraries(source_root: str | os.PathLike, output_dir: str | os.PathLik
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), desc=f"motionlib {options.target}", unit="motion", file=sys.stderr,
-               disable=not progress)
+    bar = tqdm(
+        total=len(todo), desc=f"motionlib {options.target}", unit="motion", file=sys.stderr, disable=not progress
+    )
     chunk = 64 if options.is_body_model else int(options.chunk)
     for s in range(0, len(todo), chunk):
-        part = todo[s:s + chunk]
+        part = todo[s : s + chunk]
         if options.is_body_model:
             for src in part:
                 _run(src, lambda src=src: _body_model_row(src, root / src.row.file, options))
@@ -363,20 +438,38 @@ def build_libraries(source_root: str | os.PathLike, output_dir: str | os.PathLik
         parts = shard_assignment(frames, shards)
         for k, (lib_path, members) in enumerate(zip(paths, parts, strict=True)):
             rows = [ok[i] for i in members]
-            content = hashlib.sha256(json.dumps(
-                [[sources[r.source_key].build_key, r.weight, r.file, r.start, r.end] for r in rows]
-                + [LIBRARY_SCHEMA_VERSION, model], sort_keys=True).encode()).hexdigest()[:32]
-            metadata = {"target": options.target, "model": model, "config": c.name, "config_file": str(c.path),
-                        "shard": k, "num_shards": shards, "output_fps": float(options.output_fps),
-                        "quaternion_order": "wxyz", "package_version": retarget_jax.__version__,
-                        "content_key": content, "settings": settings}
+            content = hashlib.sha256(
+                json.dumps(
+                    [[sources[r.source_key].build_key, r.weight, r.file, r.start, r.end] for r in rows]
+                    + [LIBRARY_SCHEMA_VERSION, model],
+                    sort_keys=True,
+                ).encode()
+            ).hexdigest()[:32]
+            metadata = {
+                "target": options.target,
+                "model": model,
+                "config": c.name,
+                "config_file": str(c.path),
+                "shard": k,
+                "num_shards": shards,
+                "output_fps": float(options.output_fps),
+                "quaternion_order": "wxyz",
+                "package_version": retarget_jax.__version__,
+                "content_key": content,
+                "settings": settings,
+            }
             if options.force_remake or not _library_is(lib_path, content):
                 motions = [load_states(sources[r.source_key].states_path)[0] for r in rows]
-                lib = pack_library(motions, names=[_motion_name(r) for r in rows], files=[r.file for r in rows],
-                                   weights=[r.weight for r in rows],
-                                   slices=[(r.start, r.start + (m.num_frames - 1) / m.fps)
-                                           for r, m in zip(rows, motions, strict=True)],
-                                   metadata=metadata)
+                lib = pack_library(
+                    motions,
+                    names=[_motion_name(r) for r in rows],
+                    files=[r.file for r in rows],
+                    weights=[r.weight for r in rows],
+                    slices=[
+                        (r.start, r.start + (m.num_frames - 1) / m.fps) for r, m in zip(rows, motions, strict=True)
+                    ],
+                    metadata=metadata,
+                )
                 save_library(lib, lib_path)
                 written.append(str(lib_path))
             for r in rows:
@@ -387,9 +480,17 @@ def build_libraries(source_root: str | os.PathLike, output_dir: str | os.PathLik
     _save_manifest(manifest_path, sources, out, root, where)
     rows_all = [r for c in configs for r in c.rows]
     status = [sources[r.source_key].status for r in rows_all]
-    return BuildSummary(libraries=libraries, written=written, success=status.count("success"),
-                        reused=status.count("skipped"), failed=status.count("failed"), manifest=str(manifest_path),
-                        seconds=round(time.perf_counter() - t0, 3), frames=total_frames, bytes=total_bytes)
+    return BuildSummary(
+        libraries=libraries,
+        written=written,
+        success=status.count("success"),
+        reused=status.count("skipped"),
+        failed=status.count("failed"),
+        manifest=str(manifest_path),
+        seconds=round(time.perf_counter() - t0, 3),
+        frames=total_frames,
+        bytes=total_bytes,
+    )
 
 
 def _fail(src: _Source, error_type: str, message: str) -> None:
@@ -451,7 +552,7 @@ def _stale_cleanup(out: Path, options: BuildOptions, config: str, keep: set[str]
     paths = library_paths(out, options.prefix, config, options.shards)
     stem = f"{options.prefix}_{config}"
     for p in out.glob(f"{stem}*.npz"):
-        rest = p.name[len(stem):-len(".npz")]
+        rest = p.name[len(stem) : -len(".npz")]
         if p.name not in keep and (rest == "" or (rest.startswith("_") and rest[1:].isdigit())):
             p.unlink()
     return paths
@@ -463,12 +564,27 @@ def _save_manifest(path: Path, sources: dict[tuple, _Source], out: Path, root: P
         for row in src.rows:
             if not src.status:
                 continue
-            prov = {"config": row.config, "row": row.row, "weight": row.weight, "slice_start_s": row.start,
-                    "slice_end_s": row.end, "fps": row.fps, "frames": src.frames, "library": where.get(row.job_id)}
-            records.append(BatchRunRecord(
-                job_id=row.job_id, motion=str(root / row.file),
-                output=relative_to_manifest(path, src.states_path) if src.status != "failed" else None,
-                status=src.status, finished_at=utc_now(), message=src.message, error_type=src.error_type,
-                provenance=prov))
+            prov = {
+                "config": row.config,
+                "row": row.row,
+                "weight": row.weight,
+                "slice_start_s": row.start,
+                "slice_end_s": row.end,
+                "fps": row.fps,
+                "frames": src.frames,
+                "library": where.get(row.job_id),
+            }
+            records.append(
+                BatchRunRecord(
+                    job_id=row.job_id,
+                    motion=str(root / row.file),
+                    output=relative_to_manifest(path, src.states_path) if src.status != "failed" else None,
+                    status=src.status,
+                    finished_at=utc_now(),
+                    message=src.message,
+                    error_type=src.error_type,
+                    provenance=prov,
+                )
+            )
     records.sort(key=lambda r: r.job_id)
     BatchManifest.from_records(records, input_dir=str(root), output_dir=relative_to_manifest(path, out)).save_json(path)

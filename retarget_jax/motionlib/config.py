@@ -32,8 +32,7 @@ import yaml
 from retarget_jax.errors import ConfigError, MotionConfigError
 from retarget_jax.motion.human_motion import fps_problem
 
-__all__ = ["BODY_MODEL_TARGETS", "BuildOptions", "ContactRule", "MotionConfig", "MotionRow",
-           "load_motion_config"]
+__all__ = ["BODY_MODEL_TARGETS", "BuildOptions", "ContactRule", "MotionConfig", "MotionRow", "load_motion_config"]
 
 #: Targets whose states come from the SMPL-family body model (FK, no solve).
 BODY_MODEL_TARGETS = ("smpl", "smplx")
@@ -160,13 +159,13 @@ def load_motion_config(path: str | os.PathLike) -> MotionConfig:
             if end is not None:
                 end = _number(path, f"{fs}.timings.end", end)
                 if end <= start:
-                    raise MotionConfigError(path, f"{fs}.timings.end",
-                                            f"the slice must end after it starts ({start:g} s), found {end:g} s")
+                    raise MotionConfigError(
+                        path, f"{fs}.timings.end", f"the slice must end after it starts ({start:g} s), found {end:g} s"
+                    )
             w = _number(path, f"{fs}.weight", sub["weight"], minimum=0.0) if "weight" in sub else weight
             rows.append(MotionRow(name, len(rows), file, fps, w, start, end, fmt))
     if ignored:
-        warnings.warn(f"{path}: keys not used by the motion-library build: {', '.join(sorted(ignored))}",
-                      stacklevel=2)
+        warnings.warn(f"{path}: keys not used by the motion-library build: {', '.join(sorted(ignored))}", stacklevel=2)
     if not any(r.weight > 0 for r in rows):
         raise MotionConfigError(path, "motions", "every weight is 0: nothing could ever be sampled")
     return MotionConfig(path, name, tuple(rows))
@@ -234,8 +233,9 @@ class BuildOptions:
         if int(self.shards) < 1:
             raise ConfigError(f"shards must be >= 1, got {self.shards}")
         if min(int(self.max_iters or 1), int(self.chunk), int(self.max_batch)) < 1:
-            raise ConfigError(f"max_iters, chunk and max_batch must be >= 1, got {self.max_iters}, {self.chunk} "
-                              f"and {self.max_batch}")
+            raise ConfigError(
+                f"max_iters, chunk and max_batch must be >= 1, got {self.max_iters}, {self.chunk} and {self.max_batch}"
+            )
         if not self.prefix or "/" in self.prefix:
             raise ConfigError(f"prefix must be a plain file-name prefix, got {self.prefix!r}")
 

@@ -77,12 +77,19 @@ def protomotions_dict(lib: MotionLibrary) -> dict:
         contacts[:, lib.body_names.index(name)] = f["contacts"][:, k]
     t = lambda a, dt=torch.float32: torch.from_numpy(np.ascontiguousarray(a)).to(dt)  # noqa: E731
     out = {
-        "gts": t(f["body_pos_w"]), "grs": t(_xyzw(f["body_quat_w"])), "gvs": t(f["body_lin_vel_w"]),
-        "gavs": t(f["body_ang_vel_w"]), "dps": t(f["dof_pos"]), "dvs": t(f["dof_vel"]),
+        "gts": t(f["body_pos_w"]),
+        "grs": t(_xyzw(f["body_quat_w"])),
+        "gvs": t(f["body_lin_vel_w"]),
+        "gavs": t(f["body_ang_vel_w"]),
+        "dps": t(f["dof_pos"]),
+        "dvs": t(f["dof_vel"]),
         "contacts": torch.from_numpy(contacts),
-        "length_starts": t(lib.motion_start, torch.long), "motion_num_frames": t(lib.motion_num_frames, torch.long),
-        "motion_lengths": t(lib.motion_duration_s), "motion_dt": t(1.0 / lib.motion_fps),
-        "motion_weights": t(lib.motion_weight), "motion_files": tuple(lib.motion_name),
+        "length_starts": t(lib.motion_start, torch.long),
+        "motion_num_frames": t(lib.motion_num_frames, torch.long),
+        "motion_lengths": t(lib.motion_duration_s),
+        "motion_dt": t(1.0 / lib.motion_fps),
+        "motion_weights": t(lib.motion_weight),
+        "motion_files": tuple(lib.motion_name),
     }
     parents = _parents(lib)
     if parents is not None:
@@ -102,6 +109,7 @@ def export_protomotions(library: str | os.PathLike | MotionLibrary, path: str | 
         raise ConfigError(f"{path}: ProtoMotions loads packaged libraries from .pt files")
     data = protomotions_dict(lib)  # ConfigError when torch is missing
     import torch
+
     with atomic_write(path, suffix=".pt") as fh:
         torch.save(data, fh)
     return path

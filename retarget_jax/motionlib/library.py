@@ -58,14 +58,28 @@ from retarget_jax.files.atomic import atomic_write
 from retarget_jax.io.result_npz import str_array
 from retarget_jax.motionlib.states import FRAME_FIELDS, NAME_FIELDS, MotionStates, _check_shapes
 
-__all__ = ["LIBRARY_SCHEMA_VERSION", "MOTION_FIELDS", "RANK_VARIABLES", "MotionLibrary", "load_library",
-           "pack_library", "process_rank", "resolve_library_path", "save_library", "shard_assignment"]
+__all__ = [
+    "LIBRARY_SCHEMA_VERSION",
+    "MOTION_FIELDS",
+    "RANK_VARIABLES",
+    "MotionLibrary",
+    "load_library",
+    "pack_library",
+    "process_rank",
+    "resolve_library_path",
+    "save_library",
+    "shard_assignment",
+]
 
 LIBRARY_SCHEMA_VERSION = 1
 #: Per-motion arrays: name -> dtype.
 MOTION_FIELDS: dict[str, type] = {
-    "motion_start": np.int64, "motion_num_frames": np.int64, "motion_fps": np.float64,
-    "motion_weight": np.float64, "motion_slice_start_s": np.float64, "motion_slice_end_s": np.float64,
+    "motion_start": np.int64,
+    "motion_num_frames": np.int64,
+    "motion_fps": np.float64,
+    "motion_weight": np.float64,
+    "motion_slice_start_s": np.float64,
+    "motion_slice_end_s": np.float64,
 }
 _MOTION_STRINGS = ("motion_name", "motion_file", "motion_info_json")
 #: Environment variables that name this process's rank, in the order they are read (after an
@@ -115,28 +129,41 @@ class MotionLibrary:
     def motion(self, i: int) -> MotionStates:
         """Motion ``i`` as :class:`MotionStates` (views into the library's arrays)."""
         s, n = int(self.motion_start[i]), int(self.motion_num_frames[i])
-        return MotionStates(fps=float(self.motion_fps[i]), **{k: v[s:s + n] for k, v in self.frames.items()},
-                            body_names=self.body_names, dof_names=self.dof_names,
-                            contact_body_names=self.contact_body_names, info=dict(self.infos[i]))
+        return MotionStates(
+            fps=float(self.motion_fps[i]),
+            **{k: v[s : s + n] for k, v in self.frames.items()},
+            body_names=self.body_names,
+            dof_names=self.dof_names,
+            contact_body_names=self.contact_body_names,
+            info=dict(self.infos[i]),
+        )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         arrays: dict[str, np.ndarray] = {
             "schema_version": np.array(LIBRARY_SCHEMA_VERSION, np.int64),
             "quaternion_order": np.array("wxyz"),
             **self.frames,
-            "body_names": str_array(self.body_names), "dof_names": str_array(self.dof_names),
+            "body_names": str_array(self.body_names),
+            "dof_names": str_array(self.dof_names),
             "contact_body_names": str_array(self.contact_body_names),
             **{k: np.asarray(getattr(self, k), dt) for k, dt in MOTION_FIELDS.items()},
-            "motion_name": str_array(self.motion_name), "motion_file": str_array(self.motion_file),
+            "motion_name": str_array(self.motion_name),
+            "motion_file": str_array(self.motion_file),
             "motion_info_json": str_array([json.dumps(i, sort_keys=True) for i in self.infos]),
             "metadata_json": np.array(json.dumps(self.metadata, sort_keys=True)),
         }
         return arrays
 
 
-def pack_library(motions: Sequence[MotionStates], *, names: Sequence[str], files: Sequence[str],
-                 weights: Sequence[float], slices: Sequence[tuple[float, float]],
-                 metadata: Mapping[str, Any]) -> MotionLibrary:
+def pack_library(
+    motions: Sequence[MotionStates],
+    *,
+    names: Sequence[str],
+    files: Sequence[str],
+    weights: Sequence[float],
+    slices: Sequence[tuple[float, float]],
+    metadata: Mapping[str, Any],
+) -> MotionLibrary:
     """Concatenate motions (all with the same bodies, DoF and contact bodies) into a library."""
     if not motions:
         raise ConfigError("a motion library needs at least one motion")
@@ -144,18 +171,27 @@ def pack_library(motions: Sequence[MotionStates], *, names: Sequence[str], files
     for m, name in zip(motions, names, strict=True):
         for k in NAME_FIELDS:
             if getattr(m, k) != getattr(first, k):
-                raise ConfigError(f"motion '{name}': its {k} differ from the first motion's ('{names[0]}'); "
-                                  "one library holds one body")
+                raise ConfigError(
+                    f"motion '{name}': its {k} differ from the first motion's ('{names[0]}'); "
+                    "one library holds one body"
+                )
     lengths = np.array([m.num_frames for m in motions], np.int64)
     return MotionLibrary(
         frames={k: np.concatenate([getattr(m, k) for m in motions]) for k in FRAME_FIELDS},
-        body_names=first.body_names, dof_names=first.dof_names, contact_body_names=first.contact_body_names,
-        motion_start=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64), motion_num_frames=lengths,
-        motion_fps=np.array([m.fps for m in motions], np.float64), motion_weight=np.asarray(weights, np.float64),
+        body_names=first.body_names,
+        dof_names=first.dof_names,
+        contact_body_names=first.contact_body_names,
+        motion_start=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
+        motion_num_frames=lengths,
+        motion_fps=np.array([m.fps for m in motions], np.float64),
+        motion_weight=np.asarray(weights, np.float64),
         motion_slice_start_s=np.array([s[0] for s in slices], np.float64),
         motion_slice_end_s=np.array([s[1] for s in slices], np.float64),
-        motion_name=tuple(names), motion_file=tuple(files), infos=[dict(m.info) for m in motions],
-        metadata=dict(metadata))
+        motion_name=tuple(names),
+        motion_file=tuple(files),
+        infos=[dict(m.info) for m in motions],
+        metadata=dict(metadata),
+    )
 
 
 def save_library(lib: MotionLibrary, path: str | os.PathLike) -> Path:
@@ -180,8 +216,15 @@ def load_library(path: str | os.PathLike, *, rank: int | None = None) -> MotionL
         raise FileNotFoundError(f"motion library not found: {path}") from None
     except Exception as e:
         raise MotionLibFormatError(path, f"not a readable npz archive ({type(e).__name__}: {e})") from None
-    required = ("schema_version", "quaternion_order", *FRAME_FIELDS, *NAME_FIELDS, *MOTION_FIELDS,
-                *_MOTION_STRINGS, "metadata_json")
+    required = (
+        "schema_version",
+        "quaternion_order",
+        *FRAME_FIELDS,
+        *NAME_FIELDS,
+        *MOTION_FIELDS,
+        *_MOTION_STRINGS,
+        "metadata_json",
+    )
     for k in required:
         if k not in data:
             raise _fail(path, k, f"missing; fields: {', '.join(sorted(data))}")
@@ -204,8 +247,12 @@ def load_library(path: str | os.PathLike, *, rank: int | None = None) -> MotionL
     start, length = data["motion_start"].astype(np.int64), data["motion_num_frames"].astype(np.int64)
     expect = np.concatenate([[0], np.cumsum(length)[:-1]])
     if (length < 1).any() or not np.array_equal(start, expect) or int(length.sum()) != N:
-        raise _fail(path, "motion_start", f"motions must tile the {N} frames in order (starts {start[:8].tolist()}..., "
-                    f"lengths {length[:8].tolist()}...)")
+        raise _fail(
+            path,
+            "motion_start",
+            f"motions must tile the {N} frames in order (starts {start[:8].tolist()}..., "
+            f"lengths {length[:8].tolist()}...)",
+        )
     fps, weight = data["motion_fps"].astype(np.float64), data["motion_weight"].astype(np.float64)
     if not (np.isfinite(fps).all() and (fps > 0).all()):
         raise _fail(path, "motion_fps", "every motion's fps must be finite and > 0")
@@ -219,11 +266,18 @@ def load_library(path: str | os.PathLike, *, rank: int | None = None) -> MotionL
     return MotionLibrary(
         frames={k: data[k] for k in FRAME_FIELDS},
         **{k: tuple(data[k].tolist()) for k in NAME_FIELDS},
-        motion_start=start, motion_num_frames=length, motion_fps=fps, motion_weight=weight,
+        motion_start=start,
+        motion_num_frames=length,
+        motion_fps=fps,
+        motion_weight=weight,
         motion_slice_start_s=data["motion_slice_start_s"].astype(np.float64),
         motion_slice_end_s=data["motion_slice_end_s"].astype(np.float64),
-        motion_name=tuple(data["motion_name"].tolist()), motion_file=tuple(data["motion_file"].tolist()),
-        infos=infos, metadata=metadata, path=str(path))
+        motion_name=tuple(data["motion_name"].tolist()),
+        motion_file=tuple(data["motion_file"].tolist()),
+        infos=infos,
+        metadata=metadata,
+        path=str(path),
+    )
 
 
 # --------------------------------------------------------------------------- shards and ranks
@@ -273,8 +327,9 @@ def process_rank(rank: int | None = None, env: Mapping[str, str] | None = None) 
     return 0, "default"
 
 
-def resolve_library_path(path: str | os.PathLike, *, rank: int | None = None,
-                         env: Mapping[str, str] | None = None) -> Path:
+def resolve_library_path(
+    path: str | os.PathLike, *, rank: int | None = None, env: Mapping[str, str] | None = None
+) -> Path:
     """``<dir>/<name>_slurmrank<suffix>`` -> ``<dir>/<name>_<k><suffix>`` for this process
     (:func:`process_rank`), where k = rank mod the number of shards found (so more ranks
     than shards share shards evenly); any other path is returned as it is."""

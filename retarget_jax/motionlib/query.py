@@ -34,8 +34,16 @@ from retarget_jax.rotations import array_namespace
 
 __all__ = ["LibraryArrays", "MotionLib", "MotionState", "state_at"]
 
-_INTERP_LINEAR = ("root_pos", "root_lin_vel_w", "root_ang_vel_w", "dof_pos", "dof_vel", "body_pos_w",
-                  "body_lin_vel_w", "body_ang_vel_w")
+_INTERP_LINEAR = (
+    "root_pos",
+    "root_lin_vel_w",
+    "root_ang_vel_w",
+    "dof_pos",
+    "dof_vel",
+    "body_pos_w",
+    "body_lin_vel_w",
+    "body_ang_vel_w",
+)
 _INTERP_SLERP = ("root_quat_wxyz", "body_quat_w")
 
 
@@ -75,11 +83,14 @@ class LibraryArrays(eqx.Module):
         """Device arrays (``xp=jnp``, float32) or host arrays (``xp=np``, any float dtype)."""
         frames = {k: xp.asarray(v if v.dtype == np.bool_ else v.astype(dtype)) for k, v in lib.frames.items()}
         cdf = np.cumsum(lib.motion_weight) / lib.motion_weight.sum()
-        return cls(frames=frames, motion_start=xp.asarray(lib.motion_start.astype(np.int32)),
-                   motion_num_frames=xp.asarray(lib.motion_num_frames.astype(np.int32)),
-                   motion_fps=xp.asarray(lib.motion_fps.astype(dtype)),
-                   motion_duration=xp.asarray(lib.motion_duration_s.astype(dtype)),
-                   weight_cdf=xp.asarray(cdf.astype(dtype)))
+        return cls(
+            frames=frames,
+            motion_start=xp.asarray(lib.motion_start.astype(np.int32)),
+            motion_num_frames=xp.asarray(lib.motion_num_frames.astype(np.int32)),
+            motion_fps=xp.asarray(lib.motion_fps.astype(dtype)),
+            motion_duration=xp.asarray(lib.motion_duration_s.astype(dtype)),
+            weight_cdf=xp.asarray(cdf.astype(dtype)),
+        )
 
 
 def _expand(a, x):
@@ -202,8 +213,9 @@ class MotionLib:
 
     def sample_times(self, key: jax.Array, motion_ids: jax.Array, truncate_time: float = 0.0) -> jax.Array:
         """A time uniform in ``[0, duration - truncate_time]`` of each motion."""
-        return _sample_times(self.arrays.motion_duration, key, jnp.asarray(motion_ids, jnp.int32),
-                             jnp.float32(truncate_time))
+        return _sample_times(
+            self.arrays.motion_duration, key, jnp.asarray(motion_ids, jnp.int32), jnp.float32(truncate_time)
+        )
 
     def get_motion_state(self, motion_ids, times) -> MotionState:
         """States at ``times`` of ``motion_ids`` (both (Q,)), jitted: see the module docstring."""

@@ -63,11 +63,24 @@ def typed_config(cfg: DictConfig) -> MotionLibRunConfig:
 
 
 def build_options(cfg: MotionLibRunConfig) -> BuildOptions:
-    return BuildOptions(target=cfg.target, output_fps=cfg.output_fps, shards=cfg.shards,
-                        force_remake=cfg.force_remake, format=cfg.format, prefix=cfg.prefix,
-                        body_model_dir=cfg.body_model_dir, gender=cfg.gender, joint_map=cfg.joint_map,
-                        recipe=cfg.recipe, max_iters=cfg.max_iters, window=cfg.window or None, overlap=cfg.overlap,
-                        chunk=cfg.chunk, max_batch=cfg.max_batch, contacts=ContactRule(speed=cfg.contact_speed, height=cfg.contact_height))
+    return BuildOptions(
+        target=cfg.target,
+        output_fps=cfg.output_fps,
+        shards=cfg.shards,
+        force_remake=cfg.force_remake,
+        format=cfg.format,
+        prefix=cfg.prefix,
+        body_model_dir=cfg.body_model_dir,
+        gender=cfg.gender,
+        joint_map=cfg.joint_map,
+        recipe=cfg.recipe,
+        max_iters=cfg.max_iters,
+        window=cfg.window or None,
+        overlap=cfg.overlap,
+        chunk=cfg.chunk,
+        max_batch=cfg.max_batch,
+        contacts=ContactRule(speed=cfg.contact_speed, height=cfg.contact_height),
+    )
 
 
 def execute(cfg: MotionLibRunConfig) -> dict:
@@ -79,13 +92,17 @@ def execute(cfg: MotionLibRunConfig) -> dict:
         jax.config.update("jax_compilation_cache_dir", str(Path(cfg.cache_dir).expanduser()))
     from retarget_jax.motionlib.build import build_libraries
 
-    summary = build_libraries(cfg.source_root, cfg.output_dir, cfg.motion_configs, options,
-                              progress=cfg.progress).to_json()
+    summary = build_libraries(
+        cfg.source_root, cfg.output_dir, cfg.motion_configs, options, progress=cfg.progress
+    ).to_json()
     if cfg.protomotions:
         from retarget_jax.motionlib.export import export_protomotions
 
-        summary["protomotions"] = [str(export_protomotions(p, Path(p).with_suffix(".pt")))
-                                   for paths in summary["libraries"].values() for p in paths]
+        summary["protomotions"] = [
+            str(export_protomotions(p, Path(p).with_suffix(".pt")))
+            for paths in summary["libraries"].values()
+            for p in paths
+        ]
     return summary
 
 

@@ -71,8 +71,18 @@ from retarget_jax.rotations import (
     quat_slerp,
 )
 
-__all__ = ["FRAME_FIELDS", "STATES_SCHEMA_VERSION", "Figure", "MotionStates", "body_model_states", "figure",
-           "load_states", "robot_states", "save_states", "slice_times"]
+__all__ = [
+    "FRAME_FIELDS",
+    "STATES_SCHEMA_VERSION",
+    "Figure",
+    "MotionStates",
+    "body_model_states",
+    "figure",
+    "load_states",
+    "robot_states",
+    "save_states",
+    "slice_times",
+]
 
 STATES_SCHEMA_VERSION = 1
 
@@ -148,14 +158,22 @@ class MotionStates:
 
 def _check_shapes(arrays: dict[str, np.ndarray], where: object) -> None:
     """Every frame field has the shape its letters say (T, n, B, F taken from the arrays)."""
-    dims = {"T": arrays["root_pos"].shape[0] if np.ndim(arrays["root_pos"]) == 2 else -1,
-            "B": len(arrays["body_names"]), "n": len(arrays["dof_names"]), "F": len(arrays["contact_body_names"])}
+    dims = {
+        "T": arrays["root_pos"].shape[0] if np.ndim(arrays["root_pos"]) == 2 else -1,
+        "B": len(arrays["body_names"]),
+        "n": len(arrays["dof_names"]),
+        "F": len(arrays["contact_body_names"]),
+    }
     for k, (letters, dt) in FRAME_FIELDS.items():
         a = arrays[k]
         want = (dims["T"], *(int(c) if c.isdigit() else dims[c] for c in letters))
         if a.shape != want:
-            raise MotionLibFormatError(where, f"expected shape {want} (T, n, B, F = {dims['T']}, {dims['n']}, "
-                                       f"{dims['B']}, {dims['F']}), found {a.shape}", field=k)
+            raise MotionLibFormatError(
+                where,
+                f"expected shape {want} (T, n, B, F = {dims['T']}, {dims['n']}, "
+                f"{dims['B']}, {dims['F']}), found {a.shape}",
+                field=k,
+            )
         if np.dtype(dt) == np.bool_:
             if a.dtype != np.bool_:
                 raise MotionLibFormatError(where, f"expected bool, found {a.dtype}", field=k)
@@ -171,8 +189,12 @@ def save_states(states: MotionStates, path: str | os.PathLike, build_key: str) -
     the inputs and settings it was made from (a rerun reuses the file only when they match)."""
     arrays = {k: getattr(states, k) for k in FRAME_FIELDS}
     arrays.update({k: str_array(getattr(states, k)) for k in NAME_FIELDS})
-    arrays.update(schema_version=np.array(STATES_SCHEMA_VERSION, np.int64), fps=np.array(states.fps, np.float64),
-                  info_json=np.array(json.dumps(states.info, sort_keys=True)), build_key=np.array(build_key))
+    arrays.update(
+        schema_version=np.array(STATES_SCHEMA_VERSION, np.int64),
+        fps=np.array(states.fps, np.float64),
+        info_json=np.array(json.dumps(states.info, sort_keys=True)),
+        build_key=np.array(build_key),
+    )
     with atomic_write(path, suffix=".npz") as fh:
         np.savez(fh, **arrays)
     return Path(path)
@@ -193,23 +215,29 @@ def load_states(path: str | os.PathLike) -> tuple[MotionStates, str]:
         if k not in data:
             raise MotionLibFormatError(path, f"missing; fields: {', '.join(sorted(data))}", field=k)
     if int(data["schema_version"]) != STATES_SCHEMA_VERSION:
-        raise MotionLibFormatError(path, f"expected schema {STATES_SCHEMA_VERSION}, found {data['schema_version']}",
-                                   field="schema_version")
+        raise MotionLibFormatError(
+            path, f"expected schema {STATES_SCHEMA_VERSION}, found {data['schema_version']}", field="schema_version"
+        )
     _check_shapes(data, path)
     try:
         info = json.loads(str(data["info_json"]))
     except ValueError as e:
         raise MotionLibFormatError(path, f"not JSON: {e}", field="info_json") from None
-    states = MotionStates(fps=float(data["fps"]), **{k: data[k] for k in FRAME_FIELDS},
-                          **{k: tuple(data[k].tolist()) for k in NAME_FIELDS}, info=info)
+    states = MotionStates(
+        fps=float(data["fps"]),
+        **{k: data[k] for k in FRAME_FIELDS},
+        **{k: tuple(data[k].tolist()) for k in NAME_FIELDS},
+        info=info,
+    )
     return states, str(data["build_key"])
 
 
 # --------------------------------------------------------------------------- slicing
 
 
-def slice_times(last: float, nominal_end: float, start: float, end: float | None, output_fps: float,
-                where: str, describe: str = "") -> np.ndarray:
+def slice_times(
+    last: float, nominal_end: float, start: float, end: float | None, output_fps: float, where: str, describe: str = ""
+) -> np.ndarray:
     """Output sample times ``start + k / output_fps`` of a slice of a clip whose clock runs
     from 0 (its first sample) to ``last`` (its last sample).
 
@@ -226,16 +254,19 @@ def slice_times(last: float, nominal_end: float, start: float, end: float | None
     stop = last if end is None else min(end, last)
     n = int(np.floor((stop - start) * output_fps + 1e-9)) + 1 if stop >= start else 0
     if n < 2:
-        raise SliceError(f"{where}: slice [{start:g}, {stop:g}] s has {max(n, 0)} frame(s) at {output_fps:g} fps; "
-                         f"a motion needs at least 2 (velocities); {span}")
+        raise SliceError(
+            f"{where}: slice [{start:g}, {stop:g}] s has {max(n, 0)} frame(s) at {output_fps:g} fps; "
+            f"a motion needs at least 2 (velocities); {span}"
+        )
     return start + np.arange(n, dtype=np.float64) / output_fps
 
 
 # --------------------------------------------------------------------------- body model
 
 #: SMPL-H / SMPL-X finger joints in model order (per hand: index, middle, pinky, ring, thumb).
-FINGER_BODIES = tuple(f"{s}_{f}{i}" for s in "LR" for f in ("Index", "Middle", "Pinky", "Ring", "Thumb")
-                      for i in (1, 2, 3))
+FINGER_BODIES = tuple(
+    f"{s}_{f}{i}" for s in "LR" for f in ("Index", "Middle", "Pinky", "Ring", "Thumb") for i in (1, 2, 3)
+)
 FOOT_BODIES = ("L_Ankle", "L_Toe", "R_Ankle", "R_Toe")
 _Q_FIGURE = mat_to_quat(XML_TO_CANONICAL)  # figure body frame -> SMPL canonical frame
 
@@ -288,14 +319,15 @@ def _hand_pose(path: str, family: str, num_frames: int) -> tuple[np.ndarray, tup
         if "poses" in z.files:
             poses = z["poses"]
             cols = {"smpl": (66, 72), "smplh": (66, 156), "smplx": (75, 165)}[family]
-            hand, field = poses[:, cols[0]:cols[1]], "poses"
+            hand, field = poses[:, cols[0] : cols[1]], "poses"
         elif "pose_hand" in z.files:
             hand, field = z["pose_hand"], "pose_hand"
         else:
             return None
     if hand.dtype.kind not in "biuf" or hand.ndim != 2 or hand.shape[0] != num_frames or hand.shape[1] not in (6, 90):
-        raise MotionFormatError(path, f"expected ({num_frames}, 90) hand parameters, found {hand.shape} {hand.dtype}",
-                                field=field)
+        raise MotionFormatError(
+            path, f"expected ({num_frames}, 90) hand parameters, found {hand.shape} {hand.dtype}", field=field
+        )
     hand = hand.astype(np.float64)
     if not np.isfinite(hand).all():
         raise MotionFormatError(path, "NaN or infinite hand parameters", field=field)
@@ -303,8 +335,16 @@ def _hand_pose(path: str, family: str, num_frames: int) -> tuple[np.ndarray, tup
     return hand.reshape(num_frames, -1, 3), names
 
 
-def body_model_states(clip, target: str, skeleton: BodySkeleton, times: np.ndarray, output_fps: float,
-                      rule: ContactRule, *, clip_fps: float | None = None) -> MotionStates:
+def body_model_states(
+    clip,
+    target: str,
+    skeleton: BodySkeleton,
+    times: np.ndarray,
+    output_fps: float,
+    rule: ContactRule,
+    *,
+    clip_fps: float | None = None,
+) -> MotionStates:
     """States of an SMPL-family clip (:class:`~retarget_jax.motion.amass.AmassClip`) on a
     body-model target's figure, sampled at ``times`` (seconds on the clip's clock, see
     :func:`slice_times`): local rotations by SLERP and the translation linearly between
@@ -364,13 +404,30 @@ def body_model_states(clip, target: str, skeleton: BodySkeleton, times: np.ndarr
     dof_vel = (w_local[:, 1:] @ XML_TO_CANONICAL).reshape(T, -1)
     dof_names = tuple(f"{n}_{c}" for n in fig.body_names[1:] for c in "xyz")
     return MotionStates(
-        fps=float(output_fps), root_pos=pos[:, 0], root_quat_wxyz=body_quat[:, 0], root_lin_vel_w=lin[:, 0],
-        root_ang_vel_w=ang[:, 0], dof_pos=dof_pos, dof_vel=dof_vel, body_pos_w=pos,
-        body_quat_w=body_quat, body_lin_vel_w=lin, body_ang_vel_w=ang, contacts=contacts,
-        body_names=fig.body_names, dof_names=dof_names, contact_body_names=FOOT_BODIES,
-        info={"source_family": clip.family, "source_fps": fps, "skeleton": skeleton.source,
-              "gender": skeleton.gender, "hand_bodies_posed": len(hand_bodies),
-              "height_offset_m": float(fig.toe_rest_height)})
+        fps=float(output_fps),
+        root_pos=pos[:, 0],
+        root_quat_wxyz=body_quat[:, 0],
+        root_lin_vel_w=lin[:, 0],
+        root_ang_vel_w=ang[:, 0],
+        dof_pos=dof_pos,
+        dof_vel=dof_vel,
+        body_pos_w=pos,
+        body_quat_w=body_quat,
+        body_lin_vel_w=lin,
+        body_ang_vel_w=ang,
+        contacts=contacts,
+        body_names=fig.body_names,
+        dof_names=dof_names,
+        contact_body_names=FOOT_BODIES,
+        info={
+            "source_family": clip.family,
+            "source_fps": fps,
+            "skeleton": skeleton.source,
+            "gender": skeleton.gender,
+            "hand_bodies_posed": len(hand_bodies),
+            "height_offset_m": float(fig.toe_rest_height),
+        },
+    )
 
 
 # --------------------------------------------------------------------------- robots
@@ -385,8 +442,15 @@ def qpos_at(qpos: np.ndarray, fps: float, times: np.ndarray) -> np.ndarray:
     return out
 
 
-def robot_states(robot, qpos: np.ndarray, fps: float, *, contacts: np.ndarray | None = None,
-                 contact_body_names: tuple[str, ...] = (), info: dict | None = None) -> MotionStates:
+def robot_states(
+    robot,
+    qpos: np.ndarray,
+    fps: float,
+    *,
+    contacts: np.ndarray | None = None,
+    contact_body_names: tuple[str, ...] = (),
+    info: dict | None = None,
+) -> MotionStates:
     """States of a robot trajectory ``qpos`` (T, 7 + n) at ``fps``: generalized velocities by
     central differences (root angular rate on the manifold, in the root frame as MuJoCo's
     free joint takes it), body poses and velocities by MuJoCo C (``mj_kinematics``,
@@ -396,8 +460,14 @@ def robot_states(robot, qpos: np.ndarray, fps: float, *, contacts: np.ndarray | 
     qpos[:, 3:7] /= np.linalg.norm(qpos[:, 3:7], axis=-1, keepdims=True)
     T = qpos.shape[0]
     w_world = angular_velocity_w(qpos[:, 3:7], fps)
-    qvel = np.concatenate([linear_velocity(qpos[:, :3], fps), quat_rotate(quat_conj(qpos[:, 3:7]), w_world),
-                           linear_velocity(qpos[:, 7:], fps)], axis=-1)
+    qvel = np.concatenate(
+        [
+            linear_velocity(qpos[:, :3], fps),
+            quat_rotate(quat_conj(qpos[:, 3:7]), w_world),
+            linear_velocity(qpos[:, 7:], fps),
+        ],
+        axis=-1,
+    )
     d = mujoco.MjData(m)
     B = m.nbody - 1
     xpos, xquat = np.empty((T, B, 3)), np.empty((T, B, 4))
@@ -411,13 +481,27 @@ def robot_states(robot, qpos: np.ndarray, fps: float, *, contacts: np.ndarray | 
         mujoco.mj_comVel(m, d)
         xpos[t], xquat[t] = d.xpos[1:], d.xquat[1:]
         for b in range(1, m.nbody):
-            mujoco.mj_objectVelocity(m, d, mujoco.mjtObj.mjOBJ_XBODY, b, res, 0)  # at the body frame origin (mjOBJ_BODY: its COM)
+            mujoco.mj_objectVelocity(
+                m, d, mujoco.mjtObj.mjOBJ_XBODY, b, res, 0
+            )  # at the body frame origin (mjOBJ_BODY: its COM)
             ang[t, b - 1], lin[t, b - 1] = res[:3], res[3:]
     if contacts is None:
         contacts, contact_body_names = np.zeros((T, 0), bool), ()
     return MotionStates(
-        fps=float(fps), root_pos=qpos[:, :3], root_quat_wxyz=qpos[:, 3:7], root_lin_vel_w=qvel[:, :3],
-        root_ang_vel_w=w_world, dof_pos=qpos[:, 7:], dof_vel=qvel[:, 6:], body_pos_w=xpos, body_quat_w=xquat,
-        body_lin_vel_w=lin, body_ang_vel_w=ang, contacts=np.asarray(contacts, bool),
-        body_names=robot.body_names, dof_names=robot.dof_names, contact_body_names=tuple(contact_body_names),
-        info=dict(info or {}))
+        fps=float(fps),
+        root_pos=qpos[:, :3],
+        root_quat_wxyz=qpos[:, 3:7],
+        root_lin_vel_w=qvel[:, :3],
+        root_ang_vel_w=w_world,
+        dof_pos=qpos[:, 7:],
+        dof_vel=qvel[:, 6:],
+        body_pos_w=xpos,
+        body_quat_w=xquat,
+        body_lin_vel_w=lin,
+        body_ang_vel_w=ang,
+        contacts=np.asarray(contacts, bool),
+        body_names=robot.body_names,
+        dof_names=robot.dof_names,
+        contact_body_names=tuple(contact_body_names),
+        info=dict(info or {}),
+    )

@@ -69,7 +69,7 @@ def frame_jerk(dof_pos: np.ndarray, fps: float) -> np.ndarray:
     out = np.zeros(q.shape[0])
     if q.shape[0] >= 4 and q.shape[1]:
         j = np.abs(np.diff(q, n=3, axis=0)).max(axis=1) * fps**3
-        out[1:1 + j.shape[0]] = j
+        out[1 : 1 + j.shape[0]] = j
     return out
 
 
@@ -88,14 +88,20 @@ def _library_motions(path: Path) -> tuple[list[ViewerMotion], mujoco.MjModel]:
     motions = []
     for i in range(lib.num_motions):
         m = lib.motion(i)
-        metrics = {"library": path.name, "frames": m.num_frames, "length_s": round(m.duration_s, 3),
-                   "fps": m.fps, "weight": float(lib.motion_weight[i]), "source": lib.motion_file[i],
-                   "slice_s": [round(float(lib.motion_slice_start_s[i]), 3),
-                               round(float(lib.motion_slice_end_s[i]), 3)],
-                   "contact_fraction": [round(float(x), 3) for x in m.contacts.mean(axis=0)]}
+        metrics = {
+            "library": path.name,
+            "frames": m.num_frames,
+            "length_s": round(m.duration_s, 3),
+            "fps": m.fps,
+            "weight": float(lib.motion_weight[i]),
+            "source": lib.motion_file[i],
+            "slice_s": [round(float(lib.motion_slice_start_s[i]), 3), round(float(lib.motion_slice_end_s[i]), 3)],
+            "contact_fraction": [round(float(x), 3) for x in m.contacts.mean(axis=0)],
+        }
         metrics.update({k: v for k, v in m.info.items() if k not in ("build_key",)})
-        motions.append(ViewerMotion(lib.motion_name[i], m.fps, lib.body_names, m.body_pos_w, m.body_quat_w,
-                                    m.dof_pos, metrics))
+        motions.append(
+            ViewerMotion(lib.motion_name[i], m.fps, lib.body_names, m.body_pos_w, m.body_quat_w, m.dof_pos, metrics)
+        )
     return motions, _model_of(lib.metadata)
 
 
@@ -107,9 +113,16 @@ def _result_motions(paths: list[Path]) -> tuple[list[ViewerMotion], mujoco.MjMod
             robot = load_robot(r.robot)
         elif r.robot != robot.name:
             continue  # one figure per page: results of the first robot found
-        metrics = {"result": p.name, "frames": r.num_frames, "fps": r.fps, "robot": r.robot,
-                   "status": r.provenance.get("status_name"), "final_cost": r.final_cost,
-                   "iterations": r.iterations, "source": r.provenance.get("source_path")}
+        metrics = {
+            "result": p.name,
+            "frames": r.num_frames,
+            "fps": r.fps,
+            "robot": r.robot,
+            "status": r.provenance.get("status_name"),
+            "final_cost": r.final_cost,
+            "iterations": r.iterations,
+            "source": r.provenance.get("source_path"),
+        }
         motions.append(ViewerMotion(p.stem, r.fps, r.body_names, r.body_pos_w, r.body_quat_w, r.dof_pos, metrics))
     return motions, robot.mj_model
 
@@ -177,8 +190,23 @@ def geom_mesh(m: mujoco.MjModel, g: int) -> tuple[np.ndarray, np.ndarray] | None
     G = mujoco.mjtGeom
     if t == G.mjGEOM_BOX:
         v = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], np.float32) * s
-        f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6],
-                      [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]], np.uint32)
+        f = np.array(
+            [
+                [0, 1, 3],
+                [0, 3, 2],
+                [4, 6, 7],
+                [4, 7, 5],
+                [0, 4, 5],
+                [0, 5, 1],
+                [2, 3, 7],
+                [2, 7, 6],
+                [0, 2, 6],
+                [0, 6, 4],
+                [1, 5, 7],
+                [1, 7, 3],
+            ],
+            np.uint32,
+        )
         return v, f
     if t in (G.mjGEOM_SPHERE, G.mjGEOM_ELLIPSOID):
         v, f = _revolve(_hemisphere(1.0, 0.0, 1.0) + _hemisphere(1.0, 0.0, -1.0)[1:])
@@ -190,8 +218,8 @@ def geom_mesh(m: mujoco.MjModel, g: int) -> tuple[np.ndarray, np.ndarray] | None
         return _revolve([(0.0, s[1]), (s[0], s[1]), (s[0], -s[1]), (0.0, -s[1])])
     if t == G.mjGEOM_MESH:
         mid = m.geom_dataid[g]
-        v = m.mesh_vert[m.mesh_vertadr[mid]:m.mesh_vertadr[mid] + m.mesh_vertnum[mid]]
-        f = m.mesh_face[m.mesh_faceadr[mid]:m.mesh_faceadr[mid] + m.mesh_facenum[mid]]
+        v = m.mesh_vert[m.mesh_vertadr[mid] : m.mesh_vertadr[mid] + m.mesh_vertnum[mid]]
+        f = m.mesh_face[m.mesh_faceadr[mid] : m.mesh_faceadr[mid] + m.mesh_facenum[mid]]
         return np.asarray(v, np.float32), np.asarray(f, np.uint32)
     return None
 
@@ -202,8 +230,15 @@ def geom_mesh(m: mujoco.MjModel, g: int) -> tuple[np.ndarray, np.ndarray] | None
 class MotionViewer:
     """A viser server showing ``motions`` drawn with ``model`` (see the module docstring)."""
 
-    def __init__(self, motions: list[ViewerMotion], model: mujoco.MjModel, *, host: str = "127.0.0.1",
-                 port: int = 8080, jerk_threshold: float = 1000.0) -> None:
+    def __init__(
+        self,
+        motions: list[ViewerMotion],
+        model: mujoco.MjModel,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        jerk_threshold: float = 1000.0,
+    ) -> None:
         try:
             import viser
         except ImportError:
@@ -214,7 +249,9 @@ class MotionViewer:
         names = tuple(model.body(b).name for b in range(1, model.nbody))
         missing = [n for n in motions[0].body_names if n not in names]
         if missing:
-            raise RetargetError(f"the motions' bodies {missing[:5]} are not in the model's ({', '.join(names[:8])}, ...)")
+            raise RetargetError(
+                f"the motions' bodies {missing[:5]} are not in the model's ({', '.join(names[:8])}, ...)"
+            )
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         root = np.asarray(motions[0].body_pos_w[0, 0], float)  # look at the first motion's start
         self.server.initial_camera.look_at = (float(root[0]), float(root[1]), 0.8 * float(root[2]))
@@ -242,9 +279,16 @@ class MotionViewer:
             b = m.geom_bodyid[g]
             if mesh is None or b == 0:
                 continue
-            self.meshes.append(scene.add_mesh_simple(
-                f"/figure/{m.body(b).name}/geom{g}", mesh[0], mesh[1], color=ROBOT_COLOR,
-                position=tuple(m.geom_pos[g]), wxyz=tuple(m.geom_quat[g])))
+            self.meshes.append(
+                scene.add_mesh_simple(
+                    f"/figure/{m.body(b).name}/geom{g}",
+                    mesh[0],
+                    mesh[1],
+                    color=ROBOT_COLOR,
+                    position=tuple(m.geom_pos[g]),
+                    wxyz=tuple(m.geom_quat[g]),
+                )
+            )
 
     def _build_gui(self, jerk_threshold: float) -> None:
         gui = self.server.gui
@@ -281,7 +325,8 @@ class MotionViewer:
                 self.g_motion.value = label
             self.g_time.max = max((mo.num_frames - 1) / mo.fps, 1e-3)
             self.g_metrics.content = "**Metrics**\n\n" + "\n".join(
-                f"- {k}: {json.dumps(v) if not isinstance(v, str) else v}" for k, v in mo.metrics.items())
+                f"- {k}: {json.dumps(v) if not isinstance(v, str) else v}" for k, v in mo.metrics.items()
+            )
             self._update_flags()
             self._show(0)
 
@@ -295,9 +340,11 @@ class MotionViewer:
             if k + 1 == len(flagged) or flagged[k + 1] != f + 1:
                 runs.append(f"{start}" if start == f else f"{start}-{f}")
                 start = None
-        self.g_flags.content = (f"**Jerk** peak {self.jerk.max():.0f} rad/s^3; {len(flagged)} of "
-                                f"{self.motion.num_frames} frames over {thr:g}" +
-                                (f": {', '.join(runs[:20])}{' ...' if len(runs) > 20 else ''}" if runs else ""))
+        self.g_flags.content = (
+            f"**Jerk** peak {self.jerk.max():.0f} rad/s^3; {len(flagged)} of "
+            f"{self.motion.num_frames} frames over {thr:g}"
+            + (f": {', '.join(runs[:20])}{' ...' if len(runs) > 20 else ''}" if runs else "")
+        )
         self._show(self.frame)
 
     def _next_flag(self) -> None:
@@ -351,8 +398,14 @@ class MotionViewer:
         self.server.stop()
 
 
-def serve(path: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080, jerk_threshold: float = 1000.0,
-          block: bool = True) -> MotionViewer:
+def serve(
+    path: str | os.PathLike,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    jerk_threshold: float = 1000.0,
+    block: bool = True,
+) -> MotionViewer:
     """Serve the viewer of ``path`` (see :func:`load_motions`); blocks until Ctrl-C unless
     ``block=False`` (then call :meth:`MotionViewer.stop`)."""
     motions, model = load_motions(path)

@@ -17,5 +17,17 @@ from retarget_jax.problem.recipe import (
     recipe_from_dict,
 )
 
-__all__ = ["ClipArrays", "CompiledProblem", "CostWeights", "JointVelocityLimits", "RetargetingProblem", "RobotArrays",
-           "compile_problem", "Recipe", "ScaleGroup", "TargetSpec", "load_recipe", "recipe_from_dict"]
+__all__ = [
+    "ClipArrays",
+    "CompiledProblem",
+    "CostWeights",
+    "JointVelocityLimits",
+    "RetargetingProblem",
+    "RobotArrays",
+    "compile_problem",
+    "Recipe",
+    "ScaleGroup",
+    "TargetSpec",
+    "load_recipe",
+    "recipe_from_dict",
+]

@@ -109,8 +109,15 @@ class CostWeights:
 
     #: the physical-plausibility terms (``without_plausibility`` zeroes them)
     PLAUSIBILITY: ClassVar[tuple[str, ...]] = (
-        "accel_position", "accel_rotation", "accel_joint", "ground", "contact_height", "contact_slide",
-        "self_collision", "joint_velocity")
+        "accel_position",
+        "accel_rotation",
+        "accel_joint",
+        "ground",
+        "contact_height",
+        "contact_slide",
+        "self_collision",
+        "joint_velocity",
+    )
 
     def without_plausibility(self) -> CostWeights:
         """These weights with the physical-plausibility terms switched off (0)."""
@@ -189,8 +196,15 @@ class ClipArrays(eqx.Module):
 
 
 #: ClipArrays fields with a leading frame axis (T, ...).
-PER_FRAME_FIELDS: tuple[str, ...] = ("human_pos", "human_quat", "frame_mask", "pos_valid", "rot_valid",
-                                     "limb_valid", "stance")
+PER_FRAME_FIELDS: tuple[str, ...] = (
+    "human_pos",
+    "human_quat",
+    "frame_mask",
+    "pos_valid",
+    "rot_valid",
+    "limb_valid",
+    "stance",
+)
 
 
 class CompiledProblem(eqx.Module):
@@ -237,10 +251,14 @@ class RetargetingProblem:
         feet = self.recipe.ground_joints
         if self.contacts is not None:
             if self.contacts.num_frames != self.motion.num_frames:
-                raise InvalidMotionError(f"{self.motion.source_path or '<motion>'}: the contact plan has "
-                                         f"{self.contacts.num_frames} frames, the motion {self.motion.num_frames}")
+                raise InvalidMotionError(
+                    f"{self.motion.source_path or '<motion>'}: the contact plan has "
+                    f"{self.contacts.num_frames} frames, the motion {self.motion.num_frames}"
+                )
             return ContactPlan(self.contacts.for_feet(feet), feet, self.contacts.source, self.contacts.thresholds)
-        present = [f for f in feet if f in self.motion.joint_names and self.motion.valid_mask[:, self.motion.index(f)].any()]
+        present = [
+            f for f in feet if f in self.motion.joint_names and self.motion.valid_mask[:, self.motion.index(f)].any()
+        ]
         detected = detect_contacts(self.motion, tuple(present), self.contact_thresholds)
         stance = np.zeros((self.motion.num_frames, len(feet)), dtype=bool)
         for i, f in enumerate(feet):
@@ -250,11 +268,18 @@ class RetargetingProblem:
 
     def config_hash(self) -> str:
         payload = json.dumps(
-            {"recipe": dataclasses.asdict(self.recipe), "weights": dataclasses.asdict(self.weights),
-             "robot": self.robot.name, "contact_thresholds": dataclasses.asdict(self.contact_thresholds),
-             "joint_velocity_limits": dataclasses.asdict(self.joint_velocity_limits),
-             "explicit_contacts": self.contacts is not None, "terrain": self.terrain is not None},
-            sort_keys=True, default=str)
+            {
+                "recipe": dataclasses.asdict(self.recipe),
+                "weights": dataclasses.asdict(self.weights),
+                "robot": self.robot.name,
+                "contact_thresholds": dataclasses.asdict(self.contact_thresholds),
+                "joint_velocity_limits": dataclasses.asdict(self.joint_velocity_limits),
+                "explicit_contacts": self.contacts is not None,
+                "terrain": self.terrain is not None,
+            },
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -340,8 +365,23 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     for t, lev in zip(rot_t, levelled, strict=True):
         if lev:  # no joint frame from the source: the body as at rest, turned to the hips' heading
             quat[:, canonical_index(t.human)] = hip_heading(pos)
-    return _pack(problem, src, scales, pos, quat, valid, anchor, z_offset, pos_t, pos_dz, rot_t, rot_offset,
-                 rot_known, levelled, dtype)
+    return _pack(
+        problem,
+        src,
+        scales,
+        pos,
+        quat,
+        valid,
+        anchor,
+        z_offset,
+        pos_t,
+        pos_dz,
+        rot_t,
+        rot_offset,
+        rot_known,
+        levelled,
+        dtype,
+    )
 
 
 def resolve_source(problem: RetargetingProblem) -> _Source:
@@ -365,20 +405,24 @@ def resolve_source(problem: RetargetingProblem) -> _Source:
         motion = dataclasses.replace(motion, positions=np.where(valid_src[..., None], motion.positions, np.nan))
     present = frozenset(j for j, ok in zip(motion.joint_names, valid_src.any(axis=0), strict=True) if ok)
     if recipe.root_human not in present:
-        raise InvalidMotionError(f"{motion.source_path or '<motion>'}: the recipe's root joint "
-                                 f"'{recipe.root_human.value}' is not in the motion; joints: "
-                                 f"{[j.value for j in motion.joint_names]}")
+        raise InvalidMotionError(
+            f"{motion.source_path or '<motion>'}: the recipe's root joint "
+            f"'{recipe.root_human.value}' is not in the motion; joints: "
+            f"{[j.value for j in motion.joint_names]}"
+        )
     root_b = robot.body_index(recipe.root_body, where=f"{where}: root.body")
     if root_b != robot.tree.root:
-        raise ConfigError(f"{where}: root.body '{recipe.root_body}' is not the floating base "
-                          f"'{robot.body_names[robot.tree.root]}'")
+        raise ConfigError(
+            f"{where}: root.body '{recipe.root_body}' is not the floating base '{robot.body_names[robot.tree.root]}'"
+        )
     for t in recipe.targets:
         robot.body_index(t.body, where=f"{where}: targets")
     ref_qpos = robot_pose_qpos(robot, dict(recipe.robot_reference_pose), f"{where}: robot_reference_pose")
     default_qpos = robot_pose_qpos(robot, dict(recipe.default_pose), f"{where}: default_pose")
     ref_xpos, ref_xquat, _ = robot_world_poses(robot, ref_qpos)
-    return _Source(motion, present, conv, canonical_index(recipe.root_human), ref_qpos, default_qpos,
-                   ref_xpos, ref_xquat)
+    return _Source(
+        motion, present, conv, canonical_index(recipe.root_human), ref_qpos, default_qpos, ref_xpos, ref_xquat
+    )
 
 
 def measure_scales(src: _Source, recipe: Recipe, robot: RobotSpec) -> Scales:
@@ -398,7 +442,8 @@ def measure_scales(src: _Source, recipe: Recipe, robot: RobotSpec) -> Scales:
                 f"{motion.source_path or '<motion>'}: scale group '{g.name}' is measured on "
                 f"{g.human_chain[0].value}->{g.human_chain[1].value} (or its mirror), of which the motion has "
                 f"not even one bone ending at a joint a recipe position target tracks; "
-                f"joints: {[j.value for j in motion.joint_names]}")
+                f"joints: {[j.value for j in motion.joint_names]}"
+            )
         chain = measured.human
         if g.measure == "chain":
             human_len = motion.chain_length(chain[1], chain[0])
@@ -415,13 +460,15 @@ def measure_scales(src: _Source, recipe: Recipe, robot: RobotSpec) -> Scales:
         if not (human_len > 1e-6 and np.isfinite(human_len)):
             raise InvalidMotionError(
                 f"{motion.source_path}: segment chain {chain[0].value}->{chain[1].value} "
-                f"has length {human_len}; cannot derive scale group '{g.name}'")
+                f"has length {human_len}; cannot derive scale group '{g.name}'"
+            )
         group_scale[g.name] = g.factor * robot_len / human_len
         for bone in g.bones:
             (lateral_scale if g.lateral else bone_scale)[canonical_index(bone)] = group_scale[g.name]
     if recipe.root_scale_group not in group_scale:
-        raise ConfigError(f"{where}: root_scale_group '{recipe.root_scale_group}' not in scale_groups "
-                          f"{sorted(group_scale)}")
+        raise ConfigError(
+            f"{where}: root_scale_group '{recipe.root_scale_group}' not in scale_groups {sorted(group_scale)}"
+        )
     root_scale = group_scale[recipe.root_scale_group]
     bone_scale[np.isnan(bone_scale)] = root_scale
     lateral_scale = np.where(np.isnan(lateral_scale), bone_scale, lateral_scale)
@@ -439,8 +486,10 @@ def ground_shift(src: _Source, recipe: Recipe, robot: RobotSpec, scaled_z: np.nd
         return float(recipe.ground_offset), 0.0
     ground_joints = [j for j in recipe.ground_joints if j in src.present]
     if not ground_joints:
-        raise InvalidMotionError(f"{src.motion.source_path or '<motion>'}: none of the recipe's ground joints "
-                                 f"{[j.value for j in recipe.ground_joints]} is in the motion")
+        raise InvalidMotionError(
+            f"{src.motion.source_path or '<motion>'}: none of the recipe's ground joints "
+            f"{[j.value for j in recipe.ground_joints]} is in the motion"
+        )
     human_ankle = min(_nanpercentile(scaled_z[:, canonical_index(j)], 5.0) for j in ground_joints)
     ground_idx = [robot.body_index(b, where=f"{where}: ground.bodies") for b in recipe.ground_bodies]
     _, _, d = robot_world_poses(robot, src.default_qpos)
@@ -465,7 +514,8 @@ def position_target_shifts(src: _Source, pos_t, scaled_z: np.ndarray, floor_z: f
         level = [j for j in t.level_with if j in src.present]
         if level:
             above = scaled_z[:, canonical_index(t.human)] - np.mean(
-                [scaled_z[:, canonical_index(j)] for j in level], axis=0)
+                [scaled_z[:, canonical_index(j)] for j in level], axis=0
+            )
             above = above[np.isfinite(above)]
             pos_dz[k] -= float(np.median(above)) if above.size else 0.0
     return pos_dz
@@ -511,8 +561,7 @@ def limb_arrays(recipe: Recipe, robot: RobotSpec, valid: np.ndarray, weight: flo
     recipe's per-limb multiplier) and per-frame validity (T, L): both joints valid."""
     limbs = recipe_limbs(recipe)
     where = f"recipe {recipe.name}: limbs"
-    bodies = tuple((robot.body_index(lb.body_a, where=where), robot.body_index(lb.body_b, where=where))
-                   for lb in limbs)
+    bodies = tuple((robot.body_index(lb.body_a, where=where), robot.body_index(lb.body_b, where=where)) for lb in limbs)
     joints = tuple((canonical_index(lb.limb.proximal), canonical_index(lb.limb.distal)) for lb in limbs)
     offsets = np.reshape([(lb.offset_a, lb.offset_b) for lb in limbs], (-1, 2, 3))
     weights = np.array([weight * lb.weight for lb in limbs], np.float64)
@@ -520,24 +569,43 @@ def limb_arrays(recipe: Recipe, robot: RobotSpec, valid: np.ndarray, weight: flo
     return bodies, joints, offsets, weights, ok
 
 
-def _pack(problem, src, scales, pos, quat, valid, anchor, z_offset, pos_t, pos_dz, rot_t, rot_offset, rot_known,
-          levelled, dtype) -> CompiledProblem:
+def _pack(
+    problem,
+    src,
+    scales,
+    pos,
+    quat,
+    valid,
+    anchor,
+    z_offset,
+    pos_t,
+    pos_dz,
+    rot_t,
+    rot_offset,
+    rot_known,
+    levelled,
+    dtype,
+) -> CompiledProblem:
     """Arrays and static indices of the compiled problem."""
     recipe, robot, w = problem.recipe, problem.robot, problem.weights
     where = f"recipe {recipe.name}"
     T, n = pos.shape[0], robot.num_dof
-    smooth = np.concatenate([np.full(3, w.smooth_position), np.full(3, w.smooth_rotation),
-                             np.full(n, w.smooth_joint)])
+    smooth = np.concatenate([np.full(3, w.smooth_position), np.full(3, w.smooth_rotation), np.full(n, w.smooth_joint)])
     accel = np.concatenate([np.full(3, w.accel_position), np.full(3, w.accel_rotation), np.full(n, w.accel_joint)])
     pos_valid = valid[:, [canonical_index(t.human) for t in pos_t]].reshape(T, len(pos_t))
     hips_valid = valid[:, LEFT_HIP] & valid[:, RIGHT_HIP]
-    rot_valid = np.where(np.asarray(levelled, dtype=bool)[None, :], hips_valid[:, None],
-                         valid[:, [canonical_index(t.human) for t in rot_t]].reshape(T, len(rot_t))
-                         & np.asarray(rot_known, dtype=bool)[None, :])
+    rot_valid = np.where(
+        np.asarray(levelled, dtype=bool)[None, :],
+        hips_valid[:, None],
+        valid[:, [canonical_index(t.human) for t in rot_t]].reshape(T, len(rot_t))
+        & np.asarray(rot_known, dtype=bool)[None, :],
+    )
     feet = [robot.body_index(b, where=f"{where}: ground.bodies") for b in recipe.ground_bodies]
     if len(feet) != len(recipe.ground_joints):
-        raise ConfigError(f"{where}: ground.human and ground.bodies must pair up one foot each, got "
-                          f"{len(recipe.ground_joints)} and {len(feet)}")
+        raise ConfigError(
+            f"{where}: ground.human and ground.bodies must pair up one foot each, got "
+            f"{len(recipe.ground_joints)} and {len(feet)}"
+        )
     soles = sole_points(robot, feet, src.default_qpos)
     sole_foot = [feet.index(b) for b, _, _ in soles]
     sole_count = np.bincount(sole_foot, minlength=len(feet)) if soles else np.zeros(len(feet))
@@ -546,31 +614,55 @@ def _pack(problem, src, scales, pos, quat, valid, anchor, z_offset, pos_t, pos_d
     limb_body, limb_joint, limb_offset, limb_weight, limb_valid = limb_arrays(recipe, robot, valid, w.direction)
     f = lambda x: jnp.asarray(np.asarray(x, dtype=np.float64), dtype=dtype)  # noqa: E731
     tree = KinematicTree(
-        body_pos=f(robot.tree.body_pos), body_quat=f(robot.tree.body_quat), jnt_pos=f(robot.tree.jnt_pos),
-        jnt_axis=f(robot.tree.jnt_axis), dof_ancestor=f(robot.tree.dof_ancestor),
-        parents=robot.tree.parents, body_dof=robot.tree.body_dof, root=robot.tree.root)
+        body_pos=f(robot.tree.body_pos),
+        body_quat=f(robot.tree.body_quat),
+        jnt_pos=f(robot.tree.jnt_pos),
+        jnt_axis=f(robot.tree.jnt_axis),
+        dof_ancestor=f(robot.tree.dof_ancestor),
+        parents=robot.tree.parents,
+        body_dof=robot.tree.body_dof,
+        root=robot.tree.root,
+    )
     lo, hi = robot.dof_ranges[:, 0], robot.dof_ranges[:, 1]
     return CompiledProblem(
-        robot=RobotArrays(tree=tree, q_lower=f(lo), q_upper=f(hi),
-                          q_default=f(np.clip(src.default_qpos[7:], lo, hi)),
-                          collision=collision_arrays(robot, dtype=dtype)),
+        robot=RobotArrays(
+            tree=tree,
+            q_lower=f(lo),
+            q_upper=f(hi),
+            q_default=f(np.clip(src.default_qpos[7:], lo, hi)),
+            collision=collision_arrays(robot, dtype=dtype),
+        ),
         clip=ClipArrays(
-            human_pos=f(pos), human_quat=f(quat), frame_mask=f(np.ones(T)),
-            pos_valid=f(pos_valid), rot_valid=f(rot_valid),
-            fps=f(src.motion.fps), bone_scale=f(scales.bone),
-            bone_lateral_scale=f(scales.lateral), root_scale=f(scales.root), root_anchor=f(anchor),
-            z_offset=f(z_offset), pos_offset=f(np.reshape([t.offset for t in pos_t], (-1, 3))),
+            human_pos=f(pos),
+            human_quat=f(quat),
+            frame_mask=f(np.ones(T)),
+            pos_valid=f(pos_valid),
+            rot_valid=f(rot_valid),
+            fps=f(src.motion.fps),
+            bone_scale=f(scales.bone),
+            bone_lateral_scale=f(scales.lateral),
+            root_scale=f(scales.root),
+            root_anchor=f(anchor),
+            z_offset=f(z_offset),
+            pos_offset=f(np.reshape([t.offset for t in pos_t], (-1, 3))),
             pos_target_dz=f(pos_dz),
             pos_weight=f([t.position_weight for t in pos_t]),
-            rot_offset=f(np.reshape(rot_offset, (-1, 4))), rot_weight=f([t.orientation_weight for t in rot_t]),
-            limb_offset=f(limb_offset), limb_weight=f(limb_weight), limb_valid=f(limb_valid),
-            smooth_weight=f(smooth), accel_weight=f(accel), posture_weight=f(np.full(n, w.posture)),
+            rot_offset=f(np.reshape(rot_offset, (-1, 4))),
+            rot_weight=f([t.orientation_weight for t in rot_t]),
+            limb_offset=f(limb_offset),
+            limb_weight=f(limb_weight),
+            limb_valid=f(limb_valid),
+            smooth_weight=f(smooth),
+            accel_weight=f(accel),
+            posture_weight=f(np.full(n, w.posture)),
             stance=f(np.reshape(stance, (T, len(feet)))),
             sole_offset=f(np.reshape([p for _, p, _ in soles], (-1, 3))),
             sole_rest_z=f(np.reshape([z for _, _, z in soles], (-1,))),
             sole_scale=f(np.reshape([1.0 / sole_count[k] for k in sole_foot], (-1,))),
-            ground_weight=f(w.ground), contact_height_weight=f(w.contact_height),
-            contact_slide_weight=f(w.contact_slide), self_collision_weight=f(w.self_collision),
+            ground_weight=f(w.ground),
+            contact_height_weight=f(w.contact_height),
+            contact_slide_weight=f(w.contact_slide),
+            self_collision_weight=f(w.self_collision),
             velocity_limit=f(problem.joint_velocity_limits.resolve(robot, f"{where}: joint_velocity_limits")),
             velocity_weight=f(w.joint_velocity),
             terrain=jax.tree.map(f, problem.terrain) if problem.terrain is not None else flat_ground(dtype),
@@ -661,8 +753,7 @@ def _canonical_path(start: HumanJoint, end: HumanJoint) -> list[HumanJoint]:
     return path[::-1] if path[-1] == start else [start]
 
 
-def measured_chain(group: ScaleGroup, present: Set[HumanJoint], targets: Sequence[TargetSpec]
-                   ) -> MeasuredChain | None:
+def measured_chain(group: ScaleGroup, present: Set[HumanJoint], targets: Sequence[TargetSpec]) -> MeasuredChain | None:
     """The chain a scale group is measured on, for a motion whose joints with valid
     samples are ``present``; None when not even one bone of it is there.
 
@@ -704,4 +795,3 @@ def measured_chain(group: ScaleGroup, present: Set[HumanJoint], targets: Sequenc
                 best, bones = MeasuredChain((side[0], side[k]), body, offset, partial=True), k
                 break
     return best
-

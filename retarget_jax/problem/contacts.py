@@ -68,8 +68,10 @@ class ContactPlan:
     def __post_init__(self) -> None:
         s = np.asarray(self.stance)
         if s.ndim != 2 or s.shape[1] != len(self.feet):
-            raise InvalidMotionError(f"contact plan: stance must be (T, {len(self.feet)}) for feet "
-                                     f"{[f.value for f in self.feet]}, got shape {s.shape}")
+            raise InvalidMotionError(
+                f"contact plan: stance must be (T, {len(self.feet)}) for feet "
+                f"{[f.value for f in self.feet]}, got shape {s.shape}"
+            )
         object.__setattr__(self, "stance", s.astype(bool))
 
     @property
@@ -85,9 +87,12 @@ class ContactPlan:
 
     def summary(self) -> dict:
         """JSON-able description (for provenance and reports)."""
-        return {"source": self.source, "feet": [f.value for f in self.feet],
-                "stance_fraction": [float(x) for x in self.stance.mean(axis=0)] if self.num_frames else [],
-                "thresholds": dataclasses.asdict(self.thresholds) if self.thresholds else None}
+        return {
+            "source": self.source,
+            "feet": [f.value for f in self.feet],
+            "stance_fraction": [float(x) for x in self.stance.mean(axis=0)] if self.num_frames else [],
+            "thresholds": dataclasses.asdict(self.thresholds) if self.thresholds else None,
+        }
 
 
 def _toe_of(ankle: HumanJoint) -> HumanJoint | None:
@@ -137,8 +142,9 @@ def _drop_short_runs(s: np.ndarray, min_frames: int) -> np.ndarray:
     return out
 
 
-def detect_contacts(motion: HumanMotion, feet: tuple[HumanJoint, ...],
-                    thresholds: ContactThresholds | None = None) -> ContactPlan:
+def detect_contacts(
+    motion: HumanMotion, feet: tuple[HumanJoint, ...], thresholds: ContactThresholds | None = None
+) -> ContactPlan:
     """Detect each foot's stance from the source's foot heights and speeds (see module)."""
     th = thresholds or ContactThresholds()
     where = motion.source_path or "<motion>"
@@ -149,8 +155,10 @@ def detect_contacts(motion: HumanMotion, feet: tuple[HumanJoint, ...],
     for f, foot in enumerate(feet):
         joints = _foot_joints(motion, foot)
         if not joints:
-            raise InvalidMotionError(f"{where}: cannot detect contacts of '{foot.value}': the motion has no "
-                                     f"valid samples of it; joints: {[j.value for j in motion.joint_names]}")
+            raise InvalidMotionError(
+                f"{where}: cannot detect contacts of '{foot.value}': the motion has no "
+                f"valid samples of it; joints: {[j.value for j in motion.joint_names]}"
+            )
         h = np.zeros(motion.num_frames)
         v = np.zeros(motion.num_frames)
         ok = np.ones(motion.num_frames, dtype=bool)

@@ -24,7 +24,6 @@ import numpy as np
 from retarget_jax.motion.skeleton import LIMBS, HumanJoint, Limb
 from retarget_jax.problem.recipe import Recipe, TargetSpec
 
-
 __all__ = ["LIMBS", "Limb", "RecipeLimb", "limb_cosines", "recipe_limbs", "unit"]
 
 
@@ -57,8 +56,9 @@ def recipe_limbs(recipe: Recipe) -> tuple[RecipeLimb, ...]:
         a, b = attachment(recipe, limb.proximal), attachment(recipe, limb.distal)
         if a is None or b is None or a.body == b.body:
             continue
-        out.append(RecipeLimb(limb, a.body, a.offset, b.body, b.offset,
-                              float(recipe.limb_weights.get(limb.name, limb.weight))))
+        out.append(
+            RecipeLimb(limb, a.body, a.offset, b.body, b.offset, float(recipe.limb_weights.get(limb.name, limb.weight)))
+        )
     return tuple(out)
 
 
@@ -73,4 +73,3 @@ def limb_cosines(robot_a, robot_b, human_a, human_b):
     """Cosine between the robot segments a -> b and the human bones a -> b (..., 3) -> (...)."""
     xp = np if isinstance(robot_a, np.ndarray) else jnp
     return xp.sum(unit(robot_b - robot_a) * unit(human_b - human_a), axis=-1)
-

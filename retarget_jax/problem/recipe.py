@@ -120,8 +120,18 @@ class Recipe:
 
 
 _KNOWN_KEYS = {
-    "name", "robot", "source_conventions", "description", "root", "targets", "scale_groups", "root_scale_group",
-    "robot_reference_pose", "default_pose", "ground", "limbs",
+    "name",
+    "robot",
+    "source_conventions",
+    "description",
+    "root",
+    "targets",
+    "scale_groups",
+    "root_scale_group",
+    "robot_reference_pose",
+    "default_pose",
+    "ground",
+    "limbs",
 }
 
 
@@ -140,20 +150,26 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
         for i, t in enumerate(d["targets"]):
             t = dict(t)
             _check_keys(t, {f.name for f in dataclasses.fields(TargetSpec)}, f"{where}: targets[{i}]")
-            targets.append(TargetSpec(
-                human=HumanJoint.parse(t["human"], where=f"{where}: targets[{i}].human"),
-                body=str(t["body"]),
-                position_weight=float(t.get("position_weight", 1.0)),
-                orientation_weight=float(t.get("orientation_weight", 0.0)),
-                offset=tuple(float(x) for x in t.get("offset", (0.0, 0.0, 0.0))),
-                offset_z_from_ground=bool(t.get("offset_z_from_ground", False)),
-                flat_with=(HumanJoint.parse(t["flat_with"], where=f"{where}: targets[{i}].flat_with")
-                           if t.get("flat_with") is not None else None),
-                level_with=tuple(HumanJoint.parse(j, where=f"{where}: targets[{i}].level_with")
-                                 for j in t.get("level_with", ())),
-                level_if_unknown=bool(t.get("level_if_unknown", False)),
-                rotation_offset=tuple(float(x) for x in t.get("rotation_offset", (0.0, 0.0, 0.0))),
-            ))
+            targets.append(
+                TargetSpec(
+                    human=HumanJoint.parse(t["human"], where=f"{where}: targets[{i}].human"),
+                    body=str(t["body"]),
+                    position_weight=float(t.get("position_weight", 1.0)),
+                    orientation_weight=float(t.get("orientation_weight", 0.0)),
+                    offset=tuple(float(x) for x in t.get("offset", (0.0, 0.0, 0.0))),
+                    offset_z_from_ground=bool(t.get("offset_z_from_ground", False)),
+                    flat_with=(
+                        HumanJoint.parse(t["flat_with"], where=f"{where}: targets[{i}].flat_with")
+                        if t.get("flat_with") is not None
+                        else None
+                    ),
+                    level_with=tuple(
+                        HumanJoint.parse(j, where=f"{where}: targets[{i}].level_with") for j in t.get("level_with", ())
+                    ),
+                    level_if_unknown=bool(t.get("level_if_unknown", False)),
+                    rotation_offset=tuple(float(x) for x in t.get("rotation_offset", (0.0, 0.0, 0.0))),
+                )
+            )
             for key in ("offset", "rotation_offset"):
                 if len(getattr(targets[-1], key)) != 3:
                     raise ConfigError(f"{where}: targets[{i}].{key} must have 3 numbers")
@@ -162,25 +178,39 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
         groups = []
         for gname, g in dict(d["scale_groups"]).items():
             g = dict(g)
-            _check_keys(g, {"human_chain", "robot_chain", "bones", "measure", "robot_offset", "lateral", "factor"},
-                        f"{where}: scale_groups.{gname}")
+            _check_keys(
+                g,
+                {"human_chain", "robot_chain", "bones", "measure", "robot_offset", "lateral", "factor"},
+                f"{where}: scale_groups.{gname}",
+            )
             measure = str(g.get("measure", "chain"))
             if measure not in ("chain", "straight"):
-                raise ConfigError(f"{where}: scale_groups.{gname}.measure must be 'chain' or 'straight', "
-                                  f"got '{measure}'")
-            hc = tuple(HumanJoint.parse(j, where=f"{where}: scale_groups.{gname}.human_chain")
-                       for j in g["human_chain"])
+                raise ConfigError(
+                    f"{where}: scale_groups.{gname}.measure must be 'chain' or 'straight', got '{measure}'"
+                )
+            hc = tuple(
+                HumanJoint.parse(j, where=f"{where}: scale_groups.{gname}.human_chain") for j in g["human_chain"]
+            )
             rc = tuple(str(b) for b in g["robot_chain"])
             if len(hc) != 2 or len(rc) != 2:
                 raise ConfigError(f"{where}: scale_groups.{gname}: chains need exactly 2 entries")
-            bones = tuple(HumanJoint.parse(j, where=f"{where}: scale_groups.{gname}.bones")
-                          for j in g["bones"])
-            groups.append(ScaleGroup(str(gname), hc, rc, bones, measure,
-                                     tuple(float(x) for x in g.get("robot_offset", (0, 0, 0))),  # type: ignore[arg-type]
-                                     bool(g.get("lateral", False)), float(g.get("factor", 1.0))))
+            bones = tuple(HumanJoint.parse(j, where=f"{where}: scale_groups.{gname}.bones") for j in g["bones"])
+            groups.append(
+                ScaleGroup(
+                    str(gname),
+                    hc,
+                    rc,
+                    bones,
+                    measure,
+                    tuple(float(x) for x in g.get("robot_offset", (0, 0, 0))),  # type: ignore[arg-type]
+                    bool(g.get("lateral", False)),
+                    float(g.get("factor", 1.0)),
+                )
+            )
             if not (np.isfinite(groups[-1].factor) and groups[-1].factor > 0):
-                raise ConfigError(f"{where}: scale_groups.{gname}.factor must be finite and > 0, "
-                                  f"got {groups[-1].factor}")
+                raise ConfigError(
+                    f"{where}: scale_groups.{gname}.factor must be finite and > 0, got {groups[-1].factor}"
+                )
         root = dict(d["root"])
         ground = dict(d.get("ground", {}))
         _check_keys(ground, {"human", "bodies", "offset"}, f"{where}: ground")
@@ -201,8 +231,7 @@ def recipe_from_dict(d: Mapping[str, Any], *, where: str = "recipe") -> Recipe:
             root_scale_group=str(d["root_scale_group"]),
             robot_reference_pose={str(k): float(v) for k, v in dict(d.get("robot_reference_pose", {})).items()},
             default_pose={str(k): float(v) for k, v in dict(d.get("default_pose", {})).items()},
-            ground_joints=tuple(HumanJoint.parse(j, where=f"{where}: ground.human")
-                                for j in ground.get("human", ())),
+            ground_joints=tuple(HumanJoint.parse(j, where=f"{where}: ground.human") for j in ground.get("human", ())),
             ground_bodies=tuple(str(b) for b in ground.get("bodies", ())),
             ground_offset=float(ground.get("offset", 0.0)),
             limb_weights=limbs,

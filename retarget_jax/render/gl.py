@@ -23,7 +23,7 @@ BACKENDS = ("egl", "osmesa", "glfw")
 
 _INSTALL_HINT = {
     "egl": "install an EGL driver (Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri; on GPU nodes the "
-           "NVIDIA driver's libEGL_nvidia), or set MUJOCO_GL=osmesa",
+    "NVIDIA driver's libEGL_nvidia), or set MUJOCO_GL=osmesa",
     "osmesa": "install OSMesa (Debian/Ubuntu: apt-get install libosmesa6), or set MUJOCO_GL=egl",
     "glfw": "GLFW needs a display (DISPLAY); on a headless machine set MUJOCO_GL=egl or MUJOCO_GL=osmesa",
 }
@@ -36,8 +36,9 @@ def gl_backend() -> str:
     if not value:
         return "egl" if platform.system() == "Linux" else "glfw"
     if value not in BACKENDS:
-        raise ConfigError(f"MUJOCO_GL={value!r} is not an offscreen backend this package can use; "
-                          f"valid: {', '.join(BACKENDS)}")
+        raise ConfigError(
+            f"MUJOCO_GL={value!r} is not an offscreen backend this package can use; valid: {', '.join(BACKENDS)}"
+        )
     return value
 
 
@@ -57,6 +58,8 @@ def make_context(width: int, height: int):
         ctx = GLContext(width, height)
         ctx.make_current()
     except Exception as e:  # ImportError, OSError from ctypes, GLError, RuntimeError...
-        raise RenderError(f"cannot create an offscreen OpenGL context with MUJOCO_GL={backend}: "
-                          f"{type(e).__name__}: {e}; {_INSTALL_HINT[backend]}") from e
+        raise RenderError(
+            f"cannot create an offscreen OpenGL context with MUJOCO_GL={backend}: "
+            f"{type(e).__name__}: {e}; {_INSTALL_HINT[backend]}"
+        ) from e
     return ctx

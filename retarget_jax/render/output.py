@@ -63,9 +63,17 @@ def parse_frames(text: str | Sequence[int], num_frames: int, *, where: str = "--
     return out
 
 
-def render_stills(result: RetargetingResult, robot: RobotSpec, frames: Sequence[int], output_dir: str | os.PathLike,
-                  *, stem: str, options: RenderOptions | None = None, skeleton: SourceSkeleton | None | bool = None,
-                  name: str | None = None) -> list[Path]:
+def render_stills(
+    result: RetargetingResult,
+    robot: RobotSpec,
+    frames: Sequence[int],
+    output_dir: str | os.PathLike,
+    *,
+    stem: str,
+    options: RenderOptions | None = None,
+    skeleton: SourceSkeleton | None | bool = None,
+    name: str | None = None,
+) -> list[Path]:
     """One PNG per frame: ``<output_dir>/<stem>.frame_<t:05d>.png``; returns the paths."""
     out = Path(output_dir)
     frames = parse_frames(frames, result.num_frames, where="frames")
@@ -81,12 +89,20 @@ def contact_sheet_frames(num_frames: int, count: int = 4) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, num_frames - 1, max(1, min(count, num_frames)))})
 
 
-def render_contact_sheet(result: RetargetingResult, robot: RobotSpec, output: str | os.PathLike, *,
-                         frames: Sequence[int] | None = None, options: RenderOptions | None = None,
-                         skeleton: SourceSkeleton | None | bool = None, name: str | None = None) -> Path:
+def render_contact_sheet(
+    result: RetargetingResult,
+    robot: RobotSpec,
+    output: str | os.PathLike,
+    *,
+    frames: Sequence[int] | None = None,
+    options: RenderOptions | None = None,
+    skeleton: SourceSkeleton | None | bool = None,
+    name: str | None = None,
+) -> Path:
     """One PNG with several frames side by side (default: 4 spread over the clip)."""
-    frames = parse_frames(frames if frames is not None else contact_sheet_frames(result.num_frames),
-                          result.num_frames, where="frames")
+    frames = parse_frames(
+        frames if frames is not None else contact_sheet_frames(result.num_frames), result.num_frames, where="frames"
+    )
     with ResultRenderer(result, robot, options=options, skeleton=skeleton, name=name) as r:
         tiles = [img for _, img in r.frames(frames)]
     gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
@@ -94,9 +110,16 @@ def render_contact_sheet(result: RetargetingResult, robot: RobotSpec, output: st
     return write_png(sheet, output)
 
 
-def render_video(result: RetargetingResult, robot: RobotSpec, output: str | os.PathLike, *,
-                 options: RenderOptions | None = None, skeleton: SourceSkeleton | None | bool = None,
-                 name: str | None = None, progress: bool = False) -> Path:
+def render_video(
+    result: RetargetingResult,
+    robot: RobotSpec,
+    output: str | os.PathLike,
+    *,
+    options: RenderOptions | None = None,
+    skeleton: SourceSkeleton | None | bool = None,
+    name: str | None = None,
+    progress: bool = False,
+) -> Path:
     """An MP4 (H.264) of the whole clip at the result's rate (or ``options.fps``)."""
     try:
         import imageio_ffmpeg
@@ -112,17 +135,31 @@ def render_video(result: RetargetingResult, robot: RobotSpec, output: str | os.P
             try:
                 with warnings.catch_warnings():  # JAX warns of any fork; ffmpeg's is a fork+exec, which is safe
                     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-                    writer = imageio_ffmpeg.write_frames(str(tmp), (opts.width, opts.height), fps=r.video_fps(),
-                                                         codec="libx264", pix_fmt_out="yuv420p", quality=7,
-                                                         macro_block_size=2, ffmpeg_log_level="error",
-                                                         output_params=["-movflags", "+faststart"])
+                    writer = imageio_ffmpeg.write_frames(
+                        str(tmp),
+                        (opts.width, opts.height),
+                        fps=r.video_fps(),
+                        codec="libx264",
+                        pix_fmt_out="yuv420p",
+                        quality=7,
+                        macro_block_size=2,
+                        ffmpeg_log_level="error",
+                        output_params=["-movflags", "+faststart"],
+                    )
                     writer.send(None)  # starts ffmpeg
             except Exception as e:
-                raise RenderError(f"{out}: cannot start the video encoder (ffmpeg of imageio-ffmpeg): "
-                                  f"{type(e).__name__}: {e}") from e
+                raise RenderError(
+                    f"{out}: cannot start the video encoder (ffmpeg of imageio-ffmpeg): {type(e).__name__}: {e}"
+                ) from e
             try:
-                for _, img in tqdm(r.frames(indices), total=len(indices), desc=f"render {r.name}", unit="frame",
-                                   file=sys.stderr, disable=not progress):
+                for _, img in tqdm(
+                    r.frames(indices),
+                    total=len(indices),
+                    desc=f"render {r.name}",
+                    unit="frame",
+                    file=sys.stderr,
+                    disable=not progress,
+                ):
                     writer.send(np.ascontiguousarray(img))
                 writer.close()
             except RenderError:

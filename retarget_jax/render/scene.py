@@ -149,9 +149,16 @@ def skeleton_from_result(result: RetargetingResult, robot: RobotSpec) -> SourceS
     return SourceSkeleton(pos, tuple(parents), np.isfinite(pos).all(axis=-1), "targets (scaled source)")
 
 
-def skeleton_from_source(result: RetargetingResult, robot: RobotSpec, source: str | Path, *,
-                         fmt: str | None = None, recipe: str | None = None, joint_map: str | None = None,
-                         body_model_dir: str | None = None) -> SourceSkeleton:
+def skeleton_from_source(
+    result: RetargetingResult,
+    robot: RobotSpec,
+    source: str | Path,
+    *,
+    fmt: str | None = None,
+    recipe: str | None = None,
+    joint_map: str | None = None,
+    body_model_dir: str | None = None,
+) -> SourceSkeleton:
     """The whole source skeleton, scaled and placed as the solver saw it: the source file
     is read and prepared again with the result's recipe and frame rate, and its canonical
     joints go through the same bone, root and height scaling as the targets.
@@ -182,8 +189,10 @@ def skeleton_from_motion(result: RetargetingResult, robot: RobotSpec, motion, re
     fps = None if abs(float(motion.fps) - float(result.fps)) < 1e-6 else float(result.fps)
     clip = prepare_clip(motion, recipe, robot, ProblemSettings(fps=fps))
     if clip.num_frames != result.num_frames:
-        raise RenderError(f"{where}: the source prepared at {result.fps:g} fps has {clip.num_frames} frames, "
-                          f"the result {result.num_frames}: is it the motion this result was retargeted from?")
+        raise RenderError(
+            f"{where}: the source prepared at {result.fps:g} fps has {clip.num_frames} frames, "
+            f"the result {result.num_frames}: is it the motion this result was retargeted from?"
+        )
     cp = jax.tree.map(np.asarray, clip.compiled)
     pos = np.asarray(scaled_human(cp), np.float64)
     _, _, valid = canonicalize(clip.problem.motion)
@@ -216,8 +225,15 @@ class ResultRenderer:
     OpenGL context can be made or a frame holds non-finite joint values.
     """
 
-    def __init__(self, result: RetargetingResult, robot: RobotSpec, *, options: RenderOptions | None = None,
-                 skeleton: SourceSkeleton | None | bool = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        result: RetargetingResult,
+        robot: RobotSpec,
+        *,
+        options: RenderOptions | None = None,
+        skeleton: SourceSkeleton | None | bool = None,
+        name: str | None = None,
+    ) -> None:
         self.options = opts = options or RenderOptions()
         check_result(result, robot, f"render of {name or result.robot}")
         self.result, self.robot = result, robot
@@ -226,8 +242,10 @@ class ResultRenderer:
             skeleton = skeleton_from_result(result, robot)
         self.skeleton = None if skeleton is False or opts.layout == "robot" else skeleton
         if self.skeleton is not None and self.skeleton.num_frames != result.num_frames:
-            raise RenderError(f"render of {self.name}: the skeleton has {self.skeleton.num_frames} frames, "
-                              f"the result {result.num_frames}")
+            raise RenderError(
+                f"render of {self.name}: the skeleton has {self.skeleton.num_frames} frames, "
+                f"the result {result.num_frames}"
+            )
         self._qpos = np.asarray(result.qpos, np.float64)
 
         m = copy.copy(robot.mj_model)  # own visual settings; geom and body ids stay the robot's
@@ -240,8 +258,16 @@ class ResultRenderer:
         self.model, self.data = m, mujoco.MjData(m)
         J = 0 if self.skeleton is None else self.skeleton.positions.shape[1]
         K = 0 if result.target_pos_w is None else result.target_pos_w.shape[1]
-        self.scene = mujoco.MjvScene(m, maxgeom=m.ngeom + 2 * m.nbody + 2 * J + K + 4 * len(robot.collision.geoms)
-                                     + 2 * len(robot.collision.pairs) + 64)
+        self.scene = mujoco.MjvScene(
+            m,
+            maxgeom=m.ngeom
+            + 2 * m.nbody
+            + 2 * J
+            + K
+            + 4 * len(robot.collision.geoms)
+            + 2 * len(robot.collision.pairs)
+            + 64,
+        )
         self.option = mujoco.MjvOption()
         self.option.geomgroup[:] = 1
         self.option.sitegroup[:] = 0
@@ -271,7 +297,7 @@ class ResultRenderer:
         height = max(float(self.robot.standing_height), 0.3)
         az = math.radians(opts.azimuth)
         self._right = np.array([math.sin(az), -math.cos(az), 0.0])  # screen right at this azimuth
-        self._skeleton_shift = (np.zeros(3) if opts.layout != "beside" else 1.1 * height * self._right)
+        self._skeleton_shift = np.zeros(3) if opts.layout != "beside" else 1.1 * height * self._right
         root = np.asarray(r.root_pos, np.float64).copy()
         root[~np.isfinite(root)] = 0.0
         window = int(round(opts.follow_seconds * r.fps)) | 1
@@ -286,8 +312,11 @@ class ResultRenderer:
         self._robot_geoms = np.zeros(m.ngeom, bool)
         root = m.body_rootid[m.jnt_bodyid[0]]
         self._robot_geoms[[g for g in range(m.ngeom) if m.body_rootid[m.geom_bodyid[g]] == root]] = True
-        self._sticks = [(int(m.body_parentid[b]), b) for b in range(1, m.nbody)
-                        if m.body_parentid[b] > 0 and m.body_rootid[b] == root]
+        self._sticks = [
+            (int(m.body_parentid[b]), b)
+            for b in range(1, m.nbody)
+            if m.body_parentid[b] > 0 and m.body_rootid[b] == root
+        ]
         self._stance = None
         self._feet: list[tuple[int, list[int]]] = []  # (MuJoCo body id, its geoms and its subtree's)
         if self.options.contacts and r.contacts is not None and len(r.contact_body_names):
@@ -296,10 +325,11 @@ class ResultRenderer:
                 b = robot.body_index(name, where="the result's contact_body_names")
                 self._feet.append((b + 1, robot.subtree_geoms(b)))
         self._tracked = None
-        if (self.options.layout == "overlay" and r.target_pos_w is not None and len(r.target_body_names)):
+        if self.options.layout == "overlay" and r.target_pos_w is not None and len(r.target_body_names):
             bodies = [robot.body_index(b) + 1 for b in r.target_body_names]
-            offset = (np.zeros((len(bodies), 3)) if r.target_offset_b is None
-                      else np.asarray(r.target_offset_b, np.float64))
+            offset = (
+                np.zeros((len(bodies), 3)) if r.target_offset_b is None else np.asarray(r.target_offset_b, np.float64)
+            )
             self._tracked = (np.asarray(bodies), offset)
 
     # ----------------------------------------------------------------- drawing
@@ -309,8 +339,14 @@ class ResultRenderer:
         if scn.ngeom >= scn.maxgeom:
             return None
         g = scn.geoms[scn.ngeom]
-        mujoco.mjv_initGeom(g, gtype, np.asarray(size, np.float64), np.asarray(pos, np.float64),
-                            np.asarray(mat, np.float64).reshape(-1), np.asarray(rgba, np.float32))
+        mujoco.mjv_initGeom(
+            g,
+            gtype,
+            np.asarray(size, np.float64),
+            np.asarray(pos, np.float64),
+            np.asarray(mat, np.float64).reshape(-1),
+            np.asarray(rgba, np.float32),
+        )
         g.category = mujoco.mjtCatBit.mjCAT_DECOR
         g.segid = scn.ngeom  # what the segmentation pass encodes (mjv_initGeom leaves it unset)
         scn.ngeom += 1
@@ -343,18 +379,21 @@ class ResultRenderer:
 
     def _floor(self, lookat: np.ndarray) -> None:
         half = 30.0
-        g = self._add_geom(mujoco.mjtGeom.mjGEOM_PLANE, [half, half, 0.5], [lookat[0], lookat[1], 0.0], _EYE9,
-                           _FLOOR_RGBA)
+        g = self._add_geom(
+            mujoco.mjtGeom.mjGEOM_PLANE, [half, half, 0.5], [lookat[0], lookat[1], 0.0], _EYE9, _FLOOR_RGBA
+        )
         if g is not None:
             g.reflectance = 0.0
         step = 0.5
-        x0, y0 = (np.floor(lookat[:2] / step) * step)
+        x0, y0 = np.floor(lookat[:2] / step) * step
         for i in range(-10, 11):
             z = 0.002
-            self._add_connector(mujoco.mjtGeom.mjGEOM_LINE, 1.0, [x0 + i * step, y0 - 5, z],
-                                [x0 + i * step, y0 + 5, z], _GRID_RGBA)
-            self._add_connector(mujoco.mjtGeom.mjGEOM_LINE, 1.0, [x0 - 5, y0 + i * step, z],
-                                [x0 + 5, y0 + i * step, z], _GRID_RGBA)
+            self._add_connector(
+                mujoco.mjtGeom.mjGEOM_LINE, 1.0, [x0 + i * step, y0 - 5, z], [x0 + i * step, y0 + 5, z], _GRID_RGBA
+            )
+            self._add_connector(
+                mujoco.mjtGeom.mjGEOM_LINE, 1.0, [x0 - 5, y0 + i * step, z], [x0 + 5, y0 + i * step, z], _GRID_RGBA
+            )
 
     def _disc(self, xy, radius: float, rgba) -> None:
         self._add_geom(mujoco.mjtGeom.mjGEOM_CYLINDER, [radius, radius, 0.002], [xy[0], xy[1], 0.003], _EYE9, rgba)
@@ -470,9 +509,14 @@ class ResultRenderer:
 
     def _label(self, t: int, state: dict) -> None:
         r = self.result
-        mujoco.mjr_overlay(mujoco.mjtFont.mjFONT_NORMAL, mujoco.mjtGridPos.mjGRID_TOPLEFT, self.viewport,
-                           "clip\nframe", f"{self.name} [{r.robot}]\n{t} / {r.num_frames - 1}  ({t / r.fps:.2f} s)",
-                           self._con)
+        mujoco.mjr_overlay(
+            mujoco.mjtFont.mjFONT_NORMAL,
+            mujoco.mjtGridPos.mjGRID_TOPLEFT,
+            self.viewport,
+            "clip\nframe",
+            f"{self.name} [{r.robot}]\n{t} / {r.num_frames - 1}  ({t / r.fps:.2f} s)",
+            self._con,
+        )
         legend = []
         if self.skeleton is not None:
             legend.append(f"orange: {self.skeleton.label}")
@@ -480,15 +524,21 @@ class ResultRenderer:
         if self.options.penetration:
             n = len(state["below_ground"]) + len(state["self_overlap"])
             legend.append(f"red: penetration ({n})")
-        mujoco.mjr_overlay(mujoco.mjtFont.mjFONT_NORMAL, mujoco.mjtGridPos.mjGRID_BOTTOMLEFT, self.viewport,
-                           "\n".join(legend), "", self._con)
+        mujoco.mjr_overlay(
+            mujoco.mjtFont.mjFONT_NORMAL,
+            mujoco.mjtGridPos.mjGRID_BOTTOMLEFT,
+            self.viewport,
+            "\n".join(legend),
+            "",
+            self._con,
+        )
 
     # ----------------------------------------------------------------- lifetime
 
     def frames(self, indices: Sequence[int] | None = None):
         """Yield (t, image) for ``indices`` (default: every frame, or every k-th one at
         ``options.fps``)."""
-        for t in (self.frame_indices() if indices is None else indices):
+        for t in self.frame_indices() if indices is None else indices:
             yield int(t), self.render(int(t))
 
     def frame_indices(self) -> list[int]:

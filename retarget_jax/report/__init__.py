@@ -19,9 +19,16 @@ from typing import Any
 #: the ``report`` subcommand (:mod:`retarget_jax.report.cli`) without loading the builder,
 #: which reads results with the robots and the metrics (JAX, MuJoCo).
 _EXPORTS = {
-    "ReportSummary": "build", "build_report": "build", "generate_report": "build",
-    "WORSE": "collect", "ClipReport": "collect", "MetricSeries": "collect", "collect_series": "collect",
-    "load_metrics_report": "collect", "worse_direction": "collect", "worst_clips": "collect",
+    "ReportSummary": "build",
+    "build_report": "build",
+    "generate_report": "build",
+    "WORSE": "collect",
+    "ClipReport": "collect",
+    "MetricSeries": "collect",
+    "collect_series": "collect",
+    "load_metrics_report": "collect",
+    "worse_direction": "collect",
+    "worst_clips": "collect",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -73,14 +73,28 @@ class ReportSummary:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"report": str(self.html), "clips": self.clips, "metrics": self.metrics, "stills": self.stills,
-                "videos": self.videos, "render_failed": self.render_failed,
-                "unreadable_reports": self.unreadable_reports, "seconds": self.seconds}
+        return {
+            "report": str(self.html),
+            "clips": self.clips,
+            "metrics": self.metrics,
+            "stills": self.stills,
+            "videos": self.videos,
+            "render_failed": self.render_failed,
+            "unreadable_reports": self.unreadable_reports,
+            "seconds": self.seconds,
+        }
 
 
-def build_report(evaluation_manifest: str | os.PathLike, output_html: str | os.PathLike, *, worst: int = 5,
-                 render: bool = True, videos: bool = False, render_options: Any = None,
-                 progress: bool = True) -> Path:
+def build_report(
+    evaluation_manifest: str | os.PathLike,
+    output_html: str | os.PathLike,
+    *,
+    worst: int = 5,
+    render: bool = True,
+    videos: bool = False,
+    render_options: Any = None,
+    progress: bool = True,
+) -> Path:
     """Write an HTML report of a batch evaluation; returns the page's path.
 
     Args:
@@ -100,13 +114,28 @@ def build_report(evaluation_manifest: str | os.PathLike, output_html: str | os.P
             malformed. A malformed per-clip report, a missing batch manifest or a clip that
             cannot be rendered is reported on the page instead.
     """
-    return generate_report(evaluation_manifest, output_html, worst=worst, render=render, videos=videos,
-                           render_options=render_options, progress=progress).html
+    return generate_report(
+        evaluation_manifest,
+        output_html,
+        worst=worst,
+        render=render,
+        videos=videos,
+        render_options=render_options,
+        progress=progress,
+    ).html
 
 
-def generate_report(evaluation_manifest: str | os.PathLike, output_html: str | os.PathLike, *, worst: int = 5,
-                    render: bool = True, videos: bool = False, render_options: Any = None,
-                    progress: bool = True, worse: Mapping[str, str] | None = None) -> ReportSummary:
+def generate_report(
+    evaluation_manifest: str | os.PathLike,
+    output_html: str | os.PathLike,
+    *,
+    worst: int = 5,
+    render: bool = True,
+    videos: bool = False,
+    render_options: Any = None,
+    progress: bool = True,
+    worse: Mapping[str, str] | None = None,
+) -> ReportSummary:
     """:func:`build_report`, returning a :class:`ReportSummary`. ``worse`` replaces the
     :data:`~retarget_jax.report.collect.WORSE` table (``name`` or ``name.key`` ->
     ``"higher"`` / ``"lower"``)."""
@@ -124,8 +153,9 @@ def generate_report(evaluation_manifest: str | os.PathLike, output_html: str | o
     clips, unreadable = _read_clip_reports(ev, ev_path, html_dir)
 
     plugins = registered_metrics()
-    series = collect_series(clips, table=worse_table, descriptions={n: p.description for n, p in plugins.items()},
-                            order=list(plugins))
+    series = collect_series(
+        clips, table=worse_table, descriptions={n: p.description for n, p in plugins.items()}, order=list(plugins)
+    )
     by_id = {c.job_id: c for c in clips}
 
     # histograms
@@ -144,16 +174,32 @@ def generate_report(evaluation_manifest: str | os.PathLike, output_html: str | o
         for i, (job_id, _) in enumerate(worst_of[s.name]):
             worst_in.setdefault(job_id, []).append(page.Link(f"{s.name} (#{i + 1})", f"#metric-{slugs[s.name]}"))
     anchors = {job_id: f"clip-{_slug(job_id)}" for job_id in worst_in}
-    clip_views, render_note, counts = _clip_views(worst_in, by_id, anchors, assets, html_dir, render=render,
-                                                  videos=videos, render_options=render_options,
-                                                  progress=progress)
+    clip_views, render_note, counts = _clip_views(
+        worst_in,
+        by_id,
+        anchors,
+        assets,
+        html_dir,
+        render=render,
+        videos=videos,
+        render_options=render_options,
+        progress=progress,
+    )
     files = {c.job_id: c.links for c in clip_views}
     series_views = []
     for s in series:
-        rows = [page.WorstRow(rank=i + 1, job_id=job_id, value=value, solve_status=by_id[job_id].solve_status,
-                              evaluation_status=by_id[job_id].status, links=files[job_id],
-                              clip_anchor=anchors[job_id])
-                for i, (job_id, value) in enumerate(worst_of[s.name])]
+        rows = [
+            page.WorstRow(
+                rank=i + 1,
+                job_id=job_id,
+                value=value,
+                solve_status=by_id[job_id].solve_status,
+                evaluation_status=by_id[job_id].status,
+                links=files[job_id],
+                clip_anchor=anchors[job_id],
+            )
+            for i, (job_id, value) in enumerate(worst_of[s.name])
+        ]
         series_views.append(page.SeriesView(s, f"metric-{slugs[s.name]}", plot_urls[s.name], rows))
 
     data = page.PageData(
@@ -165,8 +211,9 @@ def generate_report(evaluation_manifest: str | os.PathLike, output_html: str | o
         evaluation_counts={s: getattr(ev, f"{s}_count") for s in ev.STATUSES} | {"total": ev.total},
         batch_manifest=str(batch_path) if batch_path else None,
         batch_note=batch_note,
-        batch_counts=({s: getattr(batch, f"{s}_count") for s in batch.STATUSES} | {"total": batch.total}
-                      if batch else {}),
+        batch_counts=(
+            {s: getattr(batch, f"{s}_count") for s in batch.STATUSES} | {"total": batch.total} if batch else {}
+        ),
         settings=_settings(batch),
         provenance=_provenance(batch),
         run_config=_run_config(batch_path),
@@ -178,16 +225,25 @@ def generate_report(evaluation_manifest: str | os.PathLike, output_html: str | o
         direction_table=dict(worse_table),
     )
     atomic_write_text(out, page.render_page(data))
-    return ReportSummary(html=out, assets=assets, clips=len(clips), metrics=len(series), stills=counts["stills"],
-                         videos=counts["videos"], render_failed=counts["failed"], unreadable_reports=len(unreadable),
-                         seconds=round(time.perf_counter() - t0, 2))
+    return ReportSummary(
+        html=out,
+        assets=assets,
+        clips=len(clips),
+        metrics=len(series),
+        stills=counts["stills"],
+        videos=counts["videos"],
+        render_failed=counts["failed"],
+        unreadable_reports=len(unreadable),
+        seconds=round(time.perf_counter() - t0, 2),
+    )
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def _check_options(worst: Any, render: bool, videos: bool, output_html: Any,
-                   worse: Mapping[str, str] | None) -> dict[str, str]:
+def _check_options(
+    worst: Any, render: bool, videos: bool, output_html: Any, worse: Mapping[str, str] | None
+) -> dict[str, str]:
     if isinstance(worst, bool) or not isinstance(worst, int) or worst < 1:
         raise ConfigError(f"report: worst must be an integer >= 1, got {worst!r}")
     if videos and not render:
@@ -209,8 +265,9 @@ def _load_evaluation(path: Path) -> EvaluationManifest:
     try:
         return EvaluationManifest.load(path)
     except FileNotFoundError:
-        raise MotionFormatError(path, "no such evaluation manifest (written by `retarget-jax evaluate "
-                                      "--batch-manifest M --output-dir D`)") from None
+        raise MotionFormatError(
+            path, "no such evaluation manifest (written by `retarget-jax evaluate --batch-manifest M --output-dir D`)"
+        ) from None
     except IsADirectoryError:
         raise MotionFormatError(path, "is a folder, not an evaluation manifest") from None
 
@@ -252,12 +309,17 @@ def _read_clip_reports(ev: EvaluationManifest, ev_path: Path, html_dir: Path):
 def _settings(batch: BatchManifest | None) -> list[tuple[str, str]]:
     if batch is None:
         return []
+
     def show(v: str | None) -> str:
         return "—" if v is None else v
 
-    return [("input_dir", show(batch.input_dir)), ("pattern", show(batch.pattern)),
-            ("output_dir", show(batch.output_dir)), ("created_at", show(batch.created_at)),
-            ("updated_at", show(batch.updated_at))]
+    return [
+        ("input_dir", show(batch.input_dir)),
+        ("pattern", show(batch.pattern)),
+        ("output_dir", show(batch.output_dir)),
+        ("created_at", show(batch.created_at)),
+        ("updated_at", show(batch.updated_at)),
+    ]
 
 
 def _provenance(batch: BatchManifest | None) -> dict[str, list[tuple[str, int]]]:
@@ -265,8 +327,7 @@ def _provenance(batch: BatchManifest | None) -> dict[str, list[tuple[str, int]]]
         return {}
     out = {}
     for field in PROVENANCE_FIELDS:
-        c = collections.Counter(str(r.provenance[field]) for r in batch.records
-                                if r.provenance.get(field) is not None)
+        c = collections.Counter(str(r.provenance[field]) for r in batch.records if r.provenance.get(field) is not None)
         out[field] = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
     return out
 
@@ -329,19 +390,29 @@ def _renderer():
     return render, None
 
 
-def _clip_views(worst_in: dict[str, list[page.Link]], by_id: dict[str, ClipReport], anchors: dict[str, str],
-                assets: Path, html_dir: Path, *, render: bool, videos: bool, render_options: Any,
-                progress: bool) -> tuple[list[page.ClipView], str | None, dict[str, int]]:
+def _clip_views(
+    worst_in: dict[str, list[page.Link]],
+    by_id: dict[str, ClipReport],
+    anchors: dict[str, str],
+    assets: Path,
+    html_dir: Path,
+    *,
+    render: bool,
+    videos: bool,
+    render_options: Any,
+    progress: bool,
+) -> tuple[list[page.ClipView], str | None, dict[str, int]]:
     """One view per clip of a worst table, rendering its stills (and video) once."""
     from tqdm import tqdm
 
     counts = {"stills": 0, "videos": 0, "failed": 0}
-    renderer, note = (_renderer() if render and worst_in else (None, None))
+    renderer, note = _renderer() if render and worst_in else (None, None)
     if not render:
         note = "Stills not rendered (--no-render)."
     views = []
-    for job_id in tqdm(worst_in, desc="render", unit="clip", file=sys.stderr,
-                       disable=not (progress and renderer is not None)):
+    for job_id in tqdm(
+        worst_in, desc="render", unit="clip", file=sys.stderr, disable=not (progress and renderer is not None)
+    ):
         clip = by_id[job_id]
         links = [page.Link("metrics", page.href(clip.report_path, html_dir))]
         notes: list[str] = []
@@ -383,7 +454,7 @@ def _run_renders(result_path: Path) -> list[tuple[str, Path]]:
     if video.is_file():
         found.append(("video", video))
     for still in sorted(result_path.parent.glob(f"{glob.escape(stem)}.frame_*.png")):
-        found.append((f"run still {still.name[len(stem) + 1:-4]}", still))
+        found.append((f"run still {still.name[len(stem) + 1 : -4]}", still))
     return found
 
 
@@ -394,4 +465,3 @@ def _load_clip(path: Path | None):
         raise MotionFormatError(path, "the result file is missing")
     result = load_result(path)
     return result, load_robot(result.robot)
-

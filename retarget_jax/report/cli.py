@@ -21,12 +21,18 @@ from retarget_jax.errors import ConfigError
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``report`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``); returns it."""
     p = subparsers.add_parser(
-        "report", help="an HTML report of an evaluated batch: metric histograms, worst clips, stills",
+        "report",
+        help="an HTML report of an evaluated batch: metric histograms, worst clips, stills",
         description="Write an HTML page (and <stem>_assets/ beside it) from the evaluation manifest of "
-                    "`retarget-jax evaluate --batch-manifest`: a histogram per metric value, the worst "
-                    "clips of each, stills of those clips, the run's settings and its failed jobs.")
-    p.add_argument("--evaluation-manifest", "-m", required=True,
-                   help="evaluation_manifest.json written by `retarget-jax evaluate --batch-manifest`")
+        "`retarget-jax evaluate --batch-manifest`: a histogram per metric value, the worst "
+        "clips of each, stills of those clips, the run's settings and its failed jobs.",
+    )
+    p.add_argument(
+        "--evaluation-manifest",
+        "-m",
+        required=True,
+        help="evaluation_manifest.json written by `retarget-jax evaluate --batch-manifest`",
+    )
     p.add_argument("--output", "-o", required=True, help="the HTML file to write (assets go to <stem>_assets/)")
     p.add_argument("--worst", type=int, default=5, help="clips in each metric's worst table (default 5)")
     p.add_argument("--no-render", action="store_true", help="no stills (no MuJoCo rendering)")
@@ -57,8 +63,14 @@ def run_report(args: argparse.Namespace) -> int:
     """The handler of ``retarget-jax report``: build the report, print its JSON summary line."""
     from retarget_jax.report.build import generate_report
 
-    summary = generate_report(args.evaluation_manifest, args.output, worst=args.worst,
-                              render=not args.no_render, videos=args.videos,
-                              render_options=_render_options(args), progress=not args.no_progress)
+    summary = generate_report(
+        args.evaluation_manifest,
+        args.output,
+        worst=args.worst,
+        render=not args.no_render,
+        videos=args.videos,
+        render_options=_render_options(args),
+        progress=not args.no_progress,
+    )
     print(json.dumps(summary.to_json()))
     return 0

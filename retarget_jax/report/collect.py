@@ -82,8 +82,11 @@ def load_metrics_report(path: str | os.PathLike) -> dict:
     if data.get("kind") != _REPORT_KIND:
         raise MotionFormatError(path, f"expected {_REPORT_KIND!r}, found {data.get('kind')!r}", field="kind")
     if data.get("schema_version") != _REPORT_SCHEMA_VERSION:
-        raise MotionFormatError(path, f"expected schema version {_REPORT_SCHEMA_VERSION}, found "
-                                      f"{data.get('schema_version')!r}", field="schema_version")
+        raise MotionFormatError(
+            path,
+            f"expected schema version {_REPORT_SCHEMA_VERSION}, found {data.get('schema_version')!r}",
+            field="schema_version",
+        )
     metrics = data.get("metrics")
     if not isinstance(metrics, dict):
         raise MotionFormatError(path, f"expected a JSON object, found {type(metrics).__name__}", field="metrics")
@@ -92,15 +95,18 @@ def load_metrics_report(path: str | os.PathLike) -> dict:
         if not isinstance(entry, dict):
             raise MotionFormatError(path, f"expected a JSON object, found {type(entry).__name__}", field=where)
         v = entry.get("value")
-        ok = v is None or _is_number(v) or (isinstance(v, dict) and all(x is None or _is_number(x)
-                                                                        for x in v.values()))
+        ok = v is None or _is_number(v) or (isinstance(v, dict) and all(x is None or _is_number(x) for x in v.values()))
         if not ok:
-            raise MotionFormatError(path, "expected a number, a JSON object of numbers or null, found "
-                                          f"{type(v).__name__}", field=f"{where}.value")
+            raise MotionFormatError(
+                path,
+                f"expected a number, a JSON object of numbers or null, found {type(v).__name__}",
+                field=f"{where}.value",
+            )
         unit = entry.get("unit")
         if unit is not None and not isinstance(unit, str | dict):
-            raise MotionFormatError(path, f"expected a string or a JSON object, found {type(unit).__name__}",
-                                    field=f"{where}.unit")
+            raise MotionFormatError(
+                path, f"expected a string or a JSON object, found {type(unit).__name__}", field=f"{where}.unit"
+            )
     for key in ("result", "problem"):
         if not isinstance(data.get(key, {}), dict):
             raise MotionFormatError(path, f"expected a JSON object, found {type(data[key]).__name__}", field=key)
@@ -160,9 +166,13 @@ def _unit_of(unit: Any, key: str | None) -> str:
     return "" if unit is None else str(unit)
 
 
-def collect_series(clips: Sequence[ClipReport], *, table: Mapping[str, str] | None = None,
-                   descriptions: Mapping[str, str] | None = None,
-                   order: Sequence[str] = ()) -> list[MetricSeries]:
+def collect_series(
+    clips: Sequence[ClipReport],
+    *,
+    table: Mapping[str, str] | None = None,
+    descriptions: Mapping[str, str] | None = None,
+    order: Sequence[str] = (),
+) -> list[MetricSeries]:
     """One series per scalar metric value across ``clips``.
 
     A metric is dict-valued when any clip gives it a dict; its series are the union of
@@ -189,8 +199,7 @@ def collect_series(clips: Sequence[ClipReport], *, table: Mapping[str, str] | No
     for metric, ks in keys.items():
         for name in [metric] if ks is None else [f"{metric}.{k}" for k in sorted(ks)]:
             worse, known = worse_direction(name, table)
-            series[name] = MetricSeries(name, metric, units.get(name, ""), descriptions.get(metric, ""),
-                                        worse, known)
+            series[name] = MetricSeries(name, metric, units.get(name, ""), descriptions.get(metric, ""), worse, known)
     for clip in clips:
         for metric, ks in keys.items():
             entry = clip.report["metrics"].get(metric)

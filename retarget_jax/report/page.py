@@ -120,8 +120,14 @@ nav a { margin-right: .8em; }
 """
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, cls: str = "", attrs: str = "",
-           row_attrs: Sequence[str] | None = None) -> str:
+def _table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    cls: str = "",
+    attrs: str = "",
+    row_attrs: Sequence[str] | None = None,
+) -> str:
     """A table; ``rows`` hold HTML already escaped."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []
@@ -129,8 +135,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, cls: str = "
         extra = f" {row_attrs[i]}" if row_attrs else ""
         body.append(f"<tr{extra}>" + "".join(r) + "</tr>")
     cls_attr = f' class="{esc(cls)}"' if cls else ""
-    return f"<table{cls_attr}{attrs}><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + \
-        "\n</tbody></table>"
+    return f"<table{cls_attr}{attrs}><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>"
 
 
 def _td(text: object, num: bool = False) -> str:
@@ -165,9 +170,14 @@ def _settings(d: PageData) -> str:
 
 
 def _evaluation(d: PageData) -> str:
-    out = ['<h2 id="evaluation">Evaluation</h2>',
-           _table(["status", "jobs"], [[_td(s), _td(n, num=True)] for s, n in d.evaluation_counts.items()],
-                  cls="evaluation-counts")]
+    out = [
+        '<h2 id="evaluation">Evaluation</h2>',
+        _table(
+            ["status", "jobs"],
+            [[_td(s), _td(n, num=True)] for s, n in d.evaluation_counts.items()],
+            cls="evaluation-counts",
+        ),
+    ]
     out.append('<h3 id="problems">Failed, skipped and partial jobs</h3>')
     if d.problems:
         rows = [[_td(j), _td(b), _td(e), _td(m)] for j, b, e, m in d.problems]
@@ -193,32 +203,54 @@ def _series(d: PageData, v: SeriesView) -> str:
     if s.known_direction:
         out.append(f"<p>Ranked {esc(direction)}.</p>")
     else:
-        out.append(f'<p class="note">Unknown metric: no direction is recorded for it in '
-                   f"<code>retarget_jax.report.WORSE</code>, so it is ranked {esc(direction)} by default.</p>")
+        out.append(
+            f'<p class="note">Unknown metric: no direction is recorded for it in '
+            f"<code>retarget_jax.report.WORSE</code>, so it is ranked {esc(direction)} by default.</p>"
+        )
     out.append(f'<img class="hist" src="{esc(v.plot_url)}" alt="{esc("histogram of " + s.name)}">')
     caption = f"{len(values)} clip(s) with a value, {len(s.nulls)} null (left out of the histogram)"
     if values:
-        mid = values[len(values) // 2] if len(values) % 2 else 0.5 * (values[len(values) // 2 - 1]
-                                                                      + values[len(values) // 2])
-        caption += (f"; min {fmt(values[0])}, median {fmt(mid)}, mean {fmt(sum(values) / len(values))}, "
-                    f"max {fmt(values[-1])}{unit}")
+        mid = (
+            values[len(values) // 2]
+            if len(values) % 2
+            else 0.5 * (values[len(values) // 2 - 1] + values[len(values) // 2])
+        )
+        caption += (
+            f"; min {fmt(values[0])}, median {fmt(mid)}, mean {fmt(sum(values) / len(values))}, "
+            f"max {fmt(values[-1])}{unit}"
+        )
     out.append(f'<p class="caption">{esc(caption)}</p>')
     if s.nulls:
-        items = "".join(f"<li>{esc(j)}" + (f": {esc(s.reasons[j])}" if j in s.reasons else "") + "</li>"
-                        for j in s.nulls)
+        items = "".join(
+            f"<li>{esc(j)}" + (f": {esc(s.reasons[j])}" if j in s.reasons else "") + "</li>" for j in s.nulls
+        )
         out.append(f"<details><summary>{len(s.nulls)} null value(s)</summary><ul>{items}</ul></details>")
     if not v.rows:
         out.append('<p class="muted">No values: no worst clips.</p>')
         return "\n".join(out)
     rows, attrs = [], []
     for r in v.rows:
-        rows.append([_td(r.rank, num=True), _td(r.job_id), _td(f"{fmt(r.value)}{unit}", num=True),
-                     _td(r.solve_status), _td(r.evaluation_status),
-                     f'<td>{_links(r.links)} <a href="#{esc(r.clip_anchor)}">clip</a></td>'])
+        rows.append(
+            [
+                _td(r.rank, num=True),
+                _td(r.job_id),
+                _td(f"{fmt(r.value)}{unit}", num=True),
+                _td(r.solve_status),
+                _td(r.evaluation_status),
+                f'<td>{_links(r.links)} <a href="#{esc(r.clip_anchor)}">clip</a></td>',
+            ]
+        )
         attrs.append(f'data-job="{esc(r.job_id)}" data-value="{esc(repr(r.value))}"')
     out.append(f"<p>The {len(v.rows)} worst ({esc(direction)}):</p>")
-    out.append(_table(["#", "job", "value", "solve status", "evaluation", "files"], rows, cls="worst",
-                      attrs=f' data-metric="{esc(s.name)}" data-worse="{esc(s.worse)}"', row_attrs=attrs))
+    out.append(
+        _table(
+            ["#", "job", "value", "solve status", "evaluation", "files"],
+            rows,
+            cls="worst",
+            attrs=f' data-metric="{esc(s.name)}" data-worse="{esc(s.worse)}"',
+            row_attrs=attrs,
+        )
+    )
     return "\n".join(out)
 
 
@@ -233,8 +265,10 @@ def _clips(d: PageData) -> str:
         out.append(f"<h3>{esc(c.job_id)}</h3>")
         out.append(f"<p>Among the worst in: {', '.join(_links([lk]) for lk in c.worst_in)}</p>")
         if c.still_url:
-            out.append(f'<a href="{esc(c.still_url)}"><img class="still" src="{esc(c.still_url)}" '
-                       f'alt="{esc("frames of " + c.job_id)}"></a>')
+            out.append(
+                f'<a href="{esc(c.still_url)}"><img class="still" src="{esc(c.still_url)}" '
+                f'alt="{esc("frames of " + c.job_id)}"></a>'
+            )
         for note in c.notes:
             out.append(f'<p class="note render-note">{esc(note)}</p>')
         if c.links:
@@ -245,15 +279,21 @@ def _clips(d: PageData) -> str:
 
 def _directions(d: PageData) -> str:
     rows = [[_td(k), _td(f"{v} is worse")] for k, v in d.direction_table.items()]
-    return ("<details><summary>Which way is worse, per metric</summary>"
-            + _table(["metric", "ranking"], rows, cls="directions")
-            + "<p>Any other metric (a plugin) is ranked higher-is-worse, and its section says so.</p></details>")
+    return (
+        "<details><summary>Which way is worse, per metric</summary>"
+        + _table(["metric", "ranking"], rows, cls="directions")
+        + "<p>Any other metric (a plugin) is ranked higher-is-worse, and its section says so.</p></details>"
+    )
 
 
 def render_page(d: PageData) -> str:
     """The whole page (UTF-8 text)."""
-    nav = ['<a href="#evaluation">evaluation</a>', '<a href="#metrics">metrics</a>',
-           '<a href="#clips">worst clips</a>', '<a href="#settings">settings</a>']
+    nav = [
+        '<a href="#evaluation">evaluation</a>',
+        '<a href="#metrics">metrics</a>',
+        '<a href="#clips">worst clips</a>',
+        '<a href="#settings">settings</a>',
+    ]
     toc = "".join(f'<li><a href="#{esc(v.anchor)}">{esc(v.series.name)}</a></li>' for v in d.series)
     parts = [
         "<!DOCTYPE html>",

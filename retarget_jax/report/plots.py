@@ -24,8 +24,10 @@ def _matplotlib():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as e:
-        raise ConfigError("retarget-jax report draws its histograms with matplotlib, which is not "
-                          f"installed ({e}); pip install matplotlib (or the 'bench' extra)") from None
+        raise ConfigError(
+            "retarget-jax report draws its histograms with matplotlib, which is not "
+            f"installed ({e}); pip install matplotlib (or the 'bench' extra)"
+        ) from None
     return Figure, FigureCanvasAgg
 
 
@@ -59,8 +61,16 @@ def histogram_png(s: MetricSeries, *, width_in: float = 6.0, height_in: float = 
         ax.axvline(median, color="#dd8452", linestyle="--", linewidth=1.2, label=f"median {median:.4g}")
         ax.legend(loc="upper right", fontsize=8, frameon=False)
     else:
-        ax.text(0.5, 0.5, f"no values ({n_null} null)", ha="center", va="center", transform=ax.transAxes,
-                fontsize=12, color="#555555")
+        ax.text(
+            0.5,
+            0.5,
+            f"no values ({n_null} null)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=12,
+            color="#555555",
+        )
         ax.set_xticks([])
     ax.set_xlabel(axis_label(s))
     ax.set_ylabel("clips")

@@ -9,5 +9,14 @@ from retarget_jax.robots.kinematics import (
 )
 from retarget_jax.robots.spec import BUILTIN_ROBOTS, KinematicTree, RobotSpec, load_robot
 
-__all__ = ["BUILTIN_ROBOTS", "BodyFrames", "KinematicTree", "RobotSpec", "load_robot", "body_frames",
-           "body_poses", "integrate", "point_jacobians"]
+__all__ = [
+    "BUILTIN_ROBOTS",
+    "BodyFrames",
+    "KinematicTree",
+    "RobotSpec",
+    "load_robot",
+    "body_frames",
+    "body_poses",
+    "integrate",
+    "point_jacobians",
+]

@@ -105,8 +105,10 @@ def collision_spec(robot, pairs_file: str | Path | None = None) -> CollisionSpec
         for i, entry in enumerate(data.get("pairs") or []):
             where = f"{path}: pairs[{i}]"
             if isinstance(entry, dict) and set(entry) == {"bodies"} and len(entry["bodies"]) == 2:
-                ga, gb = ([g for g in geoms if m.geom_bodyid[g] == 1 + _index(bodies, b, "body", where)]
-                          for b in entry["bodies"])
+                ga, gb = (
+                    [g for g in geoms if m.geom_bodyid[g] == 1 + _index(bodies, b, "body", where)]
+                    for b in entry["bodies"]
+                )
                 pairs.extend((a, b) for a in ga for b in gb)
             elif isinstance(entry, list | tuple) and len(entry) == 2:
                 a, b = (geoms[_index(names, str(n), "collision geom", where)] for n in entry)
@@ -215,10 +217,13 @@ def collision_arrays(robot, spec: CollisionSpec | None = None, *, dtype=jnp.floa
     return CollisionArrays(
         point_pos=f(np.concatenate(pts) if pts else [], (-1, 3)),
         point_radius=f(np.concatenate(rad) if rad else [], (-1,)),
-        cap_a=f([ca[0] for ca, _ in caps], (-1, 2, 3)), cap_b=f([cb[0] for _, cb in caps], (-1, 2, 3)),
-        radius_a=f([ca[1] for ca, _ in caps], (-1,)), radius_b=f([cb[1] for _, cb in caps], (-1,)),
+        cap_a=f([ca[0] for ca, _ in caps], (-1, 2, 3)),
+        cap_b=f([cb[0] for _, cb in caps], (-1, 2, 3)),
+        radius_a=f([ca[1] for ca, _ in caps], (-1,)),
+        radius_b=f([cb[1] for _, cb in caps], (-1,)),
         margin=f(spec.margin, ()),
-        point_body=tuple(pbody), point_geom=tuple(pgeom),
+        point_body=tuple(pbody),
+        point_geom=tuple(pgeom),
         body_a=tuple(int(m.geom_bodyid[a]) - 1 for a, _ in spec.pairs),
         body_b=tuple(int(m.geom_bodyid[b]) - 1 for _, b in spec.pairs),
     )
@@ -340,5 +345,8 @@ def load_height_field(path: str | Path, dtype=jnp.float32) -> HeightField:
             raise MotionFormatError(p, "non-finite values", field=key)
     if not data["cell"] > 0:
         raise MotionFormatError(p, f"expected a spacing > 0, found {float(data['cell'])}", field="cell")
-    return HeightField(heights=jnp.asarray(data["heights"], dtype), origin=jnp.asarray(data["origin"], dtype),
-                       cell=jnp.asarray(data["cell"], dtype))
+    return HeightField(
+        heights=jnp.asarray(data["heights"], dtype),
+        origin=jnp.asarray(data["origin"], dtype),
+        cell=jnp.asarray(data["cell"], dtype),
+    )

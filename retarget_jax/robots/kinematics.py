@@ -83,8 +83,11 @@ def body_frames(tree: KinematicTree, qpos: jnp.ndarray) -> BodyFrames:
                 a = q_ext[..., np.asarray(lv.dofs)]
                 anchor = p + jnp.einsum("...bij,bj->...bi", R, consts.jnt_pos[idx])
                 axis = jnp.einsum("...bij,bj->...bi", R, consts.jnt_axis[idx])
-                Rh = (consts.eye + jnp.sin(a)[..., None, None] * consts.K[idx]
-                      + (1.0 - jnp.cos(a))[..., None, None] * consts.K2[idx])
+                Rh = (
+                    consts.eye
+                    + jnp.sin(a)[..., None, None] * consts.K[idx]
+                    + (1.0 - jnp.cos(a))[..., None, None] * consts.K2[idx]
+                )
                 R = jnp.einsum("...bij,...bjk->...bik", R, Rh)
                 p = anchor - jnp.einsum("...bij,bj->...bi", R, consts.jnt_pos[idx])
                 anchor_parts.append(anchor)
@@ -133,8 +136,9 @@ def _tree_constants(tree: KinematicTree, dtype) -> _Consts:
     c = lambda a: jnp.asarray(a, dtype)  # noqa: E731
     axis = c(tree.jnt_axis)
     K = skew(axis)
-    return _Consts(c(tree.body_pos), quat_to_mat(c(tree.body_quat)), c(tree.jnt_pos), axis, K, K @ K,
-                   jnp.eye(3, dtype=dtype))
+    return _Consts(
+        c(tree.body_pos), quat_to_mat(c(tree.body_quat)), c(tree.jnt_pos), axis, K, K @ K, jnp.eye(3, dtype=dtype)
+    )
 
 
 class _Level(NamedTuple):
@@ -161,13 +165,15 @@ def _level_plan_cached(parents: tuple[int, ...], body_dof: tuple[int, ...], root
         top = parents[level[0]] < 0
         dofs = tuple(body_dof[b] for b in level)
         has_dof = (not top) and any(d >= 0 for d in dofs)
-        levels.append(_Level(
-            bodies=level,
-            parent_slots=None if top else tuple(slot[parents[b]] for b in level),
-            root_slot=level.index(root) if top and root in level else None,
-            has_dof=has_dof,
-            dofs=dofs,
-        ))
+        levels.append(
+            _Level(
+                bodies=level,
+                parent_slots=None if top else tuple(slot[parents[b]] for b in level),
+                root_slot=level.index(root) if top and root in level else None,
+                has_dof=has_dof,
+                dofs=dofs,
+            )
+        )
         for b in level:
             slot[b] = len(slot)
         if has_dof:
@@ -176,8 +182,7 @@ def _level_plan_cached(parents: tuple[int, ...], body_dof: tuple[int, ...], root
                     dof_slot[d] = ndof_slots + k
             ndof_slots += len(level)
     n = max((d for d in body_dof if d >= 0), default=-1) + 1
-    return _LevelPlan(tuple(levels), tuple(slot[b] for b in range(len(parents))),
-                      tuple(dof_slot[i] for i in range(n)))
+    return _LevelPlan(tuple(levels), tuple(slot[b] for b in range(len(parents))), tuple(dof_slot[i] for i in range(n)))
 
 
 def _level_plan(tree: KinematicTree) -> _LevelPlan:
@@ -214,12 +219,14 @@ def point_jacobians(tree: KinematicTree, frames: BodyFrames, bodies: jnp.ndarray
     Jlin_rot = -skew(points_w - xpos[tree.root]) @ R_root
     Jlin = jnp.concatenate([eye, Jlin_rot, jnp.swapaxes(Jlin_h, 1, 2)], axis=-1)
     Jang = jnp.concatenate(
-        [jnp.zeros_like(eye), jnp.broadcast_to(R_root, (K, 3, 3)), jnp.swapaxes(Jang_h, 1, 2)], axis=-1)
+        [jnp.zeros_like(eye), jnp.broadcast_to(R_root, (K, 3, 3)), jnp.swapaxes(Jang_h, 1, 2)], axis=-1
+    )
     return Jlin, Jang
 
 
-def projected_jacobians(tree: KinematicTree, frames: BodyFrames, bodies: jnp.ndarray, points_w: jnp.ndarray,
-                        dirs_w: jnp.ndarray) -> jnp.ndarray:
+def projected_jacobians(
+    tree: KinematicTree, frames: BodyFrames, bodies: jnp.ndarray, points_w: jnp.ndarray, dirs_w: jnp.ndarray
+) -> jnp.ndarray:
     """Rows (K, nv): d (u_k . p_k) / d tangent for world points p_k (K, 3) attached to
     ``bodies`` (K,), along fixed world directions u_k (K, 3).
 

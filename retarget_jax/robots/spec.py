@@ -17,7 +17,6 @@ import functools
 from pathlib import Path
 
 import equinox as eqx
-import jax.numpy as jnp
 import mujoco
 import numpy as np
 
@@ -121,8 +120,9 @@ class RobotSpec:
         try:
             return self.body_names.index(name)
         except ValueError:
-            raise UnknownNameError(f"body of robot {self.name}", name, self.body_names, where=where,
-                                   source=str(self.mjcf_path)) from None
+            raise UnknownNameError(
+                f"body of robot {self.name}", name, self.body_names, where=where, source=str(self.mjcf_path)
+            ) from None
 
     def subtree_geoms(self, body: int) -> list[int]:
         """MuJoCo geom ids on robot body ``body`` (index in ``body_names``) and every body
@@ -138,8 +138,9 @@ class RobotSpec:
         try:
             return self.dof_names.index(name)
         except ValueError:
-            raise UnknownNameError(f"joint of robot {self.name}", name, self.dof_names, where=where,
-                                   source=str(self.mjcf_path)) from None
+            raise UnknownNameError(
+                f"joint of robot {self.name}", name, self.dof_names, where=where, source=str(self.mjcf_path)
+            ) from None
 
     def chain_length(self, body: str, ancestor: str) -> float:
         """Sum of |body_pos| on the path from ``ancestor`` down to ``body`` (metres)."""
@@ -219,11 +220,13 @@ def _spec_from_model(m: mujoco.MjModel, path: Path, name: str) -> RobotSpec:
             if m.body_rootid[b] != root_body:
                 raise RobotModelError(
                     f"{path}: joint '{m.joint(j).name}' on body '{m.body(b).name}' is not below the floating "
-                    f"base '{m.body(root_body).name}'; remove that body (e.g. a dummy motor placeholder)")
+                    f"base '{m.body(root_body).name}'; remove that body (e.g. a dummy motor placeholder)"
+                )
             if m.jnt_type[j] != mujoco.mjtJoint.mjJNT_HINGE:
                 raise RobotModelError(
                     f"{path}: joint '{m.joint(j).name}' has type {mujoco.mjtJoint(m.jnt_type[j]).name}; "
-                    "only hinge joints are supported below the floating base")
+                    "only hinge joints are supported below the floating base"
+                )
             body_dof[b - 1] = len(hinge_joints)
             hinge_joints.append(j)
     n = len(hinge_joints)

@@ -53,8 +53,10 @@ def pad_problem(problem: CompiledProblem, T_pad: int) -> CompiledProblem:
         return np.concatenate([a, np.repeat(a[-1:], n, axis=0)], axis=0)
 
     mask = np.asarray(c.frame_mask)
-    padded = tuple(np.concatenate([mask, np.zeros(n, mask.dtype)]) if f == "frame_mask" else edge(getattr(c, f))
-                   for f in PER_FRAME_FIELDS)
+    padded = tuple(
+        np.concatenate([mask, np.zeros(n, mask.dtype)]) if f == "frame_mask" else edge(getattr(c, f))
+        for f in PER_FRAME_FIELDS
+    )
     clip = eqx.tree_at(lambda c: tuple(getattr(c, f) for f in PER_FRAME_FIELDS), c, padded)
     return eqx.tree_at(lambda p: p.clip, problem, clip)
 
@@ -82,9 +84,12 @@ class BatchOutput(eqx.Module):
 
 def clip_in_axes(batch: CompiledProblem) -> CompiledProblem:
     """vmap axes: the robot is shared (None), every clip array has a leading B axis (0)."""
-    return eqx.tree_at(lambda p: (p.robot, p.clip), batch,
-                       (jax.tree.map(lambda _: None, batch.robot), jax.tree.map(lambda _: 0, batch.clip)),
-                       is_leaf=lambda x: x is None)
+    return eqx.tree_at(
+        lambda p: (p.robot, p.clip),
+        batch,
+        (jax.tree.map(lambda _: None, batch.robot), jax.tree.map(lambda _: 0, batch.clip)),
+        is_leaf=lambda x: x is None,
+    )
 
 
 def _solve_and_fk(problem: CompiledProblem, options: SolverOptions):
@@ -112,7 +117,7 @@ def _solve_rows(batch: CompiledProblem, options: SolverOptions, device) -> Batch
     arrays, rest = eqx.partition(batch, eqx.is_array)
     outs = []
     for i in range(_batch_size(batch)):
-        row = jax.tree.map(lambda x, i=i: x[i:i + 1], eqx.tree_at(lambda a: a.robot, arrays, None))
+        row = jax.tree.map(lambda x, i=i: x[i : i + 1], eqx.tree_at(lambda a: a.robot, arrays, None))
         row = eqx.tree_at(lambda a: a.robot, row, arrays.robot, is_leaf=lambda x: x is None)
         outs.append(jax.device_get(_solve_batch_jit(eqx.combine(jax.device_put(row, device), rest), options)))
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
@@ -120,10 +125,15 @@ def _solve_rows(batch: CompiledProblem, options: SolverOptions, device) -> Batch
 
 def _in_specs(batch: CompiledProblem) -> CompiledProblem:
     """shard_map specs: the robot replicated, every clip array split along B."""
-    return eqx.tree_at(lambda p: (p.robot, p.clip), batch,
-                       (jax.tree.map(lambda _: PartitionSpec(), batch.robot),
-                        jax.tree.map(lambda _: PartitionSpec(CLIP_AXIS), batch.clip)),
-                       is_leaf=lambda x: x is None)
+    return eqx.tree_at(
+        lambda p: (p.robot, p.clip),
+        batch,
+        (
+            jax.tree.map(lambda _: PartitionSpec(), batch.robot),
+            jax.tree.map(lambda _: PartitionSpec(CLIP_AXIS), batch.clip),
+        ),
+        is_leaf=lambda x: x is None,
+    )
 
 
 @functools.partial(jax.jit, static_argnames="mesh")
@@ -135,8 +145,9 @@ def _solve_batch_jit(batch: CompiledProblem, options: SolverOptions, mesh: Mesh 
     # loop for the whole batch, whose exit test is an all-reduce over devices every
     # iteration; here no device waits for another, and the program holds no collective
     # (one would need cross-process collectives set up in a multi-process CPU run).
-    solve_shard = jax.shard_map(_solve_shard, mesh=mesh, in_specs=(_in_specs(batch), PartitionSpec()),
-                                out_specs=PartitionSpec(CLIP_AXIS))
+    solve_shard = jax.shard_map(
+        _solve_shard, mesh=mesh, in_specs=(_in_specs(batch), PartitionSpec()), out_specs=PartitionSpec(CLIP_AXIS)
+    )
     return solve_shard(batch, options)
 
 
@@ -162,8 +173,9 @@ def clip_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh | None:
         raise SolveError(f"devices lists a device twice: {list(devices)}")
     foreign = [d for d in devices if d.process_index != jax.process_index()]
     if foreign:
-        raise SolveError(f"devices must be local to process {jax.process_index()}; "
-                         f"found {foreign} (use jax.local_devices())")
+        raise SolveError(
+            f"devices must be local to process {jax.process_index()}; found {foreign} (use jax.local_devices())"
+        )
     return _mesh(devices) if len(devices) > 1 else None
 
 
@@ -188,8 +200,11 @@ def shard_batch(batch: CompiledProblem, mesh: Mesh | None) -> CompiledProblem:
         arrays, rest = eqx.partition(tree, eqx.is_array)
         return eqx.combine(jax.device_put(arrays, NamedSharding(mesh, spec)), rest)
 
-    return eqx.tree_at(lambda p: (p.robot, p.clip), batch,
-                       (put(batch.robot, PartitionSpec()), put(batch.clip, PartitionSpec(CLIP_AXIS))))
+    return eqx.tree_at(
+        lambda p: (p.robot, p.clip),
+        batch,
+        (put(batch.robot, PartitionSpec()), put(batch.clip, PartitionSpec(CLIP_AXIS))),
+    )
 
 
 def _batch_size(batch: CompiledProblem) -> int:
@@ -221,8 +236,7 @@ def _one_clip_per_device(mesh: Mesh | None) -> bool:
     return mesh is not None and mesh.devices.flat[0].platform == "cpu"
 
 
-def _solve_padded(batch: CompiledProblem, options: SolverOptions,
-                  devices: Sequence[jax.Device] | None) -> BatchOutput:
+def _solve_padded(batch: CompiledProblem, options: SolverOptions, devices: Sequence[jax.Device] | None) -> BatchOutput:
     """Solve on the clip mesh; the output keeps the padding rows (B rounded up)."""
     mesh = clip_mesh(devices)
     if _one_clip_per_device(mesh) and _batch_size(batch) > mesh.size:
@@ -244,8 +258,9 @@ def _solve_padded(batch: CompiledProblem, options: SolverOptions,
     return _solve_batch_jit(batch, options, mesh=mesh)
 
 
-def solve_batch(batch: CompiledProblem, options: SolverOptions | None = None,
-                devices: Sequence[jax.Device] | None = None) -> BatchOutput:
+def solve_batch(
+    batch: CompiledProblem, options: SolverOptions | None = None, devices: Sequence[jax.Device] | None = None
+) -> BatchOutput:
     """Solve a stacked batch (see :func:`stack_problems`) in one compiled call.
 
     The B axis is split over ``devices`` (default: every local device, see
@@ -270,9 +285,14 @@ def batch_rows(n: int, max_batch: int) -> int:
     return min(max_batch, 1 << (n - 1).bit_length())
 
 
-def solve_many(problems: Sequence[CompiledProblem], options: SolverOptions | None = None,
-               buckets: Sequence[int] = DEFAULT_BUCKETS, max_batch: int = 64,
-               devices: Sequence[jax.Device] | None = None, fixed_batch: bool = False):
+def solve_many(
+    problems: Sequence[CompiledProblem],
+    options: SolverOptions | None = None,
+    buckets: Sequence[int] = DEFAULT_BUCKETS,
+    max_batch: int = 64,
+    devices: Sequence[jax.Device] | None = None,
+    fixed_batch: bool = False,
+):
     """Group clips by bucket, solve each group; returns a list of (SolveOutput, xpos, xquat)
     per input clip, trimmed back to its own length, as numpy arrays.
 
@@ -296,7 +316,7 @@ def solve_many(problems: Sequence[CompiledProblem], options: SolverOptions | Non
         groups.setdefault(bucket_length(p.num_frames, buckets), []).append(i)
     for Tb, idx in sorted(groups.items()):
         for s in range(0, len(idx), max_batch):
-            chunk = idx[s:s + max_batch]
+            chunk = idx[s : s + max_batch]
             # pad before stacking (the last clip again), so the stacked batch needs no more
             rows = batch_rows(len(chunk), max_batch) if fixed_batch else len(chunk)
             padded = chunk + chunk[-1:] * (rows - len(chunk))
@@ -307,7 +327,13 @@ def solve_many(problems: Sequence[CompiledProblem], options: SolverOptions | Non
                 T = problems[i].num_frames
                 o = out.solve
                 results[i] = (
-                    SolveOutput(qpos=np.asarray(o.qpos[j, :T]), cost=np.asarray(o.cost[j]),
-                                iterations=np.asarray(o.iterations[j]), status=np.asarray(o.status[j])),
-                    np.asarray(out.body_pos_w[j, :T]), np.asarray(out.body_quat_w[j, :T]))
+                    SolveOutput(
+                        qpos=np.asarray(o.qpos[j, :T]),
+                        cost=np.asarray(o.cost[j]),
+                        iterations=np.asarray(o.iterations[j]),
+                        status=np.asarray(o.status[j]),
+                    ),
+                    np.asarray(out.body_pos_w[j, :T]),
+                    np.asarray(out.body_quat_w[j, :T]),
+                )
     return results

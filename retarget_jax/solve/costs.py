@@ -81,8 +81,12 @@ def scaled_human(problem: CompiledProblem) -> jnp.ndarray:
     anchor, and the whole figure shifted so the robot's soles meet the floor. Numpy or
     jax, like the problem's arrays."""
     c = problem.clip
-    return scaled_figure(c.human_pos, c.bone_scale, c.bone_lateral_scale, c.root_scale, c.root_anchor,
-                          problem.human_parents) + c.z_offset * _UP
+    return (
+        scaled_figure(
+            c.human_pos, c.bone_scale, c.bone_lateral_scale, c.root_scale, c.root_anchor, problem.human_parents
+        )
+        + c.z_offset * _UP
+    )
 
 
 def targets(problem: CompiledProblem):
@@ -208,12 +212,37 @@ def _frame_rows(problem: CompiledProblem, qpos, tpos, tquat, masks) -> _FrameRow
     sd = jnp.sqrt(c.limb_weight) * lvalid * mask
     up = lambda d: jnp.concatenate([-d, jnp.ones_like(d[:, :1])], axis=1)  # noqa: E731
     return _FrameRows(
-        frames=f, pts=pts, r_pos=sp[:, None] * (pts - tpos), sp=sp, e=e, r_rot=sr[:, None] * e, sr=sr,
-        r_post=sq * (qpos[7:] - rob.q_default), sq=sq,
-        clear=clear, centres=centres, up_g=up(dh), r_ground=sg * hg, w_ground=sg * dhg,
-        soles=soles, up_s=up(dh_s), r_contact=sc * (soles[:, 2] - h_s - c.sole_rest_z), sc=sc,
-        gap=gap, ca=ca, cb=cb, normal=normal, r_self=ss * hs, w_self=ss * dhs,
-        limb_a=ends_a, limb_b=ends_b, limb_u=u, limb_len=seg_len, r_dir=sd[:, None] * (u - hdir), sd=sd)
+        frames=f,
+        pts=pts,
+        r_pos=sp[:, None] * (pts - tpos),
+        sp=sp,
+        e=e,
+        r_rot=sr[:, None] * e,
+        sr=sr,
+        r_post=sq * (qpos[7:] - rob.q_default),
+        sq=sq,
+        clear=clear,
+        centres=centres,
+        up_g=up(dh),
+        r_ground=sg * hg,
+        w_ground=sg * dhg,
+        soles=soles,
+        up_s=up(dh_s),
+        r_contact=sc * (soles[:, 2] - h_s - c.sole_rest_z),
+        sc=sc,
+        gap=gap,
+        ca=ca,
+        cb=cb,
+        normal=normal,
+        r_self=ss * hs,
+        w_self=ss * dhs,
+        limb_a=ends_a,
+        limb_b=ends_b,
+        limb_u=u,
+        limb_len=seg_len,
+        r_dir=sd[:, None] * (u - hdir),
+        sd=sd,
+    )
 
 
 def _dir_rows(problem: CompiledProblem, rows: _FrameRows):
@@ -257,8 +286,17 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobi
     along the surfaces does not change the distance to first order): d dist = n.(v_a - v_b).
     """
     rows = _frame_rows(problem, qpos, tpos, tquat, masks)
-    r = jnp.concatenate([rows.r_pos.reshape(-1), rows.r_rot.reshape(-1), rows.r_post, rows.r_ground,
-                         rows.r_contact, rows.r_self, rows.r_dir.reshape(-1)])
+    r = jnp.concatenate(
+        [
+            rows.r_pos.reshape(-1),
+            rows.r_rot.reshape(-1),
+            rows.r_post,
+            rows.r_ground,
+            rows.r_contact,
+            rows.r_self,
+            rows.r_dir.reshape(-1),
+        ]
+    )
     if not jacobian:
         return (r, (rows.soles[:, :2], None)) if features else r
     tree, col, f = problem.robot.tree, problem.robot.collision, rows.frames
@@ -268,18 +306,21 @@ def frame_residual(problem: CompiledProblem, qpos, tpos, tquat, masks, *, jacobi
     _, Js = sole_points(problem, f, jacobian=True)
     Jz = Js[:, 2, :] - jnp.einsum("ki,kin->kn", -rows.up_s[:, :2], Js[:, :2, :])
     Jg = projected_jacobians(tree, f, np.asarray(col.point_body, np.int32), rows.centres, rows.up_g)
-    Jd = (projected_jacobians(tree, f, np.asarray(col.body_a, np.int32), rows.ca, rows.normal)
-          - projected_jacobians(tree, f, np.asarray(col.body_b, np.int32), rows.cb, rows.normal))
+    Jd = projected_jacobians(tree, f, np.asarray(col.body_a, np.int32), rows.ca, rows.normal) - projected_jacobians(
+        tree, f, np.asarray(col.body_b, np.int32), rows.cb, rows.normal
+    )
     n = nv - 6
-    J = jnp.concatenate([
-        (rows.sp[:, None, None] * Jlin).reshape(-1, nv),
-        _rot_rows(problem, rows).reshape(-1, nv),
-        jnp.concatenate([jnp.zeros((n, 6), qpos.dtype), jnp.diag(rows.sq)], axis=1),
-        rows.w_ground[:, None] * Jg,
-        rows.sc[:, None] * Jz,
-        rows.w_self[:, None] * Jd,
-        _dir_rows(problem, rows).reshape(-1, nv),
-    ])
+    J = jnp.concatenate(
+        [
+            (rows.sp[:, None, None] * Jlin).reshape(-1, nv),
+            _rot_rows(problem, rows).reshape(-1, nv),
+            jnp.concatenate([jnp.zeros((n, 6), qpos.dtype), jnp.diag(rows.sq)], axis=1),
+            rows.w_ground[:, None] * Jg,
+            rows.sc[:, None] * Jz,
+            rows.w_self[:, None] * Jd,
+            _dir_rows(problem, rows).reshape(-1, nv),
+        ]
+    )
     return (r, J, (rows.soles[:, :2], Js[:, :2, :])) if features else (r, J)
 
 
@@ -365,11 +406,14 @@ def total_cost(problem: CompiledProblem, qpos: jnp.ndarray, tpos=None, tquat=Non
     if tpos is None:
         tpos, tquat = targets(problem)
     r, (xy, _) = jax.vmap(lambda q, p, o, m: frame_residual(problem, q, p, o, m, jacobian=False, features=True))(
-        qpos, tpos, tquat, frame_masks(problem))
+        qpos, tpos, tquat, frame_masks(problem)
+    )
     rp = jax.vmap(lambda a, b, fa, fb, m: pair_residual(problem, a, b, (fa, None), (fb, None), m, jacobian=False))(
-        qpos[:-1], qpos[1:], xy[:-1], xy[1:], pair_masks(problem))
+        qpos[:-1], qpos[1:], xy[:-1], xy[1:], pair_masks(problem)
+    )
     ra = jax.vmap(lambda a, b, c, m: triple_residual(problem, a, b, c, m, jacobian=False))(
-        qpos[:-2], qpos[1:-1], qpos[2:], triple_masks(problem))
+        qpos[:-2], qpos[1:-1], qpos[2:], triple_masks(problem)
+    )
     return jnp.sum(r * r) + jnp.sum(rp * rp) + jnp.sum(ra * ra)
 
 
@@ -458,8 +502,13 @@ def foot_groups(problem: CompiledProblem):
     on hinge-less bodies below it, like the T1's contact spheres) with their foot (Pf,),
     and the other ground points (Pn,). Rows on a foot move with its 6-D twist, so their
     Gauss-Newton blocks are built in that twist's space (see :func:`normal_equations`)."""
-    return _foot_groups(problem.robot.tree.parents, problem.robot.tree.body_dof, problem.sole_body,
-                        problem.sole_foot, problem.robot.collision.point_body)
+    return _foot_groups(
+        problem.robot.tree.parents,
+        problem.robot.tree.body_dof,
+        problem.sole_body,
+        problem.sole_foot,
+        problem.robot.collision.point_body,
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -509,8 +558,10 @@ def _frame_linearization(problem: CompiledProblem, qpos, tpos, tquat, masks, gro
     dtype = qpos.dtype
     nv = qpos.shape[0] - 1
     feet, on_foot, on_foot_foot, other = foot_groups(problem)
-    cost = sum(jnp.sum(r * r) for r in (rows.r_pos, rows.r_rot, rows.r_post, rows.r_ground, rows.r_contact,
-                                        rows.r_self, rows.r_dir))
+    cost = sum(
+        jnp.sum(r * r)
+        for r in (rows.r_pos, rows.r_rot, rows.r_post, rows.r_ground, rows.r_contact, rows.r_self, rows.r_dir)
+    )
     # dense rows
     pb = np.asarray(problem.pos_body, np.int32)
     Jlin, _ = point_jacobians(tree, f, pb, rows.pts)
@@ -529,8 +580,9 @@ def _frame_linearization(problem: CompiledProblem, qpos, tpos, tquat, masks, gro
         sel = _top_rows(rows.gap, collision_rows)
         ba = jnp.asarray(col.body_a, jnp.int32)[sel]
         bb = jnp.asarray(col.body_b, jnp.int32)[sel]
-        Jd = (projected_jacobians(tree, f, ba, rows.ca[sel], rows.normal[sel])
-              - projected_jacobians(tree, f, bb, rows.cb[sel], rows.normal[sel]))
+        Jd = projected_jacobians(tree, f, ba, rows.ca[sel], rows.normal[sel]) - projected_jacobians(
+            tree, f, bb, rows.cb[sel], rows.normal[sel]
+        )
         J.append(rows.w_self[sel][:, None] * Jd)
         r.append(rows.r_self[sel])
     J = jnp.concatenate(J)
@@ -586,8 +638,9 @@ def _slide_terms(problem: CompiledProblem, soles0, soles1, fx0, fx1, masks):
     return M00, M11, M10, g0, g1, jnp.sum(r * r)
 
 
-def normal_equations(problem: CompiledProblem, qpos, tpos, tquat, *, ground_rows: int | None = None,
-                     collision_rows: int | None = None):
+def normal_equations(
+    problem: CompiledProblem, qpos, tpos, tquat, *, ground_rows: int | None = None, collision_rows: int | None = None
+):
     """Gauss-Newton blocks of the block-pentadiagonal system: D (T, nv, nv); L1 (T, nv, nv)
     with L1[t] = H[t, t-1]; L2 (T, nv, nv) with L2[t] = H[t, t-2]; gradient g (T, nv);
     and the cost F (every row counts).
@@ -601,16 +654,19 @@ def normal_equations(problem: CompiledProblem, qpos, tpos, tquat, *, ground_rows
     """
     dtype = qpos.dtype
     D, g, cf, Jb, Mf, gf, soles, fx = jax.vmap(
-        lambda q, p, o, m: _frame_linearization(problem, q, p, o, m, ground_rows, collision_rows))(
-        qpos, tpos, tquat, frame_masks(problem))
+        lambda q, p, o, m: _frame_linearization(problem, q, p, o, m, ground_rows, collision_rows)
+    )(qpos, tpos, tquat, frame_masks(problem))
     nv = D.shape[-1]
     pm = pair_masks(problem)
     (Daa, Dbb, Dba), (ga, gb), cp = jax.vmap(lambda a, b, m: _pair_smooth_terms(problem, a, b, m))(
-        qpos[:-1], qpos[1:], pm)
+        qpos[:-1], qpos[1:], pm
+    )
     M00, M11, M10, g0, g1, cs = jax.vmap(lambda a, b, xa, xb, m: _slide_terms(problem, a, b, xa, xb, m))(
-        soles[:-1], soles[1:], fx[:-1], fx[1:], pm)
+        soles[:-1], soles[1:], fx[:-1], fx[1:], pm
+    )
     Dt, L1t, L2t, gt, ca = jax.vmap(lambda a, b, c, m: _triple_terms(problem, a, b, c, m))(
-        qpos[:-2], qpos[1:-1], qpos[2:], triple_masks(problem))
+        qpos[:-2], qpos[1:-1], qpos[2:], triple_masks(problem)
+    )
     zf = jnp.zeros_like(M00[:1])
     Mf = Mf + jnp.concatenate([M00, zf]) + jnp.concatenate([zf, M11])
     zg = jnp.zeros_like(g0[:1])

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from retarget_jax.motion.canonical import hip_heading
 from retarget_jax.arrays import AnyArray, Float, Int
+from retarget_jax.motion.canonical import hip_heading
 from retarget_jax.problem.compile import PER_FRAME_FIELDS, CompiledProblem
 from retarget_jax.result import SolveStatus
 from retarget_jax.robots.kinematics import body_frames, integrate
@@ -136,8 +136,19 @@ def _restrict(free, D, L1, L2):
     return D, L1, L2
 
 
-def _levenberg_marquardt(problem: CompiledProblem, q0, tpos, tquat, options: SolverOptions, max_iters: int,
-                         done0, damping, rtol, *, fixed: bool = False):
+def _levenberg_marquardt(
+    problem: CompiledProblem,
+    q0,
+    tpos,
+    tquat,
+    options: SolverOptions,
+    max_iters: int,
+    done0,
+    damping,
+    rtol,
+    *,
+    fixed: bool = False,
+):
     """Projected Levenberg-Marquardt from q0: at most ``max_iters`` steps.
 
     One linearisation per iteration, at the point just tried: the normal equations give
@@ -162,8 +173,9 @@ def _levenberg_marquardt(problem: CompiledProblem, q0, tpos, tquat, options: Sol
     big = jnp.asarray(1e12, dtype)
 
     def linearize(q):
-        return normal_equations(problem, q, tpos, tquat, ground_rows=options.ground_rows,
-                                collision_rows=options.collision_rows)
+        return normal_equations(
+            problem, q, tpos, tquat, ground_rows=options.ground_rows, collision_rows=options.collision_rows
+        )
 
     def propose(q, lin, lam):
         """The damped projected-Newton step from q, and the decrease its model predicts."""
@@ -175,8 +187,9 @@ def _levenberg_marquardt(problem: CompiledProblem, q0, tpos, tquat, options: Sol
         # frame) gets a huge diagonal and no gradient: its step is ~0, and eliminating it
         # changes the others' equations by O(1 / big).
         j = q[:, 7:]
-        held = (((j <= problem.robot.q_lower + options.bound_tol) & (g[:, 6:] > 0))
-                | ((j >= problem.robot.q_upper - options.bound_tol) & (g[:, 6:] < 0)))
+        held = ((j <= problem.robot.q_lower + options.bound_tol) & (g[:, 6:] > 0)) | (
+            (j >= problem.robot.q_upper - options.bound_tol) & (g[:, 6:] < 0)
+        )
         free = jnp.concatenate([jnp.ones_like(g[:, :6]), (~held).astype(dtype)], axis=1) * mask[:, None]
         # Marquardt damping: lam scales each unknown's own curvature (at least
         # damping_floor x the frame's mean), so one lam suits root metres, joint radians
@@ -214,8 +227,9 @@ def _levenberg_marquardt(problem: CompiledProblem, q0, tpos, tquat, options: Sol
         # is at float32 round-off and its sign is noise, so a change within rtol either
         # way counts.
         small = (jnp.abs(rel) < rtol) & (pred < rtol * jnp.maximum(cost_try, tiny))
-        converged = (jnp.isfinite(cost_try) & ~first & ~done & (lam <= _CONVERGED_DAMPING)
-                     & (small | (moved < options.step_tol)))
+        converged = (
+            jnp.isfinite(cost_try) & ~first & ~done & (lam <= _CONVERGED_DAMPING) & (small | (moved < options.step_tol))
+        )
         rejects = jnp.where(ok, 0, rejects + 1)
         stuck = rejects > _RETRIES  # a (local) minimum: no damping brings a decrease
         shrink = jnp.maximum(0.1, 1.0 - (2.0 * jnp.clip(rho, 0.0, 1.0) - 1.0) ** 3)
@@ -238,8 +252,9 @@ def _levenberg_marquardt(problem: CompiledProblem, q0, tpos, tquat, options: Sol
     zero = varying.astype(jnp.int32)
     T = q0.shape[0]
     block = jnp.zeros((T, nv, nv), dtype)
-    lin0 = jax.tree.map(lambda z: z + varying, (block, block, block, jnp.zeros((T, nv), dtype),
-                                                 jnp.asarray(jnp.inf, dtype)))
+    lin0 = jax.tree.map(
+        lambda z: z + varying, (block, block, block, jnp.zeros((T, nv), dtype), jnp.asarray(jnp.inf, dtype))
+    )
     lam0 = jnp.asarray(damping, dtype) + varying
     state = (q0, lin0, q0, varying, lam0, varying + 2.0, zero, zero, done0, zero > 0)
     # the first pass linearises the start and is not an iteration
@@ -257,8 +272,11 @@ def coarse_problem(problem: CompiledProblem, stride: int) -> CompiledProblem:
     problem is the same objective on fewer frames: every term is per second (velocities,
     accelerations) or per frame, and all sums shrink by the same factor."""
     c = problem.clip
-    clip = eqx.tree_at(lambda c: (*(getattr(c, f) for f in PER_FRAME_FIELDS), c.fps), c,
-                       (*(getattr(c, f)[::stride] for f in PER_FRAME_FIELDS), c.fps / stride))
+    clip = eqx.tree_at(
+        lambda c: (*(getattr(c, f) for f in PER_FRAME_FIELDS), c.fps),
+        c,
+        (*(getattr(c, f)[::stride] for f in PER_FRAME_FIELDS), c.fps / stride),
+    )
     return eqx.tree_at(lambda p: p.clip, problem, clip)
 
 
@@ -284,11 +302,12 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
     finite = jnp.all(jnp.isfinite(problem.clip.human_pos)) & jnp.all(jnp.isfinite(problem.clip.human_quat))
     # A clip with non-finite input is not solved; zeros keep its arithmetic finite so
     # that nothing leaks into vmapped batch-mates, and its status says why.
-    clean = jax.tree.map(lambda a: jnp.where(jnp.isfinite(a), a, 0.0) if eqx.is_inexact_array(a) else a,
-                         problem)
-    clean = eqx.tree_at(lambda p: p.clip.human_quat, clean,
-                        jnp.where(finite, clean.clip.human_quat,
-                                  jnp.zeros_like(clean.clip.human_quat).at[..., 0].set(1.0)))
+    clean = jax.tree.map(lambda a: jnp.where(jnp.isfinite(a), a, 0.0) if eqx.is_inexact_array(a) else a, problem)
+    clean = eqx.tree_at(
+        lambda p: p.clip.human_quat,
+        clean,
+        jnp.where(finite, clean.clip.human_quat, jnp.zeros_like(clean.clip.human_quat).at[..., 0].set(1.0)),
+    )
     tpos, tquat = targets(clean)
     q0 = _project(clean, initial_guess(clean, tpos, tquat))
     mask = clean.clip.frame_mask
@@ -299,19 +318,43 @@ def _solve_impl(problem: CompiledProblem, options: SolverOptions) -> SolveOutput
     budget = options.max_iters + (options.coarse_iters if two_level and not coarse else 0)
     if coarse:
         cp = coarse_problem(clean, s)
-        qc, _, _, _ = _levenberg_marquardt(cp, q0[::s], tpos[::s], tquat[::s], options, options.coarse_iters,
-                                           ~finite, options.damping, options.coarse_rtol)
+        qc, _, _, _ = _levenberg_marquardt(
+            cp,
+            q0[::s],
+            tpos[::s],
+            tquat[::s],
+            options,
+            options.coarse_iters,
+            ~finite,
+            options.damping,
+            options.coarse_rtol,
+        )
         q0 = _project(clean, upsample(qc, cp.clip.frame_mask, s, T))
         damping = options.refine_damping
     else:
         damping = options.damping
-    q, cost, it, done = _levenberg_marquardt(clean, q0, tpos, tquat, options, budget, ~finite, damping,
-                                             options.rtol, fixed=coarse and options.max_iters <= _FIXED_MAX)
+    q, cost, it, done = _levenberg_marquardt(
+        clean,
+        q0,
+        tpos,
+        tquat,
+        options,
+        budget,
+        ~finite,
+        damping,
+        options.rtol,
+        fixed=coarse and options.max_iters <= _FIXED_MAX,
+    )
     nframes = jnp.maximum(jnp.sum(mask), 1.0)
     status = jnp.where(
-        ~finite, SolveStatus.INVALID_INPUT,
-        jnp.where(~(jnp.all(jnp.isfinite(q)) & jnp.isfinite(cost)), SolveStatus.DIVERGED,
-                  jnp.where(done, SolveStatus.CONVERGED, SolveStatus.MAX_ITERATIONS))).astype(jnp.int32)
+        ~finite,
+        SolveStatus.INVALID_INPUT,
+        jnp.where(
+            ~(jnp.all(jnp.isfinite(q)) & jnp.isfinite(cost)),
+            SolveStatus.DIVERGED,
+            jnp.where(done, SolveStatus.CONVERGED, SolveStatus.MAX_ITERATIONS),
+        ),
+    ).astype(jnp.int32)
     return SolveOutput(qpos=q, cost=cost / nframes, iterations=it, status=status)
 
 
@@ -343,21 +386,28 @@ def _hessian_blocks(problem: CompiledProblem, qstar):
         return jnp.sum(r * r)
 
     def triple_cost(d012, qa, qb, qc, m):
-        r = triple_residual(problem, integrate(qa, d012[:nv]), integrate(qb, d012[nv:2 * nv]),
-                            integrate(qc, d012[2 * nv:]), m, jacobian=False)
+        r = triple_residual(
+            problem,
+            integrate(qa, d012[:nv]),
+            integrate(qb, d012[nv : 2 * nv]),
+            integrate(qc, d012[2 * nv :]),
+            m,
+            jacobian=False,
+        )
         return jnp.sum(r * r)
 
-    Hf = jax.vmap(lambda q, p, o, m: jax.hessian(frame_cost)(z, q, p, o, m))(
-        qstar, tpos, tquat, frame_masks(problem))
+    Hf = jax.vmap(lambda q, p, o, m: jax.hessian(frame_cost)(z, q, p, o, m))(qstar, tpos, tquat, frame_masks(problem))
     Hp = jax.vmap(lambda a, b, m: jax.hessian(pair_cost)(jnp.zeros(2 * nv, qstar.dtype), a, b, m))(
-        qstar[:-1], qstar[1:], pair_masks(problem))
+        qstar[:-1], qstar[1:], pair_masks(problem)
+    )
     Ht = jax.vmap(lambda a, b, c, m: jax.hessian(triple_cost)(jnp.zeros(3 * nv, qstar.dtype), a, b, c, m))(
-        qstar[:-2], qstar[1:-1], qstar[2:], triple_masks(problem))
+        qstar[:-2], qstar[1:-1], qstar[2:], triple_masks(problem)
+    )
     T = qstar.shape[0]
-    blk = lambda H, i, j: H[:, i * nv:(i + 1) * nv, j * nv:(j + 1) * nv]  # noqa: E731
+    blk = lambda H, i, j: H[:, i * nv : (i + 1) * nv, j * nv : (j + 1) * nv]  # noqa: E731
     D = Hf.at[:-1].add(blk(Hp, 0, 0)).at[1:].add(blk(Hp, 1, 1))
     for k in range(3):
-        D = D.at[k:k + T - 2].add(blk(Ht, k, k))
+        D = D.at[k : k + T - 2].add(blk(Ht, k, k))
     L1 = jnp.zeros_like(D).at[1:].set(blk(Hp, 1, 0))
     L1 = L1.at[1:-1].add(blk(Ht, 1, 0)).at[2:].add(blk(Ht, 2, 1))
     L2 = jnp.zeros_like(D).at[2:].set(blk(Ht, 2, 0))
@@ -415,4 +465,3 @@ def _solve_bwd(out: SolveOutput, grad_out: SolveOutput, perturbed, problem, opti
         (gc,) = vjp_c(grad_out.cost)
         gtheta = jax.tree.map(lambda a, b: a + b, gtheta, gc)
     return gtheta
-

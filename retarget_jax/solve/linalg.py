@@ -70,10 +70,12 @@ def _super_blocks(D, L1, L2):
     De, Do = D[0::2], D[1::2]
     L1e, L1o = L1[0::2], L1[1::2]
     L2e, L2o = L2[0::2], L2[1::2]
-    Sd = jnp.concatenate([jnp.concatenate([De, jnp.swapaxes(L1o, 1, 2)], axis=2),
-                          jnp.concatenate([L1o, Do], axis=2)], axis=1)
-    Sl = jnp.concatenate([jnp.concatenate([L2e, L1e], axis=2),
-                          jnp.concatenate([jnp.zeros_like(L2o), L2o], axis=2)], axis=1)
+    Sd = jnp.concatenate(
+        [jnp.concatenate([De, jnp.swapaxes(L1o, 1, 2)], axis=2), jnp.concatenate([L1o, Do], axis=2)], axis=1
+    )
+    Sl = jnp.concatenate(
+        [jnp.concatenate([L2e, L1e], axis=2), jnp.concatenate([jnp.zeros_like(L2o), L2o], axis=2)], axis=1
+    )
     return Sd, Sl
 
 

@@ -90,11 +90,14 @@ def check_window_args(window: Any, overlap: Any) -> tuple[int, int]:
             raise ConfigError(f"{key}: expected an integer number of frames, got {v!r}")
     window, overlap = int(window), int(overlap)
     if overlap < 1:
-        raise ConfigError(f"batch.overlap: expected at least 1 frame (windows must overlap to be blended), "
-                          f"got {overlap}")
+        raise ConfigError(
+            f"batch.overlap: expected at least 1 frame (windows must overlap to be blended), got {overlap}"
+        )
     if window <= 2 * overlap:
-        raise ConfigError(f"batch.window: expected more than twice batch.overlap ({2 * overlap} frames), "
-                          f"got window={window}, overlap={overlap}")
+        raise ConfigError(
+            f"batch.window: expected more than twice batch.overlap ({2 * overlap} frames), "
+            f"got window={window}, overlap={overlap}"
+        )
     return window, overlap
 
 
@@ -151,8 +154,9 @@ def _check_spans(spans: Sequence[Span], T: int) -> list[Span]:
         raise SolveError(f"stitch: windows must start at frame 0 and end at T={T}, got {spans[0]} ... {spans[-1]}")
     for (s0, e0), (s1, e1) in zip(spans[:-1], spans[1:], strict=True):
         if not (s0 < s1 < e0 < e1):
-            raise SolveError(f"stitch: consecutive windows must overlap and move forward, got [{s0}, {e0}) "
-                             f"then [{s1}, {e1})")
+            raise SolveError(
+                f"stitch: consecutive windows must overlap and move forward, got [{s0}, {e0}) then [{s1}, {e1})"
+            )
     return spans
 
 
@@ -174,7 +178,7 @@ def blend_weights(spans: Sequence[Span], T: int) -> np.ndarray:
         if i < n - 1:
             s_next = spans[i + 1][0]
             m = e - s_next
-            w[s_next - s:] *= _ramp(m)[::-1]
+            w[s_next - s :] *= _ramp(m)[::-1]
         W[i, s:e] = w
     return W / W.sum(axis=0, keepdims=True)
 
@@ -194,15 +198,16 @@ def stitch_qpos(pieces: Sequence[np.ndarray], spans: Sequence[Span], T: int) -> 
     nq = pieces[0].shape[-1]
     for p, (s, e) in zip(pieces, spans, strict=True):
         if p.shape != (e - s, nq) or nq < 7:
-            raise SolveError(f"stitch_qpos: expected a piece of shape ({e - s}, nq >= 7) for window [{s}, {e}), "
-                             f"got {p.shape}")
+            raise SolveError(
+                f"stitch_qpos: expected a piece of shape ({e - s}, nq >= 7) for window [{s}, {e}), got {p.shape}"
+            )
     dtype = np.result_type(*pieces, np.float32)
     pieces64 = [p.astype(np.float64) for p in pieces]
     # one hemisphere per window: compare with the (already aligned) previous window
     for i in range(1, len(pieces64)):
         s, e_prev = spans[i][0], spans[i - 1][1]
-        prev = pieces64[i - 1][s - spans[i - 1][0]:, 3:7]
-        cur = pieces64[i][:e_prev - s, 3:7]
+        prev = pieces64[i - 1][s - spans[i - 1][0] :, 3:7]
+        cur = pieces64[i][: e_prev - s, 3:7]
         if np.sum(prev * cur) < 0:
             pieces64[i] = pieces64[i].copy()
             pieces64[i][:, 3:7] *= -1.0
@@ -305,8 +310,11 @@ def solve_windowed(
         else:
             flat.extend(slice_problem(p, s, e) for s, e in spans)
         plans.append((spans, slice(first, len(flat))))
-    solved = (solve_many(flat, options, buckets=buckets, max_batch=max_batch, devices=devices,
-                         fixed_batch=fixed_batch) if flat else [])
+    solved = (
+        solve_many(flat, options, buckets=buckets, max_batch=max_batch, devices=devices, fixed_batch=fixed_batch)
+        if flat
+        else []
+    )
     results = []
     for p, (spans, where) in zip(problems, plans, strict=True):
         parts = solved[where]

@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence, Set
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -365,23 +365,8 @@ def compile_problem(problem: RetargetingProblem, *, dtype=jnp.float32) -> Compil
     for t, lev in zip(rot_t, levelled, strict=True):
         if lev:  # no joint frame from the source: the body as at rest, turned to the hips' heading
             quat[:, canonical_index(t.human)] = hip_heading(pos)
-    return _pack(
-        problem,
-        src,
-        scales,
-        pos,
-        quat,
-        valid,
-        anchor,
-        z_offset,
-        pos_t,
-        pos_dz,
-        rot_t,
-        rot_offset,
-        rot_known,
-        levelled,
-        dtype,
-    )
+    figure = _Figure(pos, quat, valid, anchor, z_offset)
+    return _pack(problem, src, scales, figure, _Targets(pos_t, pos_dz, rot_t, rot_offset, rot_known, levelled), dtype)
 
 
 def resolve_source(problem: RetargetingProblem) -> _Source:
@@ -569,24 +554,31 @@ def limb_arrays(recipe: Recipe, robot: RobotSpec, valid: np.ndarray, weight: flo
     return bodies, joints, offsets, weights, ok
 
 
-def _pack(
-    problem,
-    src,
-    scales,
-    pos,
-    quat,
-    valid,
-    anchor,
-    z_offset,
-    pos_t,
-    pos_dz,
-    rot_t,
-    rot_offset,
-    rot_known,
-    levelled,
-    dtype,
-) -> CompiledProblem:
+class _Figure(NamedTuple):
+    """The canonical figure of a clip and where it stands (see :func:`compile_problem`)."""
+
+    pos: np.ndarray  # (T, J, 3)
+    quat: np.ndarray  # (T, J, 4)
+    valid: np.ndarray  # (T, J)
+    anchor: np.ndarray  # (3,)
+    z_offset: float
+
+
+class _Targets(NamedTuple):
+    """The recipe's targets with what the steps derived for them."""
+
+    pos_t: list
+    pos_dz: np.ndarray
+    rot_t: list
+    rot_offset: list
+    rot_known: list
+    levelled: list
+
+
+def _pack(problem, src, scales, figure: _Figure, targets: _Targets, dtype) -> CompiledProblem:
     """Arrays and static indices of the compiled problem."""
+    pos, quat, valid, anchor, z_offset = figure
+    pos_t, pos_dz, rot_t, rot_offset, rot_known, levelled = targets
     recipe, robot, w = problem.recipe, problem.robot, problem.weights
     where = f"recipe {recipe.name}"
     T, n = pos.shape[0], robot.num_dof

@@ -580,23 +580,9 @@ def read_bvh(path: str | os.PathLike, **options: Any) -> HumanMotion:
 
     Args:
         path: the BVH file.
-        options: the keyword arguments of :func:`motion_from_clip`, which does the work
-            on the parsed file:
-        joint_map: BVH joint name -> role. Joints not in it are dropped silently; the
-            kept joints stay in file order and their parents are re-indexed to the nearest
-            kept ancestor. An End Site is named ``<joint name>/End``
-            (:attr:`BvhClip.end_site_names`): a named one becomes a position-only joint
-            after the file's joints, at its joint's pose plus its OFFSET, with its joint's
-            orientation (it has no rotation of its own) and no entry in the motion's
-            ``conventions`` (no orientation target is built from it). Unnamed End Sites
-            are ignored.
-        length_scale: multiplies every length (0.01: centimetres -> metres).
-        up_axis: "y" (rotate +90 degrees about +X, (x, y, z) -> (x, -z, y)) or "z" (as is).
-        source_format: recorded on the motion.
-        conventions: the skeleton's reference-frame table, by name
-            (:data:`retarget_jax.motion.conventions.NAMES`) or as a table, or None
-            (positions only). By default, the LAFAN1 table when ``source_format`` is
-            "bvh_lafan1" and ``joint_map`` agrees with LAFAN1's, else None.
+        options: the keyword arguments of :func:`motion_from_clip` (``joint_map``,
+            ``length_scale``, ``up_axis``, ``source_format``, ``conventions``), which
+            does the work on the parsed file.
 
     The motion's ``timestamps`` are ``arange(T) * frame_time``. NaN in the frames is kept
     (as NaN) and marked in ``valid`` (False where a joint's position or orientation is
@@ -620,7 +606,26 @@ def motion_from_clip(
     source_format: str = "bvh_lafan1",
     conventions: str | Mapping[HumanJoint, np.ndarray] | None | _Auto = AUTO,
 ) -> HumanMotion:
-    """:func:`read_bvh` on an already parsed :class:`BvhClip` (its arguments are described there)."""
+    """:func:`read_bvh` on an already parsed :class:`BvhClip`.
+
+    Args:
+        clip: the parsed file.
+        joint_map: BVH joint name -> role. Joints not in it are dropped silently; the
+            kept joints stay in file order and their parents are re-indexed to the nearest
+            kept ancestor. An End Site is named ``<joint name>/End``
+            (:attr:`BvhClip.end_site_names`): a named one becomes a position-only joint
+            after the file's joints, at its joint's pose plus its OFFSET, with its joint's
+            orientation (it has no rotation of its own) and no entry in the motion's
+            ``conventions`` (no orientation target is built from it). Unnamed End Sites
+            are ignored.
+        length_scale: multiplies every length (0.01: centimetres -> metres).
+        up_axis: "y" (rotate +90 degrees about +X, (x, y, z) -> (x, -z, y)) or "z" (as is).
+        source_format: recorded on the motion.
+        conventions: the skeleton's reference-frame table, by name
+            (:data:`retarget_jax.motion.conventions.NAMES`) or as a table, or None
+            (positions only). By default, the LAFAN1 table when ``source_format`` is
+            "bvh_lafan1" and ``joint_map`` agrees with LAFAN1's, else None.
+    """
     axis = up_axis.lower()
     if axis not in ("y", "z"):
         raise UnknownNameError("up axis", up_axis, ["y", "z"], where=clip.path)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from inputs import result_of
 
 from retarget_jax.dataset import (
     MotionDataset,
@@ -42,8 +43,7 @@ from retarget_jax.io import save_result, write_gmr_pkl, write_mjlab_npz
 from retarget_jax.io.readers import SEED_ROOT_COLUMNS
 from retarget_jax.motion.demo import demo_motion
 from retarget_jax.motion.skeleton import LAFAN1_JOINT_MAP
-from retarget_jax.result import RetargetingResult, SolveStatus
-from retarget_jax.robots.kinematics import host_body_poses
+from retarget_jax.result import RetargetingResult
 from retarget_jax.rotations import quat_to_mat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,21 +120,7 @@ def standing(
     if lying:
         quat[:] = [np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0]
         root[:, 2] = 0.15
-    pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
-    return RetargetingResult(
-        fps=fps,
-        root_pos=root,
-        root_quat_wxyz=quat,
-        dof_pos=dof,
-        dof_names=robot.dof_names,
-        body_names=robot.body_names,
-        body_pos_w=pos,
-        body_quat_w=rot,
-        status=SolveStatus.CONVERGED,
-        final_cost=0.0,
-        iterations=0,
-        robot=robot.name,
-    )
+    return result_of(robot, root, quat, dof, fps=fps)
 
 
 def _write_seed(path: Path, traj: RetargetingResult, drop: str | None = None) -> None:

@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 import pytest
+from inputs import result_of
 
 from retarget_jax.cli import main
 from retarget_jax.errors import ConfigError, MotionFormatError
@@ -86,19 +87,14 @@ def make_result(robot, seed: int, T: int = 16) -> RetargetingResult:
     perp /= np.linalg.norm(perp, axis=-1, keepdims=True)
     turn = np.where(np.arange(T) < 8, 0.3, 0.0)[:, None]
     hdir = np.cos(turn) * u + np.sin(turn) * perp
-    return RetargetingResult(
-        fps=30.0,
-        root_pos=root,
-        root_quat_wxyz=quat,
-        dof_pos=dof,
-        dof_names=robot.dof_names,
-        body_names=robot.body_names,
-        body_pos_w=pos,
-        body_quat_w=rot,
+    return result_of(
+        robot,
+        root,
+        quat,
+        dof,
         status=SolveStatus.MAX_ITERATIONS,
         final_cost=0.25,
         iterations=30,
-        robot=robot.name,
         provenance={
             "source_path": f"motions/clip{seed}.bvh",
             "recipe": "lafan1_g1",

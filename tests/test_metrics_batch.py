@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 import pytest
+from inputs import result_of
 
 from retarget_jax.errors import ConfigError
 from retarget_jax.metrics import batch as mb
@@ -22,7 +23,7 @@ from retarget_jax.metrics.batch import (
     evaluate_batch,
     metric_geometry,
 )
-from retarget_jax.result import RetargetingResult, SolveStatus
+from retarget_jax.result import RetargetingResult
 from retarget_jax.robots.kinematics import body_poses, host_body_poses
 
 FPS = 50.0
@@ -85,21 +86,14 @@ def foot_geoms(robot, name):
 def make_result(robot, root, dof, *, quat=None, fps=FPS, contacts=None, targets=None, offsets=None):
     T = root.shape[0]
     quat = np.tile([1.0, 0.0, 0.0, 0.0], (T, 1)) if quat is None else quat
-    pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
-    return RetargetingResult(
+    return result_of(
+        robot,
+        root,
+        quat,
+        dof,
         fps=fps,
-        root_pos=root,
-        root_quat_wxyz=quat,
-        dof_pos=dof,
-        dof_names=robot.dof_names,
-        body_names=robot.body_names,
-        body_pos_w=pos,
-        body_quat_w=rot,
-        status=SolveStatus.CONVERGED,
         final_cost=0.1,
         iterations=3,
-        robot=robot.name,
-        provenance={},
         target_pos_w=targets,
         target_body_names=TARGET_BODIES if targets is not None else (),
         target_offset_b=offsets,

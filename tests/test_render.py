@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 import pytest
+from inputs import result_of
 from PIL import Image
 
 from retarget_jax.cli import main
@@ -38,27 +39,6 @@ SMALL = RenderOptions(width=240, height=180)
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 
 
-def _result_of(robot, root, quat, dof, fps=30.0, **extra) -> RetargetingResult:
-    from retarget_jax.robots.kinematics import host_body_poses
-
-    pos, rot = host_body_poses(robot, np.concatenate([root, quat, dof], axis=-1))
-    return RetargetingResult(
-        fps=fps,
-        root_pos=root,
-        root_quat_wxyz=quat,
-        dof_pos=dof,
-        dof_names=robot.dof_names,
-        body_names=robot.body_names,
-        body_pos_w=pos,
-        body_quat_w=rot,
-        status=SolveStatus.CONVERGED,
-        final_cost=0.0,
-        iterations=0,
-        robot=robot.name,
-        **extra,
-    )
-
-
 def _standing(robot, T: int, dz: np.ndarray | None = None, **extra) -> RetargetingResult:
     """The robot at its default pose with its lowest geom on the floor, lowered by ``dz``."""
     m = robot.mj_model
@@ -68,7 +48,7 @@ def _standing(robot, T: int, dz: np.ndarray | None = None, **extra) -> Retargeti
     )
     quat = np.tile([1.0, 0, 0, 0], (T, 1))
     dof = np.tile(m.qpos0[7:], (T, 1))
-    return _result_of(robot, root, quat, dof, **extra)
+    return result_of(robot, root, quat, dof, **extra)
 
 
 def _png(path) -> np.ndarray:
